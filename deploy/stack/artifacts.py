@@ -1,0 +1,157 @@
+"""Downloading the stack's Java parts from Maven Central, once, into the state cache.
+
+Kafka comes as jars resolved from ``deploy/stack/pom.xml``; Apicurio Registry as its runnable
+archive ``io.apicurio:apicurio-registry-app:<version>:tar.gz:all``. Each lands in a temporary
+folder first and is renamed into place only when complete, and a ``.complete`` file is
+written last: a download cut half-way never counts as installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from deploy.stack.layout import KAFKA_VERSION, REGISTRY_VERSION, StackError, StateLayout
+
+POM = Path(__file__).with_name("pom.xml")
+COMPLETE = ".complete"
+
+
+def _java_major(java: str) -> int:
+    result = subprocess.run([java, "-version"], capture_output=True, text=True)
+    match = re.search(r'version "(\d+)', result.stderr + result.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def _java_candidates() -> list[str]:
+    candidates = []
+    for home in (os.environ.get("TIPSYNC_JAVA_HOME"), os.environ.get("JAVA_HOME")):
+        if home:
+            candidates.append(str(Path(home) / "bin" / "java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(on_path)
+    candidates += sorted(str(java) for java in Path("/usr/lib/jvm").glob("*/bin/java"))
+    return [java for java in dict.fromkeys(candidates) if Path(java).exists()]
+
+
+@functools.cache
+def java_executable(minimum: int = 17) -> str:
+    """A ``java`` of at least version ``minimum`` (Kafka needs 17, Apicurio 3.3 needs 21)."""
+    for java in _java_candidates():
+        if _java_major(java) >= minimum:
+            return java
+    raise StackError(
+        f"no Java {minimum} or newer was found (looked at TIPSYNC_JAVA_HOME, JAVA_HOME, PATH "
+        f"and /usr/lib/jvm). Kafka needs Java 17 and Apicurio Registry {REGISTRY_VERSION} "
+        "needs Java 21: install one (e.g. Temurin 21 or 25) and set TIPSYNC_JAVA_HOME to it."
+    )
+
+
+def maven_executable() -> str:
+    maven = shutil.which("mvn")
+    if not maven:
+        raise StackError(
+            "Maven (`mvn`) was not found: the local stack downloads Kafka and Apicurio "
+            "Registry from Maven Central with it. Install it (Debian: `apt-get install maven`)."
+        )
+    return maven
+
+
+def _run_maven(arguments: list[str], what: str) -> None:
+    command = [maven_executable(), "-B", "-q", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()[-20:]
+        raise StackError(
+            f"downloading {what} from Maven Central failed (exit {result.returncode}). "
+            "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) "
+            "and run `tipsync stack up` again. Maven said:\n" + "\n".join(output)
+        )
+
+
+def is_complete(folder: Path, fingerprint: str) -> bool:
+    """Installed, and from the same recipe (a changed pom means a new download)."""
+    try:
+        return (folder / COMPLETE).read_text().strip() == fingerprint
+    except FileNotFoundError:
+        return False
+
+
+def _pom_fingerprint() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+
+
+def ensure_kafka_jars(layout: StateLayout) -> Path:
+    """Kafka's jars (broker, tools, logging binding) in the cache; download when missing."""
+    target = layout.kafka_jars
+    if is_complete(target, _pom_fingerprint()):
+        return target
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".kafka-", dir=layout.cache))
+    try:
+        _run_maven(
+            [
+                "-f", str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            f"Apache Kafka {KAFKA_VERSION}",
+        )
+        if not any(staging.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+            raise StackError(
+                f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is missing from the "
+                f"download; run `tipsync stack up` again."
+            )
+        (staging / COMPLETE).write_text(_pom_fingerprint() + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def kafka_classpath(layout: StateLayout) -> str:
+    """The Java classpath of the Kafka broker and its tools (ProducerPerformance, ...)."""
+    return str(ensure_kafka_jars(layout) / "*")
+
+
+def ensure_registry(layout: StateLayout) -> Path:
+    """Apicurio Registry's runnable Quarkus application, unpacked in the cache."""
+    target = layout.registry_dist
+    if is_complete(target, REGISTRY_VERSION):
+        return target
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".apicurio-", dir=layout.cache))
+    try:
+        _run_maven(
+            [
+                "dependency:copy",
+                f"-Dartifact=io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:tar.gz:all",
+                f"-DoutputDirectory={staging}",
+            ],
+            f"Apicurio Registry {REGISTRY_VERSION}",
+        )
+        archives = list(staging.glob("*.tar.gz"))
+        if not archives:
+            raise StackError("Maven finished but the Apicurio archive is missing; run again.")
+        unpacked = staging / "app"
+        with tarfile.open(archives[0]) as archive:
+            archive.extractall(unpacked, filter="data")
+        runner = next(unpacked.rglob("quarkus-run.jar"), None)
+        if runner is None:
+            raise StackError("the Apicurio archive has no quarkus-run.jar; run again.")
+        (runner.parent / COMPLETE).write_text(REGISTRY_VERSION + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        runner.parent.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,90 @@
+"""``tipsync stack up | down | status [--json] | reset --yes``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from deploy.stack.layout import StackError
+from deploy.stack.stack import LocalStack
+from schemas.config import load_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    stack = subparsers.add_parser(
+        "stack", help="start, stop and inspect the local Kafka + registry + PostgreSQL stack"
+    )
+    actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("up", help="start the stack (downloads on first use); no-op when up") \
+        .set_defaults(func=stack_up)
+    actions.add_parser("down", help="stop the processes `up` started").set_defaults(
+        func=stack_down
+    )
+    status = actions.add_parser("status", help="which services answer")
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+    status.set_defaults(func=stack_status)
+    reset = actions.add_parser("reset", help="stop and delete all state (keeps downloads)")
+    reset.add_argument("--yes", action="store_true", help="confirm: all local data is deleted")
+    reset.set_defaults(func=stack_reset)
+
+
+def _fail(error: StackError) -> int:
+    print(f"tipsync stack: {error}", file=sys.stderr)
+    return 1
+
+
+def stack_up(args: argparse.Namespace) -> int:
+    stack = LocalStack(load_settings())
+    try:
+        report = stack.up()
+    except StackError as error:
+        return _fail(error)
+    if report.started:
+        print(f"started {', '.join(report.started)} in {report.seconds:.1f}s")
+    if report.already_up:
+        print(f"already up: {', '.join(report.already_up)}")
+    if report.external:
+        print(f"external (not managed here): {', '.join(report.external)}")
+    print(f"stack up in {report.seconds:.1f}s; state in {stack.layout.home}")
+    return 0
+
+
+def stack_down(args: argparse.Namespace) -> int:
+    stack = LocalStack(load_settings())
+    try:
+        stopped = stack.down()
+    except StackError as error:
+        return _fail(error)
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing of ours was running")
+    return 0
+
+
+def stack_status(args: argparse.Namespace) -> int:
+    status = LocalStack(load_settings()).status()
+    if args.json:
+        print(json.dumps(status))
+    else:
+        for name, fields in status.items():
+            address = next(iter(fields.values()))
+            state = "up" if fields["up"] else "DOWN"
+            managed = "" if fields["managed"] else " (external)"
+            print(f"{name:<9} {state:<5} {address}{managed}")
+    return 0 if all(fields["up"] for fields in status.values()) else 1
+
+
+def stack_reset(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            "tipsync stack reset deletes every topic, schema and table of the local stack; "
+            "run `tipsync stack reset --yes` to confirm.",
+            file=sys.stderr,
+        )
+        return 2
+    stack = LocalStack(load_settings())
+    try:
+        stack.reset()
+    except StackError as error:
+        return _fail(error)
+    print(f"reset {stack.layout.home} (downloads kept in {stack.layout.cache})")
+    return 0

@@ -1,0 +1,91 @@
+"""Where the local stack keeps its files, and the versions it runs.
+
+Everything lives under the state folder (``TIPSYNC_HOME``, default ``.tipsync/``):
+
+``cache/``      downloaded jars and archives (kept by ``stack reset``)
+``kafka/``      broker configuration and log segments
+``registry/``   Apicurio Registry's working directory
+``postgres/``   the PostgreSQL cluster and its socket directory
+``secrets/``    generated passwords (mode 0700), never committed, never logged
+``logs/``       one log file per service
+``run/``        pid files of the processes ``stack up`` started
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.config import Settings
+
+KAFKA_VERSION = "4.1.2"
+REGISTRY_VERSION = "3.3.3"
+STATE_FORMAT = 1
+MARKER_FILE = "tipsync-state.json"
+
+
+class StackError(Exception):
+    """A problem the user can fix; the message says what happened and what to do."""
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    home: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> StateLayout:
+        return cls(settings.home)
+
+    @property
+    def marker(self) -> Path:
+        return self.home / MARKER_FILE
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def kafka_jars(self) -> Path:
+        return self.cache / f"kafka-{KAFKA_VERSION}"
+
+    @property
+    def registry_dist(self) -> Path:
+        return self.cache / f"apicurio-registry-{REGISTRY_VERSION}"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.postgres_dir / "data"
+
+    @property
+    def postgres_socket_dir(self) -> Path:
+        return self.postgres_dir / "socket"
+
+    @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def pidfile(self, service: str) -> Path:
+        return self.run / f"{service}.pid"

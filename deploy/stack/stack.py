@@ -1,0 +1,135 @@
+"""Bringing the three services up and down together, in the right order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.stack.layout import MARKER_FILE, STATE_FORMAT, StackError, StateLayout
+from deploy.stack.services import Kafka, Postgres, Registry, Service
+from schemas.config import Settings
+
+
+@dataclass
+class UpReport:
+    seconds: float
+    started: list[str]
+    already_up: list[str]
+    external: list[str]
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.layout = StateLayout.of(settings)
+        self.postgres = Postgres(settings, self.layout)
+        self.kafka = Kafka(settings, self.layout)
+        self.registry = Registry(settings, self.layout, self.postgres)
+
+    @property
+    def services(self) -> list[Service]:
+        return [self.postgres, self.kafka, self.registry]
+
+    # ------------------------------------------------------------------ state folder
+
+    def check_state_folder(self) -> None:
+        """Refuse to write into a folder that is not ours, or of an unknown format."""
+        home = self.layout.home
+        marker = self.layout.marker
+        if marker.is_file():
+            try:
+                state = json.loads(marker.read_text())
+            except json.JSONDecodeError as error:
+                raise StackError(
+                    f"{marker} is corrupt ({error}). Run `tipsync stack reset --yes` to start "
+                    "afresh (downloads are kept)."
+                ) from None
+            if state.get("format") != STATE_FORMAT:
+                raise StackError(
+                    f"{home} was written by a different tipsync (state format "
+                    f"{state.get('format')!r}, this one uses {STATE_FORMAT}). Run "
+                    "`tipsync stack reset --yes` to start afresh."
+                )
+            return
+        if home.exists() and any(home.iterdir()):
+            raise StackError(
+                f"{home} is not empty and is not a tipsync state folder (no {MARKER_FILE}). "
+                "Point TIPSYNC_HOME at an empty or new folder, or run "
+                "`tipsync stack reset --yes` if it is an old tipsync folder you can discard."
+            )
+        home.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"format": STATE_FORMAT}) + "\n")
+
+    # ------------------------------------------------------------------ commands
+
+    def up(self) -> UpReport:
+        began = time.monotonic()
+        self.check_state_folder()
+        report = UpReport(0.0, [], [], [])
+        for service in self.services:
+            if not service.local:
+                report.external.append(service.name)
+            elif service.is_up():
+                report.already_up.append(service.name)
+        # PostgreSQL first: the registry keeps its schemas in it. Kafka and the registry
+        # then start side by side and are waited for together.
+        if self.postgres.name not in report.already_up + report.external:
+            self.postgres.start()
+            self.postgres.wait()
+            report.started.append(self.postgres.name)
+        for service in (self.kafka, self.registry):
+            if service.name not in report.already_up + report.external:
+                service.start()
+        for service in (self.kafka, self.registry):
+            if service.name not in report.already_up + report.external:
+                service.wait()
+                report.started.append(service.name)
+        for service in self.services:
+            if service.name in report.external and not service.is_up():
+                raise StackError(
+                    f"{service.name} at {service.address} (from {service.variable}) does not "
+                    "answer; the local stack never starts services configured elsewhere."
+                )
+        report.seconds = time.monotonic() - began
+        return report
+
+    def down(self) -> list[str]:
+        stopped = []
+        # Reverse order: the registry holds connections to PostgreSQL.
+        for service in (self.registry, self.kafka, self.postgres):
+            if service.local and service.stop():
+                stopped.append(service.name)
+        return stopped
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        keys = {"kafka": "bootstrap", "registry": "url", "postgres": "dsn"}
+        result: dict[str, dict[str, Any]] = {}
+        for service in (self.kafka, self.registry, self.postgres):
+            try:
+                up = service.is_up()
+            except Exception:  # noqa: BLE001 - any failure to answer is "down"
+                up = False
+            result[service.name] = {
+                keys[service.name]: service.address,
+                "up": up,
+                "managed": service.local,
+                "pid": service.pid() if service.local else None,
+            }
+        return result
+
+    def reset(self) -> None:
+        """Stop everything and delete all state except the download cache."""
+        self.down()
+        home = self.layout.home
+        if not home.exists():
+            return
+        for entry in home.iterdir():
+            if entry == self.layout.cache:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
