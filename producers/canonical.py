@@ -1,0 +1,138 @@
+"""The canonical input columns of every entity: what a producer reads with no mapping file.
+
+An agency whose export already uses these column names (CSV header or JSON Lines keys) needs
+no mapping; every other export is translated onto them by ``producers.mapping``. The column
+lists here are the single source for the mapping validator, the readers and the docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Entity(StrEnum):
+    PERSON = "person"
+    CASE = "case"
+    REPORT = "report"
+    ORGANISATION = "organisation"
+    LOCATION = "location"
+    LINK = "link"
+
+
+# Columns every entity accepts in addition to its own. ``source_version`` is optional: an
+# integer version counter kept by the agency's system; when absent the version comes from
+# ``updated_at``, else from the producer's checkpoint (see producers.versions).
+COMMON_COLUMNS: tuple[str, ...] = ("source_record_id", "updated_at", "deleted", "source_version")
+
+ENTITY_COLUMNS: dict[Entity, tuple[str, ...]] = {
+    Entity.PERSON: (
+        "given_name", "middle_name", "family_name", "aliases", "date_of_birth", "sex",
+        "citizenship", "trn", "nin", "passport_number", "passport_country", "phone", "email",
+        "address", "parish", "role", "case_ref",
+    ),
+    Entity.CASE: (
+        "case_ref", "title", "status", "opened_on", "closed_on", "forms_of_exploitation",
+        "parish", "summary",
+    ),
+    Entity.REPORT: ("channel", "received_at", "narrative", "parish", "case_ref"),
+    Entity.ORGANISATION: (
+        "name", "aliases", "registration_number", "org_type", "industry", "address", "parish",
+        "phone", "email",
+    ),
+    Entity.LOCATION: (
+        "name", "address", "parish", "latitude", "longitude", "location_role",
+    ),
+    Entity.LINK: (
+        "from_entity", "from_record_id", "to_entity", "to_record_id", "link_role",
+        "valid_from", "valid_to",
+    ),
+}
+
+# Columns holding a calendar date (a mapping may give strptime formats for them).
+DATE_COLUMNS: frozenset[str] = frozenset(
+    {"date_of_birth", "opened_on", "closed_on", "valid_from", "valid_to"}
+)
+# Columns holding an instant (date and time).
+TIMESTAMP_COLUMNS: frozenset[str] = frozenset({"updated_at", "received_at"})
+
+# Columns whose value is a ';'-separated list in CSV (or a JSON array in JSON Lines).
+LIST_COLUMNS: frozenset[str] = frozenset(
+    {"aliases", "citizenship", "phone", "email", "forms_of_exploitation"}
+)
+
+# Longest accepted value per column, in characters; anything longer is almost always a
+# broken export (a whole file pasted into one cell) and would bloat every downstream copy.
+DEFAULT_MAX_LENGTH = 500
+MAX_LENGTH: dict[str, int] = {
+    "narrative": 20_000,
+    "summary": 20_000,
+    "address": 1_000,
+    "aliases": 2_000,
+}
+
+
+def columns_of(entity: Entity) -> tuple[str, ...]:
+    """All canonical columns of ``entity``, the identifying one first."""
+    own = ENTITY_COLUMNS[entity]
+    return ("source_record_id", *own, "updated_at", "deleted", "source_version")
+
+
+def max_length(column: str) -> int:
+    return MAX_LENGTH.get(column, DEFAULT_MAX_LENGTH)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The values accepted for a coded column, with the spellings that mean the same."""
+
+    values: tuple[str, ...]
+    synonyms: dict[str, str]
+
+    def describe(self) -> str:
+        return ", ".join(self.values)
+
+
+SEX = Choice(
+    values=("FEMALE", "MALE", "OTHER", "UNKNOWN"),
+    synonyms={"F": "FEMALE", "M": "MALE", "X": "OTHER", "U": "UNKNOWN"},
+)
+PERSON_ROLE = Choice(values=("VICTIM", "SUSPECT", "WITNESS", "REPORTER"), synonyms={})
+CASE_STATUS = Choice(
+    values=("OPEN", "UNDER_INVESTIGATION", "PROSECUTION", "CLOSED"), synonyms={}
+)
+FORM_OF_EXPLOITATION = Choice(
+    values=(
+        "SEXUAL", "LABOUR", "DOMESTIC_SERVITUDE", "FORCED_CRIMINALITY", "FORCED_MARRIAGE",
+        "ORGAN_REMOVAL", "OTHER",
+    ),
+    synonyms={"LABOR": "LABOUR"},
+)
+REPORT_CHANNEL = Choice(
+    values=("HOTLINE", "WALK_IN", "EMAIL", "REFERRAL", "ONLINE", "OTHER"), synonyms={}
+)
+ORG_TYPE = Choice(values=("COMPANY", "NGO", "GOVERNMENT", "INFORMAL", "OTHER"), synonyms={})
+LOCATION_ROLE = Choice(
+    values=("RECRUITMENT", "TRANSIT", "EXPLOITATION", "RESIDENCE", "OTHER"), synonyms={}
+)
+LINK_ROLE = Choice(
+    values=(
+        "VICTIM", "SUSPECT", "WITNESS", "REPORTER", "EMPLOYER", "OWNER", "LOCATED_AT",
+        "ASSOCIATE", "OTHER",
+    ),
+    synonyms={},
+)
+ENTITY_NAME = Choice(values=tuple(entity.value for entity in Entity), synonyms={})
+
+CODED_COLUMNS: dict[tuple[Entity, str], Choice] = {
+    (Entity.PERSON, "sex"): SEX,
+    (Entity.PERSON, "role"): PERSON_ROLE,
+    (Entity.CASE, "status"): CASE_STATUS,
+    (Entity.CASE, "forms_of_exploitation"): FORM_OF_EXPLOITATION,
+    (Entity.REPORT, "channel"): REPORT_CHANNEL,
+    (Entity.ORGANISATION, "org_type"): ORG_TYPE,
+    (Entity.LOCATION, "location_role"): LOCATION_ROLE,
+    (Entity.LINK, "link_role"): LINK_ROLE,
+    (Entity.LINK, "from_entity"): ENTITY_NAME,
+    (Entity.LINK, "to_entity"): ENTITY_NAME,
+}

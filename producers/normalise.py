@@ -1,0 +1,349 @@
+"""Normalisation at the edge: every value leaves the agency in one agreed spelling.
+
+Pure functions over strings. Each raises ``FieldError`` with a sentence that names the column,
+the offending value and the fix; the caller adds the row number and file name. Normalising
+here (and not downstream) means a match between two agencies never fails on ``St Andrew``
+versus ``Saint Andrew`` or ``876-555-1234`` versus ``+18765551234``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from enum import StrEnum
+
+import phonenumbers
+
+from producers.canonical import Choice
+
+DEFAULT_PHONE_REGION = "JM"
+# Jamaica has kept UTC-5 all year since 1983; a timestamp without an offset in a Jamaican
+# agency's export is local time.
+JAMAICA_TIME = timezone(timedelta(hours=-5), "America/Jamaica")
+
+
+class FieldError(ValueError):
+    """One value that cannot be normalised; ``str()`` is a sentence for the agency."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class DatePrecision(StrEnum):
+    DAY = "DAY"
+    MONTH = "MONTH"
+    YEAR = "YEAR"
+
+
+@dataclass(frozen=True)
+class PartialDate:
+    """A date known to a day, a month or a year; ``iso`` fills unknown parts with 01."""
+
+    value: date
+    precision: DatePrecision
+
+    @property
+    def iso(self) -> str:
+        return self.value.isoformat()
+
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
+
+
+def clean_text(value: str) -> str:
+    """NFC, no control characters, single spaces, no leading or trailing space."""
+    composed = unicodedata.normalize("NFC", value)
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in composed):
+        composed = "".join(
+            " " if unicodedata.category(char) in _CONTROL_CATEGORIES else char
+            for char in composed
+        )
+    return _WHITESPACE.sub(" ", composed).strip()
+
+
+def name(column: str, value: str) -> str | None:
+    """A personal or organisation name: cleaned, never re-cased (``McDonald`` stays)."""
+    cleaned = clean_text(value)
+    if not cleaned:
+        return None
+    if not any(char.isalpha() for char in cleaned):
+        raise FieldError(
+            column, f"{column} {value!r} has no letters; write the name or leave it empty"
+        )
+    return cleaned
+
+
+def split_list(value: str) -> list[str]:
+    """A ';'-separated list with empty items dropped."""
+    return [item for item in (clean_text(part) for part in value.split(";")) if item]
+
+
+def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """A phone number in E.164; numbers without a country code are read as ``region``."""
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as error:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a phone number ({error._msg}); write it like "
+            "876-555-1234 or +44 20 7946 0958",
+        ) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a valid phone number for its country; check the "
+            "digits, and add the country code (+...) for numbers outside Jamaica",
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def email(column: str, value: str) -> str:
+    """An e-mail address with its domain lower-cased (the local part may be case-sensitive)."""
+    cleaned = clean_text(value)
+    if not _EMAIL.match(cleaned):
+        raise FieldError(
+            column, f"{column} {value!r} is not an e-mail address; write it like name@example.org"
+        )
+    local, _, domain = cleaned.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+_ISO_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def partial_date(column: str, value: str, formats: list[str] | None = None) -> PartialDate:
+    """``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (precision kept), or the mapping's formats."""
+    cleaned = value.strip()
+    if formats:
+        return _date_from_formats(column, cleaned, formats)
+    match = _ISO_DATE.match(cleaned)
+    if match:
+        year, month, day = match.groups()
+        precision = (
+            DatePrecision.DAY if day else DatePrecision.MONTH if month else DatePrecision.YEAR
+        )
+        try:
+            parsed = date(int(year), int(month or 1), int(day or 1))
+        except ValueError:
+            parsed = None
+        if parsed is not None and 1850 <= parsed.year <= 2200:
+            return PartialDate(parsed, precision)
+    raise FieldError(
+        column,
+        f"{column} {value!r} is not a date (expected YYYY-MM-DD, or YYYY-MM / YYYY when only "
+        "the month or year is known); fix the value or give its format under dates: in the "
+        "mapping file",
+    )
+
+
+def _date_from_formats(column: str, value: str, formats: list[str]) -> PartialDate:
+    for date_format in formats:
+        try:
+            parsed = datetime.strptime(value, date_format)
+        except ValueError:
+            continue
+        if "%d" in date_format or "%j" in date_format:
+            precision = DatePrecision.DAY
+        elif any(directive in date_format for directive in ("%m", "%b", "%B")):
+            precision = DatePrecision.MONTH
+        else:
+            precision = DatePrecision.YEAR
+        return PartialDate(parsed.date(), precision)
+    raise FieldError(
+        column,
+        f"{column} {value!r} matches none of the mapping's formats {formats}; fix the value "
+        "or add its format under dates: in the mapping file",
+    )
+
+
+def timestamp(column: str, value: str, formats: list[str] | None = None) -> datetime:
+    """An instant in UTC from ISO 8601 (or the mapping's formats); no offset means Jamaica."""
+    cleaned = value.strip()
+    parsed: datetime | None = None
+    if formats:
+        for timestamp_format in formats:
+            try:
+                parsed = datetime.strptime(cleaned, timestamp_format)
+                break
+            except ValueError:
+                continue
+        if parsed is None:
+            raise FieldError(
+                column,
+                f"{column} {value!r} matches none of the mapping's formats {formats}; fix the "
+                "value or add its format under dates: in the mapping file",
+            )
+    else:
+        try:
+            parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+        except ValueError:
+            raise FieldError(
+                column,
+                f"{column} {value!r} is not an ISO 8601 time (expected e.g. "
+                "2024-05-01T14:30:00-05:00 or 2024-05-01 14:30); fix the value or give its "
+                "format under dates: in the mapping file",
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=JAMAICA_TIME)
+    return parsed.astimezone(UTC)
+
+
+def choice(column: str, value: str, allowed: Choice) -> str:
+    """A coded value (upper-cased, spaces and dashes as underscores, synonyms resolved)."""
+    key = re.sub(r"[\s\-]+", "_", clean_text(value).upper())
+    key = allowed.synonyms.get(key, key)
+    if key not in allowed.values:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a known code (expected one of {allowed.describe()}); "
+            f"fix the value or translate it under codes.{column} in the mapping file",
+        )
+    return key
+
+
+def boolean(column: str, value: str) -> bool:
+    key = clean_text(value).lower()
+    if key in {"true", "t", "yes", "y", "1"}:
+        return True
+    if key in {"false", "f", "no", "n", "0", ""}:
+        return False
+    raise FieldError(
+        column,
+        f"{column} {value!r} is not true or false; write true/false or translate it under "
+        f"codes.{column} in the mapping file",
+    )
+
+
+PARISHES: tuple[str, ...] = (
+    "Kingston", "St. Andrew", "St. Thomas", "Portland", "St. Mary", "St. Ann", "Trelawny",
+    "St. James", "Hanover", "Westmoreland", "St. Elizabeth", "Manchester", "Clarendon",
+    "St. Catherine",
+)
+
+
+def _parish_key(value: str) -> str:
+    key = re.sub(r"[^a-z ]", " ", value.lower())
+    key = re.sub(r"\bsaint\b", "st", key)
+    key = re.sub(r"\bparish of\b|\bparish\b", " ", key)
+    return re.sub(r"\s+", "", key)
+
+
+_PARISH_BY_KEY: dict[str, str] = {_parish_key(parish): parish for parish in PARISHES}
+# Spellings seen in real exports that do not reduce to the canonical key.
+_PARISH_BY_KEY.update(
+    {
+        "kgn": "Kingston",
+        "kingstonjamaica": "Kingston",
+        "standrews": "St. Andrew",
+        "westmorland": "Westmoreland",
+        "stelisabeth": "St. Elizabeth",
+        "stbess": "St. Elizabeth",
+        "mobay": "St. James",
+        "stcatherines": "St. Catherine",
+        "trelawney": "Trelawny",
+    }
+)
+# Names of more than one parish: guessing would put a person in the wrong place.
+_AMBIGUOUS_PARISHES: dict[str, str] = {
+    "ksa": "Kingston and St. Andrew",
+    "kingstonandstandrew": "Kingston and St. Andrew",
+    "kingstonstandrew": "Kingston and St. Andrew",
+    "corporatearea": "the Corporate Area (Kingston and St. Andrew)",
+}
+
+
+def parish(column: str, value: str) -> str:
+    """One of the 14 parishes, whatever the spelling (``Saint Andrew``, ``st andrew``)."""
+    key = _parish_key(value)
+    if key in _PARISH_BY_KEY:
+        return _PARISH_BY_KEY[key]
+    if key in _AMBIGUOUS_PARISHES:
+        raise FieldError(
+            column,
+            f"{column} {value!r} means {_AMBIGUOUS_PARISHES[key]}, which is two parishes; "
+            "write Kingston or St. Andrew",
+        )
+    raise FieldError(
+        column,
+        f"{column} {value!r} is not one of Jamaica's 14 parishes ({', '.join(PARISHES)}); "
+        "fix the spelling or translate it under codes.parish in the mapping file",
+    )
+
+
+def trn(column: str, value: str) -> str:
+    """A Taxpayer Registration Number: exactly 9 digits (spaces and dashes dropped)."""
+    digits = re.sub(r"[\s\-.]", "", value)
+    if not re.fullmatch(r"\d{9}", digits):
+        raise FieldError(
+            column, f"{column} {value!r} is not a TRN (expected 9 digits, e.g. 123-456-789)"
+        )
+    return digits
+
+
+def passport_number(column: str, value: str) -> str:
+    """A passport number: upper-case letters and digits, no spaces."""
+    cleaned = re.sub(r"[\s\-]", "", value).upper()
+    if not re.fullmatch(r"[A-Z0-9]{5,20}", cleaned):
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a passport number (expected 5 to 20 letters and digits)",
+        )
+    return cleaned
+
+
+def national_id(column: str, value: str) -> str:
+    """A national identification number (NIDS): letters and digits, upper-case."""
+    cleaned = re.sub(r"[\s\-]", "", value).upper()
+    if not re.fullmatch(r"[A-Z0-9]{5,20}", cleaned):
+        raise FieldError(
+            column, f"{column} {value!r} is not a national identification number "
+            "(expected 5 to 20 letters and digits)"
+        )
+    return cleaned
+
+
+# ISO 3166-1 alpha-2: phonenumbers' regions (kept current with the library) plus the
+# territories that have no telephone numbering plan of their own.
+COUNTRY_CODES: frozenset[str] = frozenset(phonenumbers.SUPPORTED_REGIONS) | {
+    "AQ", "BV", "GS", "HM", "PN", "TF", "UM",
+}
+
+
+def country(column: str, value: str) -> str:
+    code = clean_text(value).upper()
+    if code not in COUNTRY_CODES:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not an ISO 3166 two-letter country code (e.g. JM, US, GB)",
+        )
+    return code
+
+
+def coordinate(column: str, value: str, limit: float) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = float("nan")
+    if not -limit <= number <= limit:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a decimal number between -{limit:g} and {limit:g}",
+        )
+    return number
+
+
+def integer(column: str, value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise FieldError(column, f"{column} {value!r} is not a whole number of 0 or more")
+    return number

@@ -1,0 +1,324 @@
+"""A canonical row (column name -> text) becomes a normalised source record.
+
+Pure: no I/O, no Kafka. Every problem found in a row is collected, so the rejects file tells
+the agency everything to fix in one pass rather than one problem per run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from producers import normalise
+from producers.canonical import (
+    CODED_COLUMNS,
+    LIST_COLUMNS,
+    Entity,
+    max_length,
+)
+from producers.normalise import FieldError
+
+MAX_SOURCE_RECORD_ID_LENGTH = 200
+# The person -> case link that a person row with role and case_ref yields gets this suffix
+# on the person's source_record_id: one derived link per person row, so a changed role or
+# case_ref is an update of that link and a removed one is its DELETE.
+CASE_LINK_SUFFIX = "#case-link"
+
+
+class RowError(ValueError):
+    """A row that cannot be published; ``str()`` lists every problem, each with its fix."""
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record of an agency's system, normalised, ready to become change events."""
+
+    entity: Entity
+    source_record_id: str
+    deleted: bool
+    updated_at: datetime | None
+    explicit_version: int | None
+    payload: dict[str, Any]
+    # Records this row implies in other entities (today: a person's link to a case).
+    derived: tuple[SourceRecord, ...] = field(default=())
+
+
+def to_source_record(
+    entity: Entity,
+    row: Mapping[str, str],
+    date_formats: Mapping[str, list[str]] | None = None,
+) -> SourceRecord:
+    """Normalise one canonical row; raises ``RowError`` naming every bad column."""
+    formats = date_formats or {}
+    errors: list[str] = []
+    for column, value in row.items():
+        if value and len(value) > max_length(column):
+            errors.append(
+                f"{column} is {len(value)} characters long, more than the {max_length(column)} "
+                "allowed; check the export for a broken cell or an unclosed quote"
+            )
+    if errors:
+        raise RowError("; ".join(errors))
+
+    source_record_id = normalise.clean_text(row.get("source_record_id", ""))
+    if not source_record_id:
+        errors.append("source_record_id is empty; every row needs the record's id in your system")
+    elif len(source_record_id) > MAX_SOURCE_RECORD_ID_LENGTH:
+        errors.append(
+            f"source_record_id is longer than {MAX_SOURCE_RECORD_ID_LENGTH} characters"
+        )
+
+    reader = _FieldReader(entity, row, formats, errors)
+    deleted = reader.get("deleted", normalise.boolean) or False
+    updated_at = reader.get("updated_at", _timestamp_reader(formats))
+    explicit_version = reader.get("source_version", normalise.integer)
+    payload = _PAYLOAD_BUILDERS[entity](reader)
+    if errors:
+        raise RowError("; ".join(errors))
+
+    derived: tuple[SourceRecord, ...] = ()
+    if entity is Entity.PERSON:
+        derived = _person_case_link(
+            source_record_id, reader, deleted, updated_at, explicit_version, errors
+        )
+        if errors:
+            raise RowError("; ".join(errors))
+    return SourceRecord(
+        entity=entity,
+        source_record_id=source_record_id,
+        deleted=deleted,
+        updated_at=updated_at,
+        explicit_version=explicit_version,
+        payload=payload,
+        derived=derived,
+    )
+
+
+class _FieldReader:
+    """Reads columns of one row through normalisers, collecting errors instead of raising."""
+
+    def __init__(
+        self,
+        entity: Entity,
+        row: Mapping[str, str],
+        formats: Mapping[str, list[str]],
+        errors: list[str],
+    ) -> None:
+        self.entity = entity
+        self.row = row
+        self.formats = formats
+        self.errors = errors
+
+    def text(self, column: str) -> str:
+        return normalise.clean_text(self.row.get(column) or "")
+
+    def get(self, column: str, normaliser: Callable[[str, str], Any]) -> Any:
+        value = self.row.get(column) or ""
+        if not value.strip():
+            return None
+        try:
+            return normaliser(column, value)
+        except FieldError as error:
+            self.errors.append(str(error))
+            return None
+
+    def many(self, column: str, normaliser: Callable[[str, str], Any]) -> list[Any]:
+        results: list[Any] = []
+        for item in normalise.split_list(self.row.get(column) or ""):
+            try:
+                value = normaliser(column, item)
+            except FieldError as error:
+                self.errors.append(str(error))
+                continue
+            if value not in results:
+                results.append(value)
+        return results
+
+    def coded(self, column: str) -> Any:
+        allowed = CODED_COLUMNS[(self.entity, column)]
+        if column in LIST_COLUMNS:
+            return self.many(column, lambda name, value: normalise.choice(name, value, allowed))
+        return self.get(column, lambda name, value: normalise.choice(name, value, allowed))
+
+    def date(self, column: str) -> normalise.PartialDate | None:
+        formats = self.formats.get(column)
+        partial: normalise.PartialDate | None = self.get(
+            column, lambda name, value: normalise.partial_date(name, value, formats)
+        )
+        return partial
+
+    def day(self, column: str) -> str | None:
+        """A date that must be known to the day (case and link dates)."""
+        partial = self.date(column)
+        if partial is None:
+            return None
+        if partial.precision is not normalise.DatePrecision.DAY:
+            self.errors.append(
+                f"{column} {self.row.get(column)!r} is not a full date; write YYYY-MM-DD"
+            )
+            return None
+        return partial.iso
+
+    def optional_text(self, column: str) -> str | None:
+        return self.text(column) or None
+
+
+def _timestamp_reader(formats: Mapping[str, list[str]]) -> Callable[[str, str], datetime]:
+    return lambda column, value: normalise.timestamp(column, value, formats.get(column))
+
+
+def _person_payload(reader: _FieldReader) -> dict[str, Any]:
+    date_of_birth = reader.date("date_of_birth")
+    identifiers: list[dict[str, Any]] = []
+    trn = reader.get("trn", normalise.trn)
+    if trn:
+        identifiers.append({"scheme": "TRN", "value": trn, "issuing_country": "JM"})
+    nin = reader.get("nin", normalise.national_id)
+    if nin:
+        identifiers.append({"scheme": "NIN", "value": nin, "issuing_country": "JM"})
+    passport = reader.get("passport_number", normalise.passport_number)
+    passport_country = reader.get("passport_country", normalise.country)
+    if passport:
+        identifiers.append(
+            {"scheme": "PASSPORT", "value": passport, "issuing_country": passport_country}
+        )
+    address = reader.optional_text("address")
+    parish = reader.get("parish", normalise.parish)
+    addresses = (
+        [{"line": address, "parish": parish, "country": "JM"}] if address or parish else []
+    )
+    return {
+        "given_name": reader.get("given_name", normalise.name),
+        "middle_name": reader.get("middle_name", normalise.name),
+        "family_name": reader.get("family_name", normalise.name),
+        "aliases": reader.many("aliases", normalise.name),
+        "date_of_birth": date_of_birth.iso if date_of_birth else None,
+        "dob_precision": date_of_birth.precision.value if date_of_birth else None,
+        "sex": reader.coded("sex"),
+        "citizenship": reader.many("citizenship", normalise.country),
+        "identifiers": identifiers,
+        "phones": reader.many("phone", normalise.phone),
+        "emails": reader.many("email", normalise.email),
+        "addresses": addresses,
+    }
+
+
+def _case_payload(reader: _FieldReader) -> dict[str, Any]:
+    return {
+        "case_ref": reader.optional_text("case_ref"),
+        "title": reader.optional_text("title"),
+        "status": reader.coded("status"),
+        "opened_on": reader.day("opened_on"),
+        "closed_on": reader.day("closed_on"),
+        "forms_of_exploitation": reader.coded("forms_of_exploitation"),
+        "parish": reader.get("parish", normalise.parish),
+        "summary": reader.optional_text("summary"),
+    }
+
+
+def _report_payload(reader: _FieldReader) -> dict[str, Any]:
+    return {
+        "channel": reader.coded("channel"),
+        "received_at": reader.get("received_at", _timestamp_reader(reader.formats)),
+        "narrative": reader.optional_text("narrative"),
+        "parish": reader.get("parish", normalise.parish),
+        "case_ref": reader.optional_text("case_ref"),
+    }
+
+
+def _organisation_payload(reader: _FieldReader) -> dict[str, Any]:
+    return {
+        "name": reader.get("name", normalise.name),
+        "aliases": reader.many("aliases", normalise.name),
+        "registration_number": reader.optional_text("registration_number"),
+        "org_type": reader.coded("org_type"),
+        "industry": reader.optional_text("industry"),
+        "address": reader.optional_text("address"),
+        "parish": reader.get("parish", normalise.parish),
+        "phones": reader.many("phone", normalise.phone),
+        "emails": reader.many("email", normalise.email),
+    }
+
+
+def _location_payload(reader: _FieldReader) -> dict[str, Any]:
+    latitude = reader.get("latitude", lambda column, value: normalise.coordinate(column, value, 90))
+    longitude = reader.get(
+        "longitude", lambda column, value: normalise.coordinate(column, value, 180)
+    )
+    if (latitude is None) != (longitude is None):
+        reader.errors.append("latitude and longitude must be given together or both left empty")
+    return {
+        "name": reader.get("name", normalise.name),
+        "address": reader.optional_text("address"),
+        "parish": reader.get("parish", normalise.parish),
+        "latitude": latitude,
+        "longitude": longitude,
+        "location_role": reader.coded("location_role"),
+    }
+
+
+def _link_payload(reader: _FieldReader) -> dict[str, Any]:
+    payload = {
+        "from_entity": reader.coded("from_entity"),
+        "from_record_id": reader.optional_text("from_record_id"),
+        "to_entity": reader.coded("to_entity"),
+        "to_record_id": reader.optional_text("to_record_id"),
+        "link_role": reader.coded("link_role"),
+        "valid_from": reader.day("valid_from"),
+        "valid_to": reader.day("valid_to"),
+    }
+    deleted = normalise.clean_text(reader.row.get("deleted") or "").lower() in {"true", "1", "y"}
+    if not deleted:
+        for column in ("from_entity", "from_record_id", "to_entity", "to_record_id", "link_role"):
+            if not (reader.row.get(column) or "").strip():
+                reader.errors.append(f"{column} is empty; a link needs both ends and a role")
+    return payload
+
+
+_PAYLOAD_BUILDERS: dict[Entity, Callable[[_FieldReader], dict[str, Any]]] = {
+    Entity.PERSON: _person_payload,
+    Entity.CASE: _case_payload,
+    Entity.REPORT: _report_payload,
+    Entity.ORGANISATION: _organisation_payload,
+    Entity.LOCATION: _location_payload,
+    Entity.LINK: _link_payload,
+}
+
+
+def _person_case_link(
+    person_id: str,
+    reader: _FieldReader,
+    deleted: bool,
+    updated_at: datetime | None,
+    explicit_version: int | None,
+    errors: list[str],
+) -> tuple[SourceRecord, ...]:
+    role = reader.coded("role")
+    case_ref = reader.optional_text("case_ref")
+    if bool(role) != bool(case_ref):
+        errors.append(
+            "role and case_ref go together (a person's role in a case); give both or neither"
+        )
+        return ()
+    if not role:
+        return ()
+    link = SourceRecord(
+        entity=Entity.LINK,
+        source_record_id=person_id + CASE_LINK_SUFFIX,
+        deleted=deleted,
+        updated_at=updated_at,
+        explicit_version=explicit_version,
+        payload={
+            "from_entity": Entity.PERSON.value,
+            "from_record_id": person_id,
+            "to_entity": Entity.CASE.value,
+            "to_record_id": case_ref,
+            "link_role": role,
+            "valid_from": None,
+            "valid_to": None,
+        },
+    )
+    return (link,)
+

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from producers import normalise
+from producers.canonical import SEX
+from producers.normalise import DatePrecision, FieldError
+
+
+def test_names_are_nfc_with_single_spaces_and_keep_their_case() -> None:
+    decomposed = "Jose\u0301  McDonald\t"
+    assert normalise.name("given_name", decomposed) == "Jos\u00e9 McDonald"
+
+
+def test_a_name_without_letters_is_refused_with_the_fix() -> None:
+    with pytest.raises(FieldError, match="has no letters"):
+        normalise.name("family_name", "1234")
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [("876-555-1234", "+18765551234"), ("(876) 927 1234", "+18769271234"),
+     ("+44 20 7946 0958", "+442079460958")],
+)
+def test_phones_become_e164_with_jamaica_as_the_default_region(raw: str, e164: str) -> None:
+    assert normalise.phone("phone", raw) == e164
+
+
+def test_a_phone_that_is_not_a_number_names_the_value() -> None:
+    with pytest.raises(FieldError, match="'call me'"):
+        normalise.phone("phone", "call me")
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso", "precision"),
+    [("1990-05-17", "1990-05-17", DatePrecision.DAY),
+     ("1990-05", "1990-05-01", DatePrecision.MONTH),
+     ("1990", "1990-01-01", DatePrecision.YEAR)],
+)
+def test_dates_keep_their_precision(raw: str, iso: str, precision: DatePrecision) -> None:
+    parsed = normalise.partial_date("date_of_birth", raw)
+    assert (parsed.iso, parsed.precision) == (iso, precision)
+
+
+def test_an_impossible_date_is_refused_with_the_expected_format() -> None:
+    with pytest.raises(FieldError, match="expected YYYY-MM-DD"):
+        normalise.partial_date("date_of_birth", "1990-02-31")
+
+
+def test_mapping_date_formats_set_the_precision_from_their_directives() -> None:
+    day = normalise.partial_date("date_of_birth", "17/05/1990", ["%d/%m/%Y", "%Y"])
+    year = normalise.partial_date("date_of_birth", "1990", ["%d/%m/%Y", "%Y"])
+    assert (day.iso, day.precision) == ("1990-05-17", DatePrecision.DAY)
+    assert (year.iso, year.precision) == ("1990-01-01", DatePrecision.YEAR)
+
+
+def test_timestamps_without_offset_are_jamaica_time() -> None:
+    assert normalise.timestamp("updated_at", "2024-05-01 09:00") == datetime(
+        2024, 5, 1, 14, 0, tzinfo=UTC
+    )
+    assert normalise.timestamp("updated_at", "2024-05-01T09:00:00Z") == datetime(
+        2024, 5, 1, 9, 0, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "spelling", ["St Andrew", "Saint Andrew", "st. andrew", "ST.ANDREW", "Parish of St Andrew"]
+)
+def test_parish_spellings_become_the_canonical_name(spelling: str) -> None:
+    assert normalise.parish("parish", spelling) == "St. Andrew"
+
+
+def test_ksa_is_refused_because_it_names_two_parishes() -> None:
+    with pytest.raises(FieldError, match="two parishes"):
+        normalise.parish("parish", "KSA")
+
+
+def test_an_unknown_parish_lists_the_fourteen() -> None:
+    with pytest.raises(FieldError, match="Westmoreland"):
+        normalise.parish("parish", "Atlantis")
+
+
+def test_trn_keeps_nine_digits_and_passport_is_upper_case() -> None:
+    assert normalise.trn("trn", "123-456 789") == "123456789"
+    assert normalise.passport_number("passport_number", "ab 123456") == "AB123456"
+    with pytest.raises(FieldError, match="9 digits"):
+        normalise.trn("trn", "12345")
+
+
+def test_sex_codes_and_words_are_accepted() -> None:
+    assert normalise.choice("sex", "f", SEX) == "FEMALE"
+    assert normalise.choice("sex", "Unknown", SEX) == "UNKNOWN"
+    with pytest.raises(FieldError, match="codes.sex"):
+        normalise.choice("sex", "5", SEX)
+
+
+def test_country_codes_are_iso_alpha_2() -> None:
+    assert normalise.country("citizenship", "jm") == "JM"
+    with pytest.raises(FieldError, match="two-letter"):
+        normalise.country("citizenship", "JAM")
