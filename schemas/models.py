@@ -1,0 +1,740 @@
+"""The records of the contract as pydantic v2 models: the single source of truth.
+
+The Avro schemas in ``schemas/avsc/`` are generated from these models (``tipsync schemas
+export``; a unit test fails when a committed ``.avsc`` differs from what the models generate),
+so the validation producers run on agency input and the bytes on the wire cannot drift.
+
+Records are plain dicts shaped exactly like the Avro schema:
+
+- timestamps are timezone-aware ``datetime`` objects (UTC, millisecond precision, which is
+  what Avro's ``timestamp-millis`` keeps and what the deserializer returns); validation turns
+  any offset into UTC and drops sub-millisecond digits, and refuses naive datetimes;
+- calendar dates (``opened_on``, ``retention_until``, ...) are ``datetime.date``;
+- a date of birth is a ``'YYYY-MM-DD'`` string with its ``dob_precision`` (unknown month and
+  day are written 01), because agencies often know only the year;
+- enums are their upper-case symbol strings;
+- an agency event has a uniform envelope and a nullable ``payload`` record: an UPSERT carries
+  the entity's fields in it, a DELETE carries none.
+
+``validate_event(entity, data)`` validates an agency event and raises ``InvalidEventError``,
+whose message lists every field with its problem. ``model.to_record()`` gives the dict the
+serializer writes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar, Self
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from schemas.agencies import UnknownAgencyError, validate_agency_id
+from schemas.entities import (
+    AGENCY_NAMESPACE,
+    COMMON_NAMESPACE,
+    ENTITIES,
+    RECONCILED_NAMESPACE,
+    check_entity,
+)
+from schemas.enums import (
+    CaseStatus,
+    Classification,
+    DatePrecision,
+    EntityType,
+    FormOfExploitation,
+    IdentifierScheme,
+    LegalBasis,
+    LinkRole,
+    LocationRole,
+    MatchOutcome,
+    Operation,
+    OrganisationType,
+    Parish,
+    ReportChannel,
+    Sex,
+    parish_from_text,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Value types: each checks one kind of value and says what was expected.
+
+
+def _check_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(
+            f"'{value}' is not a UUID (expected 36 characters like "
+            "'123e4567-e89b-42d3-a456-426614174000')"
+        ) from None
+
+
+def _utc_millis(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"'{value.isoformat()}' has no time zone (add one, e.g. '-05:00' for Jamaica or 'Z')"
+        )
+    # Avro timestamp-millis keeps milliseconds; dropping the rest here makes a round trip exact.
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+# ISO 3166-1 alpha-2: the regions the phone-number library knows, less its two non-ISO ones,
+# plus the territories that have no telephone service of their own.
+COUNTRY_CODES: frozenset[str] = frozenset(
+    (phonenumbers.SUPPORTED_REGIONS - {"AC", "TA"}) | {"AQ", "BV", "GS", "HM", "PN", "TF", "UM"}
+)
+
+
+def _check_country(value: str) -> str:
+    code = value.strip().upper()
+    if code not in COUNTRY_CODES:
+        raise ValueError(
+            f"'{value}' is not an ISO 3166 alpha-2 country code (expected two letters, e.g. JM)"
+        )
+    return code
+
+
+E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def _check_phone(value: str) -> str:
+    if not E164_PATTERN.match(value):
+        raise ValueError(
+            f"'{value}' is not an E.164 phone number "
+            "(expected '+', the country code and the number, digits only, e.g. +18765550123)"
+        )
+    if not phonenumbers.is_possible_number(phonenumbers.parse(value)):
+        raise ValueError(f"'{value}' has the wrong number of digits for its country code")
+    return value
+
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _check_email(value: str) -> str:
+    address = value.strip().lower()
+    if not EMAIL_PATTERN.match(address):
+        raise ValueError(f"'{value}' is not an email address (expected name@domain.tld)")
+    return address
+
+
+def _check_text(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("is empty (leave the field out, or null, when there is no value)")
+    if any(ord(character) < 32 and character not in "\n\t" for character in text):
+        raise ValueError("contains control characters (remove them at the source)")
+    return text
+
+
+def _parish(value: object) -> object:
+    # Agencies write parishes as people do ('St. Andrew'); the contract keeps the symbol.
+    if isinstance(value, str) and value not in Parish.__members__:
+        return parish_from_text(value).value
+    return value
+
+
+Uuid = Annotated[str, AfterValidator(_check_uuid)]
+Timestamp = Annotated[datetime, AfterValidator(_utc_millis)]
+CountryCode = Annotated[str, AfterValidator(_check_country)]
+PhoneNumber = Annotated[str, AfterValidator(_check_phone)]
+EmailAddress = Annotated[str, AfterValidator(_check_email)]
+Text = Annotated[str, AfterValidator(_check_text)]
+AgencyId = Annotated[str, AfterValidator(validate_agency_id)]
+ParishSymbol = Annotated[Parish, BeforeValidator(_parish)]
+
+
+def _doc(description: str, htcds: str = "") -> dict[str, Any]:
+    """Field keywords: the Avro ``doc`` and the HTCDS v2 counterpart for docs/DATA_MODEL.md."""
+    return {"description": description, "json_schema_extra": {"htcds": htcds or "-"}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The base of every record.
+
+
+class ContractModel(BaseModel):
+    """A record of the contract. ``avro_name`` is its Avro full name (and, for a top-level
+    record, its subject in the registry)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=False)
+
+    avro_name: ClassVar[str]
+    # The field that keys the record's topic (golden records); the Avro schema lists it first.
+    key_field: ClassVar[str | None] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_text_is_absent(cls, value: object, info: ValidationInfo) -> object:
+        # An export's empty cell means "no value"; for an optional field that is null.
+        field = cls.model_fields.get(info.field_name or "")
+        if value == "" and field is not None and field.default is None:
+            return None
+        return value
+
+    def to_record(self) -> dict[str, Any]:
+        """The plain dict the Avro serializer writes."""
+        return self.model_dump()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared sub-records.
+
+
+class Identifier(ContractModel):
+    avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.Identifier"
+
+    scheme: IdentifierScheme = Field(**_doc("Which register issued it.", "-"))
+    value: Text = Field(
+        **_doc("The identifier as the register writes it, without spaces or dashes.", "-")
+    )
+    issuing_country: CountryCode | None = Field(
+        None, **_doc("ISO 3166 alpha-2 code of the issuing country; required for passports.")
+    )
+
+    @model_validator(mode="after")
+    def _canonical_value(self) -> Self:
+        value = re.sub(r"[\s-]", "", self.value).upper()
+        if self.scheme == IdentifierScheme.TRN and not re.fullmatch(r"\d{9}", value):
+            raise ValueError(f"TRN '{self.value}' is not 9 digits (e.g. 123-456-789)")
+        if self.scheme == IdentifierScheme.PASSPORT:
+            if not re.fullmatch(r"[A-Z0-9]{5,12}", value):
+                raise ValueError(
+                    f"passport number '{self.value}' is not 5 to 12 letters and digits"
+                )
+            if self.issuing_country is None:
+                raise ValueError("a passport needs its issuing_country (ISO 3166 alpha-2, e.g. JM)")
+        self.value = value
+        return self
+
+
+class Address(ContractModel):
+    avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.Address"
+
+    line: Text | None = Field(
+        None, **_doc("Street, district and town as one line.", "MailingStreet, MailingCity")
+    )
+    parish: ParishSymbol | None = Field(
+        None, **_doc("Parish, for addresses in Jamaica.", "MailingState (Jamaica: parish)")
+    )
+    country: CountryCode = Field("JM", **_doc("ISO 3166 alpha-2 code.", "MailingCountry"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The envelope every agency change event carries.
+
+
+class EventEnvelope(ContractModel):
+    """Who said what about which record, when, and under which data-protection terms."""
+
+    event_id: Uuid = Field(
+        **_doc("Unique per event; with agency_id the key that drops a replayed event.")
+    )
+    agency_id: AgencyId = Field(
+        **_doc("The publishing agency's id in deploy/agencies.yaml.", "Organisation (owner)")
+    )
+    source_record_id: Text = Field(
+        **_doc("The record's id in the agency's own system; never a personal identifier.")
+    )
+    op: Operation = Field(**_doc("UPSERT (create or change) or DELETE (no payload)."))
+    source_version: int = Field(
+        ge=0,
+        **_doc(
+            "Monotonic per source record (a counter or updated-at in epoch millis); "
+            "an older version never overwrites a newer one."
+        ),
+    )
+    event_time: Timestamp = Field(**_doc("When the change happened in the agency's system."))
+    produced_at: Timestamp = Field(**_doc("When the producer published the event."))
+    classification: Classification = Field(
+        **_doc("Sensitivity label that access control applies to the record.")
+    )
+    legal_basis: LegalBasis = Field(
+        **_doc(
+            "Why the agency may process and share it (Data Protection Act 2020).",
+            "vic_AgreementToManagePersonalData (consent case)",
+        )
+    )
+    consent_ref: Text | None = Field(
+        None,
+        **_doc(
+            "Reference of the consent record when legal_basis is CONSENT.",
+            "vic_AgreementToManagePersonalData",
+        ),
+    )
+    retention_until: date | None = Field(
+        None, **_doc("Date after which the record must be erased or anonymised.")
+    )
+
+    @model_validator(mode="after")
+    def _payload_follows_op(self) -> Self:
+        payload = getattr(self, "payload", None)
+        if self.op == Operation.UNKNOWN:
+            raise ValueError(
+                "op UNKNOWN is only an older reader's fallback; publish UPSERT or DELETE"
+            )
+        if self.op == Operation.UPSERT and payload is None:
+            raise ValueError("op UPSERT needs a payload with the record's fields")
+        if self.op == Operation.DELETE and payload is not None:
+            raise ValueError("op DELETE carries no payload (set payload to null)")
+        if self.legal_basis == LegalBasis.CONSENT and self.consent_ref is None:
+            raise ValueError("legal_basis CONSENT needs a consent_ref naming the consent record")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Entity payloads.
+
+DATE_OF_BIRTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+
+class PersonPayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.PersonPayload"
+
+    given_name: Text | None = Field(None, **_doc("First given name.", "prs_FirstName"))
+    middle_name: Text | None = Field(
+        None, **_doc("Other given names, space-separated.", "prs_MiddleName")
+    )
+    family_name: Text | None = Field(None, **_doc("Surname.", "prs_SecondName"))
+    aliases: list[Text] = Field(
+        [], **_doc("Other names the person is known by (street names, maiden names).")
+    )
+    date_of_birth: str | None = Field(
+        None,
+        **_doc(
+            "'YYYY-MM-DD'; month and day are 01 when dob_precision says they are unknown.",
+            "prs_Birthdate",
+        ),
+    )
+    dob_precision: DatePrecision | None = Field(
+        None, **_doc("How much of date_of_birth is known: DAY, MONTH or YEAR.")
+    )
+    sex: Sex = Field(Sex.UNKNOWN, **_doc("Sex as recorded by the agency.", "prs_Gender"))
+    citizenship: list[CountryCode] = Field(
+        [], **_doc("ISO 3166 alpha-2 codes of every citizenship.", "prs_Nationality")
+    )
+    identifiers: list[Identifier] = Field(
+        [], **_doc("Strong identifiers: TRN, NIN, passport, driver's licence, NIS.")
+    )
+    phones: list[PhoneNumber] = Field(
+        [], **_doc("Phone numbers in E.164.", "prs_HomePhone, prs_MobilePhone")
+    )
+    emails: list[EmailAddress] = Field([], **_doc("Email addresses, lower case.", "prs_Email"))
+    addresses: list[Address] = Field([], **_doc("Known addresses.", "prs_Mailing*"))
+
+    @model_validator(mode="after")
+    def _date_of_birth_with_precision(self) -> Self:
+        if self.date_of_birth is None:
+            if self.dob_precision is not None:
+                raise ValueError("dob_precision is set but date_of_birth is missing")
+            return self
+        match = DATE_OF_BIRTH_PATTERN.match(self.date_of_birth)
+        try:
+            if not match:
+                raise ValueError
+            year, month, day = (int(part) for part in match.groups())
+            date(year, month, day)
+        except ValueError:
+            raise ValueError(
+                f"date_of_birth '{self.date_of_birth}' is not a date "
+                "(expected YYYY-MM-DD, with 01 for an unknown month or day)"
+            ) from None
+        if year < 1880:
+            raise ValueError(f"date_of_birth '{self.date_of_birth}' is before 1880")
+        if self.dob_precision is None:
+            raise ValueError("date_of_birth needs dob_precision (DAY, MONTH or YEAR)")
+        if self.dob_precision == DatePrecision.YEAR and (month, day) != (1, 1):
+            raise ValueError(
+                f"date_of_birth '{self.date_of_birth}' has precision YEAR, "
+                f"so write it as {year}-01-01"
+            )
+        if self.dob_precision == DatePrecision.MONTH and day != 1:
+            raise ValueError(
+                f"date_of_birth '{self.date_of_birth}' has precision MONTH, "
+                f"so write it as {year}-{month:02d}-01"
+            )
+        return self
+
+
+class CasePayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.CasePayload"
+
+    case_ref: Text = Field(
+        **_doc("The case reference the agency and its partners quote.", "Case number")
+    )
+    title: Text | None = Field(None, **_doc("Short title for lists."))
+    status: CaseStatus = Field(CaseStatus.UNKNOWN, **_doc("Where the case stands.", "cas_Status"))
+    opened_on: date | None = Field(
+        None, **_doc("Date the case was opened.", "cas_IncomingReferralDate")
+    )
+    closed_on: date | None = Field(
+        None, **_doc("Date the case was closed.", "cas_ReasonForCaseClosure")
+    )
+    forms_of_exploitation: list[FormOfExploitation] = Field(
+        [],
+        **_doc(
+            "Forms of exploitation alleged or established.",
+            "vic_TypeOfSexExploitation, vic_TypeOfLabourExploitation",
+        ),
+    )
+    parish: ParishSymbol | None = Field(None, **_doc("Parish where the case is handled."))
+    summary: Text | None = Field(None, **_doc("Free-text summary; may hold personal data."))
+
+    @model_validator(mode="after")
+    def _closed_after_opened(self) -> Self:
+        if self.opened_on and self.closed_on and self.closed_on < self.opened_on:
+            raise ValueError(f"closed_on {self.closed_on} is before opened_on {self.opened_on}")
+        return self
+
+
+class ReportPayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.ReportPayload"
+
+    channel: ReportChannel = Field(
+        ReportChannel.OTHER, **_doc("How the tip came in.", "Guidance: Anti-trafficking Helplines")
+    )
+    received_at: Timestamp | None = Field(None, **_doc("When the tip was received."))
+    narrative: Text | None = Field(
+        None, **_doc("What the reporter said; may hold personal data.", "hte_Description")
+    )
+    parish: ParishSymbol | None = Field(None, **_doc("Parish the tip is about.", "hte_State"))
+    case_ref: Text | None = Field(
+        None, **_doc("The case the tip was attached to, if any.", "cas_ (lookup)")
+    )
+
+
+class OrganisationPayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.OrganisationPayload"
+
+    name: Text = Field(**_doc("Registered or trading name.", "org_Name"))
+    aliases: list[Text] = Field([], **_doc("Other trading names."))
+    registration_number: Text | None = Field(
+        None, **_doc("Companies Office of Jamaica (or foreign) registration number.")
+    )
+    org_type: OrganisationType = Field(
+        OrganisationType.OTHER, **_doc("Kind of organisation.", "org_Type")
+    )
+    industry: Text | None = Field(
+        None, **_doc("Industry, ideally an ISIC v4 section.", "vic_LabourIndustry")
+    )
+    addresses: list[Address] = Field([], **_doc("Known addresses.", "org_Shipping*"))
+    phones: list[PhoneNumber] = Field([], **_doc("Phone numbers in E.164.", "org_Phone"))
+    emails: list[EmailAddress] = Field([], **_doc("Email addresses, lower case."))
+
+
+class LocationPayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.LocationPayload"
+
+    name: Text | None = Field(None, **_doc("Name of the place (a bar, a farm, a port)."))
+    address: Text | None = Field(None, **_doc("Address as one line.", "hte_Street, hte_City"))
+    parish: ParishSymbol | None = Field(None, **_doc("Parish, in Jamaica.", "hte_State"))
+    country: CountryCode = Field("JM", **_doc("ISO 3166 alpha-2 code.", "hte_Country"))
+    latitude: float | None = Field(
+        None, ge=-90, le=90, **_doc("WGS 84 latitude in degrees.", "hte_Latitude")
+    )
+    longitude: float | None = Field(
+        None, ge=-180, le=180, **_doc("WGS 84 longitude in degrees.", "hte_Longitude")
+    )
+    location_role: LocationRole = Field(
+        LocationRole.OTHER, **_doc("Part the place played.", "hte_Type")
+    )
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Self:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together: give both or neither")
+        return self
+
+
+class LinkPayload(ContractModel):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.LinkPayload"
+
+    from_entity: EntityType = Field(**_doc("Entity type of the record the link starts at."))
+    from_record_id: Text = Field(
+        **_doc("source_record_id of that record, in the same agency.", "Lookup fields")
+    )
+    to_entity: EntityType = Field(**_doc("Entity type of the record the link ends at."))
+    to_record_id: Text = Field(**_doc("source_record_id of that record, in the same agency."))
+    link_role: LinkRole = Field(
+        LinkRole.OTHER,
+        **_doc(
+            "What the link says (victim in a case, employer of a person ...).", "per_RoleInProcess"
+        ),
+    )
+    valid_from: date | None = Field(None, **_doc("First day the relation held."))
+    valid_to: date | None = Field(None, **_doc("Last day the relation held."))
+
+    @model_validator(mode="after")
+    def _valid_period(self) -> Self:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Agency change events: the envelope plus a nullable payload.
+
+
+class PersonEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Person"
+    payload: PersonPayload | None = Field(None, **_doc("The person's fields; null on DELETE."))
+
+
+class CaseEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Case"
+    payload: CasePayload | None = Field(None, **_doc("The case's fields; null on DELETE."))
+
+
+class ReportEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Report"
+    payload: ReportPayload | None = Field(None, **_doc("The report's fields; null on DELETE."))
+
+
+class OrganisationEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Organisation"
+    payload: OrganisationPayload | None = Field(
+        None, **_doc("The organisation's fields; null on DELETE.")
+    )
+
+
+class LocationEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Location"
+    payload: LocationPayload | None = Field(None, **_doc("The location's fields; null on DELETE."))
+
+
+class LinkEvent(EventEnvelope):
+    avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Link"
+    payload: LinkPayload | None = Field(None, **_doc("The link's fields; null on DELETE."))
+
+
+EVENT_MODELS: dict[str, type[EventEnvelope]] = {
+    "person": PersonEvent,
+    "case": CaseEvent,
+    "report": ReportEvent,
+    "organisation": OrganisationEvent,
+    "location": LocationEvent,
+    "link": LinkEvent,
+}
+assert tuple(EVENT_MODELS) == ENTITIES
+
+# ---------------------------------------------------------------------------------------------
+# Reconciled records (streams -> sink).
+
+
+class SourceRecord(ContractModel):
+    """One agency record that contributes to a golden record."""
+
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceRecord"
+
+    agency_id: str = Field(**_doc("Agency that holds the record."))
+    source_record_id: str = Field(**_doc("The record's id in that agency."))
+    source_version: int = Field(**_doc("Latest version of it that was applied."))
+    event_time: Timestamp = Field(**_doc("When that version changed at the agency."))
+    deleted: bool = Field(False, **_doc("True once the agency deleted the record."))
+
+
+class FieldLineage(ContractModel):
+    """Where one golden field's value came from."""
+
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.FieldLineage"
+
+    field: str = Field(**_doc("Golden field name, e.g. date_of_birth."))
+    agency_id: str = Field(**_doc("Agency whose value survived."))
+    source_record_id: str = Field(**_doc("Record the value came from."))
+    source_version: int = Field(**_doc("Version of that record."))
+    event_time: Timestamp = Field(**_doc("When that version changed at the agency."))
+
+
+class GoldenRecordFields(ContractModel):
+    """What every golden record carries besides its entity's fields."""
+
+    golden_version: int = Field(ge=0, **_doc("Increases with every change of this golden record."))
+    classification: Classification = Field(
+        Classification.VICTIM_PROTECTED,
+        **_doc("Most protective classification among the sources."),
+    )
+    sources: list[SourceRecord] = Field([], **_doc("Every agency record merged into this one."))
+
+
+class GoldenPerson(PersonPayload, GoldenRecordFields):
+    """A person as the task force sees them, across agencies. Key: person_id."""
+
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenPerson"
+    key_field: ClassVar[str | None] = "person_id"
+
+    person_id: Uuid = Field(**_doc("Stable golden id; the older id survives a merge."))
+    merged_into: Uuid | None = Field(
+        None, **_doc("Set when this id was merged into a surviving one; the rest is then empty.")
+    )
+    first_seen: Timestamp = Field(**_doc("When the first source record of this person arrived."))
+    last_updated: Timestamp = Field(**_doc("When this golden record last changed."))
+    lineage: list[FieldLineage] = Field(
+        [], **_doc("For each golden field, the source its value came from.")
+    )
+
+
+class GoldenCase(CasePayload, GoldenRecordFields):
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenCase"
+    key_field: ClassVar[str | None] = "case_id"
+    case_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
+
+
+class GoldenReport(ReportPayload, GoldenRecordFields):
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenReport"
+    key_field: ClassVar[str | None] = "report_id"
+    report_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
+
+
+class GoldenOrganisation(OrganisationPayload, GoldenRecordFields):
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenOrganisation"
+    key_field: ClassVar[str | None] = "organisation_id"
+    organisation_id: Uuid = Field(
+        **_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now.")
+    )
+
+
+class GoldenLocation(LocationPayload, GoldenRecordFields):
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLocation"
+    key_field: ClassVar[str | None] = "location_id"
+    location_id: Uuid = Field(
+        **_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now.")
+    )
+
+
+class GoldenLink(GoldenRecordFields):
+    """A link between two golden records (both ends are golden ids)."""
+
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLink"
+    key_field: ClassVar[str | None] = "link_id"
+
+    link_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
+    from_entity: EntityType = Field(**_doc("Entity type of the start."))
+    from_id: Uuid = Field(**_doc("Golden id of the start (person_id, case_id, ...)."))
+    to_entity: EntityType = Field(**_doc("Entity type of the end."))
+    to_id: Uuid = Field(**_doc("Golden id of the end."))
+    link_role: LinkRole = Field(LinkRole.OTHER, **_doc("What the link says.", "per_RoleInProcess"))
+    valid_from: date | None = Field(None, **_doc("First day the relation held."))
+    valid_to: date | None = Field(None, **_doc("Last day the relation held."))
+
+
+class SourceKey(ContractModel):
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceKey"
+
+    agency_id: str = Field(**_doc("Agency of the record."))
+    source_record_id: str = Field(**_doc("The record's id in that agency."))
+
+
+class MatchDecision(ContractModel):
+    """Why entity resolution linked (or did not link) two source records."""
+
+    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.MatchDecision"
+
+    left: SourceKey = Field(**_doc("One record of the pair."))
+    right: SourceKey = Field(**_doc("The other record of the pair."))
+    score: float = Field(**_doc("Overall match score."))
+    features: dict[str, float] = Field(
+        {}, **_doc("Per-field contribution to the score (name -> weight).")
+    )
+    rule: str = Field(**_doc("Name of the rule or model version that decided."))
+    decision: MatchOutcome = Field(
+        MatchOutcome.REVIEW, **_doc("MATCH, NON_MATCH or REVIEW (a human decides).")
+    )
+    decided_at: Timestamp = Field(**_doc("When the decision was taken."))
+
+
+RECONCILED_MODELS: dict[str, type[ContractModel]] = {
+    "person": GoldenPerson,
+    "case": GoldenCase,
+    "report": GoldenReport,
+    "organisation": GoldenOrganisation,
+    "location": GoldenLocation,
+    "link": GoldenLink,
+    "match_decision": MatchDecision,
+}
+
+# ---------------------------------------------------------------------------------------------
+# Validation with errors people can act on.
+
+
+class InvalidEventError(ValueError):
+    """An event (or record) that does not match its schema. ``problems`` lists
+    ``(field, problem)`` pairs; the message joins them into sentences."""
+
+    def __init__(self, subject: str, problems: list[tuple[str, str]]) -> None:
+        self.subject = subject
+        self.problems = problems
+        listed = "; ".join(
+            f"{field}: {problem}" if field else problem for field, problem in problems
+        )
+        super().__init__(f"{subject} is invalid: {listed}")
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def problems_of(error: ValidationError) -> list[tuple[str, str]]:
+    """Turn pydantic's errors into (field path, problem) pairs, e.g.
+    ``("payload.identifiers[0].value", "TRN '12' is not 9 digits")``."""
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_url=False):
+        path = ""
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if item["type"] == "missing":
+            message = "is required but missing"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a field of this record (check the spelling, or drop it)"
+        elif item["type"] != "value_error":
+            message = f"{message} (got {_describe(item.get('input'))})"
+        problems.append((path, message))
+    return problems
+
+
+def validate_record(
+    model: type[ContractModel], data: Mapping[str, Any], what: str
+) -> ContractModel:
+    """Validate ``data`` against ``model``; InvalidEventError names ``what`` and each problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise InvalidEventError(what, problems_of(error)) from None
+
+
+def validate_event(
+    entity: str,
+    data: Mapping[str, Any],
+    *,
+    known_agencies: Collection[str] | None = None,
+) -> EventEnvelope:
+    """Validate an agency change event of ``entity`` and return its model.
+
+    ``data`` is shaped like the Avro record (see the module docstring). With
+    ``known_agencies`` (e.g. ``load_agencies()``), an agency_id that is well formed but not
+    in the registry is refused too. Raises InvalidEventError listing every field and its
+    problem, or UnknownAgencyError.
+    """
+    model = EVENT_MODELS[check_entity(entity)]
+    source = data.get("source_record_id") if isinstance(data, Mapping) else None
+    what = f"{entity} event" + (f" for record '{source}'" if isinstance(source, str) else "")
+    event = validate_record(model, data, what)
+    assert isinstance(event, EventEnvelope)
+    if known_agencies is not None and event.agency_id not in known_agencies:
+        raise UnknownAgencyError(event.agency_id, known_agencies)
+    return event
