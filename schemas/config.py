@@ -7,6 +7,7 @@ unchanged against a production cluster once the three connection variables are s
 ``TIPSYNC_REGISTRY_URL``     the schema registry's Confluent-compatible API base URL
 ``TIPSYNC_DATABASE_URL``     PostgreSQL connection URI of the reconciled store
 ``TIPSYNC_HOME``             the local state folder (stack data, checkpoints, rejects)
+``TIPSYNC_CACHE``            where the stack keeps its downloads (default ``$TIPSYNC_HOME/cache``)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Settings:
     """Where tipsync finds Kafka, the registry, PostgreSQL and its own state."""
 
     home: Path
+    cache: Path
     kafka_bootstrap: str
     registry_url: str
     database_url: str
@@ -82,6 +84,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
         f"?passfile={home / PGPASS_RELATIVE}"
     )
+    cache = Path(env.get("TIPSYNC_CACHE") or home / "cache").expanduser().resolve()
     return Settings(
-        home=home, kafka_bootstrap=bootstrap, registry_url=registry, database_url=database
+        home=home,
+        cache=cache,
+        kafka_bootstrap=bootstrap,
+        registry_url=registry,
+        database_url=database,
     )

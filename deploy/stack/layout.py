@@ -31,18 +31,15 @@ class StackError(Exception):
 @dataclass(frozen=True)
 class StateLayout:
     home: Path
+    cache: Path
 
     @classmethod
     def of(cls, settings: Settings) -> StateLayout:
-        return cls(settings.home)
+        return cls(settings.home, settings.cache)
 
     @property
     def marker(self) -> Path:
         return self.home / MARKER_FILE
-
-    @property
-    def cache(self) -> Path:
-        return self.home / "cache"
 
     @property
     def kafka_jars(self) -> Path:

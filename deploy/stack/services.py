@@ -169,6 +169,11 @@ class Postgres(Service):
     def _check_reachable_by(self, user: str | None) -> None:
         if user is None:
             return
+        home = self.layout.home
+        if home.stat().st_uid == os.geteuid():
+            # Our own folder: letting others traverse it (not list it) is all PostgreSQL needs;
+            # what must stay private (secrets/) has its own 0700 mode.
+            home.chmod(home.stat().st_mode | 0o011)
         probe = subprocess.run(
             ["test", "-x", str(self.layout.home)], user=user, capture_output=True
         )
