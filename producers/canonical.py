@@ -122,7 +122,7 @@ LINK_ROLE = Choice(
     ),
     synonyms={},
 )
-ENTITY_NAME = Choice(values=tuple(entity.value for entity in Entity), synonyms={})
+ENTITY_NAME = Choice(values=tuple(entity.value.upper() for entity in Entity), synonyms={})
 
 CODED_COLUMNS: dict[tuple[Entity, str], Choice] = {
     (Entity.PERSON, "sex"): SEX,

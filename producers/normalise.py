@@ -17,6 +17,8 @@ from enum import StrEnum
 import phonenumbers
 
 from producers.canonical import Choice
+from schemas.enums import PARISH_NAMES, Parish
+from schemas.models import COUNTRY_CODES
 
 DEFAULT_PHONE_REGION = "JM"
 # Jamaica has kept UTC-5 all year since 1983; a timestamp without an offset in a Jamaican
@@ -259,11 +261,16 @@ _AMBIGUOUS_PARISHES: dict[str, str] = {
 }
 
 
-def parish(column: str, value: str) -> str:
+_SYMBOL_BY_NAME: dict[str, str] = {name: symbol.value for symbol, name in PARISH_NAMES.items()}
+
+
+def parish_name(column: str, value: str) -> str:
     """One of the 14 parishes, whatever the spelling (``Saint Andrew``, ``st andrew``)."""
     key = _parish_key(value)
     if key in _PARISH_BY_KEY:
         return _PARISH_BY_KEY[key]
+    if value.strip().upper() in Parish.__members__ and value.strip().upper() != "UNKNOWN":
+        return PARISH_NAMES[Parish[value.strip().upper()]]
     if key in _AMBIGUOUS_PARISHES:
         raise FieldError(
             column,
@@ -275,6 +282,11 @@ def parish(column: str, value: str) -> str:
         f"{column} {value!r} is not one of Jamaica's 14 parishes ({', '.join(PARISHES)}); "
         "fix the spelling or translate it under codes.parish in the mapping file",
     )
+
+
+def parish(column: str, value: str) -> str:
+    """The contract's symbol of the parish (``ST_ANDREW``) for any spelling of it."""
+    return _SYMBOL_BY_NAME[parish_name(column, value)]
 
 
 def trn(column: str, value: str) -> str:
@@ -290,10 +302,10 @@ def trn(column: str, value: str) -> str:
 def passport_number(column: str, value: str) -> str:
     """A passport number: upper-case letters and digits, no spaces."""
     cleaned = re.sub(r"[\s\-]", "", value).upper()
-    if not re.fullmatch(r"[A-Z0-9]{5,20}", cleaned):
+    if not re.fullmatch(r"[A-Z0-9]{5,12}", cleaned):
         raise FieldError(
             column,
-            f"{column} {value!r} is not a passport number (expected 5 to 20 letters and digits)",
+            f"{column} {value!r} is not a passport number (expected 5 to 12 letters and digits)",
         )
     return cleaned
 
@@ -309,11 +321,6 @@ def national_id(column: str, value: str) -> str:
     return cleaned
 
 
-# ISO 3166-1 alpha-2: phonenumbers' regions (kept current with the library) plus the
-# territories that have no telephone numbering plan of their own.
-COUNTRY_CODES: frozenset[str] = frozenset(phonenumbers.SUPPORTED_REGIONS) | {
-    "AQ", "BV", "GS", "HM", "PN", "TF", "UM",
-}
 
 
 def country(column: str, value: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from producers import normalise
@@ -72,6 +72,7 @@ def to_source_record(
 
     reader = _FieldReader(entity, row, formats, errors)
     deleted = reader.get("deleted", normalise.boolean) or False
+    reader.deleted = deleted
     updated_at = reader.get("updated_at", _timestamp_reader(formats))
     explicit_version = reader.get("source_version", normalise.integer)
     payload = _PAYLOAD_BUILDERS[entity](reader)
@@ -110,6 +111,8 @@ class _FieldReader:
         self.row = row
         self.formats = formats
         self.errors = errors
+        self.failed: set[str] = set()
+        self.deleted = False
 
     def text(self, column: str) -> str:
         return normalise.clean_text(self.row.get(column) or "")
@@ -122,6 +125,7 @@ class _FieldReader:
             return normaliser(column, value)
         except FieldError as error:
             self.errors.append(str(error))
+            self.failed.add(column)
             return None
 
     def many(self, column: str, normaliser: Callable[[str, str], Any]) -> list[Any]:
@@ -149,7 +153,7 @@ class _FieldReader:
         )
         return partial
 
-    def day(self, column: str) -> str | None:
+    def day(self, column: str) -> date | None:
         """A date that must be known to the day (case and link dates)."""
         partial = self.date(column)
         if partial is None:
@@ -159,7 +163,7 @@ class _FieldReader:
                 f"{column} {self.row.get(column)!r} is not a full date; write YYYY-MM-DD"
             )
             return None
-        return partial.iso
+        return partial.value
 
     def optional_text(self, column: str) -> str | None:
         return self.text(column) or None
@@ -180,6 +184,11 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
         identifiers.append({"scheme": "NIN", "value": nin, "issuing_country": "JM"})
     passport = reader.get("passport_number", normalise.passport_number)
     passport_country = reader.get("passport_country", normalise.country)
+    if passport and not passport_country and "passport_country" not in reader.failed:
+        reader.errors.append(
+            "passport_country is empty; a passport number needs the two-letter code of the "
+            "country that issued it (e.g. JM)"
+        )
     if passport:
         identifiers.append(
             {"scheme": "PASSPORT", "value": passport, "issuing_country": passport_country}
@@ -196,7 +205,7 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
         "aliases": reader.many("aliases", normalise.name),
         "date_of_birth": date_of_birth.iso if date_of_birth else None,
         "dob_precision": date_of_birth.precision.value if date_of_birth else None,
-        "sex": reader.coded("sex"),
+        "sex": reader.coded("sex") or "UNKNOWN",
         "citizenship": reader.many("citizenship", normalise.country),
         "identifiers": identifiers,
         "phones": reader.many("phone", normalise.phone),
@@ -206,10 +215,12 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
 
 
 def _case_payload(reader: _FieldReader) -> dict[str, Any]:
+    if not reader.text("case_ref") and not reader.deleted:
+        reader.errors.append("case_ref is empty; a case needs the reference partners quote")
     return {
         "case_ref": reader.optional_text("case_ref"),
         "title": reader.optional_text("title"),
-        "status": reader.coded("status"),
+        "status": reader.coded("status") or "UNKNOWN",
         "opened_on": reader.day("opened_on"),
         "closed_on": reader.day("closed_on"),
         "forms_of_exploitation": reader.coded("forms_of_exploitation"),
@@ -220,7 +231,7 @@ def _case_payload(reader: _FieldReader) -> dict[str, Any]:
 
 def _report_payload(reader: _FieldReader) -> dict[str, Any]:
     return {
-        "channel": reader.coded("channel"),
+        "channel": reader.coded("channel") or "OTHER",
         "received_at": reader.get("received_at", _timestamp_reader(reader.formats)),
         "narrative": reader.optional_text("narrative"),
         "parish": reader.get("parish", normalise.parish),
@@ -229,14 +240,20 @@ def _report_payload(reader: _FieldReader) -> dict[str, Any]:
 
 
 def _organisation_payload(reader: _FieldReader) -> dict[str, Any]:
+    name = reader.get("name", normalise.name)
+    if name is None and not reader.deleted and "name" not in reader.failed:
+        reader.errors.append("name is empty; an organisation needs its name")
+    address = reader.optional_text("address")
+    parish = reader.get("parish", normalise.parish)
     return {
-        "name": reader.get("name", normalise.name),
+        "name": name,
         "aliases": reader.many("aliases", normalise.name),
         "registration_number": reader.optional_text("registration_number"),
-        "org_type": reader.coded("org_type"),
+        "org_type": reader.coded("org_type") or "OTHER",
         "industry": reader.optional_text("industry"),
-        "address": reader.optional_text("address"),
-        "parish": reader.get("parish", normalise.parish),
+        "addresses": (
+            [{"line": address, "parish": parish, "country": "JM"}] if address or parish else []
+        ),
         "phones": reader.many("phone", normalise.phone),
         "emails": reader.many("email", normalise.email),
     }
@@ -253,28 +270,32 @@ def _location_payload(reader: _FieldReader) -> dict[str, Any]:
         "name": reader.get("name", normalise.name),
         "address": reader.optional_text("address"),
         "parish": reader.get("parish", normalise.parish),
+        "country": "JM",
         "latitude": latitude,
         "longitude": longitude,
-        "location_role": reader.coded("location_role"),
+        "location_role": reader.coded("location_role") or "OTHER",
     }
 
 
 def _link_payload(reader: _FieldReader) -> dict[str, Any]:
     payload = {
-        "from_entity": reader.coded("from_entity"),
+        "from_entity": _upper(reader.coded("from_entity")),
         "from_record_id": reader.optional_text("from_record_id"),
-        "to_entity": reader.coded("to_entity"),
+        "to_entity": _upper(reader.coded("to_entity")),
         "to_record_id": reader.optional_text("to_record_id"),
-        "link_role": reader.coded("link_role"),
+        "link_role": reader.coded("link_role") or "OTHER",
         "valid_from": reader.day("valid_from"),
         "valid_to": reader.day("valid_to"),
     }
-    deleted = normalise.clean_text(reader.row.get("deleted") or "").lower() in {"true", "1", "y"}
-    if not deleted:
+    if not reader.deleted:
         for column in ("from_entity", "from_record_id", "to_entity", "to_record_id", "link_role"):
             if not (reader.row.get(column) or "").strip():
                 reader.errors.append(f"{column} is empty; a link needs both ends and a role")
     return payload
+
+
+def _upper(value: str | None) -> str | None:
+    return value.upper() if value else None
 
 
 _PAYLOAD_BUILDERS: dict[Entity, Callable[[_FieldReader], dict[str, Any]]] = {
@@ -311,9 +332,9 @@ def _person_case_link(
         updated_at=updated_at,
         explicit_version=explicit_version,
         payload={
-            "from_entity": Entity.PERSON.value,
+            "from_entity": "PERSON",
             "from_record_id": person_id,
-            "to_entity": Entity.CASE.value,
+            "to_entity": "CASE",
             "to_record_id": case_ref,
             "link_role": role,
             "valid_from": None,

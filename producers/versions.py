@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -52,7 +52,7 @@ def content_hash(record: SourceRecord) -> str:
 
 
 def _json_default(value: Any) -> str:
-    if isinstance(value, datetime):
+    if isinstance(value, date | datetime):
         return value.isoformat()
     raise TypeError(f"cannot hash {type(value).__name__}")
 

@@ -69,7 +69,8 @@ def test_timestamps_without_offset_are_jamaica_time() -> None:
     "spelling", ["St Andrew", "Saint Andrew", "st. andrew", "ST.ANDREW", "Parish of St Andrew"]
 )
 def test_parish_spellings_become_the_canonical_name(spelling: str) -> None:
-    assert normalise.parish("parish", spelling) == "St. Andrew"
+    assert normalise.parish_name("parish", spelling) == "St. Andrew"
+    assert normalise.parish("parish", spelling) == "ST_ANDREW"
 
 
 def test_ksa_is_refused_because_it_names_two_parishes() -> None:
