@@ -106,10 +106,9 @@ def _produce_row(
         seen[source_record_id] = raw.number
     try:
         record = to_source_record(options.entity, canonical, mapping.dates if mapping else None)
+        tracker.offer(record)
     except RowError as error:
         rejects.add(raw.number, raw.original, str(error))
-        return
-    tracker.offer(record)
 
 
 def _check_header(

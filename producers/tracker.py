@@ -16,7 +16,7 @@ from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, PublishedState
 from producers.delivery import Publisher
 from producers.events import Governance, change_event, kafka_key
-from producers.records import SourceRecord
+from producers.records import RowError, SourceRecord
 from producers.versions import Change, content_hash, decide, deletion_version
 
 Serialize = Callable[[Entity, dict[str, Any]], bytes]
@@ -37,6 +37,7 @@ class Counts:
     stale: int = 0
     deleted: int = 0
     events: int = 0
+    value_bytes: int = 0
     acknowledged: int = 0
     failed: int = 0
     first_failure: str | None = None
@@ -74,7 +75,10 @@ class ChangeTracker:
         self._last_save = time.monotonic()
 
     def offer(self, record: SourceRecord) -> Change:
-        """Publish ``record`` if it changed since the last published state."""
+        """Publish ``record`` if it changed since the last published state.
+
+        Raises ``RowError`` when the contract refuses the record's events (nothing is sent).
+        """
         previous = self.known.get(record.source_record_id)
         now = datetime.now(UTC)
         decision = decide(record, previous, int(now.timestamp() * 1000))
@@ -134,10 +138,17 @@ class ChangeTracker:
         now: datetime,
     ) -> None:
         records = [record, *derived]
-        pending = _Pending(record.source_record_id, state, remaining=len(records))
+        # Every event of the row is encoded before the first is sent: a row the contract
+        # refuses is rejected whole, never half published.
+        values: list[bytes] = []
         for item in records:
             event = change_event(self.agency_id, item, version, digest, now, self.governance)
-            value = self.serialize(item.entity, event)
+            try:
+                values.append(self.serialize(item.entity, event))
+            except ValueError as error:
+                raise RowError(f"the contract refuses it: {error}") from None
+        pending = _Pending(record.source_record_id, state, remaining=len(records))
+        for item, value in zip(records, values, strict=True):
             self.publisher.publish(
                 self.topic(item.entity),
                 kafka_key(self.agency_id, item.source_record_id),
@@ -145,6 +156,7 @@ class ChangeTracker:
                 self._acknowledger(pending),
             )
             self.counts.events += 1
+            self.counts.value_bytes += len(value)
         # Later rows compare against what is in flight, not only what is acknowledged.
         self.known[record.source_record_id] = state
 

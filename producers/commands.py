@@ -1,0 +1,270 @@
+"""``tipsync produce`` (files and SQL tables) and ``tipsync bench produce``.
+
+The imperative shell: parses options, loads the agency and the mapping, wires the source,
+the change tracker, Kafka and the registry together, and prints one JSON summary line.
+Exit codes: 0 the run completed (rejected rows included), 1 a fatal error before or during
+the run (nothing is marked published that Kafka did not acknowledge), 3 some events were not
+acknowledged (rerun to publish them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from producers.canonical import Entity
+from producers.checkpoint import CheckpointStore, source_folder
+from producers.delivery import DeliveryError, Publisher
+from producers.events import Governance
+from producers.file_source import FileOptions, produce_file
+from producers.mapping import AgencyMapping, MappingError, load_mapping
+from producers.readers import FileError
+from producers.rejects import RejectsFile
+from producers.sql_source import SourceTableError, TableOptions, produce_table
+from producers.tracker import ChangeTracker, Serialize, UnacknowledgedError
+from schemas.config import Settings, load_settings
+
+EXIT_FATAL = 1
+EXIT_UNACKNOWLEDGED = 3
+
+
+class FatalError(RuntimeError):
+    """Stops a run before anything is published, with a message for the operator."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    produce = subparsers.add_parser(
+        "produce",
+        help="publish an agency's changes (export file or SQL table) to Kafka",
+        description=(
+            "Publish the changes of an agency's export file (CSV or JSON Lines) or SQL table. "
+            "Prints one JSON line: read, published, unchanged, rejected, rejects_file. "
+            "See docs/PRODUCERS.md."
+        ),
+    )
+    produce.add_argument("--agency", required=True, help="agency id, e.g. police-ctu")
+    produce.add_argument(
+        "--entity", required=True, choices=[entity.value for entity in Entity]
+    )
+    source = produce.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="CSV or JSON Lines export")
+    source.add_argument("--sql", metavar="DSN", help="libpq URI of the agency's PostgreSQL")
+    produce.add_argument("--table", help="source table (with --sql), e.g. public.people")
+    produce.add_argument("--mapping", type=Path, help="YAML mapping of the agency's columns")
+    produce.add_argument(
+        "--full-export", action="store_true",
+        help="the file holds every record: publish DELETEs for records that left it",
+    )
+    produce.add_argument(
+        "--source-name",
+        help="stable name of the source for its checkpoint (default: the file's absolute "
+        "path, or DSN + table); give one when each export has a new file name",
+    )
+    produce.add_argument("--watermark-column", default="updated_at")
+    produce.add_argument("--primary-key", help="the table's key column (default: the "
+                         "column that holds source_record_id)")
+    produce.add_argument("--follow", action="store_true", help="keep polling the table")
+    produce.add_argument("--poll-interval", type=float, default=5.0, help="seconds")
+    produce.add_argument(
+        "--full-compare-every", type=int, default=0, metavar="POLLS",
+        help="compare the table's keys with the checkpoint every POLLS polls and DELETE the "
+        "missing (0: never; with a soft-delete column it is not needed)",
+    )
+    produce.add_argument("--classification", help="override the agency's default label")
+    produce.add_argument("--legal-basis", help="override the agency's default legal basis")
+    produce.add_argument("--consent-ref", help="consent record (with --legal-basis CONSENT)")
+    produce.add_argument("--retention-days", type=int, help="override the agency's retention")
+    produce.add_argument(
+        "--topic-prefix", default="",
+        help="put this before every topic name (test and staging runs only)",
+    )
+    produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    produce.set_defaults(func=run_produce)
+
+    from producers import bench
+
+    bench.register(bench_subparsers(subparsers))
+
+
+def bench_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """The ``bench`` command's own subcommands, shared by every stage that adds a benchmark."""
+    bench_parser = subparsers.choices.get("bench")
+    if bench_parser is None:
+        bench_parser = subparsers.add_parser("bench", help="benchmarks that print figures")
+        nested = bench_parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+        bench_parser.set_defaults(func=lambda _args: bench_parser.print_help() or 2)
+        return nested
+    for action in bench_parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return bench_parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+
+
+def run_produce(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        return _produce(args, settings)
+    except (FatalError, MappingError, FileError, DeliveryError, SourceTableError) as error:
+        print(f"tipsync produce: {error}", file=sys.stderr)
+        return EXIT_FATAL
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    entity = Entity(args.entity)
+    governance = _governance(args)
+    mapping = _mapping(args, entity)
+    if args.sql and not args.table:
+        raise FatalError("--sql needs --table naming the source table")
+    if args.file is not None:
+        source = args.source_name or str(args.file.resolve())
+        if not args.file.is_file():
+            raise FatalError(f"{args.file} is not a file; check the path")
+    else:
+        source = args.source_name or f"{_without_password(args.sql)} {args.table}"
+    topics = _topics(args.agency, args.topic_prefix)
+    publisher = Publisher(settings.kafka_bootstrap)
+    entities = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
+    publisher.check_topics([topics(item) for item in entities])
+    serialize = make_serializer(settings, entities)
+
+    folder = source_folder(settings.home, args.agency, entity.value, source)
+    store = CheckpointStore(folder, source)
+    rejects = RejectsFile(folder, args.file.name if args.file else args.table)
+    tracker = ChangeTracker(args.agency, store, publisher, serialize, topics, governance)
+    exit_code = 0
+    try:
+        if args.file is not None:
+            read = produce_file(
+                FileOptions(args.file, entity, mapping, args.full_export, not args.no_progress),
+                tracker,
+                rejects,
+            )
+            tracker.finish()
+        else:
+            read = produce_table(
+                TableOptions(
+                    dsn=args.sql, table=args.table, entity=entity, mapping=mapping,
+                    watermark_column=args.watermark_column, primary_key=args.primary_key,
+                    follow=args.follow, poll_interval=args.poll_interval,
+                    full_compare_every=args.full_compare_every,
+                ),
+                tracker,
+                rejects,
+            )
+            tracker.finish()
+    except UnacknowledgedError as error:
+        print(f"tipsync produce: {error}", file=sys.stderr)
+        read, exit_code = -1, EXIT_UNACKNOWLEDGED
+    except KeyboardInterrupt:
+        # Keep what Kafka already acknowledged; the rest is published by the next run.
+        tracker.finish(timeout=10)
+        raise
+    finally:
+        rejects.close()
+        store.close()
+    counts = tracker.counts
+    summary: dict[str, Any] = {
+        "read": read if read >= 0 else None,
+        "published": counts.published,
+        "unchanged": counts.unchanged,
+        "rejected": rejects.count,
+        "rejects_file": rejects.written,
+        "deleted": counts.deleted,
+        "stale": counts.stale,
+        "events": counts.events,
+    }
+    print(json.dumps(summary), flush=True)
+    return exit_code
+
+
+def _without_password(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", "@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+def _governance(args: argparse.Namespace) -> Governance:
+    from schemas.agencies import (
+        AgencyRegistryError,
+        InvalidAgencyIdError,
+        load_agencies,
+        validate_agency_id,
+    )
+
+    try:
+        validate_agency_id(args.agency)
+        agencies = load_agencies()
+    except (InvalidAgencyIdError, AgencyRegistryError) as error:
+        raise FatalError(str(error)) from None
+    agency = agencies.get(args.agency)
+    if agency is None:
+        raise FatalError(
+            f"agency {args.agency!r} is not in the agency registry (known: "
+            f"{', '.join(sorted(agencies))}); fix --agency or add it to deploy/agencies.yaml"
+        )
+    return Governance(
+        classification=args.classification or agency.classification,
+        legal_basis=args.legal_basis or agency.legal_basis,
+        consent_ref=args.consent_ref,
+        retention_days=args.retention_days if args.retention_days is not None
+        else agency.retention_days,
+    )
+
+
+def _mapping(args: argparse.Namespace, entity: Entity) -> AgencyMapping | None:
+    if args.mapping is None:
+        return None
+    mapping = load_mapping(args.mapping)
+    if mapping.agency != args.agency:
+        raise FatalError(
+            f"mapping file {args.mapping} is for agency {mapping.agency!r}, not {args.agency!r}; "
+            "pass the agency's own mapping"
+        )
+    if mapping.entity is not entity:
+        raise FatalError(
+            f"mapping file {args.mapping} maps {mapping.entity.value} exports, not "
+            f"{entity.value}; pass --entity {mapping.entity.value} or the right mapping"
+        )
+    return mapping
+
+
+def _topics(agency_id: str, prefix: str) -> Callable[[Entity], str]:
+    from schemas.topics import agency_topic
+
+    return lambda entity: prefix + agency_topic(agency_id, entity.value)
+
+
+def make_serializer(settings: Settings, entities: list[Entity]) -> Serialize:
+    """Validate each event against the contract's model, then write it in Avro.
+
+    The registry is asked for every entity's schema id up front, so a missing schema stops
+    the run before the first row.
+    """
+    from schemas.errors import RegistryError
+    from schemas.models import InvalidEventError, validate_event
+    from schemas.registry import SchemaRegistry
+    from schemas.serde import AvroSerializer
+
+    registry = SchemaRegistry(settings.registry_url)
+    try:
+        serializers = {entity: AvroSerializer(registry, entity.value) for entity in entities}
+    except RegistryError as error:
+        raise FatalError(str(error)) from None
+
+    def serialize(entity: Entity, event: dict[str, Any]) -> bytes:
+        writer = serializers[entity]
+        try:
+            model = validate_event(entity.value, event)
+        except InvalidEventError as error:
+            raise ValueError(str(error)) from None
+        return writer(model.to_record())
+
+    return serialize
