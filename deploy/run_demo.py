@@ -65,13 +65,14 @@ def run_smoke_pipeline(settings: Settings) -> dict[str, object]:
             "subject.name.strategy": record_subject_name_strategy,
         },
     )
-    event = {"event_id": str(uuid.uuid4()), "sent_at": int(time.time() * 1000),
+    event_id = str(uuid.uuid4())
+    event = {"event_id": event_id, "sent_at": int(time.time() * 1000),
              "note": "smoke test"}
     producer = Producer(
         {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
          "acks": "all"}
     )
-    producer.produce(SMOKE_TOPIC, key=event["event_id"], value=serializer(event, context))
+    producer.produce(SMOKE_TOPIC, key=event_id, value=serializer(event, context))
     if producer.flush(30) != 0:
         raise StackError("the smoke event was not acknowledged by Kafka within 30s")
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
@@ -406,9 +407,10 @@ class Kafka(Service):
             return False
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {"bootstrap.servers": self.settings.kafka_bootstrap, "logger": _silent_logger()}
-        )
+        probe_config: dict[str, Any] = {
+            "bootstrap.servers": self.settings.kafka_bootstrap, "logger": _silent_logger()
+        }
+        admin = AdminClient(probe_config)
         metadata = admin.list_topics(timeout=5)
         return bool(metadata.brokers)
 
