@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
     "deploy.stack.commands",
+    "schemas.commands",
     "deploy.run_demo",
     "producers.commands",
 )

@@ -1,0 +1,116 @@
+"""CLI of the contract: ``tipsync schemas register|check|export``, ``tipsync topics create``,
+``tipsync bench serde``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from schemas.config import load_settings
+
+
+def register(subparsers: Any) -> None:
+    schemas = subparsers.add_parser("schemas", help="the Avro contract in the schema registry")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
+    schema_commands.required = True
+    schema_commands.add_parser(
+        "register", help="register every governed schema (BACKWARD_TRANSITIVE)"
+    ).set_defaults(func=_register)
+    schema_commands.add_parser(
+        "check", help="is each local schema registered or compatible? (exit 1 when not)"
+    ).set_defaults(func=_check)
+    schema_commands.add_parser(
+        "export", help="write schemas/avsc/*.avsc from the pydantic models"
+    ).set_defaults(func=_export)
+
+    topics = subparsers.add_parser("topics", help="Kafka topics of tipsync")
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
+    topic_commands.required = True
+    create = topic_commands.add_parser(
+        "create", help="create agency, reconciled and dead-letter topics (existing ones are kept)"
+    )
+    create.add_argument(
+        "--agencies",
+        help="agency registry file (default: TIPSYNC_AGENCIES or deploy/agencies.yaml)",
+    )
+    create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
+    create.set_defaults(func=_topics_create)
+
+    bench = subparsers.add_parser("bench", help="benchmarks that print figures")
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="WHAT")
+    bench_commands.required = True
+    serde = bench_commands.add_parser(
+        "serde", help="Avro encode/decode records/s: fastavro vs confluent-kafka, one core"
+    )
+    serde.add_argument("--records", type=int, default=50_000, help="records per measure")
+    serde.set_defaults(func=_bench_serde)
+
+
+def _registry() -> Any:
+    from schemas.serde import SchemaRegistry
+
+    return SchemaRegistry(load_settings().registry_url)
+
+
+def _register(_: argparse.Namespace) -> int:
+    from schemas.registration import register_all
+
+    with _registry() as registry:
+        results = register_all(registry)
+    for result in results:
+        print(result.describe())
+    return 0 if all(result.ok for result in results) else 1
+
+
+def _check(_: argparse.Namespace) -> int:
+    from schemas.registration import check_all
+
+    with _registry() as registry:
+        results = check_all(registry)
+    for result in results:
+        print(result.describe())
+    failed = [result for result in results if not result.ok]
+    if failed:
+        print(f"{len(failed)} schema(s) would be refused; see the reasons above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(_: argparse.Namespace) -> int:
+    from schemas.catalogue import export_avsc
+
+    changed = export_avsc()
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print("schemas/avsc is up to date with the models")
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    from schemas.agencies import load_agencies
+    from schemas.topics import TopicSettings, create_topics, topic_plan
+
+    plan = topic_plan(load_agencies(args.agencies), TopicSettings.from_environment())
+    if args.dry_run:
+        for spec in plan:
+            settings = ", ".join(f"{key}={value}" for key, value in spec.config.items())
+            print(f"{spec.name}  partitions={spec.partitions}  {settings}")
+        return 0
+    bootstrap = load_settings().kafka_bootstrap
+    outcome = create_topics(bootstrap, plan)
+    created = sorted(name for name, state in outcome.items() if state == "created")
+    for name in created:
+        print(f"created {name}")
+    print(f"{len(created)} topic(s) created, {len(outcome) - len(created)} already existed")
+    return 0
+
+
+def _bench_serde(args: argparse.Namespace) -> int:
+    from schemas.bench import bench_serde, pin_to_one_core, report
+
+    pinned = pin_to_one_core()
+    measures, size = bench_serde(load_settings().registry_url, args.records)
+    print(report(measures, size, pinned))
+    return 0

@@ -1,0 +1,243 @@
+"""Every topic name of tipsync, and the plan ``tipsync topics create`` applies.
+
+- ``tip.agency.<agency_id>.<entity>``: an agency's change events, keyed
+  ``<agency_id>:<source_record_id>`` so all changes of a record stay in order in one partition.
+  The prefix ``tip.agency.<agency_id>.`` is the security boundary of that agency.
+- ``tip.reconciled.<entity>`` and ``tip.reconciled.match_decision``: golden records keyed by
+  golden id, compacted (the latest value per key is the state).
+- ``tip.dlq.<stage>``: what a stage could not process, with the reason (stages: produce, ingest,
+  resolve, sink).
+- ``tip.internal.<name>``: topics private to the stream processors.
+
+Sizing comes from the environment (defaults suit one machine):
+
+``TIPSYNC_PARTITIONS``            partitions of every topic (6)
+``TIPSYNC_REPLICATION_FACTOR``    replicas of every topic (1)
+``TIPSYNC_AGENCY_RETENTION_MS``   how long agency change events stay (30 days)
+``TIPSYNC_DLQ_RETENTION_MS``      how long rejects stay for an operator to act (30 days)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from schemas.agencies import AGENCY_ID_PATTERN, validate_agency_id
+from schemas.entities import ENTITIES, RECONCILED_OUTPUTS, check_entity
+
+AGENCY_PREFIX: Final = "tip.agency."
+RECONCILED_PREFIX: Final = "tip.reconciled."
+DLQ_PREFIX: Final = "tip.dlq."
+INTERNAL_PREFIX: Final = "tip.internal."
+DLQ_STAGES: Final[tuple[str, ...]] = ("produce", "ingest", "resolve", "sink")
+
+# A regular expression (string) matching every agency topic; group 1 is the agency id, group
+# 2 the entity. Consumers subscribe with it (aiokafka/faust ``pattern=``).
+AGENCY_TOPIC_PATTERN: Final = (
+    r"^tip\.agency\.(" + AGENCY_ID_PATTERN + r")\.(" + "|".join(ENTITIES) + r")$"
+)
+_AGENCY_TOPIC = re.compile(AGENCY_TOPIC_PATTERN)
+_INTERNAL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+DAY_MS: Final = 24 * 60 * 60 * 1000
+
+
+class AgencyTopic(NamedTuple):
+    agency_id: str
+    entity: str
+
+
+def agency_topic(agency_id: str, entity: str) -> str:
+    """``tip.agency.<agency_id>.<entity>``; ValueError for a malformed id or unknown entity."""
+    return f"{AGENCY_PREFIX}{validate_agency_id(agency_id)}.{check_entity(entity)}"
+
+
+def parse_agency_topic(topic: str) -> AgencyTopic:
+    """The agency id and entity of an agency topic; ValueError saying the expected shape."""
+    match = _AGENCY_TOPIC.match(topic)
+    if not match:
+        raise ValueError(
+            f"topic '{topic}' is not an agency topic (expected tip.agency.<agency_id>.<entity> "
+            f"with entity one of {', '.join(ENTITIES)})"
+        )
+    return AgencyTopic(match.group(1), match.group(2))
+
+
+def reconciled_topic(output: str) -> str:
+    """``tip.reconciled.<entity>`` or ``tip.reconciled.match_decision``."""
+    if output not in RECONCILED_OUTPUTS:
+        raise ValueError(
+            f"'{output}' has no reconciled topic (expected one of: {', '.join(RECONCILED_OUTPUTS)})"
+        )
+    return RECONCILED_PREFIX + output
+
+
+def dlq_topic(stage: str) -> str:
+    """``tip.dlq.<stage>`` for stage produce, ingest, resolve or sink."""
+    if stage not in DLQ_STAGES:
+        raise ValueError(
+            f"'{stage}' is not a pipeline stage with a dead-letter topic "
+            f"(expected one of: {', '.join(DLQ_STAGES)})"
+        )
+    return DLQ_PREFIX + stage
+
+
+def internal_topic(name: str) -> str:
+    """``tip.internal.<name>``: lower-case letters, digits, '.', '_' and '-'."""
+    if not _INTERNAL_NAME.fullmatch(name):
+        raise ValueError(
+            f"'{name}' is not a valid internal topic name (lower-case letters, digits, '.', "
+            "'_' and '-', starting with a letter or digit)"
+        )
+    return INTERNAL_PREFIX + name
+
+
+def source_key(agency_id: str, source_record_id: str) -> str:
+    """The key of an agency topic message: ``<agency_id>:<source_record_id>``.
+
+    Agency ids contain no ':', so the first ':' always separates the two.
+    """
+    return f"{agency_id}:{source_record_id}"
+
+
+def parse_source_key(key: str | bytes) -> tuple[str, str]:
+    """``(agency_id, source_record_id)`` of a source key; ValueError when malformed."""
+    text = key.decode("utf-8") if isinstance(key, bytes) else key
+    agency_id, separator, record_id = text.partition(":")
+    if not separator or not record_id:
+        raise ValueError(
+            f"message key '{text[:80]}' is not '<agency_id>:<source_record_id>'; the producer "
+            "must key every event by its source record"
+        )
+    return validate_agency_id(agency_id), record_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Topic plan: what `tipsync topics create` makes.
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    partitions: int = 6
+    replication_factor: int = 1
+    agency_retention_ms: int = 30 * DAY_MS
+    dlq_retention_ms: int = 30 * DAY_MS
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            partitions=_positive(env, "TIPSYNC_PARTITIONS", defaults.partitions),
+            replication_factor=_positive(
+                env, "TIPSYNC_REPLICATION_FACTOR", defaults.replication_factor
+            ),
+            agency_retention_ms=_positive(
+                env, "TIPSYNC_AGENCY_RETENTION_MS", defaults.agency_retention_ms
+            ),
+            dlq_retention_ms=_positive(env, "TIPSYNC_DLQ_RETENTION_MS", defaults.dlq_retention_ms),
+        )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{name}='{raw}' is not a positive whole number (default {default})")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def compacted_config() -> dict[str, str]:
+    """Config of a topic whose latest value per key is the state (reconciled, changelogs)."""
+    # Keep tombstones a day so a consumer that was down for hours still sees a deletion.
+    return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS)}
+
+
+def topic_plan(
+    agency_ids: Iterable[str],
+    settings: TopicSettings | None = None,
+    internal_compacted: Iterable[str] = (),
+) -> list[TopicSpec]:
+    """Every topic tipsync needs for these agencies (pure: no Kafka involved).
+
+    ``internal_compacted`` names extra ``tip.internal.*`` topics (e.g. changelogs the stream
+    processors declare) that are created compacted.
+    """
+    sizing = settings or TopicSettings()
+
+    def spec(name: str, config: dict[str, str]) -> TopicSpec:
+        return TopicSpec(name, sizing.partitions, sizing.replication_factor, config)
+
+    agency_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.agency_retention_ms)}
+    dlq_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.dlq_retention_ms)}
+    plan = [
+        spec(agency_topic(agency_id, entity), agency_config)
+        for agency_id in sorted(agency_ids)
+        for entity in ENTITIES
+    ]
+    plan += [spec(reconciled_topic(output), compacted_config()) for output in RECONCILED_OUTPUTS]
+    plan += [spec(dlq_topic(stage), dlq_config) for stage in DLQ_STAGES]
+    plan += [spec(internal_topic(name), compacted_config()) for name in internal_compacted]
+    return plan
+
+
+def create_topics(
+    bootstrap: str, plan: Iterable[TopicSpec], timeout_seconds: float = 30.0
+) -> dict[str, str]:
+    """Create the planned topics that do not exist yet (existing ones are left as they are).
+
+    Returns topic -> "created" | "exists". Raises RuntimeError naming the topic and Kafka's
+    reason for any other failure.
+    """
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    specs = list(plan)
+    if not specs:
+        return {}
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                config=spec.config,
+            )
+            for spec in specs
+        ],
+        operation_timeout=timeout_seconds,
+        request_timeout=timeout_seconds,
+    )
+    outcome: dict[str, str] = {}
+    failures: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            outcome[name] = "created"
+        except Exception as error:  # noqa: BLE001 - KafkaException carries a KafkaError
+            kafka_error = error.args[0] if error.args else None
+            if getattr(kafka_error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                failures.append(f"{name}: {error}")
+    if failures:
+        raise RuntimeError(
+            f"Kafka at {bootstrap} refused to create {len(failures)} topic(s): "
+            + "; ".join(failures)
+            + " (check `tipsync stack status` and the TIPSYNC_PARTITIONS / "
+            "TIPSYNC_REPLICATION_FACTOR settings)"
+        )
+    return outcome
