@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
     schema_commands.required = True
     schema_commands.add_parser(
-        "register", help="register every governed schema (BACKWARD_TRANSITIVE)"
+        "register", help="register every governed schema (FULL_TRANSITIVE)"
     ).set_defaults(func=_register)
     schema_commands.add_parser(
         "check", help="is each local schema registered or compatible? (exit 1 when not)"

@@ -1,8 +1,14 @@
 """Governance of the registry: register the contract, and check local schemas against it.
 
 ``register_all`` is what ``tipsync schemas register`` runs: every governed schema under its
-subject (the Avro full name), with the subject's compatibility set to BACKWARD_TRANSITIVE
-first, so no later version can break a consumer of any earlier one. ``check_all`` is
+subject (the Avro full name), with the subject's compatibility rule set first.
+
+The rule is FULL_TRANSITIVE: BACKWARD_TRANSITIVE (a new schema reads every older version's
+data, so consumers can upgrade first) *and* FORWARD_TRANSITIVE (older schemas read the new
+data). The forward half matters here because a dozen agencies upgrade their producers on
+their own schedules, ahead of the central consumers; it is also what refuses the removal of
+a required field, which Avro's backward rule alone accepts. Adding an optional field with a
+default, or an enum symbol (every enum has a default symbol), passes both. ``check_all`` is
 ``tipsync schemas check``: for each schema, is the local version already registered,
 compatible with what the registry holds, or refused, and why.
 """
@@ -17,7 +23,7 @@ from schemas.catalogue import all_schemas
 from schemas.errors import SchemaIncompatibleError
 from schemas.registry import SchemaRegistry
 
-COMPATIBILITY_LEVEL = "BACKWARD_TRANSITIVE"
+COMPATIBILITY_LEVEL = "FULL_TRANSITIVE"
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Status(StrEnum):
     COMPATIBLE = "compatible"  # check: registering it would be accepted
     NEW_SUBJECT = "new subject"  # check: the subject does not exist yet
     INCOMPATIBLE = "incompatible"  # the registry refuses it
-    WRONG_LEVEL = "wrong compatibility level"  # check: registered, but not BACKWARD_TRANSITIVE
+    WRONG_LEVEL = "wrong compatibility level"  # check: registered, with another rule
 
 
 FAILED = frozenset({Status.INCOMPATIBLE, Status.WRONG_LEVEL})

@@ -81,7 +81,12 @@ class SchemaRegistry:
         self.close()
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, url: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        url: str | None = None,
+        content_type: str = CONTENT_TYPE,
     ) -> httpx.Response:
         target = url or path
         last_problem = ""
@@ -93,7 +98,9 @@ class SchemaRegistry:
                     method,
                     target,
                     content=None if body is None else json.dumps(body),
-                    headers={"Content-Type": CONTENT_TYPE} if body is not None else None,
+                    headers={"Content-Type": content_type, "Accept": content_type}
+                    if body is not None
+                    else None,
                 )
             except httpx.TransportError as error:
                 last_problem = f"{type(error).__name__}: {error}"
@@ -182,8 +189,8 @@ class SchemaRegistry:
     def check_compatibility(self, subject: str, text: str) -> CompatibilityResult:
         """Would ``text`` be accepted as the next version of ``subject`` under its rule?
 
-        Checks against every version the subject's level covers (all of them for
-        BACKWARD_TRANSITIVE). When the Confluent API gives no reason for a refusal, the
+        Checks against every version the subject's level covers (all of them for the
+        *_TRANSITIVE levels). When the Confluent API gives no reason for a refusal, the
         reason is asked from Apicurio's own API with a dry run (nothing is registered).
         """
         response = self._request(
@@ -207,7 +214,7 @@ class SchemaRegistry:
         native = self.url.split(marker)[0] + "/apis/registry/v3"
         url = f"{native}/groups/default/artifacts/{_segment(subject)}/versions?dryRun=true"
         body = {"content": {"content": text, "contentType": "application/json"}}
-        response = self._request("POST", url, body, url=url)
+        response = self._request("POST", url, body, url=url, content_type="application/json")
         if response.status_code < 400:
             return ["the registry gave no reason"]
         try:
