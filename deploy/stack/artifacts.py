@@ -18,7 +18,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from deploy.stack.layout import KAFKA_VERSION, REGISTRY_VERSION, StackError, StateLayout
+from deploy.stack.layout import (
+    KAFKA_VERSION,
+    REGISTRY_VERSION,
+    REGISTRY_VERSION_FOR_JAVA_17,
+    StackError,
+    StateLayout,
+)
 
 POM = Path(__file__).with_name("pom.xml")
 COMPLETE = ".complete"
@@ -31,10 +37,14 @@ def _java_major(java: str) -> int:
 
 
 def _java_candidates() -> list[str]:
+    chosen = os.environ.get("TIPSYNC_JAVA_HOME")
+    if chosen:
+        # An explicit choice is the only candidate: the user knows which Java they vetted.
+        return [str(Path(chosen) / "bin" / "java")]
     candidates = []
-    for home in (os.environ.get("TIPSYNC_JAVA_HOME"), os.environ.get("JAVA_HOME")):
-        if home:
-            candidates.append(str(Path(home) / "bin" / "java"))
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidates.append(str(Path(java_home) / "bin" / "java"))
     on_path = shutil.which("java")
     if on_path:
         candidates.append(on_path)
@@ -124,21 +134,29 @@ def kafka_classpath(layout: StateLayout) -> str:
     return str(ensure_kafka_jars(layout) / "*")
 
 
-def ensure_registry(layout: StateLayout) -> Path:
-    """Apicurio Registry's runnable Quarkus application, unpacked in the cache."""
-    target = layout.registry_dist
-    if is_complete(target, REGISTRY_VERSION):
-        return target
+def registry_release() -> tuple[str, str]:
+    """The Apicurio Registry version to run and the ``java`` to run it with."""
+    try:
+        return REGISTRY_VERSION, java_executable(minimum=21)
+    except StackError:
+        return REGISTRY_VERSION_FOR_JAVA_17, java_executable(minimum=17)
+
+
+def ensure_registry(layout: StateLayout, version: str = REGISTRY_VERSION) -> Path:
+    """Apicurio Registry's runnable Quarkus application (its runner jar), unpacked in the cache."""
+    target = layout.registry_dist(version)
+    if is_complete(target, version):
+        return registry_runner(target)
     layout.cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".apicurio-", dir=layout.cache))
     try:
         _run_maven(
             [
                 "dependency:copy",
-                f"-Dartifact=io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:tar.gz:all",
+                f"-Dartifact=io.apicurio:apicurio-registry-app:{version}:tar.gz:all",
                 f"-DoutputDirectory={staging}",
             ],
-            f"Apicurio Registry {REGISTRY_VERSION}",
+            f"Apicurio Registry {version}",
         )
         archives = list(staging.glob("*.tar.gz"))
         if not archives:
@@ -146,12 +164,21 @@ def ensure_registry(layout: StateLayout) -> Path:
         unpacked = staging / "app"
         with tarfile.open(archives[0]) as archive:
             archive.extractall(unpacked, filter="data")
-        runner = next(unpacked.rglob("quarkus-run.jar"), None)
-        if runner is None:
-            raise StackError("the Apicurio archive has no quarkus-run.jar; run again.")
-        (runner.parent / COMPLETE).write_text(REGISTRY_VERSION + "\n")
+        runner = registry_runner(unpacked)
+        (runner.parent / COMPLETE).write_text(version + "\n")
         shutil.rmtree(target, ignore_errors=True)
         runner.parent.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return registry_runner(target)
+
+
+def registry_runner(folder: Path) -> Path:
+    """``quarkus-run.jar`` (3.1 and later) or ``*-runner.jar`` (3.0) inside ``folder``."""
+    runner = next(folder.rglob("quarkus-run.jar"), None) or next(folder.rglob("*-runner.jar"), None)
+    if runner is None:
+        raise StackError(
+            f"the Apicurio archive in {folder} has no runnable jar; delete that folder and run "
+            "`tipsync stack up` again."
+        )
+    return runner

@@ -20,6 +20,9 @@ from schemas.config import Settings
 
 KAFKA_VERSION = "4.1.2"
 REGISTRY_VERSION = "3.3.3"
+# Apicurio 3.3 is built for Java 21. On a machine whose newest Java is 17 the stack falls back
+# to the last 3.0 release, built for Java 17, which serves the same Confluent-compatible API.
+REGISTRY_VERSION_FOR_JAVA_17 = "3.0.9"
 STATE_FORMAT = 1
 MARKER_FILE = "tipsync-state.json"
 
@@ -45,9 +48,8 @@ class StateLayout:
     def kafka_jars(self) -> Path:
         return self.cache / f"kafka-{KAFKA_VERSION}"
 
-    @property
-    def registry_dist(self) -> Path:
-        return self.cache / f"apicurio-registry-{REGISTRY_VERSION}"
+    def registry_dist(self, version: str = REGISTRY_VERSION) -> Path:
+        return self.cache / f"apicurio-registry-{version}"
 
     @property
     def kafka_dir(self) -> Path:

@@ -570,13 +570,14 @@ class Registry(Service):
             self.management_port, "Apicurio Registry's management port (registry port + 1)",
             self.variable,
         )
-        distribution = artifacts.ensure_registry(self.layout)
+        version, java = artifacts.registry_release()
+        runner = artifacts.ensure_registry(self.layout, version)
         self.layout.registry_dir.mkdir(parents=True, exist_ok=True)
         self.process = start_background(
             [
-                artifacts.java_executable(minimum=21), "-Xms128m", "-Xmx512m", "-XX:+UseG1GC",
+                java, "-Xms128m", "-Xmx512m", "-XX:+UseG1GC",
                 f"-Djava.io.tmpdir={self.layout.registry_dir}",
-                "-jar", str(distribution / "quarkus-run.jar"),
+                "-jar", str(runner),
             ],
             log=self.layout.log(self.name),
             pidfile=self.layout.pidfile(self.name),
