@@ -1,0 +1,49 @@
+"""Blocking: the few keys under which a record looks for candidates, instead of all records.
+
+A pair is scored only when the two records share at least one key. Each key kind covers the
+errors the others miss: strong identifiers and contacts survive any name change; sound-alike
+names with the date of birth survive typos in names; initials with the date of birth survive
+two mangled names; name pairs without the date survive a mistyped date; the address with an
+initial survives a mangled name and date together.
+
+A key held by too many records (a very common name, a shared shelter phone) stops being a
+useful key: scoring all of its members would cost more than it finds. Such a key is *capped*
+(see ``Resolver``): while it has more members than the cap it yields no candidates.
+"""
+
+from __future__ import annotations
+
+from streams.resolve.normalise import phonetic
+from streams.resolve.records import PersonFeatures
+
+DEFAULT_BLOCK_SIZE_CAP = 100
+
+
+def blocking_keys(features: PersonFeatures) -> frozenset[str]:
+    """The blocking keys of one record; the kind prefix keeps different kinds apart."""
+    keys: set[str] = set()
+    for scheme, values in features.identifiers.items():
+        keys.update(f"id:{scheme}:{value}" for value in values)
+    keys.update(f"phone:{phone}" for phone in features.phones)
+    keys.update(f"email:{email}" for email in features.emails)
+
+    names = [features.given_canonical, features.family]
+    names.extend(part for alias in features.alias_names for part in alias)
+    sounds = sorted({phonetic(name) for name in names if name})
+    dob = features.date_of_birth
+    if dob:
+        # Either name sounding the same plus the date: one name may be badly typed or missing.
+        keys.update(f"name+dob:{sound}:{dob}" for sound in sounds)
+        initials = "".join(sorted(name[0] for name in (features.given, features.family) if name))
+        if initials:
+            keys.add(f"initials+dob:{initials}:{dob}")
+    given_sound = phonetic(features.given_canonical)
+    family_sound = phonetic(features.family)
+    if given_sound and family_sound:
+        # Sorted, so that a given/family swap lands on the same key.
+        keys.add("names:" + ":".join(sorted((given_sound, family_sound))))
+    if features.address_numbers and features.address_words:
+        street = features.address_words.split(" ")[0]
+        numbers = ":".join(sorted(features.address_numbers))
+        keys.add(f"address:{numbers}:{street}")
+    return frozenset(keys)

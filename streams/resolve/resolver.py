@@ -1,0 +1,375 @@
+"""The incremental resolver: one source record in, the golden-person changes out.
+
+Order independence holds by construction. Everything the resolver publishes is a pure
+function of the *set* of source records it currently holds:
+
+- candidate pairs: two records sharing a blocking key whose block is within the cap (when a
+  block crosses the cap, in either direction, its members' pairs are re-derived);
+- pair scores: a fixed ``ScoringModel`` applied to the two records;
+- clusters: the guarded, strongest-first clustering of each connected component of matching
+  pairs, with ties broken by source key;
+- golden id: uuid5 of the cluster's earliest member by (first event time, agency, record id);
+- golden record: survivorship with deterministic tie-breaks.
+
+Each change only re-clusters the components it touched, so the work per record is bounded
+by the size of its neighbourhood, not by the number of people already resolved.
+
+The persistent state (``to_state``) is plain JSON-safe data: the source records and what was
+last published per golden id. Indexes, edges and clusters are derived from it again on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys
+from streams.resolve.changes import (
+    Change,
+    GoldenPersonMerged,
+    GoldenPersonRemoved,
+    GoldenPersonUpserted,
+    MatchDecision,
+    SourceMapped,
+)
+from streams.resolve.clustering import ChainingGuard, Vetoed, cluster_component
+from streams.resolve.records import (
+    PersonFeatures,
+    SourceKey,
+    person_features,
+    source_key,
+    source_record_from_event,
+)
+from streams.resolve.scoring import PairScore, ScoringModel, score_pair
+from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
+
+STATE_FORMAT = 1
+
+
+def _default_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _content_hash(value: Mapping[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+
+
+class Resolver:
+    """Resolves people one source record at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        trust: TrustRanks | None = None,
+        model: ScoringModel | None = None,
+        *,
+        block_size_cap: int = DEFAULT_BLOCK_SIZE_CAP,
+        guard: ChainingGuard | None = None,
+        clock: Callable[[], datetime] = _default_clock,
+    ) -> None:
+        self.trust: TrustRanks = trust or {}
+        self.model = model or ScoringModel()
+        self.block_size_cap = block_size_cap
+        # A merge must keep the cluster's average cross pair at review level, and no member
+        # pair may carry net evidence that they are different people.
+        self.guard = guard or ChainingGuard(mean_threshold=self.model.review_threshold, floor=0.0)
+        self.clock = clock
+        # persistent
+        self.records: dict[SourceKey, dict[str, Any]] = {}
+        self.published: dict[str, dict[str, Any]] = {}  # person_id -> version, hash, status
+        # derived
+        self._features: dict[SourceKey, PersonFeatures] = {}
+        self._keys: dict[SourceKey, frozenset[str]] = {}
+        self._blocks: dict[str, set[SourceKey]] = {}
+        self._edges: dict[SourceKey, dict[SourceKey, float]] = {}  # score >= review threshold
+        self._person_of: dict[SourceKey, str] = {}
+        self._members: dict[str, set[SourceKey]] = {}
+        self.pairs_scored = 0
+
+    # ----------------------------------------------------------------- public API
+
+    def upsert(self, event: Mapping[str, Any]) -> list[Change]:
+        """Add or update one source record; returns what changed, in publishing order."""
+        record = source_record_from_event(event)
+        key = source_key(record["agency_id"], record["source_record_id"])
+        held = self.records.get(key)
+        if held is not None:
+            if record["source_version"] < held["source_version"]:
+                return []  # stale: a newer version is already resolved
+            record["first_event_time"] = min(held["first_event_time"], record["event_time"])
+            if record == held:
+                return []  # a replay of what is already resolved
+        else:
+            record["first_event_time"] = record["event_time"]
+        seeds = {key}
+        if held is not None:
+            seeds |= self._unindex(key)
+        self.records[key] = record
+        seeds |= self._index(key)
+        decisions = self._decisions_for(key)
+        return decisions + self._recluster(seeds, changed={key})
+
+    def delete(self, agency_id: str, source_record_id: str) -> list[Change]:
+        """Remove one source record; its golden person is rebuilt, merged away or removed."""
+        key = source_key(agency_id, source_record_id)
+        if key not in self.records:
+            return []
+        seeds = self._unindex(key) | {key}
+        record = self.records.pop(key)
+        changes = self._recluster(seeds, changed={key})
+        changes.append(SourceMapped(agency_id, source_record_id, record["source_version"], None))
+        return changes
+
+    def person_of(self, agency_id: str, source_record_id: str) -> str | None:
+        return self._person_of.get(source_key(agency_id, source_record_id))
+
+    def clusters(self) -> dict[str, list[SourceKey]]:
+        """person_id -> sorted source keys, for every live golden person."""
+        return {person: sorted(members) for person, members in self._members.items()}
+
+    def golden(self, person_id: str) -> dict[str, Any] | None:
+        members = self._members.get(person_id)
+        if not members:
+            return None
+        value = golden_person(person_id, [self.records[k] for k in sorted(members)], self.trust)
+        value["golden_version"] = self.published[person_id]["version"]
+        return value
+
+    def explain(self, left: SourceKey, right: SourceKey) -> PairScore:
+        """Why two held records match or not: the score and each field's weight."""
+        return score_pair(self.model, self._features[left], self._features[right])
+
+    def candidate_keys(self, key: SourceKey) -> set[SourceKey]:
+        """Records that share a usable (within-cap) blocking key with this one."""
+        found: set[SourceKey] = set()
+        for block_key in self._keys.get(key, ()):
+            members = self._blocks[block_key]
+            if len(members) <= self.block_size_cap:
+                found |= members
+        found.discard(key)
+        return found
+
+    def to_state(self) -> dict[str, Any]:
+        """The persistent state as JSON-safe data (indexes are rebuilt from it on load)."""
+        return {
+            "format": STATE_FORMAT,
+            "records": {key: dict(record) for key, record in self.records.items()},
+            "published": {person: dict(entry) for person, entry in self.published.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], **options: Any) -> Resolver:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"resolver state format {state.get('format')!r} is not {STATE_FORMAT}; rebuild "
+                "the state by replaying the ingest topic into a fresh resolver"
+            )
+        resolver = cls(**options)
+        resolver.published = {p: dict(entry) for p, entry in state["published"].items()}
+        for key, record in state["records"].items():
+            resolver.records[key] = dict(record)
+            resolver._index(key)
+        # Published versions and hashes are already in state: re-derive clusters silently.
+        resolver._recluster(set(resolver.records), changed=set())
+        return resolver
+
+    # ----------------------------------------------------------------- indexes and edges
+
+    def _index(self, key: SourceKey) -> set[SourceKey]:
+        """Index a stored record and score its candidates; returns keys whose edges changed."""
+        features = person_features(self.records[key])
+        self._features[key] = features
+        keys = blocking_keys(features)
+        self._keys[key] = keys
+        touched: set[SourceKey] = set()
+        for block_key in keys:
+            members = self._blocks.setdefault(block_key, set())
+            members.add(key)
+            if len(members) == self.block_size_cap + 1:
+                # The block just became too common to block on: its pairs may lose their
+                # only justification.
+                touched |= self._refresh_edges(members - {key})
+        self._edges[key] = {}
+        for other in self.candidate_keys(key):
+            self._add_edge(key, other)
+        touched |= set(self._edges[key])
+        return touched
+
+    def _unindex(self, key: SourceKey) -> set[SourceKey]:
+        """Forget a record's features and edges; returns keys whose edges changed."""
+        neighbours = set(self._edges.pop(key, {}))
+        for other in neighbours:
+            self._edges[other].pop(key, None)
+        touched = set(neighbours)
+        for block_key in self._keys.pop(key, ()):
+            members = self._blocks[block_key]
+            members.discard(key)
+            if not members:
+                del self._blocks[block_key]
+            elif len(members) == self.block_size_cap:
+                # Back within the cap: its pairs count again.
+                touched |= self._connect_block(members)
+        del self._features[key]
+        return touched
+
+    def _add_edge(self, left: SourceKey, right: SourceKey) -> None:
+        if right in self._edges[left]:
+            return
+        self.pairs_scored += 1
+        score = score_pair(self.model, self._features[left], self._features[right]).score
+        if score >= self.model.review_threshold:
+            self._edges[left][right] = score
+            self._edges.setdefault(right, {})[left] = score
+
+    def _refresh_edges(self, keys: Iterable[SourceKey]) -> set[SourceKey]:
+        touched: set[SourceKey] = set()
+        for key in keys:
+            candidates = self.candidate_keys(key)
+            for other in [o for o in self._edges.get(key, {}) if o not in candidates]:
+                del self._edges[key][other]
+                del self._edges[other][key]
+                touched |= {key, other}
+        return touched
+
+    def _connect_block(self, members: set[SourceKey]) -> set[SourceKey]:
+        ordered = sorted(members)
+        for i, left in enumerate(ordered):
+            for right in ordered[i + 1:]:
+                self._add_edge(left, right)
+        return set(members)
+
+    # ----------------------------------------------------------------- clustering
+
+    def _pair_score(self, left: SourceKey, right: SourceKey) -> float:
+        known = self._edges.get(left, {}).get(right)
+        if known is not None:
+            return known
+        return score_pair(self.model, self._features[left], self._features[right]).score
+
+    def _component(self, seeds: set[SourceKey]) -> set[SourceKey]:
+        """Live records reachable from the seeds through matching pairs, closed under the
+        previous clusters of the records found (a cluster is never cut by the frontier)."""
+        threshold = self.model.match_threshold
+        found: set[SourceKey] = set()
+        frontier = [key for key in seeds if key in self.records]
+        for key in seeds:
+            old = self._person_of.get(key)
+            if old is not None:
+                frontier.extend(self._members.get(old, ()))
+        while frontier:
+            key = frontier.pop()
+            if key in found or key not in self.records:
+                continue
+            found.add(key)
+            frontier.extend(o for o, s in self._edges.get(key, {}).items() if s >= threshold)
+            old = self._person_of.get(key)
+            if old is not None:
+                frontier.extend(self._members.get(old, ()))
+        return found
+
+    def _recluster(self, seeds: set[SourceKey], changed: set[SourceKey]) -> list[Change]:
+        nodes = self._component(seeds)
+        threshold = self.model.match_threshold
+        old_person = {key: self._person_of[key] for key in nodes | seeds if key in self._person_of}
+        old_ids = set(old_person.values())
+        old_members = {person: set(self._members.get(person, ())) for person in old_ids}
+        edges = [
+            (score, left, right)
+            for left in nodes
+            for right, score in self._edges.get(left, {}).items()
+            if left < right and score >= threshold
+        ]
+        clusters, vetoed = cluster_component(nodes, edges, self._pair_score, self.guard)
+
+        for key in nodes | seeds:
+            self._person_of.pop(key, None)
+        for person in old_ids:
+            self._members.pop(person, None)
+
+        upserts: list[Change] = []
+        new_ids: set[str] = set()
+        for members in clusters:
+            records = [self.records[key] for key in members]
+            person = golden_id(records)
+            new_ids.add(person)
+            self._members[person] = set(members)
+            for key in members:
+                self._person_of[key] = person
+            value = golden_person(person, records, self.trust)
+            digest = _content_hash(value)
+            entry = self.published.get(person)
+            if entry is None or entry["hash"] != digest or entry["status"] != "live":
+                version = (entry["version"] if entry else 0) + 1
+                self.published[person] = {"version": version, "hash": digest, "status": "live"}
+                upserts.append(GoldenPersonUpserted(person, version, {
+                    **value, "golden_version": version,
+                }))
+
+        retired: list[Change] = []
+        for person in sorted(old_ids - new_ids):
+            survivor = self._successor(person, old_members[person])
+            entry = self.published[person]
+            if survivor is None:
+                self.published[person] = {
+                    "version": entry["version"] + 1, "hash": "", "status": "removed",
+                }
+                retired.append(GoldenPersonRemoved(person))
+            else:
+                version = entry["version"] + 1
+                self.published[person] = {
+                    "version": version, "hash": "", "status": "merged", "merged_into": survivor,
+                }
+                retired.append(GoldenPersonMerged(person, version, survivor))
+
+        mappings: list[Change] = []
+        for key in sorted(nodes):
+            person = self._person_of[key]
+            if key in changed or old_person.get(key) != person:
+                record = self.records[key]
+                mappings.append(SourceMapped(
+                    record["agency_id"], record["source_record_id"],
+                    record["source_version"], person,
+                ))
+        return self._veto_decisions(vetoed, seeds) + upserts + retired + mappings
+
+    def _successor(self, person: str, old_members: set[SourceKey]) -> str | None:
+        """Where a retired golden id now lives: the cluster holding most of its old members."""
+        counts: dict[str, int] = {}
+        for key in old_members:
+            new_person = self._person_of.get(key)
+            if new_person is not None:
+                counts[new_person] = counts.get(new_person, 0) + 1
+        if not counts:
+            return None
+        return min(counts, key=lambda p: (-counts[p], p))
+
+    # ----------------------------------------------------------------- match decisions
+
+    def _decision(self, left: SourceKey, right: SourceKey, pair: PairScore,
+                  decision: str, rule: str) -> MatchDecision:
+        a, b = self.records[left], self.records[right]
+        return MatchDecision(
+            a["agency_id"], a["source_record_id"], b["agency_id"], b["source_record_id"],
+            pair.score, pair.features, rule, decision, self.clock(),
+        )
+
+    def _decisions_for(self, key: SourceKey) -> list[Change]:
+        """Decisions about the new record's pairs worth recording (review level and above)."""
+        decisions: list[Change] = []
+        for other in sorted(self._edges.get(key, {})):
+            pair = self.explain(key, other)
+            decisions.append(self._decision(
+                key, other, pair, self.model.decision(pair.score), pair.rule,
+            ))
+        return decisions
+
+    def _veto_decisions(self, vetoed: list[Vetoed], seeds: set[SourceKey]) -> list[Change]:
+        return [
+            self._decision(v.left, v.right, self.explain(v.left, v.right), "NON_MATCH", v.reason)
+            for v in vetoed
+            if v.left in seeds or v.right in seeds
+        ]

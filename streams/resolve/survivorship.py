@@ -1,0 +1,192 @@
+"""The golden person of a cluster: which source wins each field, and the lineage that says so.
+
+Per field group, the sources that *have* a value compete; the winner is the one whose agency
+is most trusted for that group (rank 1 is the most trusted, from ``deploy/agencies.yaml``),
+then the most recent, then the most complete, then the lowest source key (so ties never
+depend on arrival order). List fields (aliases, citizenship, identifiers, phones, emails,
+addresses) are the union of all sources, in that same order. The classification is the most
+protective label any source gave: a record that one agency marks VICTIM_PROTECTED stays
+protected whoever else knows the person.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from streams.resolve.normalise import (
+    normalise_address,
+    normalise_email,
+    normalise_identifier,
+    normalise_name,
+    normalise_phone,
+)
+from streams.resolve.records import from_epoch_millis, source_key
+
+# agency_id -> field group -> rank (1 = most trusted); "default" covers groups not listed
+TrustRanks = Mapping[str, Mapping[str, int]]
+UNRANKED = 1_000
+
+# Golden ids are uuid5 of the anchor record's source key in this namespace (fixed forever:
+# changing it would change every golden id).
+GOLDEN_ID_NAMESPACE = uuid.UUID("6f1c1a52-3b7e-5d8a-9c0e-7a4b2d9e1f30")
+
+CLASSIFICATION_ORDER = {"OFFICIAL": 0, "SENSITIVE": 1, "VICTIM_PROTECTED": 2}
+_PRECISION_COMPLETENESS = {"DAY": 3, "MONTH": 2, "YEAR": 1}
+
+# field group -> the golden fields it fills from one winning source
+SCALAR_GROUPS: dict[str, tuple[str, ...]] = {
+    "name": ("given_name", "middle_name", "family_name"),
+    "date_of_birth": ("date_of_birth", "dob_precision"),
+    "sex": ("sex",),
+}
+
+
+def anchor_order(record: Mapping[str, Any]) -> tuple[int, str, str]:
+    """The earliest-seen record anchors its cluster's id (ties broken by the source key)."""
+    return (record["first_event_time"], record["agency_id"], record["source_record_id"])
+
+
+def golden_id(records: Sequence[Mapping[str, Any]]) -> str:
+    """The cluster's id: stable while its earliest member stays, and the older id wins a merge."""
+    anchor = min(records, key=anchor_order)
+    return str(uuid.uuid5(GOLDEN_ID_NAMESPACE, source_key(anchor["agency_id"],
+                                                           anchor["source_record_id"])))
+
+
+def _rank(trust: TrustRanks, agency_id: str, group: str) -> int:
+    ranks = trust.get(agency_id, {})
+    return ranks.get(group, ranks.get("default", UNRANKED))
+
+
+def _completeness(record: Mapping[str, Any], group: str) -> int:
+    if group == "name":
+        return sum(len(record.get(field) or "") > 0 for field in SCALAR_GROUPS["name"]) * 100 + sum(
+            len(record.get(field) or "") for field in SCALAR_GROUPS["name"]
+        )
+    if group == "date_of_birth":
+        return _PRECISION_COMPLETENESS.get(record.get("dob_precision") or "DAY", 0)
+    return 1
+
+
+def _has_value(record: Mapping[str, Any], group: str) -> bool:
+    if group == "name":
+        return bool(record.get("given_name") or record.get("family_name"))
+    if group == "sex":
+        return record.get("sex") not in (None, "", "UNKNOWN")
+    return bool(record.get(group))
+
+
+def _preference(trust: TrustRanks, group: str):  # type: ignore[no-untyped-def]
+    def order(record: Mapping[str, Any]) -> tuple[int, int, int, str, str]:
+        return (
+            _rank(trust, record["agency_id"], group),
+            -record["event_time"],
+            -_completeness(record, group),
+            record["agency_id"],
+            record["source_record_id"],
+        )
+
+    return order
+
+
+def _lineage(field: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "field": field,
+        "agency_id": record["agency_id"],
+        "source_record_id": record["source_record_id"],
+        "source_version": record["source_version"],
+        "event_time": from_epoch_millis(record["event_time"]),
+    }
+
+
+_LIST_IDENTITY = {
+    "aliases": lambda item: normalise_name(item),
+    "citizenship": lambda item: (item or "").upper(),
+    "identifiers": lambda item: (
+        item.get("scheme"), normalise_identifier(item.get("value")), item.get("issuing_country")
+    ),
+    "phones": normalise_phone,
+    "emails": normalise_email,
+    "addresses": lambda item: (normalise_address(item.get("line")), item.get("parish")),
+}
+_LIST_GROUP = {
+    "aliases": "name", "citizenship": "citizenship", "identifiers": "identifiers",
+    "phones": "contact", "emails": "contact", "addresses": "address",
+}
+
+
+def _full_name(record: Mapping[str, Any]) -> str:
+    parts = (record.get("given_name"), record.get("middle_name"), record.get("family_name"))
+    return " ".join(part for part in parts if part)
+
+
+def golden_person(
+    person_id: str, records: Sequence[Mapping[str, Any]], trust: TrustRanks
+) -> dict[str, Any]:
+    """The GoldenPerson value (without golden_version) of one cluster of source records."""
+    golden: dict[str, Any] = {"person_id": person_id, "merged_into": None}
+    lineage: list[dict[str, Any]] = []
+    for group, fields in SCALAR_GROUPS.items():
+        candidates = [record for record in records if _has_value(record, group)]
+        if not candidates:
+            for field in fields:
+                golden[field] = None
+            continue
+        winner = min(candidates, key=_preference(trust, group))
+        for field in fields:
+            golden[field] = winner.get(field)
+            if winner.get(field):
+                lineage.append(_lineage(field, winner))
+    if golden["date_of_birth"] and not golden["dob_precision"]:
+        golden["dob_precision"] = "DAY"
+    if golden["sex"] is None:
+        golden["sex"] = "UNKNOWN"
+
+    for field, group in _LIST_GROUP.items():
+        seen: set[Any] = set()
+        values: list[Any] = []
+        for record in sorted(records, key=_preference(trust, group)):
+            contributed = False
+            for item in record.get(field) or []:
+                identity = _LIST_IDENTITY[field](item)
+                if identity and identity not in seen:
+                    seen.add(identity)
+                    values.append(item)
+                    contributed = True
+            if contributed:
+                lineage.append(_lineage(field, record))
+        golden[field] = values
+
+    # Other sources' spellings of the name are kept as aliases: an analyst searching for the
+    # name an agency used must still find the person.
+    golden_name = normalise_name(_full_name(golden))
+    known = {normalise_name(alias) for alias in golden["aliases"]} | {golden_name}
+    for record in sorted(records, key=_preference(trust, "name")):
+        name = _full_name(record)
+        if name and normalise_name(name) not in known:
+            known.add(normalise_name(name))
+            golden["aliases"].append(name)
+
+    labels = [record.get("classification") for record in records if record.get("classification")]
+    golden["classification"] = max(
+        labels, key=lambda label: CLASSIFICATION_ORDER.get(label, len(CLASSIFICATION_ORDER))
+    ) if labels else "VICTIM_PROTECTED"
+    if golden["classification"] not in CLASSIFICATION_ORDER:
+        # A label this code does not know yet is read as the most protective one.
+        golden["classification"] = "VICTIM_PROTECTED"
+    golden["first_seen"] = from_epoch_millis(min(r["first_event_time"] for r in records))
+    golden["last_updated"] = from_epoch_millis(max(r["event_time"] for r in records))
+    golden["sources"] = [
+        {
+            "agency_id": record["agency_id"],
+            "source_record_id": record["source_record_id"],
+            "source_version": record["source_version"],
+            "event_time": from_epoch_millis(record["event_time"]),
+            "deleted": False,
+        }
+        for record in sorted(records, key=lambda r: (r["agency_id"], r["source_record_id"]))
+    ]
+    golden["lineage"] = lineage
+    return golden
