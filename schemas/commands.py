@@ -14,12 +14,17 @@ def register(subparsers: Any) -> None:
     schemas = subparsers.add_parser("schemas", help="the Avro contract in the schema registry")
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
     schema_commands.required = True
-    schema_commands.add_parser(
-        "register", help="register every governed schema (FULL_TRANSITIVE)"
-    ).set_defaults(func=_register)
-    schema_commands.add_parser(
-        "check", help="is each local schema registered or compatible? (exit 1 when not)"
-    ).set_defaults(func=_check)
+    for action, func, text in (
+        ("register", _register, "register every governed schema (FULL_TRANSITIVE)"),
+        ("check", _check, "is each local schema registered or compatible? (exit 1 when not)"),
+    ):
+        command = schema_commands.add_parser(action, help=text)
+        command.add_argument(
+            "--subject-prefix",
+            default="",
+            help="prefix every subject (a scratch copy of the contract, e.g. for tests)",
+        )
+        command.set_defaults(func=func)
     schema_commands.add_parser(
         "export", help="write schemas/avsc/*.avsc from the pydantic models"
     ).set_defaults(func=_export)
@@ -53,21 +58,29 @@ def _registry() -> Any:
     return SchemaRegistry(load_settings().registry_url)
 
 
-def _register(_: argparse.Namespace) -> int:
+def _local_schemas(prefix: str) -> list[Any]:
+    from schemas.registration import LocalSchema, local_schemas
+
+    return [
+        LocalSchema(schema.name, prefix + schema.subject, schema.text) for schema in local_schemas()
+    ]
+
+
+def _register(args: argparse.Namespace) -> int:
     from schemas.registration import register_all
 
     with _registry() as registry:
-        results = register_all(registry)
+        results = register_all(registry, _local_schemas(args.subject_prefix))
     for result in results:
         print(result.describe())
     return 0 if all(result.ok for result in results) else 1
 
 
-def _check(_: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> int:
     from schemas.registration import check_all
 
     with _registry() as registry:
-        results = check_all(registry)
+        results = check_all(registry, _local_schemas(args.subject_prefix))
     for result in results:
         print(result.describe())
     failed = [result for result in results if not result.ok]
