@@ -1,0 +1,264 @@
+"""``tipsync lag``: how far behind each consumer group of the pipeline is, and whether it moves.
+
+    tipsync lag [--json] [--group G ...] [--group-prefix P] [--samples N --interval S]
+    tipsync lag --wait-zero --timeout SECONDS [--group G ...]
+
+Exit codes: 0 answered (or, with --wait-zero, everything caught up); 1 --wait-zero timed out;
+2 the tool could not ask (Kafka unreachable, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploy.operations.history import (
+    append_samples,
+    history_path,
+    load_history,
+    prune_history,
+    save_history,
+)
+from deploy.operations.lag import GroupLag, Thresholds, still_behind
+from deploy.operations.offsets import OffsetReader, OperationsError
+from deploy.operations.survey import LagSurvey
+from schemas.config import Settings, load_settings
+
+HISTORY_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    lag = subparsers.add_parser(
+        "lag",
+        help="consumer lag of the pipeline's groups, in messages and seconds, with a status",
+        description=(
+            "For every consumer group of the pipeline (stream stages, sink) and every partition:"
+            " end offset, committed offset, lag in messages and seconds, and a Burrow-style"
+            " status (OK, WARN, STALL, STOP, REWIND, NO_COMMIT; see docs/OPERATIONS.md)."
+        ),
+    )
+    lag.add_argument("--json", action="store_true", help="print JSON for machines")
+    lag.add_argument(
+        "--group", action="append", default=[], metavar="GROUP",
+        help="only this group (repeatable); default: every group of the pipeline",
+    )
+    lag.add_argument(
+        "--group-prefix", default="", metavar="PREFIX",
+        help="without --group: only pipeline groups whose name starts with PREFIX",
+    )
+    lag.add_argument(
+        "--samples", type=int, default=2,
+        help="samples to take in this run, --interval apart (default 2)",
+    )
+    lag.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between samples (default 1)"
+    )
+    lag.add_argument(
+        "--window", type=float, default=None, metavar="SECONDS",
+        help="sample for SECONDS (every --interval) instead of --samples times",
+    )
+    lag.add_argument(
+        "--stall-after", type=float, default=Thresholds.stall_after_seconds, metavar="SECONDS",
+        help="a connected group whose offset has not moved this long while behind is STALL"
+        f" (default {Thresholds.stall_after_seconds:.0f})",
+    )
+    lag.add_argument(
+        "--stop-after", type=float, default=Thresholds.stop_after_seconds, metavar="SECONDS",
+        help="an offset that has not moved this long while behind is STOP"
+        f" (default {Thresholds.stop_after_seconds:.0f})",
+    )
+    lag.add_argument(
+        "--history", type=Path, default=None, metavar="FILE",
+        help="where the window of samples is kept (default <TIPSYNC_HOME>/operations/"
+        "lag-history.json)",
+    )
+    lag.add_argument(
+        "--wait-zero", action="store_true",
+        help="wait until every group has caught up (exit 0) or --timeout passes (exit 1)",
+    )
+    lag.add_argument(
+        "--timeout", type=float, default=300.0, metavar="SECONDS",
+        help="with --wait-zero: give up after SECONDS (default 300)",
+    )
+    lag.set_defaults(func=lag_command)
+
+
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    if args.samples < 1:
+        return f"--samples {args.samples}: take at least 1 sample"
+    if args.interval < 0 or (args.window is not None and args.window < 0):
+        return "--interval and --window are durations in seconds and cannot be negative"
+    if args.timeout <= 0:
+        return f"--timeout {args.timeout}: give --wait-zero a positive number of seconds"
+    if args.stall_after > args.stop_after:
+        return (
+            f"--stall-after {args.stall_after} is longer than --stop-after {args.stop_after};"
+            " STALL must come before STOP, so make --stall-after the shorter one"
+        )
+    return None
+
+
+def lag_command(args: argparse.Namespace) -> int:
+    problem = _check_arguments(args)
+    if problem:
+        print(f"tipsync lag: {problem}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    thresholds = Thresholds(
+        stall_after_seconds=args.stall_after, stop_after_seconds=args.stop_after
+    )
+    try:
+        if args.wait_zero:
+            return _wait_zero(args, settings, thresholds)
+        groups, warnings = survey_lag(
+            settings,
+            groups=args.group,
+            prefix=args.group_prefix,
+            samples=_sample_count(args),
+            interval=args.interval,
+            thresholds=thresholds,
+            history_file=args.history,
+        )
+    except OperationsError as error:
+        print(f"tipsync lag: {error}", file=sys.stderr)
+        return 2
+    _print(groups, warnings, as_json=args.json)
+    return 0
+
+
+def _sample_count(args: argparse.Namespace) -> int:
+    if args.window is None:
+        return int(args.samples)
+    return max(int(args.window / args.interval) + 1 if args.interval else 1, 2)
+
+
+def survey_lag(
+    settings: Settings,
+    *,
+    groups: Sequence[str] = (),
+    prefix: str = "",
+    samples: int = 2,
+    interval: float = 1.0,
+    thresholds: Thresholds | None = None,
+    history_file: Path | None = None,
+) -> tuple[list[GroupLag], list[str]]:
+    """Sample ``samples`` times, ``interval`` seconds apart, keep the samples in the history
+    file and judge every group over its window. Returns the groups and warnings to show."""
+    thresholds = thresholds or Thresholds()
+    path = history_file or history_path(settings.home)
+    history, warning = load_history(path)
+    warnings = [warning] if warning else []
+    history = prune_history(history, now=time.time(), max_age_seconds=HISTORY_MAX_AGE_SECONDS)
+    reader = OffsetReader(settings)
+    survey = LagSurvey(reader, groups, prefix)
+    reports: list[GroupLag] = []
+    for index in range(samples):
+        if index:
+            time.sleep(interval)
+        sample = survey.sample()
+        warnings.extend(warning for warning in sample.warnings if warning not in warnings)
+        # Only the last sample is judged (and its timestamps read); earlier ones feed the window.
+        if index < samples - 1:
+            for group in sample.groups:
+                history = append_samples(
+                    history, group.group, sample.partitions[group.group],
+                    thresholds.window_samples,
+                )
+            continue
+        reports, history = survey.judge(sample, history, thresholds)
+    save_history(path, history)
+    return reports, warnings
+
+
+def _wait_zero(args: argparse.Namespace, settings: Settings, thresholds: Thresholds) -> int:
+    """Poll until every group is caught up on two samples in a row: one all-zero sample can
+    fall between a stream stage committing its input and its output reaching the next topic."""
+    deadline = time.monotonic() + args.timeout
+    settled = 0
+    groups: list[GroupLag] = []
+    warnings: list[str] = []
+    while True:
+        groups, warnings = survey_lag(
+            settings, groups=args.group, prefix=args.group_prefix, samples=1,
+            thresholds=thresholds, history_file=args.history,
+        )
+        caught_up = bool(groups) and all(group.caught_up for group in groups)
+        settled = settled + 1 if caught_up else 0
+        if settled >= 2:
+            if not args.json:
+                print(f"caught up: {', '.join(group.group for group in groups)}")
+            else:
+                _print(groups, warnings, as_json=True)
+            return 0
+        if time.monotonic() + args.interval > deadline:
+            break
+        time.sleep(args.interval)
+    lines = still_behind(groups) if groups else [
+        "no consumer group of the pipeline was found"
+        + (f" (looked for {', '.join(args.group)})" if args.group else "")
+        + "; start the stream and sink processes, or name the groups with --group"
+    ]
+    if args.json:
+        _print(groups, warnings, as_json=True)
+    print(
+        f"tipsync lag: still behind after {args.timeout:.0f} s:\n  " + "\n  ".join(lines),
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _print(groups: Sequence[GroupLag], warnings: Sequence[str], *, as_json: bool) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({
+            "observed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "groups": [group.as_json() for group in groups],
+        }, indent=2))
+        return
+    print(render_table(groups))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render_table(groups: Sequence[GroupLag]) -> str:
+    """The report for people: a line per group, then its partitions."""
+    if not groups:
+        return (
+            "no consumer group of the pipeline was found (none commits on a tip.* topic and"
+            " the sink has stored no offsets); name one with --group"
+        )
+    lines: list[str] = []
+    header = (
+        f"    {'TOPIC':<40} {'PART':>4} {'END':>10} {'COMMITTED':>10} {'LAG':>8}"
+        f" {'LAG_S':>8}  {'STATUS':<9} REASON"
+    )
+    for group in groups:
+        lines.append(
+            f"{group.group}  [{group.status.value}]  lag {group.total_lag} messages,"
+            f" {group.max_lag_seconds:.1f} s;  offsets in {group.offsets_from};"
+            f"  state {group.state}, {group.members} member(s)"
+        )
+        if not group.partitions:
+            lines.append("    (no committed or assigned partitions known)")
+            continue
+        lines.append(header)
+        for partition in group.partitions:
+            committed = "-" if partition.committed_offset is None else partition.committed_offset
+            lag = (
+                partition.lag if partition.lag is not None
+                else f"({partition.pending} pending)"
+            )
+            lines.append(
+                f"    {partition.topic:<40} {partition.partition:>4} {partition.end_offset:>10}"
+                f" {committed!s:>10} {lag!s:>8} {_seconds(partition.lag_seconds):>8}"
+                f"  {partition.status.value:<9} {partition.reason}"
+            )
+    return "\n".join(lines)
