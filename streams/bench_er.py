@@ -291,6 +291,11 @@ def run(args: argparse.Namespace) -> int:
     print(_row("tipsync", resolve_with_tipsync(events, truth)), flush=True)
     fitted, report = fit_model(events)
     print(_row("tipsync-em", resolve_with_tipsync(events, truth, fitted)), flush=True)
+    print(f"  tipsync:    reasoned default weights, match threshold "
+          f"{ScoringModel().match_threshold:.1f}")
+    print(f"  tipsync-em: weights fitted by EM on {report.candidate_pairs} candidate pairs, "
+          f"{report.expected_matches:.0f} matches expected, match threshold "
+          f"{report.match_threshold:.1f}; records then resolved one at a time")
     if not args.without_splink:
         print(_row("splink", resolve_with_splink(
             frame, truth, without_identifier=args.without_identifier, seed=args.seed

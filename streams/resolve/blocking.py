@@ -42,8 +42,15 @@ def blocking_keys(features: PersonFeatures) -> frozenset[str]:
     if given_sound and family_sound:
         # Sorted, so that a given/family swap lands on the same key.
         keys.add("names:" + ":".join(sorted((given_sound, family_sound))))
-    if features.address_numbers and features.address_words:
-        street = features.address_words.split(" ")[0]
-        numbers = ":".join(sorted(features.address_numbers))
-        keys.add(f"address:{numbers}:{street}")
+    if features.given_canonical and features.family:
+        # One name exact and the other's initial: survives a badly typed other name.
+        keys.add(f"family+initial:{features.family}:{features.given_canonical[0]}")
+        keys.add(f"given+initial:{features.given_canonical}:{features.family[0]}")
+    if dob:
+        keys.add(f"dob:{dob}")  # capped away in large populations, decisive in small ones
+    if features.address_numbers:
+        keys.add("address-numbers:" + ":".join(sorted(features.address_numbers)))
+    street = features.address_words.split(" ")[:2]
+    if len(street) == 2:
+        keys.add(f"street:{street[0]}:{street[1]}")
     return frozenset(keys)

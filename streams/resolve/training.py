@@ -44,30 +44,78 @@ class FitReport:
     match_threshold: float
 
 
-def candidate_pairs(
+# EM sessions, as Splink runs them: the pairs that share a key of one kind agree on its
+# fields by construction, so those fields say nothing there and are left out of that
+# session; each field's m comes from the sessions that did not block on it.
+SESSIONS: dict[str, frozenset[str]] = {
+    "dob": frozenset({"date_of_birth", "date_of_birth_month", "date_of_birth_year"}),
+    "names": frozenset({"given_name", "family_name"}),
+}
+
+
+def pairs_by_key_kind(
     features: Sequence[PersonFeatures], block_size_cap: int = DEFAULT_BLOCK_SIZE_CAP
-) -> set[tuple[int, int]]:
-    """Index pairs that share a blocking key within the cap (the resolver's candidates)."""
+) -> dict[str, set[tuple[int, int]]]:
+    """Index pairs that share a blocking key within the cap, per key kind (``dob``, ...)."""
     blocks: dict[str, list[int]] = {}
     for index, record in enumerate(features):
         for key in blocking_keys(record):
             blocks.setdefault(key, []).append(index)
-    pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
+    pairs: dict[str, set[tuple[int, int]]] = {}
+    for key, members in blocks.items():
         if 1 < len(members) <= block_size_cap:
+            kind = pairs.setdefault(key.split(":", 1)[0], set())
             for i, left in enumerate(members):
-                pairs.update((left, right) for right in members[i + 1:])
+                kind.update((left, right) for right in members[i + 1:])
     return pairs
 
 
 def _patterns(
-    features: Sequence[PersonFeatures], pairs: Iterable[tuple[int, int]]
+    features: Sequence[PersonFeatures], pairs: Iterable[tuple[int, int]],
+    leave_out: frozenset[str],
 ) -> Counter[tuple[tuple[str, str], ...]]:
     """Pairs grouped by their comparison levels: EM then iterates over distinct patterns."""
     counts: Counter[tuple[tuple[str, str], ...]] = Counter()
     for left, right in pairs:
-        counts[tuple(sorted(comparison_levels(features[left], features[right]).items()))] += 1
+        levels = comparison_levels(features[left], features[right])
+        counts[tuple(sorted(item for item in levels.items() if item[0] not in leave_out))] += 1
     return counts
+
+
+def _expectation_maximisation(
+    patterns: Counter[tuple[tuple[str, str], ...]],
+    m: dict[str, dict[str, float]],
+    u: dict[str, dict[str, float]],
+    prior_levels: dict[str, Levels],
+    iterations: int,
+) -> tuple[dict[str, dict[str, float]], float, int]:
+    """m per field seen in the patterns, the share of matches, the iterations run."""
+    share = 0.1
+    m = {field: dict(levels) for field, levels in m.items()}
+    iteration = 0
+    for iteration in range(1, iterations + 1):  # noqa: B007 - returned after the loop
+        totals: dict[str, Counter[str]] = {}
+        matched = 0.0
+        for pattern, count in patterns.items():
+            log_odds = math.log2(share / (1 - share)) + sum(
+                math.log2(m[field][level] / u[field][level]) for field, level in pattern
+            )
+            weight = count / (1 + 2 ** (-max(min(log_odds, 60), -60)))
+            matched += weight
+            for field, level in pattern:
+                totals.setdefault(field, Counter())[level] += weight
+        new_share = min(max(matched / sum(patterns.values()), 1e-6), 1 - 1e-6)
+        for field, observed in totals.items():
+            total = sum(observed.values())
+            m[field] = {
+                level: (observed[level] + PRIOR_STRENGTH * prior_m) / (total + PRIOR_STRENGTH)
+                for level, (prior_m, _) in prior_levels[field].items()
+            }
+        converged = abs(new_share - share) < 1e-7
+        share = new_share
+        if converged:
+            break
+    return m, share, iteration
 
 
 def estimate_u(
@@ -115,37 +163,37 @@ def fit_scoring_model(
             "until records have arrived"
         )
     u = estimate_u(features, random_pairs, seed, prior_levels)
-    pairs = candidate_pairs(features, block_size_cap)
-    patterns = _patterns(features, pairs)
-    m = {field: {level: m for level, (m, _) in levels.items()}
-         for field, levels in prior_levels.items()}
-    share = 0.1
-    iteration = 0
-    for iteration in range(1, iterations + 1):  # noqa: B007 - reported after the loop
-        totals: dict[str, Counter[str]] = {}
-        matched = 0.0
-        for pattern, count in patterns.items():
-            log_odds = math.log2(share / (1 - share)) + sum(
-                math.log2(m[field][level] / u[field][level]) for field, level in pattern
-            )
-            probability = 1 / (1 + 2 ** (-max(min(log_odds, 60), -60)))
-            weight = probability * count
-            matched += weight
-            for field, level in pattern:
-                totals.setdefault(field, Counter())[level] += weight
-        new_share = min(max(matched / sum(patterns.values()), 1e-6), 1 - 1e-6)
-        for field, levels in prior_levels.items():
-            observed = totals.get(field, Counter())
-            total = sum(observed.values())
-            m[field] = {
-                level: (observed[level] + PRIOR_STRENGTH * prior_m) / (total + PRIOR_STRENGTH)
-                for level, (prior_m, _) in levels.items()
-            }
-        converged = abs(new_share - share) < 1e-7
-        share = new_share
-        if converged:
-            break
-    expected_matches = share * len(pairs)
+    by_kind = pairs_by_key_kind(features, block_size_cap)
+    prior_m = {field: {level: m for level, (m, _) in levels.items()}
+               for field, levels in prior_levels.items()}
+    estimates: dict[str, list[dict[str, float]]] = {}
+    shares: dict[str, float] = {}
+    iterations_run = 0
+    for kind, leave_out in SESSIONS.items():
+        patterns = _patterns(features, by_kind.get(kind, set()), leave_out)
+        if not patterns:
+            continue
+        fitted, shares[kind], ran = _expectation_maximisation(
+            patterns, prior_m, u, prior_levels, iterations
+        )
+        iterations_run = max(iterations_run, ran)
+        for field in {field for pattern in patterns for field, _ in pattern}:
+            estimates.setdefault(field, []).append(fitted[field])
+    m = {
+        field: {
+            level: sum(estimate[level] for estimate in estimates[field]) / len(estimates[field])
+            for level in levels
+        } if field in estimates else dict(prior_m[field])
+        for field, levels in prior_levels.items()
+    }
+    # Matches that share a date of birth, divided by the share of matches that do, is how
+    # many matches there are in all.
+    dob_pairs = len(by_kind.get("dob", ()))
+    expected_matches = shares.get("dob", 0.0) * dob_pairs / max(m["date_of_birth"]["exact"], 1e-3)
+    all_candidates = set().union(*by_kind.values()) if by_kind else set()
+    share = expected_matches / max(len(all_candidates), 1)
+    pairs = all_candidates
+    iteration = iterations_run
     all_pairs = len(features) * (len(features) - 1) / 2
     random_match = min(max(expected_matches / all_pairs, 1e-12), 0.5)
     threshold = math.log2((1 - random_match) / random_match)
@@ -165,4 +213,4 @@ def fit_scoring_model(
     return model, report
 
 
-__all__ = ["DEFAULT_LEVELS", "FitReport", "candidate_pairs", "fit_scoring_model"]
+__all__ = ["DEFAULT_LEVELS", "FitReport", "fit_scoring_model", "pairs_by_key_kind"]
