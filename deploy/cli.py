@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.run_demo",
     "deploy.operations.commands",
     "producers.commands",
+    "streams.commands",
 )
 
 
