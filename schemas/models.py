@@ -157,10 +157,8 @@ Text = Annotated[str, AfterValidator(_check_text)]
 AgencyId = Annotated[str, AfterValidator(validate_agency_id)]
 ParishSymbol = Annotated[Parish, BeforeValidator(_parish)]
 
-
-def _doc(description: str, htcds: str = "") -> dict[str, Any]:
-    """Field keywords: the Avro ``doc`` and the HTCDS v2 counterpart for docs/DATA_MODEL.md."""
-    return {"description": description, "json_schema_extra": {"htcds": htcds or "-"}}
+# Each field's ``description`` becomes its Avro ``doc``; ``json_schema_extra={"htcds": ...}``
+# names its HTCDS v2 counterpart, listed in docs/DATA_MODEL.md.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,12 +196,15 @@ class ContractModel(BaseModel):
 class Identifier(ContractModel):
     avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.Identifier"
 
-    scheme: IdentifierScheme = Field(**_doc("Which register issued it.", "-"))
+    scheme: IdentifierScheme = Field(
+        description="Which register issued it.", json_schema_extra={"htcds": "-"}
+    )
     value: Text = Field(
-        **_doc("The identifier as the register writes it, without spaces or dashes.", "-")
+        description="The identifier as the register writes it, without spaces or dashes.",
+        json_schema_extra={"htcds": "-"},
     )
     issuing_country: CountryCode | None = Field(
-        None, **_doc("ISO 3166 alpha-2 code of the issuing country; required for passports.")
+        None, description="ISO 3166 alpha-2 code of the issuing country; required for passports."
     )
 
     @model_validator(mode="after")
@@ -226,12 +227,18 @@ class Address(ContractModel):
     avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.Address"
 
     line: Text | None = Field(
-        None, **_doc("Street, district and town as one line.", "MailingStreet, MailingCity")
+        None,
+        description="Street, district and town as one line.",
+        json_schema_extra={"htcds": "MailingStreet, MailingCity"},
     )
     parish: ParishSymbol | None = Field(
-        None, **_doc("Parish, for addresses in Jamaica.", "MailingState (Jamaica: parish)")
+        None,
+        description="Parish, for addresses in Jamaica.",
+        json_schema_extra={"htcds": "MailingState (Jamaica: parish)"},
     )
-    country: CountryCode = Field("JM", **_doc("ISO 3166 alpha-2 code.", "MailingCountry"))
+    country: CountryCode = Field(
+        "JM", description="ISO 3166 alpha-2 code.", json_schema_extra={"htcds": "MailingCountry"}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,42 +249,39 @@ class EventEnvelope(ContractModel):
     """Who said what about which record, when, and under which data-protection terms."""
 
     event_id: Uuid = Field(
-        **_doc("Unique per event; with agency_id the key that drops a replayed event.")
+        description="Unique per event; with agency_id the key that drops a replayed event."
     )
     agency_id: AgencyId = Field(
-        **_doc("The publishing agency's id in deploy/agencies.yaml.", "Organisation (owner)")
+        description="The publishing agency's id in deploy/agencies.yaml.",
+        json_schema_extra={"htcds": "Organisation (owner)"},
     )
     source_record_id: Text = Field(
-        **_doc("The record's id in the agency's own system; never a personal identifier.")
+        description="The record's id in the agency's own system; never a personal identifier."
     )
-    op: Operation = Field(**_doc("UPSERT (create or change) or DELETE (no payload)."))
+    op: Operation = Field(description="UPSERT (create or change) or DELETE (no payload).")
     source_version: int = Field(
         ge=0,
-        **_doc(
+        description=(
             "Monotonic per source record (a counter or updated-at in epoch millis); "
             "an older version never overwrites a newer one."
         ),
     )
-    event_time: Timestamp = Field(**_doc("When the change happened in the agency's system."))
-    produced_at: Timestamp = Field(**_doc("When the producer published the event."))
+    event_time: Timestamp = Field(description="When the change happened in the agency's system.")
+    produced_at: Timestamp = Field(description="When the producer published the event.")
     classification: Classification = Field(
-        **_doc("Sensitivity label that access control applies to the record.")
+        description="Sensitivity label that access control applies to the record."
     )
     legal_basis: LegalBasis = Field(
-        **_doc(
-            "Why the agency may process and share it (Data Protection Act 2020).",
-            "vic_AgreementToManagePersonalData (consent case)",
-        )
+        description="Why the agency may process and share it (Data Protection Act 2020).",
+        json_schema_extra={"htcds": "vic_AgreementToManagePersonalData (consent case)"},
     )
     consent_ref: Text | None = Field(
         None,
-        **_doc(
-            "Reference of the consent record when legal_basis is CONSENT.",
-            "vic_AgreementToManagePersonalData",
-        ),
+        description="Reference of the consent record when legal_basis is CONSENT.",
+        json_schema_extra={"htcds": "vic_AgreementToManagePersonalData"},
     )
     retention_until: date | None = Field(
-        None, **_doc("Date after which the record must be erased or anonymised.")
+        None, description="Date after which the record must be erased or anonymised."
     )
 
     @model_validator(mode="after")
@@ -305,36 +309,52 @@ DATE_OF_BIRTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 class PersonPayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.PersonPayload"
 
-    given_name: Text | None = Field(None, **_doc("First given name.", "prs_FirstName"))
-    middle_name: Text | None = Field(
-        None, **_doc("Other given names, space-separated.", "prs_MiddleName")
+    given_name: Text | None = Field(
+        None, description="First given name.", json_schema_extra={"htcds": "prs_FirstName"}
     )
-    family_name: Text | None = Field(None, **_doc("Surname.", "prs_SecondName"))
+    middle_name: Text | None = Field(
+        None,
+        description="Other given names, space-separated.",
+        json_schema_extra={"htcds": "prs_MiddleName"},
+    )
+    family_name: Text | None = Field(
+        None, description="Surname.", json_schema_extra={"htcds": "prs_SecondName"}
+    )
     aliases: list[Text] = Field(
-        [], **_doc("Other names the person is known by (street names, maiden names).")
+        [], description="Other names the person is known by (street names, maiden names)."
     )
     date_of_birth: str | None = Field(
         None,
-        **_doc(
-            "'YYYY-MM-DD'; month and day are 01 when dob_precision says they are unknown.",
-            "prs_Birthdate",
-        ),
+        description="'YYYY-MM-DD'; month and day are 01 when dob_precision says they are unknown.",
+        json_schema_extra={"htcds": "prs_Birthdate"},
     )
     dob_precision: DatePrecision | None = Field(
-        None, **_doc("How much of date_of_birth is known: DAY, MONTH or YEAR.")
+        None, description="How much of date_of_birth is known: DAY, MONTH or YEAR."
     )
-    sex: Sex = Field(Sex.UNKNOWN, **_doc("Sex as recorded by the agency.", "prs_Gender"))
+    sex: Sex = Field(
+        Sex.UNKNOWN,
+        description="Sex as recorded by the agency.",
+        json_schema_extra={"htcds": "prs_Gender"},
+    )
     citizenship: list[CountryCode] = Field(
-        [], **_doc("ISO 3166 alpha-2 codes of every citizenship.", "prs_Nationality")
+        [],
+        description="ISO 3166 alpha-2 codes of every citizenship.",
+        json_schema_extra={"htcds": "prs_Nationality"},
     )
     identifiers: list[Identifier] = Field(
-        [], **_doc("Strong identifiers: TRN, NIN, passport, driver's licence, NIS.")
+        [], description="Strong identifiers: TRN, NIN, passport, driver's licence, NIS."
     )
     phones: list[PhoneNumber] = Field(
-        [], **_doc("Phone numbers in E.164.", "prs_HomePhone, prs_MobilePhone")
+        [],
+        description="Phone numbers in E.164.",
+        json_schema_extra={"htcds": "prs_HomePhone, prs_MobilePhone"},
     )
-    emails: list[EmailAddress] = Field([], **_doc("Email addresses, lower case.", "prs_Email"))
-    addresses: list[Address] = Field([], **_doc("Known addresses.", "prs_Mailing*"))
+    emails: list[EmailAddress] = Field(
+        [], description="Email addresses, lower case.", json_schema_extra={"htcds": "prs_Email"}
+    )
+    addresses: list[Address] = Field(
+        [], description="Known addresses.", json_schema_extra={"htcds": "prs_Mailing*"}
+    )
 
     @model_validator(mode="after")
     def _date_of_birth_with_precision(self) -> Self:
@@ -374,25 +394,32 @@ class CasePayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.CasePayload"
 
     case_ref: Text = Field(
-        **_doc("The case reference the agency and its partners quote.", "Case number")
+        description="The case reference the agency and its partners quote.",
+        json_schema_extra={"htcds": "Case number"},
     )
-    title: Text | None = Field(None, **_doc("Short title for lists."))
-    status: CaseStatus = Field(CaseStatus.UNKNOWN, **_doc("Where the case stands.", "cas_Status"))
+    title: Text | None = Field(None, description="Short title for lists.")
+    status: CaseStatus = Field(
+        CaseStatus.UNKNOWN,
+        description="Where the case stands.",
+        json_schema_extra={"htcds": "cas_Status"},
+    )
     opened_on: date | None = Field(
-        None, **_doc("Date the case was opened.", "cas_IncomingReferralDate")
+        None,
+        description="Date the case was opened.",
+        json_schema_extra={"htcds": "cas_IncomingReferralDate"},
     )
     closed_on: date | None = Field(
-        None, **_doc("Date the case was closed.", "cas_ReasonForCaseClosure")
+        None,
+        description="Date the case was closed.",
+        json_schema_extra={"htcds": "cas_ReasonForCaseClosure"},
     )
     forms_of_exploitation: list[FormOfExploitation] = Field(
         [],
-        **_doc(
-            "Forms of exploitation alleged or established.",
-            "vic_TypeOfSexExploitation, vic_TypeOfLabourExploitation",
-        ),
+        description="Forms of exploitation alleged or established.",
+        json_schema_extra={"htcds": "vic_TypeOfSexExploitation, vic_TypeOfLabourExploitation"},
     )
-    parish: ParishSymbol | None = Field(None, **_doc("Parish where the case is handled."))
-    summary: Text | None = Field(None, **_doc("Free-text summary; may hold personal data."))
+    parish: ParishSymbol | None = Field(None, description="Parish where the case is handled.")
+    summary: Text | None = Field(None, description="Free-text summary; may hold personal data.")
 
     @model_validator(mode="after")
     def _closed_after_opened(self) -> Self:
@@ -405,52 +432,88 @@ class ReportPayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.ReportPayload"
 
     channel: ReportChannel = Field(
-        ReportChannel.OTHER, **_doc("How the tip came in.", "Guidance: Anti-trafficking Helplines")
+        ReportChannel.OTHER,
+        description="How the tip came in.",
+        json_schema_extra={"htcds": "Guidance: Anti-trafficking Helplines"},
     )
-    received_at: Timestamp | None = Field(None, **_doc("When the tip was received."))
+    received_at: Timestamp | None = Field(None, description="When the tip was received.")
     narrative: Text | None = Field(
-        None, **_doc("What the reporter said; may hold personal data.", "hte_Description")
+        None,
+        description="What the reporter said; may hold personal data.",
+        json_schema_extra={"htcds": "hte_Description"},
     )
-    parish: ParishSymbol | None = Field(None, **_doc("Parish the tip is about.", "hte_State"))
+    parish: ParishSymbol | None = Field(
+        None, description="Parish the tip is about.", json_schema_extra={"htcds": "hte_State"}
+    )
     case_ref: Text | None = Field(
-        None, **_doc("The case the tip was attached to, if any.", "cas_ (lookup)")
+        None,
+        description="The case the tip was attached to, if any.",
+        json_schema_extra={"htcds": "cas_ (lookup)"},
     )
 
 
 class OrganisationPayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.OrganisationPayload"
 
-    name: Text = Field(**_doc("Registered or trading name.", "org_Name"))
-    aliases: list[Text] = Field([], **_doc("Other trading names."))
+    name: Text = Field(
+        description="Registered or trading name.", json_schema_extra={"htcds": "org_Name"}
+    )
+    aliases: list[Text] = Field([], description="Other trading names.")
     registration_number: Text | None = Field(
-        None, **_doc("Companies Office of Jamaica (or foreign) registration number.")
+        None, description="Companies Office of Jamaica (or foreign) registration number."
     )
     org_type: OrganisationType = Field(
-        OrganisationType.OTHER, **_doc("Kind of organisation.", "org_Type")
+        OrganisationType.OTHER,
+        description="Kind of organisation.",
+        json_schema_extra={"htcds": "org_Type"},
     )
     industry: Text | None = Field(
-        None, **_doc("Industry, ideally an ISIC v4 section.", "vic_LabourIndustry")
+        None,
+        description="Industry, ideally an ISIC v4 section.",
+        json_schema_extra={"htcds": "vic_LabourIndustry"},
     )
-    addresses: list[Address] = Field([], **_doc("Known addresses.", "org_Shipping*"))
-    phones: list[PhoneNumber] = Field([], **_doc("Phone numbers in E.164.", "org_Phone"))
-    emails: list[EmailAddress] = Field([], **_doc("Email addresses, lower case."))
+    addresses: list[Address] = Field(
+        [], description="Known addresses.", json_schema_extra={"htcds": "org_Shipping*"}
+    )
+    phones: list[PhoneNumber] = Field(
+        [], description="Phone numbers in E.164.", json_schema_extra={"htcds": "org_Phone"}
+    )
+    emails: list[EmailAddress] = Field([], description="Email addresses, lower case.")
 
 
 class LocationPayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.LocationPayload"
 
-    name: Text | None = Field(None, **_doc("Name of the place (a bar, a farm, a port)."))
-    address: Text | None = Field(None, **_doc("Address as one line.", "hte_Street, hte_City"))
-    parish: ParishSymbol | None = Field(None, **_doc("Parish, in Jamaica.", "hte_State"))
-    country: CountryCode = Field("JM", **_doc("ISO 3166 alpha-2 code.", "hte_Country"))
+    name: Text | None = Field(None, description="Name of the place (a bar, a farm, a port).")
+    address: Text | None = Field(
+        None,
+        description="Address as one line.",
+        json_schema_extra={"htcds": "hte_Street, hte_City"},
+    )
+    parish: ParishSymbol | None = Field(
+        None, description="Parish, in Jamaica.", json_schema_extra={"htcds": "hte_State"}
+    )
+    country: CountryCode = Field(
+        "JM", description="ISO 3166 alpha-2 code.", json_schema_extra={"htcds": "hte_Country"}
+    )
     latitude: float | None = Field(
-        None, ge=-90, le=90, **_doc("WGS 84 latitude in degrees.", "hte_Latitude")
+        None,
+        ge=-90,
+        le=90,
+        description="WGS 84 latitude in degrees.",
+        json_schema_extra={"htcds": "hte_Latitude"},
     )
     longitude: float | None = Field(
-        None, ge=-180, le=180, **_doc("WGS 84 longitude in degrees.", "hte_Longitude")
+        None,
+        ge=-180,
+        le=180,
+        description="WGS 84 longitude in degrees.",
+        json_schema_extra={"htcds": "hte_Longitude"},
     )
     location_role: LocationRole = Field(
-        LocationRole.OTHER, **_doc("Part the place played.", "hte_Type")
+        LocationRole.OTHER,
+        description="Part the place played.",
+        json_schema_extra={"htcds": "hte_Type"},
     )
 
     @model_validator(mode="after")
@@ -463,20 +526,20 @@ class LocationPayload(ContractModel):
 class LinkPayload(ContractModel):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.LinkPayload"
 
-    from_entity: EntityType = Field(**_doc("Entity type of the record the link starts at."))
+    from_entity: EntityType = Field(description="Entity type of the record the link starts at.")
     from_record_id: Text = Field(
-        **_doc("source_record_id of that record, in the same agency.", "Lookup fields")
+        description="source_record_id of that record, in the same agency.",
+        json_schema_extra={"htcds": "Lookup fields"},
     )
-    to_entity: EntityType = Field(**_doc("Entity type of the record the link ends at."))
-    to_record_id: Text = Field(**_doc("source_record_id of that record, in the same agency."))
+    to_entity: EntityType = Field(description="Entity type of the record the link ends at.")
+    to_record_id: Text = Field(description="source_record_id of that record, in the same agency.")
     link_role: LinkRole = Field(
         LinkRole.OTHER,
-        **_doc(
-            "What the link says (victim in a case, employer of a person ...).", "per_RoleInProcess"
-        ),
+        description="What the link says (victim in a case, employer of a person ...).",
+        json_schema_extra={"htcds": "per_RoleInProcess"},
     )
-    valid_from: date | None = Field(None, **_doc("First day the relation held."))
-    valid_to: date | None = Field(None, **_doc("Last day the relation held."))
+    valid_from: date | None = Field(None, description="First day the relation held.")
+    valid_to: date | None = Field(None, description="Last day the relation held.")
 
     @model_validator(mode="after")
     def _valid_period(self) -> Self:
@@ -491,34 +554,36 @@ class LinkPayload(ContractModel):
 
 class PersonEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Person"
-    payload: PersonPayload | None = Field(None, **_doc("The person's fields; null on DELETE."))
+    payload: PersonPayload | None = Field(None, description="The person's fields; null on DELETE.")
 
 
 class CaseEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Case"
-    payload: CasePayload | None = Field(None, **_doc("The case's fields; null on DELETE."))
+    payload: CasePayload | None = Field(None, description="The case's fields; null on DELETE.")
 
 
 class ReportEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Report"
-    payload: ReportPayload | None = Field(None, **_doc("The report's fields; null on DELETE."))
+    payload: ReportPayload | None = Field(None, description="The report's fields; null on DELETE.")
 
 
 class OrganisationEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Organisation"
     payload: OrganisationPayload | None = Field(
-        None, **_doc("The organisation's fields; null on DELETE.")
+        None, description="The organisation's fields; null on DELETE."
     )
 
 
 class LocationEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Location"
-    payload: LocationPayload | None = Field(None, **_doc("The location's fields; null on DELETE."))
+    payload: LocationPayload | None = Field(
+        None, description="The location's fields; null on DELETE."
+    )
 
 
 class LinkEvent(EventEnvelope):
     avro_name: ClassVar[str] = f"{AGENCY_NAMESPACE}.Link"
-    payload: LinkPayload | None = Field(None, **_doc("The link's fields; null on DELETE."))
+    payload: LinkPayload | None = Field(None, description="The link's fields; null on DELETE.")
 
 
 EVENT_MODELS: dict[str, type[EventEnvelope]] = {
@@ -540,11 +605,11 @@ class SourceRecord(ContractModel):
 
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceRecord"
 
-    agency_id: str = Field(**_doc("Agency that holds the record."))
-    source_record_id: str = Field(**_doc("The record's id in that agency."))
-    source_version: int = Field(**_doc("Latest version of it that was applied."))
-    event_time: Timestamp = Field(**_doc("When that version changed at the agency."))
-    deleted: bool = Field(False, **_doc("True once the agency deleted the record."))
+    agency_id: str = Field(description="Agency that holds the record.")
+    source_record_id: str = Field(description="The record's id in that agency.")
+    source_version: int = Field(description="Latest version of it that was applied.")
+    event_time: Timestamp = Field(description="When that version changed at the agency.")
+    deleted: bool = Field(False, description="True once the agency deleted the record.")
 
 
 class FieldLineage(ContractModel):
@@ -552,22 +617,24 @@ class FieldLineage(ContractModel):
 
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.FieldLineage"
 
-    field: str = Field(**_doc("Golden field name, e.g. date_of_birth."))
-    agency_id: str = Field(**_doc("Agency whose value survived."))
-    source_record_id: str = Field(**_doc("Record the value came from."))
-    source_version: int = Field(**_doc("Version of that record."))
-    event_time: Timestamp = Field(**_doc("When that version changed at the agency."))
+    field: str = Field(description="Golden field name, e.g. date_of_birth.")
+    agency_id: str = Field(description="Agency whose value survived.")
+    source_record_id: str = Field(description="Record the value came from.")
+    source_version: int = Field(description="Version of that record.")
+    event_time: Timestamp = Field(description="When that version changed at the agency.")
 
 
 class GoldenRecordFields(ContractModel):
     """What every golden record carries besides its entity's fields."""
 
-    golden_version: int = Field(ge=0, **_doc("Increases with every change of this golden record."))
+    golden_version: int = Field(
+        ge=0, description="Increases with every change of this golden record."
+    )
     classification: Classification = Field(
         Classification.VICTIM_PROTECTED,
-        **_doc("Most protective classification among the sources."),
+        description="Most protective classification among the sources.",
     )
-    sources: list[SourceRecord] = Field([], **_doc("Every agency record merged into this one."))
+    sources: list[SourceRecord] = Field([], description="Every agency record merged into this one.")
 
 
 class GoldenPerson(PersonPayload, GoldenRecordFields):
@@ -576,34 +643,41 @@ class GoldenPerson(PersonPayload, GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenPerson"
     key_field: ClassVar[str | None] = "person_id"
 
-    person_id: Uuid = Field(**_doc("Stable golden id; the older id survives a merge."))
+    person_id: Uuid = Field(description="Stable golden id; the older id survives a merge.")
     merged_into: Uuid | None = Field(
-        None, **_doc("Set when this id was merged into a surviving one; the rest is then empty.")
+        None,
+        description="Set when this id was merged into a surviving one; the rest is then empty.",
     )
-    first_seen: Timestamp = Field(**_doc("When the first source record of this person arrived."))
-    last_updated: Timestamp = Field(**_doc("When this golden record last changed."))
+    first_seen: Timestamp = Field(
+        description="When the first source record of this person arrived."
+    )
+    last_updated: Timestamp = Field(description="When this golden record last changed.")
     lineage: list[FieldLineage] = Field(
-        [], **_doc("For each golden field, the source its value came from.")
+        [], description="For each golden field, the source its value came from."
     )
 
 
 class GoldenCase(CasePayload, GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenCase"
     key_field: ClassVar[str | None] = "case_id"
-    case_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
+    case_id: Uuid = Field(
+        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
+    )
 
 
 class GoldenReport(ReportPayload, GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenReport"
     key_field: ClassVar[str | None] = "report_id"
-    report_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
+    report_id: Uuid = Field(
+        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
+    )
 
 
 class GoldenOrganisation(OrganisationPayload, GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenOrganisation"
     key_field: ClassVar[str | None] = "organisation_id"
     organisation_id: Uuid = Field(
-        **_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now.")
+        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
     )
 
 
@@ -611,7 +685,7 @@ class GoldenLocation(LocationPayload, GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLocation"
     key_field: ClassVar[str | None] = "location_id"
     location_id: Uuid = Field(
-        **_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now.")
+        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
     )
 
 
@@ -621,21 +695,27 @@ class GoldenLink(GoldenRecordFields):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLink"
     key_field: ClassVar[str | None] = "link_id"
 
-    link_id: Uuid = Field(**_doc("Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."))
-    from_entity: EntityType = Field(**_doc("Entity type of the start."))
-    from_id: Uuid = Field(**_doc("Golden id of the start (person_id, case_id, ...)."))
-    to_entity: EntityType = Field(**_doc("Entity type of the end."))
-    to_id: Uuid = Field(**_doc("Golden id of the end."))
-    link_role: LinkRole = Field(LinkRole.OTHER, **_doc("What the link says.", "per_RoleInProcess"))
-    valid_from: date | None = Field(None, **_doc("First day the relation held."))
-    valid_to: date | None = Field(None, **_doc("Last day the relation held."))
+    link_id: Uuid = Field(
+        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
+    )
+    from_entity: EntityType = Field(description="Entity type of the start.")
+    from_id: Uuid = Field(description="Golden id of the start (person_id, case_id, ...).")
+    to_entity: EntityType = Field(description="Entity type of the end.")
+    to_id: Uuid = Field(description="Golden id of the end.")
+    link_role: LinkRole = Field(
+        LinkRole.OTHER,
+        description="What the link says.",
+        json_schema_extra={"htcds": "per_RoleInProcess"},
+    )
+    valid_from: date | None = Field(None, description="First day the relation held.")
+    valid_to: date | None = Field(None, description="Last day the relation held.")
 
 
 class SourceKey(ContractModel):
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceKey"
 
-    agency_id: str = Field(**_doc("Agency of the record."))
-    source_record_id: str = Field(**_doc("The record's id in that agency."))
+    agency_id: str = Field(description="Agency of the record.")
+    source_record_id: str = Field(description="The record's id in that agency.")
 
 
 class MatchDecision(ContractModel):
@@ -643,17 +723,17 @@ class MatchDecision(ContractModel):
 
     avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.MatchDecision"
 
-    left: SourceKey = Field(**_doc("One record of the pair."))
-    right: SourceKey = Field(**_doc("The other record of the pair."))
-    score: float = Field(**_doc("Overall match score."))
+    left: SourceKey = Field(description="One record of the pair.")
+    right: SourceKey = Field(description="The other record of the pair.")
+    score: float = Field(description="Overall match score.")
     features: dict[str, float] = Field(
-        {}, **_doc("Per-field contribution to the score (name -> weight).")
+        {}, description="Per-field contribution to the score (name -> weight)."
     )
-    rule: str = Field(**_doc("Name of the rule or model version that decided."))
+    rule: str = Field(description="Name of the rule or model version that decided.")
     decision: MatchOutcome = Field(
-        MatchOutcome.REVIEW, **_doc("MATCH, NON_MATCH or REVIEW (a human decides).")
+        MatchOutcome.REVIEW, description="MATCH, NON_MATCH or REVIEW (a human decides)."
     )
-    decided_at: Timestamp = Field(**_doc("When the decision was taken."))
+    decided_at: Timestamp = Field(description="When the decision was taken.")
 
 
 RECONCILED_MODELS: dict[str, type[ContractModel]] = {
