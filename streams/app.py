@@ -1,0 +1,483 @@
+"""The faust app of tipsync: ingest and resolve, wired to Kafka (the thin I/O shell).
+
+::
+
+    tip.agency.<agency>.<entity>  --ingest-->  tip.reconciled.{case,report,organisation,location}
+                                         \\->  tip.internal.resolve (1 partition, compacted)
+                                                 --resolve-->  tip.reconciled.{person,link,
+                                                               match_decision}
+                                                               tip.internal.person-mapping
+    (what neither stage can process)     -->  tip.dlq.ingest, tip.dlq.resolve
+
+- **ingest** runs on every agency topic, parallel by partition. Its table ``ingest_held``
+  (RocksDB through rocksdict, or memory; always with a changelog topic) holds, per source
+  record, the newest accepted version and the last few event ids (``streams.ingest``).
+- **resolve** runs on the single partition of ``tip.internal.resolve``; one worker owns it
+  (``streams.resolve_stage`` explains versions and the rebuild after a restart).
+
+faust's ``pattern=`` subscription silently subscribes to nothing (faust-streaming issue #62,
+``# XXX pattern does not work`` in its aiokafka driver), so the app finds the agency topics
+itself: at start and then every ``discovery_interval_seconds`` it lists the broker's topics,
+and adds the new ones matching the agency pattern to the ingest subscription; a new agency
+needs no redeploy, only its topics (``tipsync topics create``).
+
+Values travel as raw bytes and are decoded here with the contract's deserializer, so bytes
+that do not decode become dead letters instead of crashing an agent. Delivery is
+at-least-once: faust flushes the producer before it commits offsets, and everything
+downstream is idempotent (ingest drops replays, resolve re-emits the same versions, the sink
+keeps the highest golden_version). faust's exactly_once mode is not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
+from schemas.config import Settings, load_settings
+from schemas.entities import ENTITIES, RECONCILED_OUTPUTS
+from schemas.errors import RegistryUnavailableError, SerializationError, WireFormatError
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroDeserializer, AvroSerializer
+from schemas.topics import TopicSettings, compacted_config
+from streams.dlq import DeadLetter, Rejected, dead_letter_headers
+from streams.ingest import (
+    RESOLVED_ENTITIES,
+    AgencyEvent,
+    Held,
+    Verdict,
+    check_event,
+    golden_entity,
+    judge,
+    remember,
+    split_held_key,
+)
+from streams.metrics import DEFAULT_METRICS_PORT, StreamMetrics
+from streams.resolve import InvalidPersonRecord, Resolver
+from streams.resolve_stage import MAPPING, Output, ResolveStage, trust_ranks
+
+log = logging.getLogger("tipsync.streams")
+
+DEFAULT_PREFIX = "tip"
+REGISTRY_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How one worker runs. ``prefix`` replaces ``tip`` in every topic name (tests use a
+    prefix of their own so parallel runs never share topics or consumer groups)."""
+
+    prefix: str = DEFAULT_PREFIX
+    app_id: str | None = None  # default '<prefix>.internal.stream' (also the consumer group)
+    store: str = "rocksdb"  # rocksdb | memory
+    worker_index: int = 0
+    web_port: int | None = None  # None: faust's web server stays off
+    metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint
+    discovery_interval_seconds: float = 30.0
+    partitions: int | None = None  # of agency topics; None: as the broker has them
+    loglevel: str = "warning"
+
+    @property
+    def group_id(self) -> str:
+        return self.app_id or f"{self.prefix}.internal.stream"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> (
+        StreamOptions
+    ):
+        env = os.environ if environ is None else environ
+        port = env.get("TIPSYNC_STREAM_METRICS_PORT")
+        values: dict[str, Any] = {}
+        if port:
+            if not port.isdigit():
+                raise ValueError(
+                    f"TIPSYNC_STREAM_METRICS_PORT='{port}' is not a port number; set a whole "
+                    "number such as 19100, or 0 to turn the metrics endpoint off"
+                )
+            values["metrics_port"] = int(port) or None
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """Every topic name the app uses, under one prefix (``tip`` in production)."""
+
+    prefix: str = DEFAULT_PREFIX
+    agency_pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        pattern = (
+            rf"^{re.escape(self.prefix)}\.agency\.({AGENCY_ID_PATTERN})\.({'|'.join(ENTITIES)})$"
+        )
+        object.__setattr__(self, "agency_pattern", re.compile(pattern))
+
+    def agency(self, agency_id: str, entity: str) -> str:
+        return f"{self.prefix}.agency.{agency_id}.{entity}"
+
+    def reconciled(self, output: str) -> str:
+        return f"{self.prefix}.reconciled.{output}"
+
+    def dlq(self, stage: str) -> str:
+        return f"{self.prefix}.dlq.{stage}"
+
+    @property
+    def resolve(self) -> str:
+        return f"{self.prefix}.internal.resolve"
+
+    @property
+    def person_mapping(self) -> str:
+        return f"{self.prefix}.internal.person-mapping"
+
+    def parse_agency(self, topic: str) -> tuple[str, str] | None:
+        match = self.agency_pattern.match(topic)
+        return (match.group(1), match.group(2)) if match else None
+
+
+def agency_topics_on_broker(bootstrap: str, topics: StreamTopics) -> dict[str, int]:
+    """Agency topic -> partition count, for the topics the broker has now."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    return {
+        name: len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if topics.parse_agency(name) is not None
+    }
+
+
+def classify_wire_error(error: WireFormatError) -> str:
+    """The dead-letter reason of a message the contract's deserializer refused."""
+    text = str(error)
+    if "is not in the registry" in text:
+        return "unknown_schema"
+    if "this topic carries" in text:
+        return "wrong_schema"
+    return "undecodable"
+
+
+class StreamApp:
+    """The faust app with its two agents, its table, its topics and its counters."""
+
+    def __init__(self, options: StreamOptions, settings: Settings | None = None) -> None:
+        self.options = options
+        self.settings = settings or load_settings()
+        self.topics = StreamTopics(options.prefix)
+        self.metrics = StreamMetrics()
+        self.registry = SchemaRegistry(self.settings.registry_url)
+        self.deserializer = AvroDeserializer(self.registry)
+        self._serializers: dict[str, AvroSerializer] = {}
+        self.trust = trust_ranks(load_agencies())
+        self.stage: ResolveStage | None = None
+        self.data_dir = (
+            self.settings.home / "streams" / options.group_id / f"worker-{options.worker_index}"
+        )
+
+        found = agency_topics_on_broker(self.settings.kafka_bootstrap, self.topics)
+        self.partitions = options.partitions or _common_partition_count(found)
+        self.subscribed = sorted(n for n, count in found.items() if count == self.partitions)
+        self._warn_misfits(found)
+
+        self.app = faust.App(
+            options.group_id,
+            broker=[f"kafka://{host}" for host in self.settings.kafka_bootstrap.split(",")],
+            store="memory://" if options.store == "memory" else "rocksdb://",
+            datadir=str(self.data_dir),
+            web_enabled=options.web_port is not None,
+            web_port=options.web_port or 6066,
+            web_host="127.0.0.1",
+            topic_partitions=self.partitions,
+            topic_replication_factor=TopicSettings.from_environment().replication_factor,
+            processing_guarantee="at_least_once",
+            key_serializer="raw",
+            value_serializer="raw",
+            consumer_auto_offset_reset="earliest",
+            producer_linger_ms=5,
+            producer_max_batch_size=1_048_576,
+            broker_commit_every=10_000,
+            autodiscover=False,
+        )
+        self._declare_topics()
+        self._declare_agents()
+
+    # ------------------------------------------------------------------ topics
+
+    def _warn_misfits(self, found: Mapping[str, int]) -> None:
+        for name, count in sorted(found.items()):
+            if count != self.partitions:
+                log.error(
+                    "agency topic %s has %d partitions, the other agency topics %d; ingest "
+                    "cannot keep its table partitioned like it, so it skips the topic: "
+                    "recreate it with %d partitions (TIPSYNC_PARTITIONS)",
+                    name, count, self.partitions, self.partitions,
+                )
+
+    def _declare_topics(self) -> None:
+        app, topics = self.app, self.topics
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        week_seconds = 7 * 24 * 3600.0
+        # ``topics`` is one list shared with every clone faust makes for the agent, so
+        # topics found later are added to it in place.
+        self.agency_channel = app.topic(*self.subscribed, **raw)
+        if not self.subscribed:
+            self.agency_channel.topics = []
+        self.resolve_topic = app.topic(
+            topics.resolve, partitions=1, internal=True, compacting=True,
+            config=compacted_config(), **raw,
+        )
+        self.output_topics = {
+            output: app.topic(
+                topics.reconciled(output), internal=True, compacting=True,
+                config=compacted_config(), **raw,
+            )
+            for output in RECONCILED_OUTPUTS
+        }
+        self.output_topics[MAPPING] = app.topic(
+            topics.person_mapping, internal=True, compacting=True,
+            config=compacted_config(), **raw,
+        )
+        self.dlq_topics = {
+            stage: app.topic(
+                topics.dlq(stage), internal=True, deleting=True, retention=4 * week_seconds,
+                **raw,
+            )
+            for stage in ("ingest", "resolve")
+        }
+        self.held = app.Table(
+            "ingest_held", partitions=self.partitions,
+            schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+        )
+
+    def serializer(self, output: str) -> AvroSerializer:
+        serializer = self._serializers.get(output)
+        if serializer is None:
+            serializer = AvroSerializer(self.registry, f"reconciled.{output}")
+            self._serializers[output] = serializer
+        return serializer
+
+    # ------------------------------------------------------------------ agents
+
+    def _declare_agents(self) -> None:
+        app = self.app
+
+        @app.task
+        async def declare_outputs() -> None:
+            for topic in (*self.output_topics.values(), *self.dlq_topics.values()):
+                await topic.maybe_declare()
+            # Fail at start, not at the first record, when the schemas are not registered.
+            for output in RECONCILED_OUTPUTS:
+                await asyncio.to_thread(self.serializer, output)
+
+        @app.timer(interval=self.options.discovery_interval_seconds)
+        async def discover_agency_topics() -> None:
+            await self.discover()
+
+        @app.agent(self.agency_channel, name="ingest")
+        async def ingest(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.ingest_one(event.message)
+
+        @app.agent(self.resolve_topic, name="resolve", concurrency=1)
+        async def resolve(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.resolve_one(event.message)
+
+        @app.on_partitions_revoked.connect
+        async def forget_resolver(sender: Any, revoked: set[Any], **_: Any) -> None:
+            # Another worker may take the resolve partition and move on: rebuild when it
+            # comes back rather than trust a state that may be behind.
+            if any(tp.topic == self.topics.resolve for tp in revoked):
+                self.stage = None
+
+        if self.options.metrics_port is not None:
+            port = self.options.metrics_port + self.options.worker_index
+
+            @app.task
+            async def serve_metrics() -> None:
+                self.metrics.serve(port)
+
+        self.ingest_agent, self.resolve_agent = ingest, resolve
+
+    async def discover(self) -> list[str]:
+        """Subscribe ingest to agency topics created since the last look; returns them."""
+        found = await asyncio.to_thread(
+            agency_topics_on_broker, self.settings.kafka_bootstrap, self.topics
+        )
+        new = sorted(
+            name for name, count in found.items()
+            if count == self.partitions and name not in self.agency_channel.topics
+        )
+        if new:
+            log.warning("ingest subscribes to new agency topics: %s", ", ".join(new))
+            self.agency_channel.topics.extend(new)  # type: ignore[attr-defined]
+            self.app.topics._flag_changes()  # the conductor resubscribes on its next turn
+        return new
+
+    # ------------------------------------------------------------------ ingest
+
+    async def ingest_one(self, message: Any) -> None:
+        parsed = self.topics.parse_agency(message.topic)
+        assert parsed is not None, f"ingest got a message of {message.topic}"
+        agency_id, entity = parsed
+        self.metrics.events_in.labels(agency_id, entity).inc()
+        try:
+            event = await self._decode(message.value, agency_id, entity, message.key)
+        except Rejected as rejected:
+            await self._dead_letter("ingest", message, rejected.dead_letter)
+            return
+        key = event.held_key
+        held = Held.from_json(self.held.get(key))
+        verdict = judge(held, event.event_id, event.source_version)
+        self.held[key] = remember(held, event.event_id, event.source_version).to_json()
+        if verdict is Verdict.REPLAY:
+            self.metrics.replays_dropped.labels(agency_id, entity).inc()
+            return
+        if verdict is Verdict.STALE:
+            self.metrics.stale_dropped.labels(agency_id, entity).inc()
+            return
+        self.metrics.events_accepted.labels(agency_id, entity).inc()
+        if entity in RESOLVED_ENTITIES:
+            await self.resolve_topic.send(key=key.encode(), value=message.value)
+            self.metrics.events_out.labels("ingest", "resolve").inc()
+            return
+        golden, value = golden_entity(event)
+        try:
+            data = None if value is None else self.serializer(entity)(value)
+        except SerializationError as error:
+            await self._dead_letter("ingest", message, DeadLetter("invalid_envelope", str(error)))
+            return
+        await self.output_topics[entity].send(key=golden.encode(), value=data)
+        self.metrics.events_out.labels("ingest", entity).inc()
+
+    async def _decode(
+        self, value: bytes | None, agency_id: str, entity: str, key: bytes | None
+    ) -> AgencyEvent:
+        while True:
+            try:
+                decoded = self.deserializer(value, expected=entity)  # type: ignore[arg-type]
+                return check_event(agency_id, entity, key, decoded.record)
+            except WireFormatError as error:
+                raise Rejected(classify_wire_error(error), str(error)) from None
+            except RegistryUnavailableError as error:
+                # Not the message's fault: wait for the registry rather than reject good data.
+                log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)
+                await asyncio.sleep(REGISTRY_RETRY_SECONDS)
+
+    async def _dead_letter(self, stage: str, message: Any, letter: DeadLetter) -> None:
+        headers = dead_letter_headers(
+            letter, stage, message.topic, message.partition, message.offset
+        )
+        await self.dlq_topics[stage].send(key=message.key, value=message.value, headers=headers)
+        self.metrics.dead_letters.labels(stage, letter.reason).inc()
+        log.warning(
+            "dead letter %s[%d]@%d (%s): %s",
+            message.topic, message.partition, message.offset, letter.reason, letter.detail,
+        )
+
+    # ------------------------------------------------------------------ resolve
+
+    async def _resolve_event(self, key: bytes, value: bytes | None) -> AgencyEvent:
+        entity, agency_id, _ = split_held_key(key.decode())
+        source_key = key.decode().split(":", 1)[1].encode()
+        return await self._decode(value, agency_id, entity, source_key)
+
+    async def resolve_one(self, message: Any) -> None:
+        if self.stage is None:
+            self.stage = await self.rebuild(until_offset=message.offset)
+        try:
+            event = await self._resolve_event(message.key, message.value)
+            outputs = self.stage.apply(event, golden_version=message.offset)
+        except Rejected as rejected:
+            await self._dead_letter("resolve", message, rejected.dead_letter)
+            return
+        except InvalidPersonRecord as error:
+            await self._dead_letter("resolve", message, DeadLetter("unresolvable", str(error)))
+            return
+        self.metrics.resolved.labels(event.entity).inc()
+        for output in outputs:
+            await self._publish(output)
+
+    async def _publish(self, output: Output) -> None:
+        if output.kind == MAPPING:
+            data = None if output.value is None else json.dumps(output.value).encode()
+        else:
+            data = None if output.value is None else self.serializer(output.kind)(output.value)
+        await self.output_topics[output.kind].send(key=output.key.encode(), value=data)
+        self.metrics.events_out.labels("resolve", output.kind).inc()
+        if output.kind == "match_decision" and output.value is not None:
+            self.metrics.match_decisions.labels(output.value["decision"]).inc()
+        elif output.kind == "person" and output.value and output.value.get("merged_into"):
+            self.metrics.merges.inc()
+
+    async def rebuild(self, until_offset: int) -> ResolveStage:
+        """A resolve stage loaded with every message of the resolve topic before
+        ``until_offset`` (the first offset this worker is handed), emitting nothing."""
+        stage = ResolveStage(lambda: Resolver(self.trust))
+        if until_offset <= 0:
+            stage.finish_loading()
+            return stage
+        log.warning("resolve: rebuilding from %s up to offset %d", self.topics.resolve,
+                    until_offset)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        partition = TopicPartition(self.topics.resolve, 0)
+        loaded = 0
+        try:
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            while await consumer.position(partition) < until_offset:
+                batch = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
+                for record in batch.get(partition, []):
+                    if record.offset >= until_offset:
+                        break
+                    try:
+                        stage.load(await self._resolve_event(record.key, record.value))
+                        loaded += 1
+                    except (Rejected, InvalidPersonRecord):
+                        continue  # it went to the dead-letter topic when it was first seen
+        finally:
+            await consumer.stop()
+        stage.finish_loading()
+        log.warning("resolve: rebuilt from %d records", loaded)
+        return stage
+
+
+def _common_partition_count(found: Mapping[str, int]) -> int:
+    if not found:
+        return TopicSettings.from_environment().partitions
+    counts: dict[int, int] = {}
+    for count in found.values():
+        counts[count] = counts.get(count, 0) + 1
+    return max(counts, key=lambda count: (counts[count], count))
+
+
+def create_app(options: StreamOptions | None = None, settings: Settings | None = None) -> (
+    StreamApp
+):
+    """The stream app for one worker process (``tipsync stream`` runs it)."""
+    return StreamApp(options or StreamOptions.from_environment(), settings)
+
+
+def run_worker(stream_app: StreamApp) -> None:
+    """Run one faust worker until SIGINT or SIGTERM (then it stops cleanly and returns)."""
+    stream_app.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = faust.Worker(
+        stream_app.app, loglevel=stream_app.options.loglevel, quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise

@@ -1,0 +1,91 @@
+"""Dead letters: what a stream stage could not process, with the reason, for an operator.
+
+A dead letter on ``tip.dlq.<stage>`` keeps the original message untouched (same key, same
+value bytes) so it can be replayed once the cause is fixed, and says why in its headers:
+
+==========================  ==================================================================
+header                      value
+==========================  ==================================================================
+``tipsync.stage``           the stage that gave up: ``ingest`` or ``resolve``
+``tipsync.reason``          a short code from ``REASONS`` (what metrics and alerts count by)
+``tipsync.detail``          one sentence naming the problem and the fix (no personal data)
+``tipsync.source_topic``    where the message was read
+``tipsync.source_partition``  its partition
+``tipsync.source_offset``   its offset
+``tipsync.failed_at``       when it was given up on, ISO 8601 UTC
+==========================  ==================================================================
+
+Headers never carry personal data: details are built from sizes, schema ids, subjects,
+agency ids and field names only, never from field values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+# reason code -> what it means (docs/STREAMS.md lists the same table)
+REASONS: Final[dict[str, str]] = {
+    "undecodable": "the bytes are not a Confluent wire-format Avro message that decodes",
+    "unknown_schema": "the message's schema id is not in the registry",
+    "wrong_schema": "the message's record type is not the entity its topic carries",
+    "agency_mismatch": "the payload's agency_id is not the agency of its topic",
+    "key_mismatch": "the message key is not '<agency_id>:<source_record_id>' of its payload",
+    "invalid_envelope": "the envelope breaks a rule of the contract (op and payload, version)",
+    "unresolvable": "the resolve stage refused the record (see the detail)",
+}
+
+MAX_DETAIL_CHARACTERS: Final = 400
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Why one message was given up on; raised by the pure stage code, sent by the shell."""
+
+    reason: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(
+                f"dead-letter reason '{self.reason}' is not one of {', '.join(REASONS)}; "
+                "add it to streams.dlq.REASONS (and docs/STREAMS.md) first"
+            )
+
+
+class Rejected(Exception):  # noqa: N818 - it reads as the outcome: the message was rejected
+    """Raised by a stage's pure code for a message it cannot process."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.dead_letter = DeadLetter(reason, detail)
+        super().__init__(f"{reason}: {detail}")
+
+
+def dead_letter_headers(
+    letter: DeadLetter,
+    stage: str,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    failed_at: datetime | None = None,
+) -> list[tuple[str, bytes]]:
+    """The headers of a dead letter (see the module docstring)."""
+    moment = (failed_at or datetime.now(UTC)).astimezone(UTC)
+    detail = letter.detail
+    if len(detail) > MAX_DETAIL_CHARACTERS:
+        detail = detail[: MAX_DETAIL_CHARACTERS - 3] + "..."
+    return [
+        ("tipsync.stage", stage.encode()),
+        ("tipsync.reason", letter.reason.encode()),
+        ("tipsync.detail", detail.encode()),
+        ("tipsync.source_topic", source_topic.encode()),
+        ("tipsync.source_partition", str(partition).encode()),
+        ("tipsync.source_offset", str(offset).encode()),
+        ("tipsync.failed_at", moment.isoformat(timespec="milliseconds").encode()),
+    ]
+
+
+def read_dead_letter_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    """Header name -> text, for operators' tools and tests."""
+    return {name: value.decode() for name, value in headers or [] if name.startswith("tipsync.")}

@@ -1,0 +1,210 @@
+"""Ingest, the pure part: which agency events go on, which are dropped, and why.
+
+For every source record (``<entity>:<agency_id>:<source_record_id>``) ingest holds a
+``Held`` entry: the newest ``source_version`` it accepted and the ids of the last few events
+it saw for that record. An event is then
+
+- a **replay** when its event_id is among the remembered ids (the same change published again,
+  e.g. a producer that restarted before its checkpoint): dropped and counted;
+- **stale** when its version is not newer than the held one (an older change arriving late, or
+  a different change claiming a version already taken): dropped and counted;
+- **accepted** otherwise; the held entry moves to its version.
+
+Memory is bounded per source record, not per event: one version and at most
+``REMEMBERED_EVENT_IDS`` event ids, whatever the number of events a record ever had. A replay
+older than the remembered window is still dropped, as stale (its version is not newer), so
+nothing replayed is ever applied twice; only the counter it lands in differs.
+
+Events that cannot be processed at all raise ``streams.dlq.Rejected`` with a reason code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from schemas.models import RECONCILED_MODELS
+from streams.dlq import Rejected
+from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
+
+REMEMBERED_EVENT_IDS: Final = 4
+
+# Entities resolve reconciles across sources; the others get one golden record per source
+# record, straight from ingest.
+RESOLVED_ENTITIES: Final = frozenset({"person", "link"})
+
+# Golden id of every other entity: uuid5 of '<agency_id>:<source_record_id>' in a namespace of
+# its own per entity (derived from the person namespace), so a case and a person that share a
+# source record id never share a golden id. Fixed forever: changing it changes every id.
+ENTITY_NAMESPACES: Final[dict[str, uuid.UUID]] = {
+    entity: uuid.uuid5(GOLDEN_ID_NAMESPACE, f"tipsync.reconciled.{entity}")
+    for entity in ("case", "report", "organisation", "location", "link", "other")
+}
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    REPLAY = "replay"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class Held:
+    """What ingest remembers of one source record."""
+
+    source_version: int
+    event_ids: tuple[str, ...]
+
+    def to_json(self) -> list[Any]:
+        return [self.source_version, list(self.event_ids)]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Held | None:
+        if value is None:
+            return None
+        version, event_ids = value
+        return cls(int(version), tuple(event_ids))
+
+
+def judge(held: Held | None, event_id: str, source_version: int) -> Verdict:
+    if held is None:
+        return Verdict.ACCEPT
+    if event_id in held.event_ids:
+        return Verdict.REPLAY
+    if source_version <= held.source_version:
+        return Verdict.STALE
+    return Verdict.ACCEPT
+
+
+def remember(
+    held: Held | None, event_id: str, source_version: int, keep: int = REMEMBERED_EVENT_IDS
+) -> Held:
+    """The held entry after seeing an event (accepted or stale: both ids are worth knowing)."""
+    if held is None:
+        return Held(source_version, (event_id,))
+    event_ids = (*held.event_ids, event_id)[-keep:]
+    return Held(max(held.source_version, source_version), event_ids)
+
+
+@dataclass(frozen=True)
+class AgencyEvent:
+    """An agency change event that decoded and passed ingest's checks."""
+
+    entity: str
+    agency_id: str
+    source_record_id: str
+    event_id: str
+    op: str  # UPSERT | DELETE
+    source_version: int
+    event_time: datetime
+    record: dict[str, Any]  # the whole decoded event, envelope and payload
+
+    @property
+    def held_key(self) -> str:
+        return held_key(self.entity, self.agency_id, self.source_record_id)
+
+    @property
+    def source_key(self) -> str:
+        return f"{self.agency_id}:{self.source_record_id}"
+
+
+def held_key(entity: str, agency_id: str, source_record_id: str) -> str:
+    """Key of a source record in ingest's table and on the internal resolve topic (ids only)."""
+    return f"{entity}:{agency_id}:{source_record_id}"
+
+
+def split_held_key(key: str) -> tuple[str, str, str]:
+    entity, agency_id, source_record_id = key.split(":", 2)
+    return entity, agency_id, source_record_id
+
+
+def check_event(
+    topic_agency: str, entity: str, key: bytes | None, record: Mapping[str, Any]
+) -> AgencyEvent:
+    """Check a decoded event against its topic and key; Rejected names what is wrong."""
+    agency_id = record.get("agency_id")
+    source_record_id = record.get("source_record_id")
+    if agency_id != topic_agency:
+        raise Rejected(
+            "agency_mismatch",
+            f"event on the topic of agency '{topic_agency}' says agency_id '{agency_id}'; an "
+            "agency publishes only under its own prefix: fix the producer's agency or topic",
+        )
+    expected_key = f"{agency_id}:{source_record_id}"
+    if key is None or key.decode("utf-8", errors="replace") != expected_key:
+        raise Rejected(
+            "key_mismatch",
+            f"{entity} event of agency '{agency_id}' has key "
+            f"{'none' if key is None else repr(key[:80].decode('utf-8', errors='replace'))}, "
+            "not '<agency_id>:<source_record_id>' of its payload; the producer must key each "
+            "event by its source record so its changes stay in order",
+        )
+    op = record.get("op")
+    payload = record.get("payload")
+    if op not in ("UPSERT", "DELETE") or (op == "UPSERT") != (payload is not None):
+        raise Rejected(
+            "invalid_envelope",
+            f"{entity} event of agency '{agency_id}' has op {op!r} with "
+            f"{'a' if payload is not None else 'no'} payload; publish UPSERT with a payload or "
+            "DELETE without one",
+        )
+    version = record.get("source_version")
+    if not isinstance(version, int) or version < 0:
+        raise Rejected(
+            "invalid_envelope",
+            f"{entity} event of agency '{agency_id}' has source_version {version!r}; it must "
+            "be a whole number >= 0 that grows with every change of the record",
+        )
+    return AgencyEvent(
+        entity=entity,
+        agency_id=str(agency_id),
+        source_record_id=str(source_record_id),
+        event_id=str(record.get("event_id")),
+        op=str(op),
+        source_version=version,
+        event_time=record["event_time"],
+        record=dict(record),
+    )
+
+
+def entity_golden_id(entity: str, agency_id: str, source_record_id: str) -> str:
+    """Golden id of a non-person record: uuid5 of '<agency_id>:<source_record_id>'."""
+    return str(uuid.uuid5(ENTITY_NAMESPACES[entity], f"{agency_id}:{source_record_id}"))
+
+
+def golden_id_field(entity: str) -> str:
+    key_field = RECONCILED_MODELS[entity].key_field
+    assert key_field is not None
+    return key_field
+
+
+def golden_entity(event: AgencyEvent) -> tuple[str, dict[str, Any] | None]:
+    """The golden record of a case, report, organisation or location event.
+
+    One source record, one golden record: its id is ``entity_golden_id``, its golden_version
+    the source_version (monotonic per record, so the sink never takes an older one), its
+    fields the payload's. A DELETE gives ``None``: a tombstone, the golden record is gone.
+    """
+    golden = entity_golden_id(event.entity, event.agency_id, event.source_record_id)
+    if event.op == "DELETE":
+        return golden, None
+    value: dict[str, Any] = dict(event.record["payload"])
+    value[golden_id_field(event.entity)] = golden
+    value["golden_version"] = event.source_version
+    value["classification"] = event.record.get("classification") or "VICTIM_PROTECTED"
+    value["sources"] = [source_of(event)]
+    return golden, value
+
+
+def source_of(event: AgencyEvent) -> dict[str, Any]:
+    return {
+        "agency_id": event.agency_id,
+        "source_record_id": event.source_record_id,
+        "source_version": event.source_version,
+        "event_time": event.event_time,
+        "deleted": event.op == "DELETE",
+    }

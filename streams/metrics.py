@@ -1,0 +1,61 @@
+"""Prometheus counters of the stream app, on their own registry (no process-wide globals).
+
+Served over HTTP on ``TIPSYNC_STREAM_METRICS_PORT`` (default 19100; worker ``i`` of
+``tipsync stream --workers N`` uses port + i). Labels carry agency ids, entities, stages and
+reason codes only: never a record id, never personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+DEFAULT_METRICS_PORT = 19100
+
+
+@dataclass
+class StreamMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(
+                f"tipsync_stream_{name}", documentation, labels, registry=self.registry
+            )
+
+        self.events_in = counter(
+            "events_in", "Agency events read by ingest.", ("agency", "entity")
+        )
+        self.events_out = counter(
+            "events_out",
+            "Messages published by the stream app, by output topic kind.",
+            ("stage", "output"),
+        )
+        self.events_accepted = counter(
+            "events_accepted", "Agency events ingest accepted.", ("agency", "entity")
+        )
+        self.replays_dropped = counter(
+            "replays_dropped",
+            "Events dropped because the same agency and event_id were seen before.",
+            ("agency", "entity"),
+        )
+        self.stale_dropped = counter(
+            "stale_dropped",
+            "Events dropped because a newer or equal source_version is already held.",
+            ("agency", "entity"),
+        )
+        self.dead_letters = counter(
+            "dead_letters", "Messages sent to a dead-letter topic.", ("stage", "reason")
+        )
+        self.match_decisions = counter(
+            "match_decisions", "Match decisions published by resolve.", ("decision",)
+        )
+        self.merges = counter("merges", "Golden people merged into another one.", ())
+        self.resolved = counter(
+            "resolved", "Person and link events resolve processed.", ("entity",)
+        )
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> None:
+        """Expose the counters on http://<address>:<port>/metrics (a daemon thread)."""
+        start_http_server(port, addr=address, registry=self.registry)
