@@ -1,4 +1,4 @@
-"""``tipsync lag``: how far behind each consumer group of the pipeline is, and whether it moves.
+"""``tipsync lag | freshness | monitor``: the on-call operator's view of the pipeline.
 
     tipsync lag [--json] [--group G ...] [--group-prefix P] [--samples N --interval S]
     tipsync lag --wait-zero --timeout SECONDS [--group G ...]
@@ -11,25 +11,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy.operations.history import (
-    append_samples,
-    history_path,
-    load_history,
-    prune_history,
-    save_history,
-)
-from deploy.operations.lag import GroupLag, Thresholds, still_behind
-from deploy.operations.offsets import OffsetReader, OperationsError
-from deploy.operations.survey import LagSurvey
-from schemas.config import Settings, load_settings
+import psycopg
 
-HISTORY_MAX_AGE_SECONDS = 7 * 24 * 3600
+from deploy.operations.exporter import Monitor
+from deploy.operations.freshness import render_histogram, watch_freshness
+from deploy.operations.lag import GroupLag, Thresholds, still_behind
+from deploy.operations.metric_names import (
+    DEFAULT_OPERATIONS_METRICS_PORT,
+    OPERATIONS_METRICS_PORT_VARIABLE,
+)
+from deploy.operations.offsets import OperationsError
+from deploy.operations.survey import survey_lag
+from schemas.config import Settings, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -87,6 +89,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     lag.set_defaults(func=lag_command)
 
+    freshness = subparsers.add_parser(
+        "freshness",
+        help="how old changes are when they become visible in PostgreSQL (a histogram)",
+        description=(
+            "Watch the reconciled store for SECONDS and print the histogram of (visible in"
+            " PostgreSQL - event_time at the agency) of every source record change seen."
+        ),
+    )
+    freshness.add_argument("--watch", type=float, default=30.0, metavar="SECONDS",
+                           help="how long to watch (default 30)")
+    freshness.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                           help="poll interval; without commit timestamps the figures are too"
+                           " high by at most this much (default 1)")
+    freshness.add_argument("--json", action="store_true", help="print JSON for machines")
+    freshness.set_defaults(func=freshness_command)
+
+    monitor = subparsers.add_parser(
+        "monitor",
+        help="serve lag and freshness as Prometheus metrics (for dashboards and alerts)",
+    )
+    monitor.add_argument(
+        "--port", type=int, default=None,
+        help=f"metrics port (default {OPERATIONS_METRICS_PORT_VARIABLE} or"
+        f" {DEFAULT_OPERATIONS_METRICS_PORT})",
+    )
+    monitor.add_argument("--every", type=float, default=15.0, metavar="SECONDS",
+                         help="seconds between polls (default 15)")
+    monitor.add_argument("--group", action="append", default=[], metavar="GROUP",
+                         help="only this group (repeatable); default: the pipeline's groups")
+    monitor.add_argument("--group-prefix", default="", metavar="PREFIX",
+                         help="without --group: only groups whose name starts with PREFIX")
+    monitor.set_defaults(func=monitor_command)
+
 
 def _check_arguments(args: argparse.Namespace) -> str | None:
     if args.samples < 1:
@@ -137,44 +172,6 @@ def _sample_count(args: argparse.Namespace) -> int:
     return max(int(args.window / args.interval) + 1 if args.interval else 1, 2)
 
 
-def survey_lag(
-    settings: Settings,
-    *,
-    groups: Sequence[str] = (),
-    prefix: str = "",
-    samples: int = 2,
-    interval: float = 1.0,
-    thresholds: Thresholds | None = None,
-    history_file: Path | None = None,
-) -> tuple[list[GroupLag], list[str]]:
-    """Sample ``samples`` times, ``interval`` seconds apart, keep the samples in the history
-    file and judge every group over its window. Returns the groups and warnings to show."""
-    thresholds = thresholds or Thresholds()
-    path = history_file or history_path(settings.home)
-    history, warning = load_history(path)
-    warnings = [warning] if warning else []
-    history = prune_history(history, now=time.time(), max_age_seconds=HISTORY_MAX_AGE_SECONDS)
-    reader = OffsetReader(settings)
-    survey = LagSurvey(reader, groups, prefix)
-    reports: list[GroupLag] = []
-    for index in range(samples):
-        if index:
-            time.sleep(interval)
-        sample = survey.sample()
-        warnings.extend(warning for warning in sample.warnings if warning not in warnings)
-        # Only the last sample is judged (and its timestamps read); earlier ones feed the window.
-        if index < samples - 1:
-            for group in sample.groups:
-                history = append_samples(
-                    history, group.group, sample.partitions[group.group],
-                    thresholds.window_samples,
-                )
-            continue
-        reports, history = survey.judge(sample, history, thresholds)
-    save_history(path, history)
-    return reports, warnings
-
-
 def _wait_zero(args: argparse.Namespace, settings: Settings, thresholds: Thresholds) -> int:
     """Poll until every group is caught up on two samples in a row: one all-zero sample can
     fall between a stream stage committing its input and its output reaching the next topic."""
@@ -210,6 +207,64 @@ def _wait_zero(args: argparse.Namespace, settings: Settings, thresholds: Thresho
         file=sys.stderr,
     )
     return 1
+
+
+def freshness_command(args: argparse.Namespace) -> int:
+    if args.watch <= 0 or args.interval <= 0:
+        print("tipsync freshness: --watch and --interval must be positive numbers of seconds",
+              file=sys.stderr)
+        return 2
+    settings = load_settings()
+    try:
+        histogram, exact = watch_freshness(settings.database_url, args.watch, args.interval)
+    except OperationsError as error:
+        print(f"tipsync freshness: {error}", file=sys.stderr)
+        return 2
+    except psycopg.Error as error:
+        print(
+            f"tipsync freshness: the reconciled store ({settings.database_url.split('?')[0]})"
+            f" could not be read ({str(error).strip()}); start the stack (`tipsync stack up`)"
+            " or check TIPSYNC_DATABASE_URL",
+            file=sys.stderr,
+        )
+        return 2
+    how = "commit timestamps" if exact else f"polling every {args.interval:g} s (upper bound)"
+    if args.json:
+        print(json.dumps({"watched_seconds": args.watch, "exact": exact,
+                          **histogram.as_json()}, indent=2))
+    else:
+        print(render_histogram(histogram, f"freshness over {args.watch:g} s, by {how}"))
+    return 0
+
+
+def monitor_command(args: argparse.Namespace) -> int:
+    port = args.port
+    if port is None:
+        configured = os.environ.get(OPERATIONS_METRICS_PORT_VARIABLE, "")
+        if configured and not configured.isdigit():
+            print(
+                f"tipsync monitor: {OPERATIONS_METRICS_PORT_VARIABLE}='{configured}' is not a"
+                f" port number; set a whole number such as {DEFAULT_OPERATIONS_METRICS_PORT}",
+                file=sys.stderr,
+            )
+            return 2
+        port = int(configured) if configured else DEFAULT_OPERATIONS_METRICS_PORT
+    monitor = Monitor(load_settings(), groups=args.group, prefix=args.group_prefix)
+    try:
+        monitor.serve(port)
+    except OSError as error:
+        print(f"tipsync monitor: port {port} cannot be used ({error}); pick another with"
+              " --port", file=sys.stderr)
+        return 2
+    print(f"serving lag and freshness on http://127.0.0.1:{port}/metrics every"
+          f" {args.every:g} s; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        monitor.run(args.every, stop)
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
 
 
 def _print(groups: Sequence[GroupLag], warnings: Sequence[str], *, as_json: bool) -> None:

@@ -9,8 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from deploy.operations.history import History, append_samples
+from deploy.operations.history import (
+    History,
+    append_samples,
+    history_path,
+    load_history,
+    prune_history,
+    save_history,
+)
 from deploy.operations.lag import GroupLag, PartitionSample, Thresholds, evaluate_group
 from deploy.operations.offsets import (
     KAFKA,
@@ -20,6 +28,9 @@ from deploy.operations.offsets import (
     Partition,
     pipeline_group_names,
 )
+from schemas.config import Settings
+
+HISTORY_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -151,3 +162,40 @@ class LagSurvey:
             )
         return reports, history
 
+
+def survey_lag(
+    settings: Settings,
+    *,
+    groups: Sequence[str] = (),
+    prefix: str = "",
+    samples: int = 2,
+    interval: float = 1.0,
+    thresholds: Thresholds | None = None,
+    history_file: Path | None = None,
+) -> tuple[list[GroupLag], list[str]]:
+    """Sample ``samples`` times, ``interval`` seconds apart, keep the samples in the history
+    file and judge every group over its window. Returns the groups and warnings to show."""
+    thresholds = thresholds or Thresholds()
+    path = history_file or history_path(settings.home)
+    history, warning = load_history(path)
+    warnings = [warning] if warning else []
+    history = prune_history(history, now=time.time(), max_age_seconds=HISTORY_MAX_AGE_SECONDS)
+    reader = OffsetReader(settings)
+    survey = LagSurvey(reader, groups, prefix)
+    reports: list[GroupLag] = []
+    for index in range(samples):
+        if index:
+            time.sleep(interval)
+        sample = survey.sample()
+        warnings.extend(warning for warning in sample.warnings if warning not in warnings)
+        # Only the last sample is judged (and its timestamps read); earlier ones feed the window.
+        if index < samples - 1:
+            for group in sample.groups:
+                history = append_samples(
+                    history, group.group, sample.partitions[group.group],
+                    thresholds.window_samples,
+                )
+            continue
+        reports, history = survey.judge(sample, history, thresholds)
+    save_history(path, history)
+    return reports, warnings

@@ -23,8 +23,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from deploy.operations.commands import survey_lag
 from deploy.operations.lag import Status, Thresholds
+from deploy.operations.survey import survey_lag
 from deploy.stack import kafka_classpath
 from deploy.stack.artifacts import java_executable
 from schemas.config import Settings

@@ -1,0 +1,103 @@
+"""The agreed Prometheus metric names of tipsync: one list for the runbook, the alerting
+rules (a test checks every rule only uses names from here) and the scrape test.
+
+Each process defines its own metrics (the stream app in ``streams/metrics.py``, the sink in
+its own module, the operator's exporter in ``deploy/operations/exporter.py``), so no package
+imports another against the data flow; this module only records what they agreed to expose.
+Labels carry agency ids, entities, stages, topics, groups and reason codes, never a record id
+or anything personal.
+
+Counters are exposed with the ``_total`` suffix, histograms as ``_bucket``/``_sum``/
+``_count`` series: the names below are the exposed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricName:
+    name: str
+    kind: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    meaning: str
+    process: str  # stream | sink | operations
+
+    def series(self) -> tuple[str, ...]:
+        """The names Prometheus stores for this metric."""
+        if self.kind == "histogram":
+            return tuple(f"{self.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        return (self.name,)
+
+
+STREAM_METRICS_PORT_VARIABLE = "TIPSYNC_STREAM_METRICS_PORT"  # default 19100, worker i: +i
+SINK_METRICS_PORT_VARIABLE = "TIPSYNC_SINK_METRICS_PORT"  # default 19101
+OPERATIONS_METRICS_PORT_VARIABLE = "TIPSYNC_OPERATIONS_METRICS_PORT"  # default 19102
+DEFAULT_STREAM_METRICS_PORT = 19100
+DEFAULT_SINK_METRICS_PORT = 19101
+DEFAULT_OPERATIONS_METRICS_PORT = 19102
+
+STREAM = (
+    MetricName("tipsync_stream_events_in_total", "counter", ("agency", "entity"),
+               "agency events read by ingest", "stream"),
+    MetricName("tipsync_stream_events_accepted_total", "counter", ("agency", "entity"),
+               "agency events ingest accepted (new, not a replay, not stale)", "stream"),
+    MetricName("tipsync_stream_events_out_total", "counter", ("stage", "output"),
+               "messages published by the stream app, by stage and output topic kind", "stream"),
+    MetricName("tipsync_stream_replays_dropped_total", "counter", ("agency", "entity"),
+               "events dropped: the same agency and event_id was seen before", "stream"),
+    MetricName("tipsync_stream_stale_dropped_total", "counter", ("agency", "entity"),
+               "events dropped: a newer or equal source_version is already held", "stream"),
+    MetricName("tipsync_stream_dead_letters_total", "counter", ("stage", "reason"),
+               "messages sent to a tip.dlq.* topic, by stage and reason code", "stream"),
+    MetricName("tipsync_stream_match_decisions_total", "counter", ("decision",),
+               "match decisions published by resolve (MATCH, NON_MATCH, REVIEW)", "stream"),
+    MetricName("tipsync_stream_merges_total", "counter", (),
+               "golden people merged into another one", "stream"),
+    MetricName("tipsync_stream_resolved_total", "counter", ("entity",),
+               "person and link events resolve processed", "stream"),
+)
+
+# Proposed to the sink (TIPSYNC_SINK_METRICS_PORT); see docs/OPERATIONS.md for what exists.
+SINK = (
+    MetricName("tipsync_sink_events_in_total", "counter", ("entity",),
+               "reconciled events read by the sink", "sink"),
+    MetricName("tipsync_sink_rows_total", "counter", ("entity", "table"),
+               "rows written (inserted, updated or deleted) in the reconciled store", "sink"),
+    MetricName("tipsync_sink_stale_dropped_total", "counter", ("entity",),
+               "changes not applied: the store holds an equal or newer golden_version", "sink"),
+    MetricName("tipsync_sink_dead_letters_total", "counter", ("reason",),
+               "messages sent to tip.dlq.sink, by reason code", "sink"),
+    MetricName("tipsync_sink_batch_seconds", "histogram", (),
+               "time to write one batch and its offsets in one transaction", "sink"),
+    MetricName("tipsync_sink_freshness_seconds", "histogram", ("entity",),
+               "commit time minus event_time of each source record written", "sink"),
+)
+
+OPERATIONS = (
+    MetricName("tipsync_lag_messages", "gauge", ("group", "topic", "partition"),
+               "end offset minus committed offset (Kafka's, or the sink's in PostgreSQL)",
+               "operations"),
+    MetricName("tipsync_lag_seconds", "gauge", ("group", "topic", "partition"),
+               "age of the oldest message not yet consumed (0 when caught up)", "operations"),
+    MetricName("tipsync_lag_status", "gauge", ("group", "status"),
+               "1 for the group's current Burrow-style status, 0 for the others",
+               "operations"),
+    MetricName("tipsync_lag_partition_status", "gauge", ("group", "topic", "partition", "status"),
+               "1 for the partition's current status, 0 for the others", "operations"),
+    MetricName("tipsync_freshness_seconds", "histogram", (),
+               "event_time at the agency to visible in PostgreSQL, per source record change",
+               "operations"),
+    MetricName("tipsync_operations_errors_total", "counter", ("source",),
+               "monitor polls that failed (kafka, postgresql)", "operations"),
+    MetricName("tipsync_operations_last_poll_timestamp_seconds", "gauge", (),
+               "when the monitor last finished a poll (seconds since the epoch)", "operations"),
+)
+
+ALL = STREAM + SINK + OPERATIONS
+
+
+def documented_series() -> frozenset[str]:
+    """Every series name a rule or dashboard may use."""
+    return frozenset(series for metric in ALL for series in metric.series())
