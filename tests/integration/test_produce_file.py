@@ -317,3 +317,39 @@ def test_an_invalid_mapping_an_unknown_agency_and_an_unreachable_broker_are_fata
     )
     assert result.returncode == 1 and result.stdout == ""
     assert "did not answer" in result.stderr
+
+
+def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
+    run: Run, tmp_path: Path
+) -> None:
+    from producers.synthetic import write_person_csv
+
+    export = write_person_csv(tmp_path / "many.csv", 3_000)
+    environment = {**os.environ, "TIPSYNC_HOME": str(run.home)}
+    command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-prefix", run.prefix,
+               "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export)]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
+    consumer = Consumer({"bootstrap.servers": run.settings.kafka_bootstrap,
+                         "group.id": f"{run.prefix}watch"})
+    topic = run.topic("person")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        published = sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in (0, 1)
+        )
+        if published >= 300:
+            break
+        time.sleep(0.05)
+    consumer.close()
+    killed = process.poll() is None
+    process.kill()  # SIGKILL: no flush, no final checkpoint save
+    process.wait()
+    code, summary, stderr = run.produce("--agency", AGENCY, "--entity", "person",
+                                        "--file", str(export))
+    assert code == 0, stderr
+    assert summary is not None
+    identifiers = {event["source_record_id"] for event in run.events("person")}
+    assert identifiers == {f"P-{index:07d}" for index in range(1, 3_001)}
+    if killed:
+        assert summary["unchanged"] < 3_000  # the rerun did work the killed run had not
