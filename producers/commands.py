@@ -127,7 +127,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         source = args.source_name or f"{_without_password(args.sql)} {args.table}"
     topics = _topics(args.agency, args.topic_prefix)
     publisher = Publisher(settings.kafka_bootstrap)
-    entities = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
+    entities: list[Entity] = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
     publisher.check_topics([topics(item) for item in entities])
     serialize = make_serializer(settings, entities)
 

@@ -6,9 +6,10 @@ the agency everything to fix in one pass rather than one problem per run.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from producers import normalise
@@ -153,7 +154,7 @@ class _FieldReader:
         )
         return partial
 
-    def day(self, column: str) -> date | None:
+    def day(self, column: str) -> dt.date | None:
         """A date that must be known to the day (case and link dates)."""
         partial = self.date(column)
         if partial is None:
