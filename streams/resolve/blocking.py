@@ -17,6 +17,18 @@ from streams.resolve.normalise import phonetic
 from streams.resolve.records import PersonFeatures
 
 DEFAULT_BLOCK_SIZE_CAP = 100
+# Kinds that alone say little (one shared date, one street, a name with an initial): in a
+# large population their blocks are big and mostly strangers, so they are capped harder.
+WEAK_KEY_KINDS = frozenset({"dob", "street", "address-numbers", "family+initial",
+                            "given+initial", "names"})
+WEAK_KEY_CAP_DIVISOR = 4
+
+
+def cap_for(block_key: str, block_size_cap: int) -> int:
+    """The most members a block may have and still yield candidates."""
+    if block_key.split(":", 1)[0] in WEAK_KEY_KINDS:
+        return max(1, block_size_cap // WEAK_KEY_CAP_DIVISOR)
+    return block_size_cap
 
 
 def blocking_keys(features: PersonFeatures) -> frozenset[str]:

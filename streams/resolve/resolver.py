@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys
+from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys, cap_for
 from streams.resolve.changes import (
     Change,
     GoldenPersonMerged,
@@ -148,7 +148,7 @@ class Resolver:
         found: set[SourceKey] = set()
         for block_key in self._keys.get(key, ()):
             members = self._blocks[block_key]
-            if len(members) <= self.block_size_cap:
+            if len(members) <= cap_for(block_key, self.block_size_cap):
                 found |= members
         found.discard(key)
         return found
@@ -189,7 +189,7 @@ class Resolver:
         for block_key in keys:
             members = self._blocks.setdefault(block_key, set())
             members.add(key)
-            if len(members) == self.block_size_cap + 1:
+            if len(members) == cap_for(block_key, self.block_size_cap) + 1:
                 # The block just became too common to block on: its pairs may lose their
                 # only justification.
                 touched |= self._refresh_edges(members - {key})
@@ -210,7 +210,7 @@ class Resolver:
             members.discard(key)
             if not members:
                 del self._blocks[block_key]
-            elif len(members) == self.block_size_cap:
+            elif len(members) == cap_for(block_key, self.block_size_cap):
                 # Back within the cap: its pairs count again.
                 touched |= self._connect_block(members)
         del self._features[key]

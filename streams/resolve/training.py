@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys
+from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys, cap_for
 from streams.resolve.records import PersonFeatures
 from streams.resolve.scoring import DEFAULT_LEVELS, Levels, ScoringModel, comparison_levels
 
@@ -63,7 +63,7 @@ def pairs_by_key_kind(
             blocks.setdefault(key, []).append(index)
     pairs: dict[str, set[tuple[int, int]]] = {}
     for key, members in blocks.items():
-        if 1 < len(members) <= block_size_cap:
+        if 1 < len(members) <= cap_for(key, block_size_cap):
             kind = pairs.setdefault(key.split(":", 1)[0], set())
             for i, left in enumerate(members):
                 kind.update((left, right) for right in members[i + 1:])
