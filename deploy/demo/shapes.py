@@ -236,7 +236,8 @@ def _mapped_shape(
 
 def _canonical_cell(column: str) -> Cell:
     def cell(row: Mapping[str, Any]) -> Any:
-        return canonical_text(row.get(column))
+        value = row.get(column)
+        return value if type(value) is str else canonical_text(value)
 
     return cell
 
@@ -283,7 +284,10 @@ def _mapped_cell(
         value = row.get(canonical)
         if value is None or value == ():
             return None
-        if isinstance(value, tuple):
+        kind = type(value)  # the common types first: this runs for every cell of every row
+        if kind is str:
+            return encode(value)
+        if kind is tuple:
             return [encode(item) for item in value]
         if isinstance(value, bool):
             return encode("true" if value else "false")

@@ -369,7 +369,7 @@ def make_person(
 
 def make_incident(rng: random.Random, number: int) -> Incident:
     occurred = WORLD_START + timedelta(days=rng.randrange((WORLD_END - WORLD_START).days - 120))
-    forms = (rng.choices(FORMS, FORM_WEIGHTS)[0],)
+    forms: tuple[str, ...] = (rng.choices(FORMS, FORM_WEIGHTS)[0],)
     if rng.random() < 0.15:
         second = rng.choices(FORMS, FORM_WEIGHTS)[0]
         if second not in forms:

@@ -13,6 +13,7 @@ import yaml
 
 from deploy.demo.generate import (
     BAD_ROW_KINDS,
+    ExportFile,
     GenerateError,
     Manifest,
     generate,
@@ -35,7 +36,7 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
-def read_rows(file) -> list[tuple[int, dict[str, str | None]]]:
+def read_rows(file: ExportFile) -> list[tuple[int, dict[str, str | None]]]:
     """(row number as the producer counts it, values) of every data row that parses."""
     mapping = yaml.safe_load(file.mapping.read_text()) if file.mapping else {}
     encoding = mapping.get("encoding", "utf-8")
@@ -56,7 +57,7 @@ def read_rows(file) -> list[tuple[int, dict[str, str | None]]]:
     return rows
 
 
-def id_column(file) -> str:
+def id_column(file: ExportFile) -> str:
     if not file.mapping:
         return "source_record_id"
     return yaml.safe_load(file.mapping.read_text())["columns"]["source_record_id"]
@@ -153,6 +154,7 @@ def test_mapping_files_parse_and_name_only_columns_their_export_has(
     mapped = [file for file in data_set.files if file.mapping]
     assert len({(file.agency, file.entity) for file in mapped}) >= 15
     for file in mapped:
+        assert file.mapping is not None
         mapping = yaml.safe_load(file.mapping.read_text())
         assert (mapping["agency"], mapping["entity"]) == (file.agency, file.entity)
         wanted = set(mapping.get("columns", {}).values()) | set(mapping.get("split", {}))
