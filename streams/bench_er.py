@@ -208,7 +208,7 @@ def resolve_with_splink(
     logging.getLogger("splink").setLevel(logging.ERROR)
     table = frame.reset_index().rename(columns={"rec_id": "unique_id"})
     table = table.astype(str).replace({"nan": None, "None": None})
-    comparisons = [
+    comparisons: list[Any] = [
         cl.NameComparison("given_name"),
         cl.NameComparison("surname"),
         cl.DateOfBirthComparison("date_of_birth", input_is_string=True,
@@ -219,7 +219,7 @@ def resolve_with_splink(
         cl.DamerauLevenshteinAtThresholds("postcode", [1, 2]),
         cl.ExactMatch("state"),
     ]
-    rules = [
+    rules: list[Any] = [
         block_on("given_name", "surname"),
         block_on("surname", "date_of_birth"),
         block_on("given_name", "date_of_birth"),
@@ -227,7 +227,7 @@ def resolve_with_splink(
         block_on("date_of_birth"),
         block_on("suburb", "address_1"),
     ]
-    deterministic = [block_on("given_name", "surname", "date_of_birth")]
+    deterministic: list[Any] = [block_on("given_name", "surname", "date_of_birth")]
     if not without_identifier:
         comparisons.append(cl.DamerauLevenshteinAtThresholds("soc_sec_id", [1, 2]))
         rules.append(block_on("soc_sec_id"))

@@ -12,7 +12,7 @@ protected whoever else knows the person.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streams.resolve.normalise import (
@@ -101,7 +101,7 @@ def _lineage(field: str, record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_LIST_IDENTITY = {
+_LIST_IDENTITY: dict[str, Callable[[Any], Any]] = {
     "aliases": lambda item: normalise_name(item),
     "citizenship": lambda item: (item or "").upper(),
     "identifiers": lambda item: (
@@ -169,7 +169,7 @@ def golden_person(
             known.add(normalise_name(name))
             golden["aliases"].append(name)
 
-    labels = [record.get("classification") for record in records if record.get("classification")]
+    labels = [str(record["classification"]) for record in records if record.get("classification")]
     golden["classification"] = max(
         labels, key=lambda label: CLASSIFICATION_ORDER.get(label, len(CLASSIFICATION_ORDER))
     ) if labels else "VICTIM_PROTECTED"

@@ -94,7 +94,7 @@ def _expectation_maximisation(
     m = {field: dict(levels) for field, levels in m.items()}
     iteration = 0
     for iteration in range(1, iterations + 1):  # noqa: B007 - returned after the loop
-        totals: dict[str, Counter[str]] = {}
+        totals: dict[str, dict[str, float]] = {}
         matched = 0.0
         for pattern, count in patterns.items():
             log_odds = math.log2(share / (1 - share)) + sum(
@@ -103,12 +103,14 @@ def _expectation_maximisation(
             weight = count / (1 + 2 ** (-max(min(log_odds, 60), -60)))
             matched += weight
             for field, level in pattern:
-                totals.setdefault(field, Counter())[level] += weight
+                by_level = totals.setdefault(field, {})
+                by_level[level] = by_level.get(level, 0.0) + weight
         new_share = min(max(matched / sum(patterns.values()), 1e-6), 1 - 1e-6)
         for field, observed in totals.items():
             total = sum(observed.values())
             m[field] = {
-                level: (observed[level] + PRIOR_STRENGTH * prior_m) / (total + PRIOR_STRENGTH)
+                level: (observed.get(level, 0.0) + PRIOR_STRENGTH * prior_m)
+                / (total + PRIOR_STRENGTH)
                 for level, (prior_m, _) in prior_levels[field].items()
             }
         converged = abs(new_share - share) < 1e-7
