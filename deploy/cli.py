@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.operations.commands",
     "producers.commands",
     "streams.commands",
+    "streams.stream_commands",
 )
 
 

@@ -29,11 +29,11 @@ class StreamMetrics:
         )
         self.events_out = counter(
             "events_out",
-            "Messages published by the stream app, by output topic kind.",
-            ("stage", "output"),
+            "Agency events ingest accepted and passed on (to resolve or a reconciled topic).",
+            ("agency", "entity"),
         )
-        self.events_accepted = counter(
-            "events_accepted", "Agency events ingest accepted.", ("agency", "entity")
+        self.resolve_outputs = counter(
+            "resolve_outputs", "Messages resolve published, by output.", ("output",)
         )
         self.replays_dropped = counter(
             "replays_dropped",

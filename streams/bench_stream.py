@@ -1,0 +1,286 @@
+"""``tipsync bench stream``: the stream app through Kafka, with real worker processes.
+
+1. **ingest**: ``--events`` case UPSERTs are published first, then one worker starts; the rate
+   is counted on its output (``reconciled.case``) from the first golden record to the last,
+   so start-up is not in the figure. Cases take the whole ingest path: decode, checks, the
+   held-version table and its changelog, the golden record encoded and published.
+2. **resolve**: ``--people`` synthetic people (a share of them known to two agencies, with the
+   same TRN) are published and resolved first; then ``--burst`` new person events at once
+   (throughput: records/s from the first output to the last) and ``--paced`` more at
+   ``--rate`` per second (latency: output time minus publish time, per record, end to end
+   through ingest, the resolve topic and resolve). Worker memory is read from /proc before
+   and after the people are loaded.
+
+Every topic has a prefix of its own and is deleted at the end. Figures are printed, and a
+JSON line of them last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from producers.synthetic import FAMILY_NAMES, GIVEN_NAMES
+from schemas.config import load_settings
+from streams.harness import StreamHarness
+
+PARISHES = ("KINGSTON", "ST_ANDREW", "ST_CATHERINE", "CLARENDON", "ST_JAMES", "MANCHESTER")
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def register_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=100_000, help="case events for ingest")
+    parser.add_argument("--people", type=int, default=100_000, help="people resolved first")
+    parser.add_argument("--burst", type=int, default=10_000, help="new people, all at once")
+    parser.add_argument("--paced", type=int, default=5_000, help="new people, paced")
+    parser.add_argument("--rate", type=int, default=500, help="paced events per second")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--store", choices=("rocksdb", "memory"), default="rocksdb")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-resolve", action="store_true")
+
+
+def envelope(agency_id: str, record_id: str, version: int, moment: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "agency_id": agency_id, "source_record_id": record_id,
+        "op": "UPSERT", "source_version": version, "event_time": moment,
+        "produced_at": datetime.now(UTC), "classification": "SENSITIVE",
+        "legal_basis": "PUBLIC_FUNCTION", "consent_ref": None, "retention_until": None,
+    }
+
+
+def case_event(index: int) -> dict[str, Any]:
+    event = envelope("police-ctu", f"C-{index:08d}", 1, EPOCH + timedelta(seconds=index))
+    event["payload"] = {
+        "case_ref": f"CTU-{index:08d}", "title": "Synthetic benchmark case", "status": "OPEN",
+        "opened_on": None, "closed_on": None, "forms_of_exploitation": ["LABOUR"],
+        "parish": "KINGSTON", "summary": None,
+    }
+    return event
+
+
+def person_event(index: int, agency_id: str, rng: random.Random) -> dict[str, Any]:
+    """Synthetic person ``index``; the same index at two agencies is the same person."""
+    person = random.Random(index)  # the person's facts depend on the index only
+    given, family = person.choice(GIVEN_NAMES), person.choice(FAMILY_NAMES)
+    year = person.randint(1950, 2012)
+    event = envelope(agency_id, f"{agency_id[:3].upper()}-{index:08d}", 1,
+                     EPOCH + timedelta(seconds=index + rng.randint(0, 1000)))
+    event["payload"] = {
+        "given_name": given, "middle_name": None, "family_name": family, "aliases": [],
+        "date_of_birth": f"{year}-{person.randint(1, 12):02d}-{person.randint(1, 28):02d}",
+        "dob_precision": "DAY", "sex": person.choice(("FEMALE", "MALE")),
+        "citizenship": ["JM"],
+        "identifiers": [{"scheme": "TRN", "value": f"{100_000_000 + index:09d}",
+                         "issuing_country": "JM"}],
+        "phones": [], "emails": [f"{given.lower()}.{family.lower()}{index}@example.org"],
+        "addresses": [{"line": f"{person.randint(1, 200)} Main Road",
+                       "parish": person.choice(PARISHES), "country": "JM"}],
+    }
+    return event
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    figures: dict[str, Any] = {}
+    if not args.skip_ingest:
+        figures["ingest"] = bench_ingest(settings, args)
+    if not args.skip_resolve:
+        figures["resolve"] = bench_resolve(settings, args)
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (a shared machine's load aside)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_ingest(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
+    harness = StreamHarness(settings, agencies=("police-ctu",), entities=("case",),
+                            partitions=args.partitions).setup()
+    try:
+        started = time.monotonic()
+        for index in range(args.events):
+            harness.publish("case", case_event(index))
+            if index % 10_000 == 0:
+                harness.producer.poll(0)
+        harness.flush()
+        print(f"ingest: published {args.events} case events in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        worker = harness.start_worker(store=args.store)
+        first_time = first_count = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            count = harness.count("reconciled.case")
+            now = time.monotonic()
+            if count and first_time is None:
+                first_time, first_count = now, count
+                first_cpu = _cpu_seconds(worker.pid)
+            if count >= args.events:
+                break
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("ingest did not finish within 10 minutes")
+        assert first_time is not None and first_count is not None
+        seconds = now - first_time
+        cpu = _cpu_seconds(worker.pid) - first_cpu
+        rss = _rss_mib(worker.pid)
+        harness.stop_worker(worker)
+        rate = (args.events - first_count) / seconds if seconds else float("inf")
+        result = {"events": args.events, "seconds": round(seconds, 2),
+                  "events_per_second": round(rate),
+                  "events_per_cpu_second": round((args.events - first_count) / cpu),
+                  "worker_rss_mib": round(rss),
+                  "store": args.store, "partitions": args.partitions}
+        print(f"ingest: {rate:,.0f} events/s on one worker, "
+              f"{result['events_per_cpu_second']:,} per CPU second of the worker "
+              f"({args.events} events, {args.store} table, worker RSS {rss:.0f} MiB)",
+              flush=True)
+        return result
+    finally:
+        harness.teardown()
+
+
+def _committed(harness: StreamHarness) -> int:
+    consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
+                         "group.id": f"{harness.prefix}.internal.stream"})
+    try:
+        [partition] = consumer.committed(
+            [TopicPartition(harness.topic("internal.resolve"), 0)], timeout=10
+        )
+        return max(partition.offset, 0)
+    finally:
+        consumer.close()
+
+
+def _wait_resolved(harness: StreamHarness, total: int, timeout: float) -> None:
+    harness.wait_for(
+        lambda: harness.count("internal.resolve") >= total and _committed(harness) >= total,
+        timeout=timeout, what=f"{total} people resolved",
+    )
+
+
+def _publish_people(harness: StreamHarness, indexes: range, rng: random.Random,
+                    duplicate_share: float) -> int:
+    published = 0
+    for index in indexes:
+        harness.publish("person", person_event(index, "police-ctu", rng))
+        published += 1
+        if rng.random() < duplicate_share:
+            harness.publish("person", person_event(index, "immigration", rng))
+            published += 1
+        if published % 10_000 == 0:
+            harness.producer.poll(0)
+    harness.flush()
+    return published
+
+
+def bench_resolve(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
+    harness = StreamHarness(settings, agencies=("police-ctu", "immigration"),
+                            entities=("person",), partitions=args.partitions).setup()
+    rng = random.Random(11)
+    try:
+        worker = harness.start_worker(store=args.store)
+        time.sleep(8)  # let it join the group before measuring its idle memory
+        idle_rss = _rss_mib(worker.pid)
+        started = time.monotonic()
+        loaded = _publish_people(harness, range(args.people), rng, 0.2)
+        _wait_resolved(harness, loaded, timeout=7200)
+        load_seconds = time.monotonic() - started
+        loaded_rss = _rss_mib(worker.pid)
+        print(f"resolve: {args.people} people ({loaded} source records) loaded and resolved "
+              f"in {load_seconds:.0f} s; worker RSS {idle_rss:.0f} -> {loaded_rss:.0f} MiB",
+              flush=True)
+
+        base = args.people
+        burst = _publish_people(harness, range(base, base + args.burst), rng, 0.0)
+        _wait_resolved(harness, loaded + burst, timeout=3600)
+        burst_keys = {f"police-ctu:POL-{index:08d}" for index in range(base, base + burst)}
+        burst_times = list(_output_times(harness, burst_keys).values())
+        burst_rate = len(burst_times) / ((max(burst_times) - min(burst_times)) / 1000)
+
+        base += args.burst
+        sent: dict[str, float] = {}
+        interval = 1.0 / args.rate
+        next_time = time.monotonic()
+        for index in range(base, base + args.paced):
+            event = person_event(index, "police-ctu", rng)
+            harness.publish("person", event)
+            sent[f"police-ctu:{event['source_record_id']}"] = time.time() * 1000
+            harness.producer.poll(0)
+            next_time += interval
+            delay = next_time - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        harness.flush()
+        _wait_resolved(harness, loaded + burst + args.paced, timeout=3600)
+        received = _output_times(harness, set(sent))
+        latencies = [received[key] - sent[key] for key in received]
+        final_rss = _rss_mib(worker.pid)
+        harness.stop_worker(worker)
+        quantiles = statistics.quantiles(latencies, n=100)
+        per_million = (loaded_rss - idle_rss) / args.people * 1_000_000
+        result = {
+            "people": args.people, "source_records": loaded,
+            "load_seconds": round(load_seconds, 1),
+            "load_records_per_second": round(loaded / load_seconds),
+            "burst": burst, "burst_records_per_second": round(burst_rate),
+            "paced": args.paced, "rate": args.rate,
+            "latency_ms_p50": round(quantiles[49], 1), "latency_ms_p99": round(quantiles[98], 1),
+            "latency_ms_max": round(max(latencies), 1),
+            "worker_rss_mib_idle": round(idle_rss), "worker_rss_mib_loaded": round(loaded_rss),
+            "worker_rss_mib_final": round(final_rss),
+            "mib_per_million_people": round(per_million), "store": args.store,
+        }
+        print(f"resolve with {args.people} people resolved: {burst_rate:,.0f} records/s "
+              f"(burst of {burst}); end-to-end latency at {args.rate}/s: p50 "
+              f"{quantiles[49]:.1f} ms, p99 {quantiles[98]:.1f} ms; memory "
+              f"{per_million:,.0f} MiB per million people", flush=True)
+        return result
+    finally:
+        harness.teardown()
+
+
+def _output_times(harness: StreamHarness, keys: set[str]) -> dict[str, float]:
+    """Source key -> timestamp (ms) of its first mapping message, for the keys asked."""
+    topic = harness.topic("internal.person-mapping")
+    total = harness.count("internal.person-mapping")
+    consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
+                         "group.id": f"{harness.prefix}-times", "enable.auto.commit": False})
+    found: dict[str, float] = {}
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, partition, 0) for partition in metadata.partitions])
+        seen = 0
+        deadline = time.monotonic() + 600
+        while seen < total and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error():
+                    continue
+                seen += 1
+                key = message.key().decode()
+                if key in keys and key not in found:
+                    found[key] = float(message.timestamp()[1])
+        return found
+    finally:
+        consumer.close()

@@ -1,0 +1,245 @@
+"""Drive the stream app from outside, through Kafka: for integration tests and ``bench stream``.
+
+A ``StreamHarness`` owns a topic prefix of its own (``s<random>``), so its agency topics,
+outputs, internal topics and consumer group never meet anyone else's on the shared broker.
+It creates the agency topics, publishes events in the contract's wire format, starts real
+``tipsync stream`` worker processes, reads what they publish, and deletes its topics at the
+end. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.config import Settings
+from schemas.registration import register_all
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroDeserializer, AvroSerializer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Received:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    partition: int
+    offset: int
+
+
+class StreamHarness:
+    def __init__(
+        self,
+        settings: Settings,
+        agencies: Iterable[str] = ("police-ctu", "immigration"),
+        entities: Iterable[str] = ("person", "case", "link"),
+        partitions: int = 3,
+        prefix: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prefix = prefix or f"s{uuid.uuid4().hex[:10]}"
+        self.agencies = tuple(agencies)
+        self.entities = tuple(entities)
+        self.partitions = partitions
+        self.registry = SchemaRegistry(settings.registry_url)
+        self.deserializer = AvroDeserializer(self.registry)
+        self._serializers: dict[str, AvroSerializer] = {}
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "acks": "all",
+             "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000}
+        )
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._watcher: Consumer | None = None
+        self.logs = Path(settings.home) / "streams" / "harness-logs"
+
+    # ------------------------------------------------------------------ topics
+
+    def agency_topic(self, agency_id: str, entity: str) -> str:
+        return f"{self.prefix}.agency.{agency_id}.{entity}"
+
+    def topic(self, suffix: str) -> str:
+        """``reconciled.person``, ``dlq.ingest``, ``internal.resolve`` ... under the prefix."""
+        return f"{self.prefix}.{suffix}"
+
+    def setup(self) -> StreamHarness:
+        register_all(self.registry)  # idempotent: the governed schemas, as production has them
+        self.create_agency_topics(self.agencies, self.entities)
+        return self
+
+    def create_agency_topics(self, agencies: Iterable[str], entities: Iterable[str]) -> None:
+        names = [self.agency_topic(a, e) for a in agencies for e in entities]
+        futures = self.admin.create_topics(
+            [NewTopic(name, self.partitions, 1) for name in names], operation_timeout=30
+        )
+        for future in futures.values():
+            future.result()
+
+    def teardown(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        names = [
+            name for name in self.admin.list_topics(timeout=15).topics
+            if name.startswith(self.prefix + ".")
+        ]
+        if names:
+            for future in self.admin.delete_topics(names, operation_timeout=30).values():
+                # Best effort: a leftover topic under a random prefix harms no one.
+                with contextlib.suppress(Exception):
+                    future.result()
+        if self._watcher is not None:
+            self._watcher.close()
+        self.registry.close()
+
+    # ------------------------------------------------------------------ publishing
+
+    def serializer(self, entity: str) -> AvroSerializer:
+        if entity not in self._serializers:
+            self._serializers[entity] = AvroSerializer(self.registry, entity)
+        return self._serializers[entity]
+
+    def encode(self, entity: str, event: Mapping[str, Any]) -> bytes:
+        return self.serializer(entity)(dict(event))
+
+    def publish(self, entity: str, event: Mapping[str, Any]) -> None:
+        key = f"{event['agency_id']}:{event['source_record_id']}".encode()
+        self.publish_raw(
+            self.agency_topic(event["agency_id"], entity), key, self.encode(entity, event)
+        )
+
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def flush(self) -> None:
+        remaining = self.producer.flush(60)
+        if remaining:
+            raise RuntimeError(f"{remaining} events were not acknowledged by Kafka in 60 s")
+
+    # ------------------------------------------------------------------ workers
+
+    def start_worker(
+        self, index: int = 0, store: str = "memory", extra: Iterable[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{self.prefix}-worker-{index}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "stream", "--prefix", self.prefix,
+             "--worker-index", str(index), "--store", store, "--metrics-port", "0",
+             "--discovery-interval", "5", *extra],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "TIPSYNC_HOME": str(self.settings.home)},
+        )
+        self.workers.append(process)
+        return process
+
+    def stop_worker(self, process: subprocess.Popen[bytes], kill: bool = False) -> int:
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        return process.wait(timeout=60)
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, suffix: str, timeout: float = 5.0) -> list[Received]:
+        """Every message of ``<prefix>.<suffix>`` now (all partitions, from the start)."""
+        topic = self.topic(suffix)
+        consumer = Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"{self.prefix}-read",
+            "enable.auto.commit": False,
+        })
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return []
+            bounds = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                for p in metadata.partitions
+            }
+            wanted = {p: (low, high) for p, (low, high) in bounds.items() if high > low}
+            if not wanted:
+                return []
+            consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in wanted.items()])
+            received: list[Received] = []
+            done = {p: False for p in wanted}
+            deadline = time.monotonic() + max(timeout, 30.0)
+            while not all(done.values()) and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error():
+                    continue
+                received.append(Received(
+                    message.key(), message.value(),
+                    {k: v.decode() for k, v in message.headers() or []},
+                    message.partition(), message.offset(),
+                ))
+                if message.offset() >= wanted[message.partition()][1] - 1:
+                    done[message.partition()] = True
+            return received
+        finally:
+            consumer.close()
+
+    def decode(self, value: bytes | None) -> dict[str, Any] | None:
+        return None if value is None else self.deserializer(value).record
+
+    def latest(self, suffix: str) -> dict[str, dict[str, Any] | None]:
+        """The compacted view of an output: key -> latest value (None for a tombstone)."""
+        view: dict[str, dict[str, Any] | None] = {}
+        for message in sorted(self.read(suffix), key=lambda m: (m.partition, m.offset)):
+            key = (message.key or b"").decode()
+            if suffix.startswith("internal."):
+                view[key] = None if message.value is None else json.loads(message.value)
+            else:
+                view[key] = self.decode(message.value)
+        return view
+
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float = 60.0, what: str = "the outputs"
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            for worker in self.workers:
+                if worker.poll() not in (None, -signal.SIGKILL, -signal.SIGTERM, 0):
+                    raise RuntimeError(
+                        f"a stream worker exited with {worker.returncode} while waiting for "
+                        f"{what}; see {self.logs}"
+                    )
+            time.sleep(0.5)
+        raise TimeoutError(f"{what} did not appear within {timeout:g} s; see {self.logs}")
+
+    def count(self, suffix: str) -> int:
+        """Messages in ``<prefix>.<suffix>`` now (sum over partitions of high - low)."""
+        topic = self.topic(suffix)
+        if self._watcher is None:
+            self._watcher = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                                      "group.id": f"{self.prefix}-count"})
+        metadata = self._watcher.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        total = 0
+        for partition in metadata.partitions:
+            low, high = self._watcher.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10, cached=False
+            )
+            total += high - low
+        return total
