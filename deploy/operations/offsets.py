@@ -242,8 +242,9 @@ class OffsetReader:
                 key = (message.topic(), message.partition())
                 if key not in waiting:
                     continue
-                if message.error():
-                    if message.error().code() == KafkaError._PARTITION_EOF:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         waiting.discard(key)
                     continue
                 kind, milliseconds = message.timestamp()
