@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.config import Settings
@@ -243,3 +243,30 @@ class StreamHarness:
             )
             total += high - low
         return total
+
+    def caught_up(self) -> bool:
+        """Has the app committed every message of its agency topics and its resolve topic?"""
+        if self._watcher is None:
+            self.count("internal.resolve")
+        assert self._watcher is not None
+        names = [self.agency_topic(a, e) for a in self.agencies for e in self.entities]
+        partitions = [TopicPartition(name, p) for name in names for p in range(self.partitions)]
+        partitions.append(TopicPartition(self.topic("internal.resolve"), 0))
+        try:
+            ends = {
+                (tp.topic, tp.partition): self._watcher.get_watermark_offsets(
+                    tp, timeout=10, cached=False
+                )[1]
+                for tp in partitions
+            }
+        except KafkaException:
+            return False  # the resolve topic is not there until a worker created it
+        group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                          "group.id": f"{self.prefix}.internal.stream"})
+        try:
+            committed = group.committed(partitions, timeout=10)
+        finally:
+            group.close()
+        return all(
+            max(tp.offset, 0) >= ends[(tp.topic, tp.partition)] for tp in committed
+        )
