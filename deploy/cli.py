@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "producers.commands",
     "streams.commands",
     "streams.stream_commands",
+    "sinks.commands",
 )
 
 

@@ -2,14 +2,15 @@
 
 The write of one entity, per batch:
 
-1. COPY the batch's changes (already reduced to the last change per golden id) into
-   session-temporary tables: COPY is the fastest way into PostgreSQL, and the temporary
-   tables are unlogged and unindexed.
+1. COPY the batch's changes (already reduced to the last change per golden id, each golden
+   record as one JSON document) into a session-temporary table: COPY is the fastest way
+   into PostgreSQL, and the temporary table is unlogged and unindexed.
 2. Decide which changes are newer than what the store holds (``golden_record_state``);
    older ones are dropped, so a replayed or duplicated event changes nothing.
-3. Apply the accepted ones with one INSERT ... ON CONFLICT per table (tombstones and
-   merges delete), and move the consumed offsets forward, fenced: the offset row must still
-   hold the value this sink read, or another sink took the partition and this one must stop.
+3. Apply the accepted ones with one INSERT ... ON CONFLICT per table, spreading the JSON
+   over typed columns with ``jsonb_to_record`` (tombstones and merges delete), and move
+   the consumed offsets forward, fenced: the offset row must still hold the value this sink
+   read, or another sink took the partition and this one must stop.
 
 SQL text is built once per table from ``sinks.tables``; only identifiers from that module
 go into it, never data.
@@ -17,7 +18,6 @@ go into it, never data.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,21 +26,10 @@ from typing import Any
 
 import psycopg
 
-from sinks.records import DELETED, LIVE, EntityTable, GoldenRows, Row
+from sinks.records import DELETED, LIVE, Column, EntityTable, GoldenRows, Row
+from sinks.tables import MATCH_DECISION_COLUMNS
 
 SCHEMA = "reconciled"
-
-MATCH_DECISION_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("left_agency_id", "text"),
-    ("left_source_record_id", "text"),
-    ("right_agency_id", "text"),
-    ("right_source_record_id", "text"),
-    ("decided_at", "timestamptz"),
-    ("score", "double precision"),
-    ("features", "jsonb"),
-    ("rule", "text"),
-    ("decision", "text"),
-)
 
 
 class OffsetFenceError(Exception):
@@ -59,54 +48,58 @@ class OffsetAdvance:
 
 # --- COPY text encoding (pure) ----------------------------------------------------------------
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _ARRAY_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
-def copy_field(value: Any) -> str:
-    """One value in PostgreSQL's COPY text format."""
+def _escaped(text: bytes) -> bytes:
+    # COPY text format: backslash starts an escape, tab and newline end a field or row.
+    # The membership tests are cheap; most values (and every JSON document) need at most
+    # the first replacement.
+    if b"\\" in text:
+        text = text.replace(b"\\", b"\\\\")
+    if b"\t" in text or b"\n" in text or b"\r" in text:
+        text = text.replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return text
+
+
+def copy_field(value: Any) -> bytes:
+    """One value in PostgreSQL's COPY text format. ``bytes`` are UTF-8 text (such as the
+    JSON documents orjson writes), not bytea."""
     if value is None:
-        return "\\N"
+        return b"\\N"
+    if isinstance(value, bytes):
+        return _escaped(value)
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        return _escaped(value.encode("utf-8"))
     if isinstance(value, bool):
-        return "t" if value else "f"
+        return b"t" if value else b"f"
     if isinstance(value, int | float):
-        return repr(value)
+        return repr(value).encode("ascii")
     if isinstance(value, datetime | date):
-        return value.isoformat()
+        return value.isoformat().encode("ascii")
     if isinstance(value, list | tuple):
         items = ",".join(
             "NULL" if item is None else '"' + str(item).translate(_ARRAY_ESCAPES) + '"'
             for item in value
         )
-        return ("{" + items + "}").translate(_COPY_ESCAPES)
+        return _escaped(("{" + items + "}").encode("utf-8"))
     raise TypeError(f"cannot write a {type(value).__name__} with COPY")
 
 
-def copy_text(rows: Iterable[Row]) -> str:
+def copy_text(rows: Iterable[Row]) -> bytes:
     """Rows in COPY text format, one line each."""
-    return "".join("\t".join(map(copy_field, row)) + "\n" for row in rows)
+    return b"".join(b"\t".join(map(copy_field, row)) + b"\n" for row in rows)
 
 
-def incoming_rows(changes: Sequence[GoldenRows], table: EntityTable) -> Iterable[Row]:
-    width = len(table.columns)
+INCOMING_COLUMNS = ("golden_id", "golden_version", "state", "merged_into", "record",
+                    "agencies", "source_count")
+INCOMING_TYPES = ("uuid", "bigint", "text", "uuid", "jsonb", "text[]", "integer")
+
+
+def incoming_rows(changes: Iterable[GoldenRows]) -> Iterable[Row]:
     for change in changes:
-        row = change.row if change.state == LIVE else (None,) * width
-        yield (
-            change.golden_id, change.golden_version, change.state, change.merged_into,
-            *row, list(change.agencies), change.source_count,
-            *((change.lineage_json or "[]",) if table.has_lineage else ()),
-        )
-
-
-def incoming_source_rows(changes: Sequence[GoldenRows]) -> Iterable[Row]:
-    for change in changes:
-        for source in change.sources:
-            yield (
-                source.golden_id, source.agency_id, source.source_record_id,
-                source.source_version, source.event_time, source.deleted,
-            )
+        yield (change.golden_id, change.golden_version, change.state, change.merged_into,
+               change.record_json, change.agencies, change.source_count)
 
 
 # --- SQL per table --------------------------------------------------------------------------
@@ -116,47 +109,56 @@ def incoming_source_rows(changes: Sequence[GoldenRows]) -> Iterable[Row]:
 class TableStatements:
     create_temporary: tuple[str, ...]
     copy_incoming: str
-    copy_incoming_sources: str
     accept: str
     record_state: str
     delete_retired: str
+    collect_sources: str
     delete_dropped_sources: str
     upsert: str
     upsert_sources: str
+    empty_temporary: str
+
+
+_SOURCE_FIELDS = ("s(agency_id text, source_record_id text, source_version bigint,"
+                  " event_time timestamptz, deleted boolean)")
+
+
+def _column_value(column: Column) -> str:
+    # Lists default to empty rather than NULL, as the contract's Avro defaults do.
+    if column.sql_type.endswith("[]"):
+        return f"coalesce(r.{column.name}, '{{}}')"
+    if column.sql_type == "jsonb":
+        return f"coalesce(r.{column.name}, '[]')"
+    return f"r.{column.name}"
 
 
 @cache
 def statements_for(table: EntityTable) -> TableStatements:
     name, key = table.table, table.id_column
-    target, sources = f"{SCHEMA}.{name}", f"{SCHEMA}.{name}_source"
-    incoming, incoming_sources, accepted = (
-        f"incoming_{name}", f"incoming_{name}_source", f"accepted_{name}",
-    )
+    # "case" is a reserved word: quote the table names, alias them as target in statements.
+    target, sources = f'{SCHEMA}."{name}"', f'{SCHEMA}."{name}_source"'
+    incoming, accepted = f"incoming_{name}", f"accepted_{name}"
+    incoming_sources = f"incoming_{name}_source"
     lineage = ("lineage",) if table.has_lineage else ()
     data_columns = (*(column.name for column in table.columns), "agencies", "source_count",
                     *lineage)
-    data_types = (
-        *(f"{column.name} {column.sql_type}" for column in table.columns),
-        "agencies text[]", "source_count integer", *(("lineage jsonb",) if lineage else ()),
+    data_values = (
+        *(_column_value(column) for column in table.columns), "i.agencies", "i.source_count",
+        *(("coalesce(i.record -> 'lineage', '[]')",) if lineage else ()),
     )
-    incoming_columns = ("golden_id", "golden_version", "state", "merged_into", *data_columns)
-    source_columns = ("golden_id", "agency_id", "source_record_id", "source_version",
-                      "event_time", "deleted")
+    record_type = ", ".join(f"{column.name} {column.sql_type}" for column in table.columns)
     return TableStatements(
         create_temporary=(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming} (golden_id uuid,"
-            f" golden_version bigint, state text, merged_into uuid, {', '.join(data_types)})"
-            "",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming} ("
+            + ", ".join(f"{c} {t}" for c, t in zip(INCOMING_COLUMNS, INCOMING_TYPES, strict=True))
+            + ")",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {accepted} (golden_id uuid PRIMARY KEY,"
+            " golden_version bigint, state text, merged_into uuid)",
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming_sources} (golden_id uuid,"
             " agency_id text, source_record_id text, source_version bigint,"
             " event_time timestamptz, deleted boolean)",
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {accepted} (golden_id uuid PRIMARY KEY,"
-            " golden_version bigint, state text, merged_into uuid)",
         ),
-        copy_incoming=f"COPY {incoming} ({', '.join(incoming_columns)}) FROM STDIN",
-        copy_incoming_sources=(
-            f"COPY {incoming_sources} ({', '.join(source_columns)}) FROM STDIN"
-        ),
+        copy_incoming=f"COPY {incoming} ({', '.join(INCOMING_COLUMNS)}) FROM STDIN",
         # A tombstone removes a live record; anything else must be newer than what we hold.
         accept=(
             f"INSERT INTO {accepted} (golden_id, golden_version, state, merged_into)"
@@ -180,40 +182,51 @@ def statements_for(table: EntityTable) -> TableStatements:
             f"DELETE FROM {target} AS t USING {accepted} AS a"
             f" WHERE t.{key} = a.golden_id AND a.state <> '{LIVE}'"
         ),
+        # The source records the accepted live changes list, unpacked once.
+        collect_sources=(
+            f"INSERT INTO {incoming_sources} (golden_id, agency_id, source_record_id,"
+            " source_version, event_time, deleted)"
+            " SELECT i.golden_id, s.agency_id, s.source_record_id, s.source_version,"
+            " s.event_time, coalesce(s.deleted, false)"
+            f" FROM {incoming} AS i JOIN {accepted} AS a USING (golden_id)"
+            f" CROSS JOIN LATERAL jsonb_to_recordset(i.record -> 'sources') AS {_SOURCE_FIELDS}"
+            f" WHERE a.state = '{LIVE}'"
+        ),
+        # Source records an accepted change no longer lists leave its golden record (all of
+        # them, for a tombstone or a merge, which list none).
         delete_dropped_sources=(
-            f"DELETE FROM {sources} AS s USING {accepted} AS a"
-            f" WHERE s.{key} = a.golden_id AND (a.state <> '{LIVE}' OR NOT EXISTS ("
-            f" SELECT FROM {incoming_sources} AS n WHERE n.golden_id = a.golden_id"
-            " AND n.agency_id = s.agency_id AND n.source_record_id = s.source_record_id))"
+            f"DELETE FROM {sources} AS t USING {accepted} AS a"
+            f" WHERE t.{key} = a.golden_id AND NOT EXISTS ("
+            f" SELECT FROM {incoming_sources} AS n WHERE n.golden_id = t.{key}"
+            " AND n.agency_id = t.agency_id AND n.source_record_id = t.source_record_id)"
         ),
         upsert=(
-            f"INSERT INTO {target} ({key}, golden_version, {', '.join(data_columns)})"
-            f" SELECT i.golden_id, i.golden_version,"
-            f" {', '.join('i.' + column for column in data_columns)}"
+            f"INSERT INTO {target} AS target ({key}, golden_version, {', '.join(data_columns)})"
+            f" SELECT i.golden_id, i.golden_version, {', '.join(data_values)}"
             f" FROM {incoming} AS i JOIN {accepted} AS a USING (golden_id)"
+            f" CROSS JOIN LATERAL jsonb_to_record(i.record) AS r({record_type})"
             f" WHERE a.state = '{LIVE}'"
             f" ON CONFLICT ({key}) DO UPDATE SET golden_version = excluded.golden_version,"
             f" {', '.join(f'{column} = excluded.{column}' for column in data_columns)}"
-            f" WHERE excluded.golden_version > {name}.golden_version"
+            " WHERE excluded.golden_version > target.golden_version"
         ),
         # Two records of one batch may claim the same source (it moved between golden
         # records); keep the newest version so one INSERT never touches a row twice.
         upsert_sources=(
-            f"INSERT INTO {sources} (agency_id, source_record_id, {key}, source_version,"
-            " event_time, deleted)"
-            " SELECT DISTINCT ON (n.agency_id, n.source_record_id) n.agency_id,"
-            " n.source_record_id, n.golden_id, n.source_version, n.event_time, n.deleted"
-            f" FROM {incoming_sources} AS n JOIN {accepted} AS a USING (golden_id)"
-            f" WHERE a.state = '{LIVE}'"
-            " ORDER BY n.agency_id, n.source_record_id, n.source_version DESC, n.golden_id"
+            f"INSERT INTO {sources} AS target (agency_id, source_record_id, {key},"
+            " source_version, event_time, deleted)"
+            " SELECT DISTINCT ON (agency_id, source_record_id) agency_id, source_record_id,"
+            f" golden_id, source_version, event_time, deleted FROM {incoming_sources}"
+            " ORDER BY agency_id, source_record_id, source_version DESC, golden_id"
             f" ON CONFLICT (agency_id, source_record_id) DO UPDATE SET {key} = excluded.{key},"
             " source_version = excluded.source_version, event_time = excluded.event_time,"
             " deleted = excluded.deleted"
-            f" WHERE excluded.source_version >= {name}_source.source_version"
+            " WHERE excluded.source_version >= target.source_version"
             f" AND (excluded.{key}, excluded.source_version, excluded.event_time,"
-            f" excluded.deleted) IS DISTINCT FROM ({name}_source.{key},"
-            f" {name}_source.source_version, {name}_source.event_time, {name}_source.deleted)"
+            f" excluded.deleted) IS DISTINCT FROM (target.{key}, target.source_version,"
+            " target.event_time, target.deleted)"
         ),
+        empty_temporary=f"TRUNCATE {incoming}, {accepted}, {incoming_sources}",
     )
 
 
@@ -255,28 +268,24 @@ def write_entity(
         return
     statements = statements_for(table)
     with connection.cursor() as cursor:
-        _copy(cursor, statements.copy_incoming, incoming_rows(changes, table))
-        _copy(cursor, statements.copy_incoming_sources, incoming_source_rows(changes))
+        copy_rows(cursor, statements.copy_incoming, incoming_rows(changes))
         cursor.execute(statements.accept)
         if cursor.rowcount:
             for statement in (
-                statements.record_state, statements.delete_retired,
+                statements.record_state, statements.delete_retired, statements.collect_sources,
                 statements.delete_dropped_sources, statements.upsert, statements.upsert_sources,
             ):
                 cursor.execute(statement)
-        # Emptied here rather than ON COMMIT: a retry record by record reuses them in one
+        # Emptied here rather than ON COMMIT: a retry of part of a batch reuses them in one
         # transaction, and a rollback restores them to this empty state anyway.
-        cursor.execute(
-            f"TRUNCATE incoming_{table.table}, incoming_{table.table}_source,"
-            f" accepted_{table.table}"
-        )
+        cursor.execute(statements.empty_temporary)
 
 
 def write_match_decisions(connection: psycopg.Connection, rows: Sequence[Row]) -> None:
     if not rows:
         return
     with connection.cursor() as cursor:
-        _copy(cursor, _COPY_MATCH_DECISIONS, rows)
+        copy_rows(cursor, _COPY_MATCH_DECISIONS, rows)
         cursor.execute(_INSERT_MATCH_DECISIONS)
         cursor.execute("TRUNCATE incoming_match_decision")
 
@@ -323,12 +332,8 @@ def stored_offsets(
     return {(topic, partition): next_offset for topic, partition, next_offset in rows}
 
 
-def _copy(cursor: psycopg.Cursor, statement: str, rows: Iterable[Row]) -> None:
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(map(copy_field, row)))
-        buffer.write("\n")
-    data = buffer.getvalue()
+def copy_rows(cursor: psycopg.Cursor, statement: str, rows: Iterable[Row]) -> None:
+    data = copy_text(rows)
     if not data:
         return
     with cursor.copy(statement) as copy:

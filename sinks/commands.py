@@ -1,0 +1,167 @@
+"""The sink's subcommands: ``db migrate``, ``sink``, ``search person``, ``bench sink``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import date
+from types import FrameType
+from typing import Any
+
+from schemas.config import load_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db = subparsers.add_parser("db", help="the reconciled store in PostgreSQL")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_commands.required = True
+    migrate = db_commands.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    migrate.set_defaults(func=_migrate)
+
+    sink = subparsers.add_parser(
+        "sink", help="consume the reconciled topics into PostgreSQL (runs until stopped)"
+    )
+    sink.add_argument("--group", default=None, help="consumer group (default tipsync-sink)")
+    sink.add_argument(
+        "--topic-prefix", default=None,
+        help="read <prefix><output> instead of tip.reconciled.<output> (isolated test runs)",
+    )
+    sink.add_argument("--dead-letter-topic", default=None, help="default tip.dlq.sink")
+    sink.add_argument("--batch-size", type=int, default=None, help="messages per transaction")
+    sink.add_argument("--batch-seconds", type=float, default=None,
+                      help="longest wait to fill a batch")
+    sink.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    sink.add_argument("--no-migrate", action="store_true",
+                      help="do not apply migrations on start (run as a role that cannot)")
+    sink.add_argument("--verbose", action="store_true", help="log every retry and batch")
+    sink.set_defaults(func=_sink)
+
+    search = subparsers.add_parser("search", help="find records in the reconciled store")
+    search_commands = search.add_subparsers(dest="search_command", metavar="WHAT")
+    search_commands.required = True
+    person = search_commands.add_parser(
+        "person", help="fuzzy search of people by name (misspellings welcome)"
+    )
+    person.add_argument("name", help='a name, e.g. "Tamika Brown"')
+    person.add_argument("--dob", type=_iso_date, help="date of birth YYYY-MM-DD (ranks higher)")
+    person.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    person.set_defaults(func=_search_person)
+
+    bench = _bench_subcommands(subparsers)
+    bench_sink = bench.add_parser(
+        "sink", help="sink write path rows/s against a plain COPY ceiling (1M changes)"
+    )
+    bench_sink.add_argument("--changes", type=int, default=1_000_000)
+    bench_sink.add_argument("--keys", type=int, default=100_000)
+    bench_sink.add_argument("--batch-size", type=int, default=None,
+                            help="changes per transaction (default: the sink's)")
+    bench_sink.add_argument("--seed", type=int, default=7)
+    bench_sink.set_defaults(func=_bench_sink)
+
+
+def _bench_subcommands(subparsers: argparse._SubParsersAction) -> Any:  # type: ignore[type-arg]
+    """The ``bench`` command's subcommands; another stage may have created ``bench`` first."""
+    parser = subparsers.choices.get("bench")
+    if parser is None:
+        parser = subparsers.add_parser("bench", help="benchmarks that print figures")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    nested = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    nested.required = True
+    return nested
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a date; write it as YYYY-MM-DD, e.g. 1994-05-01"
+        ) from None
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    return args.database_url or load_settings().database_url
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from sinks.migrate import MigrationError, migrate
+
+    try:
+        applied = migrate(_database_url(args))
+    except MigrationError as error:
+        print(f"tipsync db migrate: {error}", file=sys.stderr)
+        return 1
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.file_name}")
+    else:
+        print("the reconciled store is up to date")
+    return 0
+
+
+def _sink(args: argparse.Namespace) -> int:
+    from schemas.entities import RECONCILED_OUTPUTS
+    from sinks.consumer import ReconciledSink, SinkOptions
+    from sinks.migrate import MigrationError
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {"apply_migrations": not args.no_migrate}
+    if args.topic_prefix:
+        overrides["topics"] = {args.topic_prefix + output: output for output in RECONCILED_OUTPUTS}
+    for option, name in (("group", "consumer_group"), ("dead_letter_topic", "dead_letter_topic"),
+                         ("batch_size", "batch_size"), ("batch_seconds", "batch_seconds")):
+        if getattr(args, option) is not None:
+            overrides[name] = getattr(args, option)
+    stopping = False
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sink = ReconciledSink(load_settings(), SinkOptions(**overrides), args.database_url)
+    try:
+        statistics = sink.run(lambda: stopping)
+    except MigrationError as error:
+        print(f"tipsync sink: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"sink stopped after {statistics.batches} batches: {statistics.messages} messages,"
+        f" {statistics.changes_written} changes written, {statistics.dead_letters} dead letters"
+    )
+    return 0
+
+
+def _search_person(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from sinks.search import format_table, search_person
+
+    try:
+        with psycopg.connect(_database_url(args), connect_timeout=10) as connection:
+            rows = search_person(connection, args.name, args.dob)
+    except psycopg.OperationalError as error:
+        print(f"tipsync search person: cannot reach PostgreSQL ({error}); check"
+              " `tipsync stack status` and TIPSYNC_DATABASE_URL", file=sys.stderr)
+        return 1
+    except psycopg.errors.UndefinedFunction:
+        print("tipsync search person: the reconciled store has no search function yet;"
+              " run `tipsync db migrate`", file=sys.stderr)
+        return 1
+    print(format_table(rows) if rows else f"no person matches '{args.name}'")
+    return 0
+
+
+def _bench_sink(args: argparse.Namespace) -> int:
+    from sinks.bench import run_benchmark
+
+    return run_benchmark(load_settings(), args.changes, args.keys, args.batch_size, args.seed)

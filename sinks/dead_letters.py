@@ -1,0 +1,73 @@
+"""Publishing what the sink cannot store to ``tip.dlq.sink``.
+
+The dead letter is the original message, byte for byte (same key, same value) so an operator
+can replay it once the cause is fixed. Its headers say why and where it came from, and
+nothing else: ``reason``, ``topic``, ``partition``, ``offset``. The reason is built from
+field names and problems, never from values, because headers are logged and shown in
+tools where personal data must not appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from sinks.batch import Rejection
+
+MAX_REASON_CHARACTERS = 500
+
+
+def dead_letter_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+    message = rejection.message
+    return [
+        ("reason", rejection.reason[:MAX_REASON_CHARACTERS].encode("utf-8")),
+        ("topic", message.topic.encode("utf-8")),
+        ("partition", str(message.partition).encode("ascii")),
+        ("offset", str(message.offset).encode("ascii")),
+    ]
+
+
+class DeadLetterPublisher:
+    """Idempotent producer of dead letters; ``publish`` returns once Kafka has them all."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout_seconds: float = 30.0) -> None:
+        self.topic = topic
+        self.timeout_seconds = timeout_seconds
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+        })
+        self._failures: list[KafkaError] = []
+
+    def publish(self, rejections: Sequence[Rejection]) -> None:
+        """Send and wait: the sink commits its offsets only after the dead letters are safe."""
+        if not rejections:
+            return
+        self._failures.clear()
+        for rejection in rejections:
+            self._producer.produce(
+                self.topic,
+                key=rejection.message.key,
+                value=rejection.message.value,
+                headers=dead_letter_headers(rejection),
+                on_delivery=self._on_delivery,
+            )
+            self._producer.poll(0)
+        remaining = self._producer.flush(self.timeout_seconds)
+        if remaining or self._failures:
+            problem = self._failures[0].str() if self._failures else "timed out"
+            raise KafkaException(KafkaError(
+                KafkaError._MSG_TIMED_OUT if remaining else self._failures[0].code(),
+                f"{len(self._failures) or remaining} dead letter(s) for {self.topic} were not"
+                f" delivered ({problem}); the batch will be retried",
+            ))
+
+    def _on_delivery(self, error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            self._failures.append(error)
+
+    def close(self) -> None:
+        self._producer.flush(self.timeout_seconds)
