@@ -1,0 +1,215 @@
+"""The reconciled store's write path, migrations and analyst access, on the real PostgreSQL.
+
+Each test module gets a throwaway database (the schema's names are fixed), migrated once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from schemas.config import Settings
+from schemas.examples import example_reconciled
+from sinks import store
+from sinks.migrate import Migration, MigrationError, checksum_of, migrate, shipped_migrations
+from sinks.records import golden_rows
+from sinks.scratch import scratch_database
+from sinks.tables import CASE, LINK, PERSON
+
+
+@pytest.fixture(scope="module")
+def database_url(stack: Settings) -> Iterator[str]:
+    with scratch_database(stack.database_url, "test_store") as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture
+def connection(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        store.prepare_session(connection, [PERSON, CASE, LINK])
+        yield connection
+
+
+def person(version: int, given_name: str = "Tamika", family_name: str = "Sample",
+           sources: list[tuple[str, str, int]] | None = None, **fields: Any) -> dict[str, Any]:
+    record = example_reconciled("person")
+    record.update({"golden_version": version, "given_name": given_name,
+                   "family_name": family_name, "middle_name": None, "aliases": [], **fields})
+    if sources is None:  # a source record of its own, so tests never share one
+        sources = [("police-ctu", f"R-{uuid.uuid4().hex[:12]}", version)]
+    record["sources"] = [
+        {"agency_id": agency, "source_record_id": record_id, "source_version": source_version,
+         "event_time": record["last_updated"], "deleted": False}
+        for agency, record_id, source_version in sources
+    ]
+    return record
+
+
+def write(connection: psycopg.Connection, *changes: tuple[str, dict[str, Any] | None]) -> None:
+    with connection.transaction():
+        store.write_entity(connection, PERSON, [
+            golden_rows(PERSON, golden_id, record) for golden_id, record in changes
+        ])
+
+
+def one(connection: psycopg.Connection, query: str, *params: Any) -> Any:
+    row = connection.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def test_a_stale_version_never_replaces_a_newer_one(connection: psycopg.Connection) -> None:
+    person_id = new_id()
+    write(connection, (person_id, person(5, given_name="Newer")))
+    write(connection, (person_id, person(4, given_name="Older")))
+    write(connection, (person_id, person(5, given_name="Same version, replayed")))
+    assert one(connection, "SELECT given_name FROM reconciled.person WHERE person_id = %s",
+               person_id) == "Newer"
+
+
+def test_a_newer_version_replaces_the_row_and_its_sources(connection: psycopg.Connection) -> None:
+    person_id = new_id()
+    first, second = f"P-{person_id[:8]}", f"S-{person_id[:8]}"
+    write(connection, (person_id, person(1, sources=[("police-ctu", first, 1),
+                                                     ("safe-haven-shelter", second, 1)])))
+    write(connection, (person_id, person(2, family_name="Renamed",
+                                         sources=[("police-ctu", first, 2)])))
+    row = connection.execute(
+        "SELECT family_name, agencies, source_count FROM reconciled.person WHERE person_id = %s",
+        (person_id,),
+    ).fetchone()
+    assert row == ("Renamed", ["police-ctu"], 1)
+    sources = connection.execute(
+        "SELECT agency_id, source_record_id, source_version FROM reconciled.person_source"
+        " WHERE person_id = %s", (person_id,),
+    ).fetchall()
+    assert sources == [("police-ctu", first, 2)]
+
+
+def test_a_tombstone_deletes_and_an_older_replay_does_not_resurrect(
+    connection: psycopg.Connection,
+) -> None:
+    person_id = new_id()
+    write(connection, (person_id, person(3, sources=[("police-ctu", f"T-{person_id[:8]}", 3)])))
+    write(connection, (person_id, None))
+    write(connection, (person_id, person(3)))
+    assert one(connection, "SELECT count(*) FROM reconciled.person WHERE person_id = %s",
+               person_id) == 0
+    assert one(connection, "SELECT count(*) FROM reconciled.person_source WHERE person_id = %s",
+               person_id) == 0
+    assert one(connection, "SELECT state FROM reconciled.golden_record_state"
+               " WHERE golden_id = %s", person_id) == "deleted"
+
+
+def test_a_merged_id_resolves_to_its_survivor_and_its_sources_move(
+    connection: psycopg.Connection,
+) -> None:
+    merged, survivor = new_id(), new_id()
+    record_id = f"M-{merged[:8]}"
+    write(connection, (merged, person(1, sources=[("immigration", record_id, 4)])))
+    # The resolver publishes the survivor with the source and the merged id as a pointer,
+    # in one batch here: the source row must end with the survivor either way.
+    write(connection, (survivor, person(7, sources=[("immigration", record_id, 4)])),
+          (merged, {"golden_version": 2, "merged_into": survivor}))
+    assert one(connection, "SELECT reconciled.resolve_person_id(%s)", merged) == uuid.UUID(
+        survivor
+    )
+    assert one(connection, "SELECT reconciled.resolve_person_id(%s)", survivor) == uuid.UUID(
+        survivor
+    )
+    assert one(connection, "SELECT survivor_id FROM reconciled.person_merge"
+               " WHERE merged_id = %s", merged) == uuid.UUID(survivor)
+    assert one(connection, "SELECT count(*) FROM reconciled.person WHERE person_id = %s",
+               merged) == 0
+    assert one(connection, "SELECT person_id FROM reconciled.person_source WHERE agency_id ="
+               " 'immigration' AND source_record_id = %s", record_id) == uuid.UUID(survivor)
+
+
+def test_lineage_reads_as_a_table(connection: psycopg.Connection) -> None:
+    person_id = new_id()
+    write(connection, (person_id, person(1)))
+    lineage = connection.execute(
+        "SELECT field, agency_id, source_record_id FROM reconciled.person_lineage"
+        " WHERE person_id = %s", (person_id,),
+    ).fetchall()
+    assert lineage == [("date_of_birth", "immigration", "IMM-77")]
+
+
+def test_offsets_move_only_from_the_value_this_sink_read(connection: psycopg.Connection) -> None:
+    topic = f"test.{uuid.uuid4().hex}"
+    with connection.transaction():
+        store.advance_offsets(connection, "group-a", [store.OffsetAdvance(topic, 0, None, 10)])
+    with pytest.raises(store.OffsetFenceError, match="no longer 7"), connection.transaction():
+        store.advance_offsets(connection, "group-a", [store.OffsetAdvance(topic, 0, 7, 20)])
+    assert store.stored_offsets(connection, "group-a", [topic]) == {(topic, 0): 10}
+
+
+def test_people_linked_to_a_case_appear_in_the_views(connection: psycopg.Connection) -> None:
+    person_id, case_id, link_id = new_id(), new_id(), new_id()
+    write(connection, (person_id, person(1, given_name="Shanice", family_name="Viewtest")))
+    case = example_reconciled("case") | {"case_id": case_id, "case_ref": f"CTU-{case_id[:6]}"}
+    link = example_reconciled("link") | {"link_id": link_id, "from_id": person_id,
+                                         "to_id": case_id}
+    with connection.transaction():
+        store.write_entity(connection, CASE, [golden_rows(CASE, case_id, case)])
+        store.write_entity(connection, LINK, [golden_rows(LINK, link_id, link)])
+    assert connection.execute(
+        "SELECT person_id, role FROM reconciled.case_people WHERE case_id = %s", (case_id,)
+    ).fetchall() == [(uuid.UUID(person_id), "VICTIM")]
+    cases = one(connection, "SELECT cases FROM reconciled.person_overview WHERE person_id = %s",
+                person_id)
+    assert [(entry["case_ref"], entry["role"]) for entry in cases] == [
+        (case["case_ref"], "VICTIM")
+    ]
+
+
+def test_a_misspelled_name_finds_the_right_person(connection: psycopg.Connection) -> None:
+    wanted = new_id()
+    write(
+        connection,
+        (wanted, person(1, given_name="Kevin", family_name="Campbellton",
+                        aliases=["Kev C"], date_of_birth="1985-07-12", dob_precision="DAY")),
+        (new_id(), person(1, given_name="Keisha", family_name="Campbellton")),
+        (new_id(), person(1, given_name="Marlon", family_name="Whitfield")),
+    )
+    matches = connection.execute(
+        "SELECT person_id, score FROM reconciled.search_person(%s)", ("Kevn Cambelton",)
+    ).fetchall()
+    assert matches[0][0] == uuid.UUID(wanted)
+    with_dob = connection.execute(
+        "SELECT person_id FROM reconciled.search_person(%s, %s)", ("Campbellton", "1985-07-12")
+    ).fetchall()
+    assert with_dob[0][0] == uuid.UUID(wanted)
+
+
+def test_the_analyst_role_reads_but_cannot_write(connection: psycopg.Connection) -> None:
+    connection.execute("SET ROLE tipsync_analyst")
+    try:
+        assert one(connection, "SELECT count(*) FROM reconciled.person_overview") >= 0
+        for statement in (
+            "INSERT INTO reconciled.sink_offsets VALUES ('analyst', 't', 0, 0)",
+            "UPDATE reconciled.person SET given_name = 'x'",
+            "DELETE FROM reconciled.person_source",
+            "CREATE TABLE reconciled.analyst_scratch (id int)",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute(statement)
+    finally:
+        connection.execute("RESET ROLE")
+
+
+def test_an_edited_released_migration_is_refused_by_the_database(database_url: str) -> None:
+    first = shipped_migrations()[0]
+    edited_sql = first.sql + "\n-- edited\n"
+    edited = Migration(first.version, first.name, edited_sql, checksum_of(edited_sql))
+    with pytest.raises(MigrationError, match=f"{first.file_name} was edited after it was"):
+        migrate(database_url, [edited, *shipped_migrations()[1:]])
+    assert migrate(database_url) == []
