@@ -187,6 +187,7 @@ class StreamApp:
         self.deserializer = AvroDeserializer(self.registry)
         self._serializers: dict[str, AvroSerializer] = {}
         self._ingest_counters: dict[str, IngestCounters] = {}
+        self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         self.trust = trust_ranks(load_agencies())
         self.stage: ResolveStage | None = None
         self.data_dir = (
@@ -215,6 +216,10 @@ class StreamApp:
             producer_linger_ms=20,
             producer_max_batch_size=1_048_576,
             broker_commit_every=10_000,
+            # A worker that dies (kill -9, a lost machine) holds its partitions until its
+            # session times out: 10 s instead of faust's 60 s before another takes over.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             broker_max_poll_records=2_000,
             stream_buffer_maxsize=16_384,
             autodiscover=False,
@@ -289,6 +294,7 @@ class StreamApp:
             # Fail at start, not at the first record, when the schemas are not registered.
             for output in RECONCILED_OUTPUTS:
                 await asyncio.to_thread(self.serializer, output)
+            self._outputs_ready.set()
 
         @app.timer(interval=self.options.discovery_interval_seconds)
         async def discover_agency_topics() -> None:
@@ -358,6 +364,8 @@ class StreamApp:
     # ------------------------------------------------------------------ ingest
 
     async def ingest_one(self, message: Any) -> None:
+        if not self._outputs_ready.is_set():
+            await self._outputs_ready.wait()
         parsed = self.topics.parse_agency(message.topic)
         assert parsed is not None, f"ingest got a message of {message.topic}"
         agency_id, entity = parsed
@@ -433,6 +441,8 @@ class StreamApp:
         return await self._decode(value, agency_id, entity, source_key)
 
     async def resolve_one(self, message: Any) -> None:
+        if not self._outputs_ready.is_set():
+            await self._outputs_ready.wait()
         if self.stage is None:
             self.stage = await self.rebuild(until_offset=message.offset)
         try:

@@ -270,3 +270,18 @@ class StreamHarness:
         return all(
             max(tp.offset, 0) >= ends[(tp.topic, tp.partition)] for tp in committed
         )
+
+    def committed(self, suffix: str, partition: int = 0) -> int:
+        """The offset the app's consumer group committed on ``<prefix>.<suffix>``."""
+        group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                          "group.id": f"{self.prefix}.internal.stream"})
+        try:
+            [committed] = group.committed([TopicPartition(self.topic(suffix), partition)],
+                                          timeout=10)
+            return max(committed.offset, 0)
+        finally:
+            group.close()
+
+    def worker_log(self, index: int = 0) -> str:
+        path = self.logs / f"{self.prefix}-worker-{index}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
