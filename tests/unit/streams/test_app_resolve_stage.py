@@ -1,0 +1,125 @@
+"""The resolve stage around the resolver: versions from offsets, links on golden ids, rebuilds,
+trust ranks from the agency registry. Nothing running."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from schemas.agencies import Agency
+from schemas.examples import EXAMPLE_TIME, example_delete, example_event
+from streams.ingest import AgencyEvent, check_event, entity_golden_id
+from streams.resolve import Resolver
+from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
+from streams.resolve_stage import LINK, MAPPING, PERSON, ResolveStage, trust_ranks
+
+POLICE, IMMIGRATION = "police-ctu", "immigration"
+
+
+def _checked(entity: str, event: dict[str, Any]) -> AgencyEvent:
+    key = f"{event['agency_id']}:{event['source_record_id']}".encode()
+    return check_event(event["agency_id"], entity, key, event)
+
+
+def _person(agency: str, record: str) -> AgencyEvent:
+    return _checked("person", example_event("person", agency, record))
+
+
+def _link(record: str, person_record: str) -> AgencyEvent:
+    payload = {**example_event("link")["payload"], "from_record_id": person_record}
+    return _checked("link", example_event("link", POLICE, record, payload=payload))
+
+
+def _stage() -> ResolveStage:
+    return ResolveStage(Resolver)
+
+
+def test_every_output_carries_the_input_offset_as_golden_version() -> None:
+    stage = _stage()
+    outputs = stage.apply(_person(POLICE, "P-1"), golden_version=41)
+    people = [o for o in outputs if o.kind == PERSON]
+    assert people and all(o.value and o.value["golden_version"] == 41 for o in people)
+    mapping = [o for o in outputs if o.kind == MAPPING]
+    assert mapping[0].key == "police-ctu:P-1" and mapping[0].value["golden_version"] == 41
+
+
+def test_a_merge_announces_the_merged_id_with_every_required_field() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 1)
+    stage.apply(_person(IMMIGRATION, "I-1"), 2)
+    before = stage.resolver.person_of(IMMIGRATION, "I-1")
+    assert before == stage.resolver.person_of(POLICE, "P-1")
+    # deleting the anchor record moves the cluster to a new id; the old one is retired
+    outputs = stage.apply(_checked("person", example_delete("person", POLICE, "P-1")), 3)
+    people = {o.key: o.value for o in outputs if o.kind == PERSON}
+    assert stage.resolver.person_of(IMMIGRATION, "I-1") in people
+    for value in people.values():
+        if value and value.get("merged_into"):
+            assert value["classification"] and value["first_seen"] and value["last_updated"]
+
+
+def test_a_link_to_a_person_carries_the_persons_golden_id() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 0)
+    [output] = stage.apply(_link("L-1", "P-1"), 1)
+    assert output.kind == LINK and output.value is not None
+    assert output.key == entity_golden_id("link", POLICE, "L-1")
+    assert output.value["from_id"] == stage.resolver.person_of(POLICE, "P-1")
+    assert output.value["to_id"] == entity_golden_id("case", POLICE, "C-2002")
+
+
+def test_a_link_to_an_unknown_person_uses_the_id_it_would_have_alone() -> None:
+    stage = _stage()
+    [output] = stage.apply(_link("L-1", "P-9"), 0)
+    assert output.value is not None
+    assert output.value["from_id"] == str(uuid.uuid5(GOLDEN_ID_NAMESPACE, "police-ctu:P-9"))
+
+
+def test_a_link_is_emitted_again_when_its_person_moves_to_another_golden_id() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 0)
+    stage.apply(_link("L-1", "P-1"), 1)
+    alone = stage.resolver.person_of(POLICE, "P-1")
+    # the same person, seen earlier by immigration: the cluster's id becomes the older one
+    earlier = example_event("person", IMMIGRATION, "I-1",
+                            event_time=EXAMPLE_TIME - timedelta(days=30))
+    outputs = stage.apply(_checked("person", earlier), 2)
+    moved = stage.resolver.person_of(POLICE, "P-1")
+    assert moved != alone
+    [link] = [o for o in outputs if o.kind == LINK]
+    assert link.value is not None
+    assert (link.value["from_id"], link.value["golden_version"]) == (moved, 2)
+
+
+def test_a_deleted_link_becomes_a_tombstone() -> None:
+    stage = _stage()
+    stage.apply(_link("L-1", "P-1"), 0)
+    [output] = stage.apply(_checked("link", example_delete("link", POLICE, "L-1")), 1)
+    assert (output.kind, output.value) == (LINK, None)
+    assert not stage.links and not stage.links_of_person
+
+
+def test_a_rebuilt_stage_emits_only_what_changes_after_it() -> None:
+    events = [_person(POLICE, "P-1"), _person(IMMIGRATION, "I-1"), _link("L-1", "P-1")]
+    live = _stage()
+    for offset, event in enumerate(events):
+        live.apply(event, offset)
+    rebuilt = _stage()
+    for event in events:
+        rebuilt.load(event)
+    rebuilt.finish_loading()
+    assert rebuilt.resolver.clusters() == live.resolver.clusters()
+    again = rebuilt.apply(_person(IMMIGRATION, "I-1"), 3)
+    assert again == []  # the same record again: nothing changes
+
+
+def test_trust_ranks_turn_the_registry_scale_around() -> None:
+    agencies = {
+        "passport-office": Agency("passport-office", "Passports", "government",
+                                  {"names": 6, "identifiers": 10}),
+        "hope-line-ngo": Agency("hope-line-ngo", "Hotline", "ngo", {"identifiers": 2}),
+    }
+    ranks = trust_ranks(agencies)
+    assert ranks["passport-office"] == {"name": 5, "identifiers": 1}
+    assert ranks["hope-line-ngo"]["identifiers"] > ranks["passport-office"]["identifiers"]
