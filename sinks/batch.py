@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.entities import MATCH_DECISION
-from sinks.records import GoldenRows, RecordError, Row, golden_rows
+from sinks.records import DELETED, GoldenRows, RecordError, Row, golden_rows
 from sinks.tables import ENTITY_TABLES, match_decision_row
 
 
@@ -90,6 +90,7 @@ def prepare_batch(
 
     for (entity, _key), history in latest.items():
         table = ENTITY_TABLES[entity]
+        last: tuple[Message, GoldenRows] | None = None
         for message in reversed(history):
             try:
                 golden_id = golden_id_of(message.key)
@@ -100,9 +101,20 @@ def prepare_batch(
             except RecordError as error:
                 batch.rejections.append(Rejection(message, str(error)))
                 continue
-            batch.changes.setdefault(entity, []).append(rows)
-            batch.change_origins[(entity, golden_id)] = message
-            break
+            if last is None:
+                last = (message, rows)
+                if rows.state != DELETED:
+                    break
+            else:
+                # A tombstone after another change of the batch: the store must end as if
+                # both had been applied one after the other (as smaller batches would), so
+                # the tombstone carries that change's version and merge.
+                last = (last[0], replace(last[1], golden_version=rows.golden_version,
+                                         merged_into=rows.merged_into))
+                break
+        if last is not None:
+            batch.changes.setdefault(entity, []).append(last[1])
+            batch.change_origins[(entity, last[1].golden_id)] = last[0]
     return batch
 
 

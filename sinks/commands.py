@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="read <prefix><output> instead of tip.reconciled.<output> (isolated test runs)",
     )
     sink.add_argument("--dead-letter-topic", default=None, help="default tip.dlq.sink")
+    sink.add_argument(
+        "--instance-id", default=None,
+        help="static group member id: a restarted sink takes its partitions back at once"
+             " (give each running sink its own)",
+    )
     sink.add_argument("--batch-size", type=int, default=None, help="messages per transaction")
     sink.add_argument("--batch-seconds", type=float, default=None,
                       help="longest wait to fill a batch")
@@ -117,6 +122,7 @@ def _sink(args: argparse.Namespace) -> int:
     if args.topic_prefix:
         overrides["topics"] = {args.topic_prefix + output: output for output in RECONCILED_OUTPUTS}
     for option, name in (("group", "consumer_group"), ("dead_letter_topic", "dead_letter_topic"),
+                         ("instance_id", "instance_id"),
                          ("batch_size", "batch_size"), ("batch_seconds", "batch_seconds")):
         if getattr(args, option) is not None:
             overrides[name] = getattr(args, option)

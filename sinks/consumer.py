@@ -43,6 +43,8 @@ from sinks.tables import ENTITY_TABLES
 log = logging.getLogger("tipsync.sink")
 
 DEFAULT_CONSUMER_GROUP = "tipsync-sink"
+# How the sink's sessions appear in pg_stat_activity.
+SINK_APPLICATION_NAME = "tipsync-sink"
 
 
 def default_topics() -> dict[str, str]:
@@ -60,6 +62,11 @@ class SinkOptions:
     batch_size: int = 20_000
     batch_seconds: float = 1.0
     apply_migrations: bool = True
+    # A sink that dies is noticed after this long and its partitions go to the others.
+    session_timeout_ms: int = 10_000
+    # Static group membership: a sink restarted with the same id takes its partitions back
+    # at once instead of waiting for the session timeout and a rebalance.
+    instance_id: str | None = None
     backoff_first_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
 
@@ -138,13 +145,17 @@ class ReconciledSink:
         dead_letters = DeadLetterPublisher(
             self.settings.kafka_bootstrap, self.options.dead_letter_topic
         )
-        self._consumer = Consumer({
+        config: dict[str, Any] = {
             "bootstrap.servers": self.settings.kafka_bootstrap,
             "group.id": self.options.consumer_group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-        })
+            "session.timeout.ms": self.options.session_timeout_ms,
+        }
+        if self.options.instance_id:
+            config["group.instance.id"] = self.options.instance_id
+        self._consumer = Consumer(config)
         self._consumer.subscribe(
             list(self.options.topics),
             on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke,
@@ -306,7 +317,10 @@ class ReconciledSink:
 
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
-            connection = psycopg.connect(self.database_url, connect_timeout=10)
+            connection = psycopg.connect(
+                self.database_url, autocommit=True, connect_timeout=10,
+                application_name=SINK_APPLICATION_NAME,
+            )
             try:
                 store.prepare_session(connection, ENTITY_TABLES.values())
             except BaseException:

@@ -127,8 +127,11 @@ class EntityTable:
 @dataclass(frozen=True)
 class GoldenRows:
     """What one reconciled change writes: the record as JSON (empty unless ``state`` is
-    live) and what the store derives from its sources. ``golden_version`` is None only for
-    a tombstone."""
+    live) and what the store derives from its sources.
+
+    A tombstone (state deleted) has no version of its own; when the batch held an earlier
+    change of the same record, it carries that change's ``golden_version`` and
+    ``merged_into``, so that the store ends as if the two had been written one by one."""
 
     entity: str
     golden_id: str

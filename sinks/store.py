@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from sinks.records import DELETED, LIVE, Column, EntityTable, GoldenRows, Row
+from sinks.records import DELETED, LIVE, MERGED, Column, EntityTable, GoldenRows, Row
 from sinks.tables import MATCH_DECISION_COLUMNS
 
 SCHEMA = "reconciled"
@@ -159,15 +159,24 @@ def statements_for(table: EntityTable) -> TableStatements:
             " event_time timestamptz, deleted boolean)",
         ),
         copy_incoming=f"COPY {incoming} ({', '.join(INCOMING_COLUMNS)}) FROM STDIN",
-        # A tombstone removes a live record; anything else must be newer than what we hold.
+        # A change is accepted when it is newer than what the store holds. A tombstone also
+        # removes a live record; when it carries the version of an earlier change of its
+        # batch (see GoldenRows), it first counts as that change: a merge then survives it,
+        # exactly as if the two changes had come in two batches.
         accept=(
             f"INSERT INTO {accepted} (golden_id, golden_version, state, merged_into)"
-            f" SELECT i.golden_id, coalesce(i.golden_version, s.golden_version), i.state,"
-            f" i.merged_into FROM {incoming} AS i"
+            " SELECT i.golden_id,"
+            " CASE WHEN n.newer THEN i.golden_version ELSE s.golden_version END,"
+            f" CASE WHEN i.state <> '{DELETED}' THEN i.state"
+            f" WHEN n.newer AND i.merged_into IS NOT NULL THEN '{MERGED}'"
+            f" ELSE '{DELETED}' END,"
+            f" CASE WHEN i.state <> '{DELETED}' OR n.newer THEN i.merged_into END"
+            f" FROM {incoming} AS i"
             f" LEFT JOIN {SCHEMA}.golden_record_state AS s"
             f" ON s.entity = '{table.entity}' AND s.golden_id = i.golden_id"
-            f" WHERE CASE WHEN i.state = '{DELETED}' THEN s.state = '{LIVE}'"
-            f" ELSE s.golden_id IS NULL OR i.golden_version > s.golden_version END"
+            " CROSS JOIN LATERAL (SELECT i.golden_version IS NOT NULL AND (s.golden_id IS NULL"
+            " OR i.golden_version > s.golden_version) AS newer) AS n"
+            f" WHERE n.newer OR (i.state = '{DELETED}' AND s.state = '{LIVE}')"
         ),
         record_state=(
             f"INSERT INTO {SCHEMA}.golden_record_state"

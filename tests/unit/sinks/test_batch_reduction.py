@@ -50,10 +50,27 @@ def test_only_the_last_change_per_golden_id_is_kept() -> None:
     assert batch.change_origins[("person", ALICE)].offset == 2
 
 
-def test_a_tombstone_after_an_update_wins() -> None:
+def test_a_tombstone_after_an_update_wins_and_carries_its_version() -> None:
     batch = prepare_batch([person_message(0, ALICE, 3), person_message(1, ALICE, None)],
                           TOPICS, decode_json)
-    assert [change.state for change in batch.changes["person"]] == [DELETED]
+    assert [(change.state, change.golden_version) for change in batch.changes["person"]] == [
+        (DELETED, 3)
+    ]
+    assert batch.change_origins[("person", ALICE)].offset == 1
+
+
+def test_a_tombstone_after_a_merge_carries_the_survivor() -> None:
+    batch = prepare_batch(
+        [person_message(0, ALICE, 2, merged_into=BOB), person_message(1, ALICE, None)],
+        TOPICS, decode_json,
+    )
+    (change,) = batch.changes["person"]
+    assert (change.state, change.golden_version, change.merged_into) == (DELETED, 2, BOB)
+
+
+def test_a_lone_tombstone_has_no_version() -> None:
+    batch = prepare_batch([person_message(0, ALICE, None)], TOPICS, decode_json)
+    assert [change.golden_version for change in batch.changes["person"]] == [None]
 
 
 def test_an_undecodable_last_change_is_rejected_and_the_previous_one_written() -> None:

@@ -1,0 +1,355 @@
+"""The sink end to end on the real stack: Avro events on Kafka -> ``reconciled`` in PostgreSQL.
+
+Every test uses its own topics (a random prefix), consumer group, dead-letter topic and
+throwaway database, so parallel runs never meet.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.config import Settings
+from schemas.entities import RECONCILED_OUTPUTS
+from schemas.examples import example_reconciled
+from schemas.registration import register_all
+from schemas.serde import AvroSerializer, SchemaRegistry
+from schemas.topics import TopicSpec, create_topics
+from sinks import store
+from sinks.consumer import SINK_APPLICATION_NAME, ReconciledSink, SinkOptions
+from sinks.migrate import migrate
+from sinks.scratch import scratch_database
+
+PARTITIONS = 2
+TIMEOUT_SECONDS = 60
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+
+class Topics:
+    """A private copy of the reconciled topics and a dead-letter topic for one test."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = f"test-sink-{uuid.uuid4().hex[:10]}.tip.reconciled."
+        self.dead_letters = self.prefix.replace("tip.reconciled.", "tip.dlq.sink")
+        self.of = {output: self.prefix + output for output in RECONCILED_OUTPUTS}
+        create_topics(settings.kafka_bootstrap, [
+            TopicSpec(name, PARTITIONS, 1) for name in [*self.of.values(), self.dead_letters]
+        ])
+        with SchemaRegistry(settings.registry_url) as registry:
+            register_all(registry)
+            self.serializers = {
+                output: AvroSerializer(registry, "reconciled." + output)
+                for output in RECONCILED_OUTPUTS
+            }
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                                  "enable.idempotence": True})
+        self.settings = settings
+
+    def options(self, group: str, **overrides: Any) -> SinkOptions:
+        return SinkOptions(
+            topics={topic: output for output, topic in self.of.items()},
+            consumer_group=group, dead_letter_topic=self.dead_letters,
+            batch_seconds=0.3, **overrides,
+        )
+
+    def publish(self, output: str, key: str | bytes, record: dict[str, Any] | bytes | None) -> None:
+        """Publish ``record`` Avro-encoded (bytes as they are); a golden record gets the key
+        as its id, as the resolver writes it."""
+        value = record if record is None or isinstance(record, bytes) else (
+            self.serializers[output](
+                record if output == "match_decision" else {**record, f"{output}_id": key}
+            )
+        )
+        self.producer.produce(self.of[output], key=key, value=value)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                             "group.id": "watermarks"})
+        try:
+            return {
+                (topic, partition): consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10
+                )[1]
+                for topic in self.of.values() for partition in range(PARTITIONS)
+            }
+        finally:
+            consumer.close()
+
+    def dead_letters_received(self, expected: int) -> list[Any]:
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                             "group.id": f"dlq-reader-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest"})
+        consumer.subscribe([self.dead_letters])
+        received: list[Any] = []
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        try:
+            while len(received) < expected and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    received.append(message)
+        finally:
+            consumer.close()
+        return received
+
+
+@pytest.fixture
+def topics(stack: Settings) -> Topics:
+    return Topics(stack)
+
+
+@pytest.fixture
+def database_url(stack: Settings) -> Iterator[str]:
+    with scratch_database(stack.database_url, "test_pipeline") as url:
+        migrate(url)
+        yield url
+
+
+def caught_up(database_url: str, group: str, ends: dict[tuple[str, int], int]) -> bool:
+    with psycopg.connect(database_url) as connection:
+        stored = store.stored_offsets(connection, group, sorted({t for t, _ in ends}))
+    return all(stored.get(position, 0) >= end for position, end in ends.items())
+
+
+def wait_until(condition: Callable[[], bool], what: str, every_seconds: float = 0.2) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {TIMEOUT_SECONDS} s waiting for {what}")
+        time.sleep(every_seconds)
+
+
+def run_sink_until_caught_up(
+    topics: Topics, database_url: str, group: str, during: Callable[[], None] | None = None
+) -> ReconciledSink:
+    """Run the sink in a thread until its stored offsets reach the ends of the topics."""
+    ends = topics.end_offsets()
+    sink = ReconciledSink(topics.settings, topics.options(group), database_url)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop.is_set)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        if during:
+            during()
+        wait_until(lambda: failure or caught_up(database_url, group, ends), "the sink")
+    finally:
+        stop.set()
+        thread.join(TIMEOUT_SECONDS)
+    if failure:
+        raise failure[0]
+    return sink
+
+
+def snapshot(database_url: str) -> dict[str, list[str]]:
+    """Every row of every table of the store, as sorted JSON text (applied_at excluded)."""
+    with psycopg.connect(database_url) as connection:
+        tables = [row[0] for row in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'reconciled'"
+            " AND tablename <> 'schema_migrations' ORDER BY 1"
+        )]
+        return {
+            table: [row[0] for row in connection.execute(
+                f'SELECT to_jsonb(t)::text AS row FROM reconciled."{table}" AS t ORDER BY 1'
+            )]
+            for table in tables
+        }
+
+
+def person(version: int, given_name: str, record_id: str, **fields: Any) -> dict[str, Any]:
+    record = example_reconciled("person")
+    record.update({
+        "golden_version": version, "given_name": given_name, "family_name": "Pipeline",
+        "middle_name": None, "aliases": [],
+        "last_updated": datetime(2026, 1, 1, tzinfo=UTC).replace(minute=version % 60),
+        "sources": [{"agency_id": "police-ctu", "source_record_id": record_id,
+                     "source_version": version, "event_time": datetime(2026, 1, 1, tzinfo=UTC),
+                     "deleted": False}],
+        **fields,
+    })
+    return record
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+def test_rewinding_and_reconsuming_leaves_every_table_identical(
+    topics: Topics, database_url: str
+) -> None:
+    kept, deleted, merged = (str(uuid.uuid4()) for _ in range(3))
+    case_id, link_id = str(uuid.uuid4()), str(uuid.uuid4())
+    for version in (1, 2, 3):
+        topics.publish("person", kept, person(version, f"Version{version}", "K-1"))
+    topics.publish("person", kept, person(2, "Stale", "K-1"))  # republished late: ignored
+    topics.publish("person", deleted, person(1, "Deleted", "D-1"))
+    topics.publish("person", deleted, None)
+    topics.publish("person", merged, person(1, "Merged", "M-1"))
+    topics.publish("person", merged, {**person(2, "", "M-1"), "merged_into": kept,
+                                      "sources": [], "lineage": []})
+    topics.publish("person", kept, {**person(4, "Survivor", "K-1"), "sources": [
+        *person(4, "", "K-1")["sources"], *person(4, "", "M-1")["sources"]]})
+    topics.publish("case", case_id, example_reconciled("case") | {"case_id": case_id})
+    topics.publish("link", link_id, example_reconciled("link") | {
+        "link_id": link_id, "from_id": merged, "to_id": case_id})
+    topics.publish("match_decision", b"decision", example_reconciled("match_decision"))
+    topics.flush()
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+
+    run_sink_until_caught_up(topics, database_url, group)
+    first = snapshot(database_url)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        people = connection.execute(
+            "SELECT person_id::text, given_name, golden_version, agencies, source_count"
+            " FROM reconciled.person"
+        ).fetchall()
+        assert people == [(kept, "Survivor", 4, ["police-ctu"], 2)]
+        # The link names the merged id; the view shows the survivor.
+        assert connection.execute(
+            "SELECT person_id::text, role FROM reconciled.case_people"
+        ).fetchall() == [(kept, "VICTIM")]
+        assert connection.execute("SELECT count(*) FROM reconciled.match_decision").fetchone() \
+            == (1,)
+        connection.execute("DELETE FROM reconciled.sink_offsets WHERE consumer_group = %s",
+                           (group,))
+
+    run_sink_until_caught_up(topics, database_url, group)
+    assert snapshot(database_url) == first
+
+
+def test_bad_events_go_to_the_dead_letter_topic_and_the_good_ones_are_written(
+    topics: Topics, database_url: str
+) -> None:
+    good, undecodable, bad_date = (str(uuid.uuid4()) for _ in range(3))
+    location_id = str(uuid.uuid4())
+    truncated = topics.serializers["person"]({**person(1, "Cut", "C-1"), "person_id": undecodable})
+    topics.publish("person", undecodable, truncated[:12])
+    topics.publish("person", bad_date, person(1, "Baddate", "B-1", date_of_birth="1990-02-31"))
+    topics.publish("person", "not-a-uuid", person(1, "Badkey", "B-2"))
+    topics.publish("location", location_id, example_reconciled("location") | {
+        "location_id": location_id, "latitude": 95.0})  # violates the table's CHECK
+    topics.publish("person", good, person(1, "Good", "G-1"))
+    topics.flush()
+
+    sink = run_sink_until_caught_up(topics, database_url, f"sink-{uuid.uuid4().hex[:8]}")
+
+    assert sink.statistics.dead_letters == 4
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute("SELECT person_id::text FROM reconciled.person").fetchall() \
+            == [(good,)]
+    letters = topics.dead_letters_received(4)
+    reasons = {}
+    for letter in letters:
+        headers = dict(letter.headers())
+        assert set(headers) == {"reason", "topic", "partition", "offset"}
+        reasons[letter.key()] = headers["reason"].decode()
+        assert b"Baddate" not in headers["reason"] and b"1990-02-31" not in headers["reason"]
+    assert "does not decode" in reasons[undecodable.encode()]
+    assert "date_of_birth is not a date" in reasons[bad_date.encode()]
+    assert "not a UUID" in reasons[b"not-a-uuid"]
+    assert "CheckViolation" in reasons[location_id.encode()]
+    assert "location_latitude_check" in reasons[location_id.encode()]
+
+
+def test_a_dropped_database_connection_is_retried_without_loss(
+    topics: Topics, database_url: str, stack: Settings
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for version in range(1, 6):
+        for index, golden_id in enumerate(ids):
+            topics.publish("person", golden_id, person(version, f"P{version}", f"R-{index}"))
+    topics.flush()
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+
+    def drop_the_sinks_connections() -> None:
+        with psycopg.connect(stack.database_url, autocommit=True) as admin:
+            wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name = %s", (dbname, SINK_APPLICATION_NAME)
+            ).fetchone() == (1,), "the sink to connect")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name = %s", (dbname, SINK_APPLICATION_NAME),
+            )
+
+    sink = run_sink_until_caught_up(topics, database_url, f"sink-{uuid.uuid4().hex[:8]}",
+                                    during=drop_the_sinks_connections)
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute(
+            "SELECT count(*), min(golden_version), max(golden_version) FROM reconciled.person"
+        ).fetchone() == (20, 5, 5)
+    assert sink.statistics.dead_letters == 0
+
+
+def test_sigkill_and_restart_give_the_same_final_state(
+    topics: Topics, database_url: str, stack: Settings, tmp_path: Any
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    for version in range(1, 41):
+        for index, golden_id in enumerate(ids):
+            if version == 40 and index % 7 == 0:
+                topics.publish("person", golden_id, None)
+            else:
+                topics.publish("person", golden_id, person(version, f"V{version}", f"S-{index}"))
+    topics.flush()
+    ends = topics.end_offsets()
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    command = [
+        sys.executable, "-m", "deploy.cli", "sink", "--topic-prefix", topics.prefix,
+        "--group", group, "--dead-letter-topic", topics.dead_letters,
+        "--database-url", database_url, "--batch-size", "5", "--batch-seconds", "0.2",
+        "--instance-id", f"{group}-only",
+    ]
+
+    def stored_total() -> int:
+        with psycopg.connect(database_url) as connection:
+            return sum(store.stored_offsets(connection, group, list(topics.of.values())).values())
+
+    log = (tmp_path / "sink.log").open("w")
+    first = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: stored_total() > 0, "the first batches", every_seconds=0.02)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert stored_total() < sum(ends.values()), "the sink finished before it could be killed"
+    second = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: caught_up(database_url, group, ends), "the restarted sink")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    after_kill = snapshot(database_url)
+
+    with scratch_database(stack.database_url, "test_reference") as reference_url:
+        migrate(reference_url)
+        run_sink_until_caught_up(topics, reference_url, f"{group}-reference")
+        reference = snapshot(reference_url)
+    # Same rows everywhere; the offsets differ only in the consumer group's name.
+    assert reference.pop("sink_offsets") == [
+        row.replace(f'"{group}"', f'"{group}-reference"') for row in after_kill.pop("sink_offsets")
+    ]
+    assert reference == after_kill
+    assert len(after_kill["person"]) == len(ids) - len(range(0, 30, 7))
+
