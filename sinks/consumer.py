@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -259,17 +260,17 @@ class ReconciledSink:
                     store.advance_offsets(connection, self.options.consumer_group, advances)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
                 log.warning(
-                    "PostgreSQL refused a batch of %d changes (%s); writing them one by one to"
+                    "PostgreSQL refused a batch of %d changes (%s); writing it in halves to"
                     " find the ones to dead-letter", prepared.change_count, _reason_of(error),
                 )
-                self._store_one_by_one(connection, prepared, advances, dead_letters)
+                self._store_isolating(connection, prepared, advances, dead_letters)
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             self._disconnect()
             raise TransientFailure(f"PostgreSQL is unreachable ({_first_line(error)})") from error
         for advance in advances:
             self._stored[(advance.topic, advance.partition)] = advance.next_offset
 
-    def _store_one_by_one(
+    def _store_isolating(
         self, connection: psycopg.Connection, prepared: PreparedBatch,
         advances: list[store.OffsetAdvance], dead_letters: DeadLetterPublisher,
     ) -> None:
@@ -277,30 +278,30 @@ class ReconciledSink:
         with connection.transaction():
             for entity, changes in prepared.changes.items():
                 table = ENTITY_TABLES[entity]
-                kept = []
-                for change in changes:
-                    try:
-                        with connection.transaction():
-                            store.write_entity(connection, table, [change])
-                        kept.append(change)
-                    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
-                        origin = prepared.change_origins[(entity, change.golden_id)]
-                        refused.append(Rejection(origin, _reason_of(error)))
-                prepared.changes[entity] = kept
-            decisions = []
-            for row, origin in zip(
-                prepared.match_decisions, prepared.match_decision_origins, strict=True
-            ):
-                try:
-                    with connection.transaction():
-                        store.write_match_decisions(connection, [row])
-                    decisions.append(row)
-                except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                for change, error in store.write_isolating(
+                    connection, partial(store.write_entity, connection, table), changes
+                ):
+                    origin = prepared.change_origins[(entity, change.golden_id)]
                     refused.append(Rejection(origin, _reason_of(error)))
-            prepared.match_decisions = decisions
+            decisions = list(zip(prepared.match_decisions, prepared.match_decision_origins,
+                                 strict=True))
+            for (_row, origin), error in store.write_isolating(
+                connection,
+                lambda items: store.write_match_decisions(connection, [row for row, _ in items]),
+                decisions,
+            ):
+                refused.append(Rejection(origin, _reason_of(error)))
             self._publish(dead_letters, [*prepared.rejections, *refused])
             store.advance_offsets(connection, self.options.consumer_group, advances)
         prepared.rejections.extend(refused)
+        refused_positions = {(rejection.message.topic, rejection.message.partition,
+                    rejection.message.offset) for rejection in refused}
+        for entity, changes in prepared.changes.items():
+            prepared.changes[entity] = [
+                change for change in changes
+                if _position(prepared.change_origins[(entity, change.golden_id)])
+                not in refused_positions
+            ]
 
     def _publish(self, dead_letters: DeadLetterPublisher, rejections: list[Rejection]) -> None:
         if not rejections:
@@ -445,6 +446,10 @@ def _reason_of(error: psycopg.Error) -> str:
     if diag.constraint_name:
         parts.append(f"constraint {diag.constraint_name}")
     return ", ".join(parts)
+
+
+def _position(message: Message) -> tuple[str, int, int]:
+    return (message.topic, message.partition, message.offset)
 
 
 def _first_line(error: BaseException) -> str:

@@ -18,7 +18,7 @@ from sinks.batch import Rejection
 MAX_REASON_CHARACTERS = 500
 
 
-def dead_letter_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+def dead_letter_headers(rejection: Rejection) -> list[tuple[str, str | bytes | None]]:
     message = rejection.message
     return [
         ("reason", rejection.reason[:MAX_REASON_CHARACTERS].encode("utf-8")),

@@ -18,11 +18,11 @@ go into it, never data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -30,6 +30,7 @@ from sinks.records import DELETED, LIVE, MERGED, Column, EntityTable, GoldenRows
 from sinks.tables import MATCH_DECISION_COLUMNS
 
 SCHEMA = "reconciled"
+T = TypeVar("T")
 
 
 class OffsetFenceError(Exception):
@@ -288,6 +289,27 @@ def write_entity(
         # Emptied here rather than ON COMMIT: a retry of part of a batch reuses them in one
         # transaction, and a rollback restores them to this empty state anyway.
         cursor.execute(statements.empty_temporary)
+
+
+REFUSALS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+
+def write_isolating(
+    connection: psycopg.Connection, write: Callable[[list[T]], None], items: list[T]
+) -> list[tuple[T, psycopg.Error]]:
+    """Write ``items`` with ``write`` inside the open transaction, leaving out the ones
+    PostgreSQL refuses (a constraint, a value out of range): halves are retried in
+    savepoints, so k refused items among n cost about k * log2(n) attempts, not n."""
+    try:
+        with connection.transaction():
+            write(items)
+        return []
+    except REFUSALS as error:
+        if len(items) == 1:
+            return [(items[0], error)]
+    middle = len(items) // 2
+    return (write_isolating(connection, write, items[:middle])
+            + write_isolating(connection, write, items[middle:]))
 
 
 def write_match_decisions(connection: psycopg.Connection, rows: Sequence[Row]) -> None:

@@ -213,3 +213,22 @@ def test_an_edited_released_migration_is_refused_by_the_database(database_url: s
     with pytest.raises(MigrationError, match=f"{first.file_name} was edited after it was"):
         migrate(database_url, [edited, *shipped_migrations()[1:]])
     assert migrate(database_url) == []
+
+
+def test_refused_changes_are_isolated_and_the_others_written(
+    connection: psycopg.Connection,
+) -> None:
+    ids = [new_id() for _ in range(9)]
+    changes = [
+        golden_rows(PERSON, golden_id, person(1, dob_precision="DECADE" if index in (2, 7)
+                                              else "DAY"))
+        for index, golden_id in enumerate(ids)
+    ]
+    with connection.transaction():
+        refused = store.write_isolating(
+            connection, lambda items: store.write_entity(connection, PERSON, items), changes
+        )
+    assert sorted(change.golden_id for change, _ in refused) == sorted([ids[2], ids[7]])
+    assert {type(error).__name__ for _, error in refused} == {"CheckViolation"}
+    assert one(connection, "SELECT count(*) FROM reconciled.person WHERE person_id = ANY(%s)",
+               [uuid.UUID(golden_id) for golden_id in ids]) == 7
