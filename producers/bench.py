@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DEFAULT_CONFIG, Publisher
+from producers.encoding import make_serializer
 from producers.events import Governance
 from producers.file_source import FileOptions, produce_file
 from producers.rejects import RejectsFile
@@ -86,17 +87,16 @@ def _create_topics(admin: AdminClient, names: list[str]) -> None:
 
 
 def _python_run(settings: Settings, data: Path, prefix: str) -> dict[str, Any]:
-    from producers.commands import make_serializer
-
     with tempfile.TemporaryDirectory(prefix="tipsync-bench-") as home:
         folder = source_folder(Path(home), AGENCY, "person", str(data))
         store = CheckpointStore(folder, str(data))
         rejects = RejectsFile(folder, data.name)
         publisher = Publisher(settings.kafka_bootstrap)
-        serialize = make_serializer(settings, [Entity.PERSON, Entity.LINK])
+        governance = Governance()
+        serialize = make_serializer(settings, [Entity.PERSON, Entity.LINK], AGENCY, governance)
         tracker = ChangeTracker(
             AGENCY, store, publisher, serialize,
-            lambda entity: prefix + f"tip.agency.{AGENCY}.{entity.value}", Governance(),
+            lambda entity: prefix + f"tip.agency.{AGENCY}.{entity.value}", governance,
         )
         started = time.perf_counter()
         cpu_started = time.process_time()

@@ -10,6 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from schemas.enums import (
+    CaseStatus,
+    ContractEnum,
+    EntityType,
+    FormOfExploitation,
+    LinkRole,
+    LocationRole,
+    OrganisationType,
+    ReportChannel,
+    Sex,
+)
+
 
 class Entity(StrEnum):
     PERSON = "person"
@@ -72,6 +84,10 @@ MAX_LENGTH: dict[str, int] = {
 }
 
 
+# No column allows fewer characters: a shorter value needs no look-up of its column's limit.
+SHORTEST_MAX_LENGTH = min(DEFAULT_MAX_LENGTH, *MAX_LENGTH.values())
+
+
 def columns_of(entity: Entity) -> tuple[str, ...]:
     """All canonical columns of ``entity``, the identifying one first."""
     own = ENTITY_COLUMNS[entity]
@@ -82,7 +98,9 @@ def max_length(column: str) -> int:
     return MAX_LENGTH.get(column, DEFAULT_MAX_LENGTH)
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity (each vocabulary is one module constant), so that
+# ``normalise.choice`` can memoise its answers per vocabulary.
+@dataclass(frozen=True, eq=False)
 class Choice:
     """The values accepted for a coded column, with the spellings that mean the same."""
 
@@ -93,36 +111,34 @@ class Choice:
         return ", ".join(self.values)
 
 
+def _symbols(vocabulary: type[ContractEnum], *left_out: str) -> tuple[str, ...]:
+    """The contract's symbols of ``vocabulary``: the codes an agency may write are those the
+    contract accepts, listed in one place. ``UNKNOWN`` is left out where an empty cell says it."""
+    return tuple(symbol for symbol in vocabulary.symbols() if symbol not in left_out)
+
+
 SEX = Choice(
-    values=("FEMALE", "MALE", "OTHER", "UNKNOWN"),
+    values=_symbols(Sex),
     synonyms={"F": "FEMALE", "M": "MALE", "X": "OTHER", "U": "UNKNOWN"},
 )
-PERSON_ROLE = Choice(values=("VICTIM", "SUSPECT", "WITNESS", "REPORTER"), synonyms={})
-CASE_STATUS = Choice(
-    values=("OPEN", "UNDER_INVESTIGATION", "PROSECUTION", "CLOSED"), synonyms={}
-)
-FORM_OF_EXPLOITATION = Choice(
-    values=(
-        "SEXUAL", "LABOUR", "DOMESTIC_SERVITUDE", "FORCED_CRIMINALITY", "FORCED_MARRIAGE",
-        "ORGAN_REMOVAL", "OTHER",
-    ),
-    synonyms={"LABOR": "LABOUR"},
-)
-REPORT_CHANNEL = Choice(
-    values=("HOTLINE", "WALK_IN", "EMAIL", "REFERRAL", "ONLINE", "OTHER"), synonyms={}
-)
-ORG_TYPE = Choice(values=("COMPANY", "NGO", "GOVERNMENT", "INFORMAL", "OTHER"), synonyms={})
-LOCATION_ROLE = Choice(
-    values=("RECRUITMENT", "TRANSIT", "EXPLOITATION", "RESIDENCE", "OTHER"), synonyms={}
-)
-LINK_ROLE = Choice(
-    values=(
-        "VICTIM", "SUSPECT", "WITNESS", "REPORTER", "EMPLOYER", "OWNER", "LOCATED_AT",
-        "ASSOCIATE", "OTHER",
+# A person's role in a case: the link roles that a person can hold there.
+PERSON_ROLE = Choice(
+    values=tuple(
+        role.value
+        for role in (LinkRole.VICTIM, LinkRole.SUSPECT, LinkRole.WITNESS, LinkRole.REPORTER)
     ),
     synonyms={},
 )
-ENTITY_NAME = Choice(values=tuple(entity.value.upper() for entity in Entity), synonyms={})
+CASE_STATUS = Choice(values=_symbols(CaseStatus, "UNKNOWN"), synonyms={})
+FORM_OF_EXPLOITATION = Choice(
+    values=_symbols(FormOfExploitation), synonyms={"LABOR": "LABOUR"}
+)
+REPORT_CHANNEL = Choice(values=_symbols(ReportChannel), synonyms={})
+ORG_TYPE = Choice(values=_symbols(OrganisationType), synonyms={})
+LOCATION_ROLE = Choice(values=_symbols(LocationRole), synonyms={})
+LINK_ROLE = Choice(values=_symbols(LinkRole), synonyms={})
+# The ends of a link: the entities a link can join (a link does not point at a link).
+ENTITY_NAME = Choice(values=_symbols(EntityType, "OTHER"), synonyms={})
 
 CODED_COLUMNS: dict[tuple[Entity, str], Choice] = {
     (Entity.PERSON, "sex"): SEX,

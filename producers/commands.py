@@ -19,13 +19,14 @@ from typing import Any
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DeliveryError, Publisher
+from producers.encoding import EncodingSetupError, make_serializer
 from producers.events import Governance
 from producers.file_source import FileOptions, produce_file
 from producers.mapping import AgencyMapping, MappingError, load_mapping
 from producers.readers import FileError
 from producers.rejects import RejectsFile
 from producers.sql_source import SourceTableError, TableOptions, produce_table
-from producers.tracker import ChangeTracker, Serialize, UnacknowledgedError
+from producers.tracker import ChangeTracker, UnacknowledgedError
 from schemas.config import Settings, load_settings
 
 EXIT_FATAL = 1
@@ -108,7 +109,9 @@ def run_produce(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         return _produce(args, settings)
-    except (FatalError, MappingError, FileError, DeliveryError, SourceTableError) as error:
+    except (
+        FatalError, MappingError, FileError, DeliveryError, SourceTableError, EncodingSetupError
+    ) as error:
         print(f"tipsync produce: {error}", file=sys.stderr)
         return EXIT_FATAL
 
@@ -129,7 +132,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     publisher = Publisher(settings.kafka_bootstrap)
     entities: list[Entity] = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
     publisher.check_topics([topics(item) for item in entities])
-    serialize = make_serializer(settings, entities)
+    serialize = make_serializer(settings, entities, args.agency, governance)
 
     folder = source_folder(settings.home, args.agency, entity.value, source)
     store = CheckpointStore(folder, source)
@@ -240,31 +243,3 @@ def _topics(agency_id: str, prefix: str) -> Callable[[Entity], str]:
     from schemas.topics import agency_topic
 
     return lambda entity: prefix + agency_topic(agency_id, entity.value)
-
-
-def make_serializer(settings: Settings, entities: list[Entity]) -> Serialize:
-    """Validate each event against the contract's model, then write it in Avro.
-
-    The registry is asked for every entity's schema id up front, so a missing schema stops
-    the run before the first row.
-    """
-    from schemas.errors import RegistryError
-    from schemas.models import InvalidEventError, validate_event
-    from schemas.registry import SchemaRegistry
-    from schemas.serde import AvroSerializer
-
-    registry = SchemaRegistry(settings.registry_url)
-    try:
-        serializers = {entity: AvroSerializer(registry, entity.value) for entity in entities}
-    except RegistryError as error:
-        raise FatalError(str(error)) from None
-
-    def serialize(entity: Entity, event: dict[str, Any]) -> bytes:
-        writer = serializers[entity]
-        try:
-            model = validate_event(entity.value, event)
-        except InvalidEventError as error:
-            raise ValueError(str(error)) from None
-        return writer(model.to_record())
-
-    return serialize

@@ -8,6 +8,7 @@ The Kafka key is ``<agency_id>:<source_record_id>``: ids only, never personal da
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,9 +36,18 @@ def kafka_key(agency_id: str, source_record_id: str) -> bytes:
     return f"{agency_id}:{source_record_id}".encode()
 
 
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
 def event_id(agency_id: str, entity: str, source_record_id: str, version: int, digest: str) -> str:
+    """``str(uuid.uuid5(EVENT_NAMESPACE, name))``, written out to skip building a UUID object
+    per event (a third of the cost of an event's envelope); a unit test pins the equality."""
     name = f"{agency_id}\x1f{entity}\x1f{source_record_id}\x1f{version}\x1f{digest}"
-    return str(uuid.uuid5(EVENT_NAMESPACE, name))
+    hashed = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    hashed[6] = (hashed[6] & 0x0F) | 0x50  # version 5
+    hashed[8] = (hashed[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = hashed.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def change_event(

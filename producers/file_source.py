@@ -58,9 +58,10 @@ def produce_file(options: FileOptions, tracker: ChangeTracker, rejects: RejectsF
         )
         read = 0
         seen: dict[str, int] = {}
+        canonical_columns = frozenset(columns_of(options.entity))
         for raw in rows:
             read += 1
-            _produce_row(raw, options, tracker, rejects, seen)
+            _produce_row(raw, options, tracker, rejects, seen, canonical_columns)
             tracker.pump()
             if read % 2_000 == 0:
                 bar.update(lines.bytes_read - bar.n)
@@ -77,14 +78,16 @@ def _produce_row(
     tracker: ChangeTracker,
     rejects: RejectsFile,
     seen: dict[str, int],
+    canonical_columns: frozenset[str],
 ) -> None:
     if raw.values is None:
         rejects.add(raw.number, raw.original, raw.error or "the row cannot be read")
         return
     mapping = options.mapping
     canonical = mapping.translate(raw.values) if mapping else raw.values
-    if mapping is None:
-        unknown = sorted(set(canonical) - set(columns_of(options.entity)))
+    if mapping is None and not canonical_columns.issuperset(canonical):
+        # A CSV header was checked once; a JSON Lines object can bring new keys on any line.
+        unknown = sorted(set(canonical) - canonical_columns)
         if unknown:
             rejects.add(
                 raw.number, raw.original,

@@ -4,6 +4,15 @@ Pure functions over strings. Each raises ``FieldError`` with a sentence that nam
 the offending value and the fix; the caller adds the row number and file name. Normalising
 here (and not downstream) means a match between two agencies never fails on ``St Andrew``
 versus ``Saint Andrew`` or ``876-555-1234`` versus ``+18765551234``.
+
+What leaves here also satisfies the contract (``schemas.models``): the producer does not run
+the contract's pydantic model on every event (see ``producers.encoding``), so each rule the
+contract has for a value is applied here, with a message for the agency, and
+tests/unit/producers/test_contract_agreement.py fails when the two drift apart.
+
+The parsers that cost the most (phones, parishes, dates, names) are memoised: exports repeat
+the same values on many rows (parishes, dates of birth, a family's phone), and a cached answer
+is the same pure result. Errors are not cached; a bad value is parsed again each time.
 """
 
 from __future__ import annotations
@@ -13,14 +22,23 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 
 import phonenumbers
 
 from producers.canonical import Choice
 from schemas.enums import PARISH_NAMES, Parish
-from schemas.models import COUNTRY_CODES
+from schemas.models import COUNTRY_CODES, EMAIL_PATTERN
+
+# How many distinct values each memoised parser remembers: enough for the repeated values of a
+# large export (a few MB per parser), not every unique one.
+CACHE_SIZE = 65_536
 
 DEFAULT_PHONE_REGION = "JM"
+# Dates before this year are typing mistakes (the contract refuses a date of birth before
+# 1880); dates after the last year are too.
+EARLIEST_YEAR = 1880
+LATEST_YEAR = 2200
 # Jamaica has kept UTC-5 all year since 1983; a timestamp without an offset in a Jamaican
 # agency's export is local time.
 JAMAICA_TIME = timezone(timedelta(hours=-5), "America/Jamaica")
@@ -58,6 +76,10 @@ _CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
 
 def clean_text(value: str) -> str:
     """NFC, no control characters, single spaces, no leading or trailing space."""
+    if value.isascii() and value.isprintable():
+        # Most cells: ASCII is already NFC, and printable ASCII has no control characters and
+        # no whitespace but the space, so collapsing spaces is all that is left to do.
+        return " ".join(value.split())
     composed = unicodedata.normalize("NFC", value)
     if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in composed):
         composed = "".join(
@@ -67,6 +89,7 @@ def clean_text(value: str) -> str:
     return _WHITESPACE.sub(" ", composed).strip()
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def name(column: str, value: str) -> str | None:
     """A personal or organisation name: cleaned, never re-cased (``McDonald`` stays)."""
     cleaned = clean_text(value)
@@ -84,6 +107,7 @@ def split_list(value: str) -> list[str]:
     return [item for item in (clean_text(part) for part in value.split(";")) if item]
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """A phone number in E.164; numbers without a country code are read as ``region``."""
     try:
@@ -94,7 +118,12 @@ def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
             f"{column} {value!r} is not a phone number ({error._msg}); write it like "
             "876-555-1234 or +44 20 7946 0958",
         ) from None
-    if not phonenumbers.is_valid_number(parsed):
+    # Most numbers are Jamaican: checking the default region's patterns first spares the
+    # search over the 25 regions that share +1 (a number valid there is valid, full stop).
+    if not (
+        phonenumbers.is_valid_number_for_region(parsed, region)
+        or phonenumbers.is_valid_number(parsed)
+    ):
         raise FieldError(
             column,
             f"{column} {value!r} is not a valid phone number for its country; check the "
@@ -103,28 +132,31 @@ def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
 def email(column: str, value: str) -> str:
-    """An e-mail address with its domain lower-cased (the local part may be case-sensitive)."""
-    cleaned = clean_text(value)
-    if not _EMAIL.match(cleaned):
+    """An e-mail address in lower case, the contract's spelling of it."""
+    cleaned = clean_text(value).lower()
+    if not EMAIL_PATTERN.match(cleaned):
         raise FieldError(
             column, f"{column} {value!r} is not an e-mail address; write it like name@example.org"
         )
-    local, _, domain = cleaned.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return cleaned
 
 
 _ISO_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
-def partial_date(column: str, value: str, formats: list[str] | None = None) -> PartialDate:
+def partial_date(
+    column: str, value: str, formats: list[str] | tuple[str, ...] | None = None
+) -> PartialDate:
     """``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (precision kept), or the mapping's formats."""
+    return _partial_date(column, value, tuple(formats) if formats else None)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _partial_date(column: str, value: str, formats: tuple[str, ...] | None) -> PartialDate:
     cleaned = value.strip()
     if formats:
-        return _date_from_formats(column, cleaned, formats)
+        return _date_from_formats(column, value, cleaned, formats)
     match = _ISO_DATE.match(cleaned)
     if match:
         year, month, day = match.groups()
@@ -135,8 +167,8 @@ def partial_date(column: str, value: str, formats: list[str] | None = None) -> P
             parsed = date(int(year), int(month or 1), int(day or 1))
         except ValueError:
             parsed = None
-        if parsed is not None and 1850 <= parsed.year <= 2200:
-            return PartialDate(parsed, precision)
+        if parsed is not None:
+            return PartialDate(_plausible(column, value, parsed), precision)
     raise FieldError(
         column,
         f"{column} {value!r} is not a date (expected YYYY-MM-DD, or YYYY-MM / YYYY when only "
@@ -145,10 +177,22 @@ def partial_date(column: str, value: str, formats: list[str] | None = None) -> P
     )
 
 
-def _date_from_formats(column: str, value: str, formats: list[str]) -> PartialDate:
+def _plausible(column: str, value: str, parsed: date) -> date:
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a plausible date (the year must be between "
+            f"{EARLIEST_YEAR} and {LATEST_YEAR}); check the value in your system",
+        )
+    return parsed
+
+
+def _date_from_formats(
+    column: str, value: str, cleaned: str, formats: tuple[str, ...]
+) -> PartialDate:
     for date_format in formats:
         try:
-            parsed = datetime.strptime(value, date_format)
+            parsed = datetime.strptime(cleaned, date_format)
         except ValueError:
             continue
         if "%d" in date_format or "%j" in date_format:
@@ -157,16 +201,23 @@ def _date_from_formats(column: str, value: str, formats: list[str]) -> PartialDa
             precision = DatePrecision.MONTH
         else:
             precision = DatePrecision.YEAR
-        return PartialDate(parsed.date(), precision)
+        return PartialDate(_plausible(column, value, parsed.date()), precision)
     raise FieldError(
         column,
-        f"{column} {value!r} matches none of the mapping's formats {formats}; fix the value "
+        f"{column} {value!r} matches none of the mapping's formats {list(formats)}; fix the value "
         "or add its format under dates: in the mapping file",
     )
 
 
-def timestamp(column: str, value: str, formats: list[str] | None = None) -> datetime:
+def timestamp(
+    column: str, value: str, formats: list[str] | tuple[str, ...] | None = None
+) -> datetime:
     """An instant in UTC from ISO 8601 (or the mapping's formats); no offset means Jamaica."""
+    return _timestamp(column, value, tuple(formats) if formats else None)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _timestamp(column: str, value: str, formats: tuple[str, ...] | None) -> datetime:
     cleaned = value.strip()
     parsed: datetime | None = None
     if formats:
@@ -179,8 +230,8 @@ def timestamp(column: str, value: str, formats: list[str] | None = None) -> date
         if parsed is None:
             raise FieldError(
                 column,
-                f"{column} {value!r} matches none of the mapping's formats {formats}; fix the "
-                "value or add its format under dates: in the mapping file",
+                f"{column} {value!r} matches none of the mapping's formats {list(formats)}; "
+                "fix the value or add its format under dates: in the mapping file",
             )
     else:
         try:
@@ -197,6 +248,7 @@ def timestamp(column: str, value: str, formats: list[str] | None = None) -> date
     return parsed.astimezone(UTC)
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def choice(column: str, value: str, allowed: Choice) -> str:
     """A coded value (upper-cased, spaces and dashes as underscores, synonyms resolved)."""
     key = re.sub(r"[\s\-]+", "_", clean_text(value).upper())
@@ -284,15 +336,23 @@ def parish_name(column: str, value: str) -> str:
     )
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def parish(column: str, value: str) -> str:
     """The contract's symbol of the parish (``ST_ANDREW``) for any spelling of it."""
     return _SYMBOL_BY_NAME[parish_name(column, value)]
 
 
+_TRN_SEPARATORS = re.compile(r"[\s\-.]")
+_TRN = re.compile(r"\d{9}")
+_SEPARATORS = re.compile(r"[\s\-]")
+_PASSPORT = re.compile(r"[A-Z0-9]{5,12}")
+_NATIONAL_ID = re.compile(r"[A-Z0-9]{5,20}")
+
+
 def trn(column: str, value: str) -> str:
     """A Taxpayer Registration Number: exactly 9 digits (spaces and dashes dropped)."""
-    digits = re.sub(r"[\s\-.]", "", value)
-    if not re.fullmatch(r"\d{9}", digits):
+    digits = _TRN_SEPARATORS.sub("", value)
+    if not _TRN.fullmatch(digits):
         raise FieldError(
             column, f"{column} {value!r} is not a TRN (expected 9 digits, e.g. 123-456-789)"
         )
@@ -301,8 +361,8 @@ def trn(column: str, value: str) -> str:
 
 def passport_number(column: str, value: str) -> str:
     """A passport number: upper-case letters and digits, no spaces."""
-    cleaned = re.sub(r"[\s\-]", "", value).upper()
-    if not re.fullmatch(r"[A-Z0-9]{5,12}", cleaned):
+    cleaned = _SEPARATORS.sub("", value).upper()
+    if not _PASSPORT.fullmatch(cleaned):
         raise FieldError(
             column,
             f"{column} {value!r} is not a passport number (expected 5 to 12 letters and digits)",
@@ -312,15 +372,13 @@ def passport_number(column: str, value: str) -> str:
 
 def national_id(column: str, value: str) -> str:
     """A national identification number (NIDS): letters and digits, upper-case."""
-    cleaned = re.sub(r"[\s\-]", "", value).upper()
-    if not re.fullmatch(r"[A-Z0-9]{5,20}", cleaned):
+    cleaned = _SEPARATORS.sub("", value).upper()
+    if not _NATIONAL_ID.fullmatch(cleaned):
         raise FieldError(
             column, f"{column} {value!r} is not a national identification number "
             "(expected 5 to 20 letters and digits)"
         )
     return cleaned
-
-
 
 
 def country(column: str, value: str) -> str:
@@ -346,11 +404,18 @@ def coordinate(column: str, value: str, limit: float) -> float:
     return number
 
 
+# Avro's long, the type of source_version on the wire.
+LARGEST_INTEGER = 2**63 - 1
+
+
 def integer(column: str, value: str) -> int:
     try:
         number = int(value.strip())
     except ValueError:
         number = -1
-    if number < 0:
-        raise FieldError(column, f"{column} {value!r} is not a whole number of 0 or more")
+    if not 0 <= number <= LARGEST_INTEGER:
+        raise FieldError(
+            column,
+            f"{column} {value!r} is not a whole number between 0 and {LARGEST_INTEGER}",
+        )
     return number

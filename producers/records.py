@@ -1,7 +1,9 @@
 """A canonical row (column name -> text) becomes a normalised source record.
 
 Pure: no I/O, no Kafka. Every problem found in a row is collected, so the rejects file tells
-the agency everything to fix in one pass rather than one problem per run.
+the agency everything to fix in one pass rather than one problem per run. A record that leaves
+here satisfies the contract, including its rules across fields (a case closed before it was
+opened, a link that ends before it starts): the contract's model is not run again per event.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from producers import normalise
 from producers.canonical import (
     CODED_COLUMNS,
     LIST_COLUMNS,
+    SHORTEST_MAX_LENGTH,
     Entity,
     max_length,
 )
@@ -26,6 +29,8 @@ MAX_SOURCE_RECORD_ID_LENGTH = 200
 # on the person's source_record_id: one derived link per person row, so a changed role or
 # case_ref is an update of that link and a removed one is its DELETE.
 CASE_LINK_SUFFIX = "#case-link"
+# updated_at becomes source_version in milliseconds since 1970, which the contract wants >= 0.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RowError(ValueError):
@@ -55,7 +60,7 @@ def to_source_record(
     formats = date_formats or {}
     errors: list[str] = []
     for column, value in row.items():
-        if value and len(value) > max_length(column):
+        if len(value) > SHORTEST_MAX_LENGTH and len(value) > max_length(column):
             errors.append(
                 f"{column} is {len(value)} characters long, more than the {max_length(column)} "
                 "allowed; check the export for a broken cell or an unclosed quote"
@@ -75,6 +80,11 @@ def to_source_record(
     deleted = reader.get("deleted", normalise.boolean) or False
     reader.deleted = deleted
     updated_at = reader.get("updated_at", _timestamp_reader(formats))
+    if updated_at is not None and updated_at < EPOCH:
+        errors.append(
+            f"updated_at {row.get('updated_at')!r} is before 1970; it cannot be when the record "
+            "last changed, check the column (or give a source_version column)"
+        )
     explicit_version = reader.get("source_version", normalise.integer)
     payload = _PAYLOAD_BUILDERS[entity](reader)
     if errors:
@@ -116,11 +126,12 @@ class _FieldReader:
         self.deleted = False
 
     def text(self, column: str) -> str:
-        return normalise.clean_text(self.row.get(column) or "")
+        value = self.row.get(column)
+        return normalise.clean_text(value) if value else ""
 
     def get(self, column: str, normaliser: Callable[[str, str], Any]) -> Any:
-        value = self.row.get(column) or ""
-        if not value.strip():
+        value = self.row.get(column)
+        if not value or value.isspace():
             return None
         try:
             return normaliser(column, value)
@@ -130,8 +141,21 @@ class _FieldReader:
             return None
 
     def many(self, column: str, normaliser: Callable[[str, str], Any]) -> list[Any]:
+        value = self.row.get(column)
+        if not value:
+            return []
+        if ";" not in value:
+            # One item, the usual case: no list to split and no repeats to drop.
+            item = normalise.clean_text(value)
+            if not item:
+                return []
+            try:
+                return [normaliser(column, item)]
+            except FieldError as error:
+                self.errors.append(str(error))
+                return []
         results: list[Any] = []
-        for item in normalise.split_list(self.row.get(column) or ""):
+        for item in normalise.split_list(value):
             try:
                 value = normaliser(column, item)
             except FieldError as error:
@@ -218,12 +242,18 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
 def _case_payload(reader: _FieldReader) -> dict[str, Any]:
     if not reader.text("case_ref") and not reader.deleted:
         reader.errors.append("case_ref is empty; a case needs the reference partners quote")
+    opened_on = reader.day("opened_on")
+    closed_on = reader.day("closed_on")
+    if opened_on and closed_on and closed_on < opened_on:
+        reader.errors.append(
+            f"closed_on {closed_on} is before opened_on {opened_on}; fix one of the dates"
+        )
     return {
         "case_ref": reader.optional_text("case_ref"),
         "title": reader.optional_text("title"),
         "status": reader.coded("status") or "UNKNOWN",
-        "opened_on": reader.day("opened_on"),
-        "closed_on": reader.day("closed_on"),
+        "opened_on": opened_on,
+        "closed_on": closed_on,
         "forms_of_exploitation": reader.coded("forms_of_exploitation"),
         "parish": reader.get("parish", normalise.parish),
         "summary": reader.optional_text("summary"),
@@ -279,24 +309,26 @@ def _location_payload(reader: _FieldReader) -> dict[str, Any]:
 
 
 def _link_payload(reader: _FieldReader) -> dict[str, Any]:
+    valid_from = reader.day("valid_from")
+    valid_to = reader.day("valid_to")
+    if valid_from and valid_to and valid_to < valid_from:
+        reader.errors.append(
+            f"valid_to {valid_to} is before valid_from {valid_from}; fix one of the dates"
+        )
     payload = {
-        "from_entity": _upper(reader.coded("from_entity")),
+        "from_entity": reader.coded("from_entity"),
         "from_record_id": reader.optional_text("from_record_id"),
-        "to_entity": _upper(reader.coded("to_entity")),
+        "to_entity": reader.coded("to_entity"),
         "to_record_id": reader.optional_text("to_record_id"),
-        "link_role": reader.coded("link_role") or "OTHER",
-        "valid_from": reader.day("valid_from"),
-        "valid_to": reader.day("valid_to"),
+        "link_role": reader.coded("link_role"),
+        "valid_from": valid_from,
+        "valid_to": valid_to,
     }
     if not reader.deleted:
         for column in ("from_entity", "from_record_id", "to_entity", "to_record_id", "link_role"):
-            if not (reader.row.get(column) or "").strip():
+            if payload[column] is None and column not in reader.failed:
                 reader.errors.append(f"{column} is empty; a link needs both ends and a role")
     return payload
-
-
-def _upper(value: str | None) -> str | None:
-    return value.upper() if value else None
 
 
 _PAYLOAD_BUILDERS: dict[Entity, Callable[[_FieldReader], dict[str, Any]]] = {

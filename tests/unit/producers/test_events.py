@@ -73,3 +73,15 @@ def test_the_same_change_gets_the_same_event_id_and_the_key_holds_only_ids() -> 
     again = change_event("police-ctu", record, 7, "h", datetime.now(UTC), Governance())
     assert first["event_id"] == again["event_id"]
     assert kafka_key("police-ctu", "C-1") == b"police-ctu:C-1"
+
+
+def test_event_ids_are_the_uuid5_of_what_the_event_says() -> None:
+    import uuid
+
+    from producers.events import EVENT_NAMESPACE, event_id
+
+    for source_record_id in ("P-1", "Jos\u00e9-7", "x" * 300):
+        for version in (0, 17, 2**62):
+            name = f"police-ctu\x1fperson\x1f{source_record_id}\x1f{version}\x1fdigest"
+            expected = str(uuid.uuid5(EVENT_NAMESPACE, name))
+            assert event_id("police-ctu", "person", source_record_id, version, "digest") == expected

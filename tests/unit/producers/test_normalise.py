@@ -101,3 +101,63 @@ def test_country_codes_are_iso_alpha_2() -> None:
     assert normalise.country("citizenship", "jm") == "JM"
     with pytest.raises(FieldError, match="two-letter"):
         normalise.country("citizenship", "JAM")
+
+
+def test_clean_text_takes_its_shortcut_only_where_the_result_is_the_same() -> None:
+    """Printable ASCII skips NFC and the control-character scan; every other text takes the
+    full path. Every ASCII character, alone and between others, gives the full path's result."""
+    import re
+    import unicodedata
+
+    def full_path(value: str) -> str:
+        composed = "".join(
+            " " if unicodedata.category(char) in {"Cc", "Cf"} else char
+            for char in unicodedata.normalize("NFC", value)
+        )
+        return re.sub(r"\s+", " ", composed).strip()
+
+    for code in range(128):
+        for value in (chr(code), f" a{chr(code)}{chr(code)}b ", f"{chr(code)} x  y"):
+            assert normalise.clean_text(value) == full_path(value), repr(value)
+    assert normalise.clean_text("Ann\u00a0Marie\u200b ") == "Ann Marie"
+
+
+def test_e_mail_addresses_are_lower_case_as_the_contract_writes_them() -> None:
+    assert normalise.email("email", " Ann.Brown@EXAMPLE.org ") == "ann.brown@example.org"
+
+
+@pytest.mark.parametrize("value", ["1879-12-31", "1879", "2201-01-01"])
+def test_an_implausible_year_is_refused(value: str) -> None:
+    with pytest.raises(FieldError, match="not a plausible date"):
+        normalise.partial_date("date_of_birth", value)
+
+
+def test_mapping_formats_are_held_to_the_same_years() -> None:
+    with pytest.raises(FieldError, match="not a plausible date"):
+        normalise.partial_date("date_of_birth", "01/01/1066", ["%d/%m/%Y"])
+
+
+def test_a_jamaican_number_checked_for_jamaica_first_gets_the_full_checks_answer() -> None:
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(3)
+    for _ in range(400):
+        written = f"{rng.choice(['876', '658', '212', '441'])}{rng.randint(0, 9_999_999):07d}"
+        parsed = phonenumbers.parse(written, "JM")
+        expected = phonenumbers.is_valid_number(parsed)
+        try:
+            normalise.phone("phone", written)
+            accepted = True
+        except FieldError:
+            accepted = False
+        assert accepted == expected, written
+
+
+def test_memoised_parsers_still_refuse_a_bad_value_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(FieldError, match="not a valid phone number"):
+            normalise.phone("phone", "876-000-0000")
+        with pytest.raises(FieldError, match="two parishes"):
+            normalise.parish("parish", "KSA")

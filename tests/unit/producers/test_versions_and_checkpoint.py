@@ -59,3 +59,35 @@ def test_the_checkpoint_survives_reopening(tmp_path: Path) -> None:
     assert reopened.load() == {"C-1": PublishedState("h", 5, False, ("C-1#x",))}
     assert reopened.state("watermark") == ["a", "1"]
     assert folder.parent == tmp_path / "producers" / "police-ctu" / "case"
+
+
+def test_content_hashes_stay_those_of_the_standard_library_json_text() -> None:
+    """Hashes are stored in checkpoints: the faster writer must not change a single one."""
+    import hashlib
+    import json
+    from datetime import date
+
+    from producers.versions import content_hash
+
+    def reference(item: SourceRecord) -> str:
+        document = {
+            "deleted": item.deleted,
+            "payload": None if item.deleted else item.payload,
+            "derived": [[d.source_record_id, d.deleted, d.payload] for d in item.derived],
+        }
+        text = json.dumps(
+            document, sort_keys=True, separators=(",", ":"),
+            default=lambda value: value.isoformat(),
+        )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    samples = [
+        record(),
+        record(payload={"title": "Jos\u00e9", "opened_on": date(2024, 1, 2), "b": [1, None]}),
+        record(payload={"received_at": UPDATED, "z": {"b": True, "a": "x"}}),
+        record(deleted=True),
+        record(entity=Entity.LOCATION, payload={"latitude": 0.00001, "longitude": 1e16}),
+        record(derived=(record(source_record_id="C-1#case-link"),)),
+    ]
+    for sample in samples:
+        assert content_hash(sample) == reference(sample), sample
