@@ -73,9 +73,12 @@ class _Lines:
         return item[0]
 
     def take_consumed(self) -> tuple[str, bool]:
-        text = "".join(line for line, _ in self.consumed)
-        invalid = any(bad for _, bad in self.consumed)
-        self.consumed = []
+        consumed = self.consumed
+        self.consumed = []  # a new list: callers may keep the old one (see _csv_rows)
+        if len(consumed) == 1:
+            return consumed[0]
+        text = "".join(line for line, _ in consumed)
+        invalid = any(bad for _, bad in consumed)
         return text, invalid
 
     def push_back(self, lines: list[tuple[str, bool]]) -> None:
@@ -121,7 +124,7 @@ def _csv_rows(lines: _Lines, header: list[str], delimiter: str) -> Iterator[RawR
             return
         except csv.Error as problem:
             cells, error = [], f"the row cannot be read as CSV ({problem})"
-        consumed = list(lines.consumed)
+        consumed = lines.consumed
         original, invalid = lines.take_consumed()
         if not cells and error is None:
             continue  # a blank line is not a row
