@@ -1,8 +1,8 @@
 """Change events become the contract's Avro bytes, each rule of the contract checked once.
 
-Running the contract's pydantic model on every event cost about 40% of the producer's time
-(docs/BENCHMARKS.md, "Producer") and repeated what normalisation had just checked, so the
-checks are split by how often their input can change:
+Running the contract's pydantic model on every event, and dumping it back to a dict, took
+half of the producer's CPU time (docs/BENCHMARKS.md, "Producer") and repeated what
+normalisation had just checked, so the checks are split by how often their input can change:
 
 - per value and per row, ``producers.normalise`` and ``producers.records`` apply every rule
   the contract has for agency input (codes, countries, phones, e-mails, dates, identifiers,
@@ -54,7 +54,7 @@ def check_run_envelope(agency_id: str, governance: Governance, entities: Iterabl
         event = change_event(agency_id, probe, 0, "envelope-check", moment, governance)
         try:
             validate_event(entity.value, event)
-        except (InvalidEventError, ValueError) as error:
+        except InvalidEventError as error:
             raise EncodingSetupError(
                 f"the run's envelope does not fit the contract ({error}); fix --agency, "
                 "--classification, --legal-basis, --consent-ref or --retention-days, or the "
