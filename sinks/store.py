@@ -178,6 +178,7 @@ def statements_for(table: EntityTable) -> TableStatements:
             " CROSS JOIN LATERAL (SELECT i.golden_version IS NOT NULL AND (s.golden_id IS NULL"
             " OR i.golden_version > s.golden_version) AS newer) AS n"
             f" WHERE n.newer OR (i.state = '{DELETED}' AND s.state = '{LIVE}')"
+            " RETURNING state"
         ),
         record_state=(
             f"INSERT INTO {SCHEMA}.golden_record_state"
@@ -279,12 +280,14 @@ def write_entity(
     statements = statements_for(table)
     with connection.cursor() as cursor:
         copy_rows(cursor, statements.copy_incoming, incoming_rows(changes))
-        cursor.execute(statements.accept)
-        if cursor.rowcount:
-            for statement in (
-                statements.record_state, statements.delete_retired, statements.collect_sources,
-                statements.delete_dropped_sources, statements.upsert, statements.upsert_sources,
-            ):
+        accepted_states = [state for (state,) in cursor.execute(statements.accept)]
+        if accepted_states:
+            cursor.execute(statements.record_state)
+            # Tombstones and merges are rare: skip the scan of the target when there are none.
+            if any(state != LIVE for state in accepted_states):
+                cursor.execute(statements.delete_retired)
+            for statement in (statements.collect_sources, statements.delete_dropped_sources,
+                              statements.upsert, statements.upsert_sources):
                 cursor.execute(statement)
         # Emptied here rather than ON COMMIT: a retry of part of a batch reuses them in one
         # transaction, and a rollback restores them to this empty state anyway.
