@@ -55,8 +55,11 @@ def check_run_envelope(agency_id: str, governance: Governance, entities: Iterabl
         try:
             validate_event(entity.value, event)
         except InvalidEventError as error:
+            problems = "; ".join(
+                f"{field}: {problem}" if field else problem for field, problem in error.problems
+            )
             raise EncodingSetupError(
-                f"the run's envelope does not fit the contract ({error}); fix --agency, "
+                f"the run's envelope does not fit the contract ({problems}); fix --agency, "
                 "--classification, --legal-basis, --consent-ref or --retention-days, or the "
                 "agency's entry in deploy/agencies.yaml"
             ) from None
