@@ -58,9 +58,11 @@ class SinkOptions:
     topics: Mapping[str, str] = field(default_factory=default_topics)
     consumer_group: str = DEFAULT_CONSUMER_GROUP
     dead_letter_topic: str = field(default_factory=lambda: dlq_topic("sink"))
-    # A larger batch reduces more changes per key and amortises each transaction; a smaller
-    # one shortens the delay before a change is visible. One second keeps analysts current.
-    batch_size: int = 20_000
+    # A batch closes at batch_size messages or after batch_seconds, whichever comes first:
+    # at a trickle a change is visible within about a second; under a backlog, big batches
+    # reduce more changes per key and amortise each transaction (tipsync bench sink: 50,000
+    # gives 1.6x the rate of 20,000 over 100,000 keys).
+    batch_size: int = 50_000
     batch_seconds: float = 1.0
     apply_migrations: bool = True
     # A sink that dies is noticed after this long and its partitions go to the others.

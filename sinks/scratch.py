@@ -25,7 +25,11 @@ def scratch_database(database_url: str, purpose: str) -> Iterator[str]:
     try:
         yield make_conninfo(database_url, dbname=name)
     finally:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
         with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            try:
+                # Plain DROP stops an autovacuum worker by itself; FORCE may not (it needs
+                # the right to signal other roles' processes), but ends our own sessions.
+                admin.execute(drop)
+            except psycopg.errors.ObjectInUse:
+                admin.execute(drop + sql.SQL(" WITH (FORCE)"))
