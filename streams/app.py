@@ -226,6 +226,9 @@ class StreamApp:
         )
         self._declare_topics()
         self._declare_agents()
+        # faust waits 45 s after a subscription change before it resubscribes (to gather
+        # changes made during one rebalance); 5 s is plenty for topics found by discovery.
+        self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ topics
 
@@ -245,9 +248,8 @@ class StreamApp:
         week_seconds = 7 * 24 * 3600.0
         # ``topics`` is one list shared with every clone faust makes for the agent, so
         # topics found later are added to it in place.
-        self.agency_channel = app.topic(*self.subscribed, **raw)
-        if not self.subscribed:
-            self.agency_channel.topics = []
+        self.agency_channel = app.topic(**raw)
+        self.agency_channel.topics = list(self.subscribed)  # a list, to grow in place
         self.resolve_topic = app.topic(
             topics.resolve, partitions=1, internal=True, compacting=True,
             config=compacted_config(), **raw,
@@ -298,7 +300,11 @@ class StreamApp:
 
         @app.timer(interval=self.options.discovery_interval_seconds)
         async def discover_agency_topics() -> None:
-            await self.discover()
+            try:
+                await self.discover()
+            except Exception as error:  # noqa: BLE001 - a failed look must not stop the app
+                log.error("looking for new agency topics failed (%s); trying again in %.0f s",
+                          error, self.options.discovery_interval_seconds)
 
         @app.agent(self.agency_channel, name="ingest")
         async def ingest(stream: faust.StreamT) -> None:

@@ -233,15 +233,18 @@ class StreamHarness:
         if self._watcher is None:
             self._watcher = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
                                       "group.id": f"{self.prefix}-count"})
-        metadata = self._watcher.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return 0
-        total = 0
-        for partition in metadata.partitions:
-            low, high = self._watcher.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10, cached=False
-            )
-            total += high - low
+        try:
+            metadata = self._watcher.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return 0
+            total = 0
+            for partition in metadata.partitions:
+                low, high = self._watcher.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+                total += high - low
+        except KafkaException:
+            return 0  # a topic just created has no leader yet: nothing to count so far
         return total
 
     def caught_up(self) -> bool:

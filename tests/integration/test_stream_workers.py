@@ -1,0 +1,53 @@
+"""``tipsync stream --workers 2``: two worker processes share the partitions, the output is
+complete, a new agency's topics are picked up without a restart, and SIGTERM stops both
+cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from schemas.config import Settings
+from schemas.examples import example_event, example_uuid
+from streams.harness import ROOT, StreamHarness
+from streams.ingest import entity_golden_id
+
+
+def _case(agency: str, number: int) -> dict:
+    return example_event("case", agency, f"C-{number}",
+                         event_id=example_uuid(f"{agency}:C-{number}"))
+
+
+def test_two_workers_share_the_work_and_stop_cleanly(stack: Settings) -> None:
+    harness = StreamHarness(stack, agencies=("police-ctu",), entities=("case", "person"),
+                            partitions=6).setup()
+    group = None
+    try:
+        for number in range(300):
+            harness.publish("case", _case("police-ctu", number))
+        harness.flush()
+        group = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "stream", "--workers", "2",
+             "--prefix", harness.prefix, "--store", "memory", "--metrics-port", "0",
+             "--discovery-interval", "2"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        harness.wait_for(lambda: harness.count("reconciled.case") >= 300, timeout=90,
+                         what="the cases of the first agency")
+        # a new agency appears while the workers run
+        harness.create_agency_topics(["customs"], ["case"])
+        harness.publish("case", _case("customs", 1))
+        harness.flush()
+        new_case = entity_golden_id("case", "customs", "C-1")
+        harness.wait_for(lambda: new_case in harness.latest("reconciled.case"), timeout=120,
+                         what="the new agency's case")
+        cases = harness.latest("reconciled.case")
+        assert {entity_golden_id("case", "police-ctu", f"C-{n}") for n in range(300)} <= set(cases)
+        assert group.poll() is None
+        group.send_signal(signal.SIGTERM)
+        assert group.wait(timeout=60) == 0
+    finally:
+        if group is not None and group.poll() is None:
+            group.kill()
+        harness.teardown()
