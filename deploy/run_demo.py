@@ -1,126 +1,364 @@
-"""``tipsync demo``: what ``make demo`` runs.
+"""``tipsync demo``: the whole pipeline on synthetic data from a dozen agencies.
 
-Until the full multi-agency demo lands, this is the smoke pipeline: one synthetic Avro event
-is published to Kafka through the registry, read back, and written to PostgreSQL, proving
-that every part of the local stack talks to the others.
+What ``make demo`` runs, step by step, each step the command an operator would run:
+
+1. the local stack, the governed schemas, the topics and the store's migrations;
+2. a seeded synthetic task force (``tipsync generate``): every agency's own export shape,
+   planted bad rows and the generator's truth;
+3. the stream processors and the sink (``tipsync run``'s two processes) in the background;
+4. every agency's producer on its export, then the generator's later exports (updates and
+   deletes, ``--full-export``), until ``tipsync lag --wait-zero`` says the pipeline drained;
+5. a summary read from PostgreSQL: records per agency, golden people, people known to several
+   agencies, example golden records with lineage, accuracy against the truth, freshness;
+6. a minute of live changes (updates, deletes, new reports) shown as they arrive.
+
+Running it again works: producers publish only what changed, and the live minute makes new
+changes each time.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
+import random
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.schema_registry import (
-    Schema,
-    SchemaRegistryClient,
-    record_subject_name_strategy,
-)
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
+from deploy.demo.generate import ExportFile, Manifest, generate
+from deploy.pipeline import Pipeline, PipelineError
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
 from schemas.config import Settings, load_settings
 
-SMOKE_TOPIC = "tip.internal.smoke"
-SMOKE_SCHEMA = {
-    "type": "record",
-    "name": "SmokeEvent",
-    "namespace": "tipsync.internal",
-    "doc": "A synthetic heartbeat proving the local stack end to end; no personal data.",
-    "fields": [
-        {"name": "event_id", "type": "string"},
-        {"name": "sent_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "note", "type": "string"},
-    ],
-}
+DEMO_SEED = 20261130
+DEMO_PEOPLE = 1500
+LIVE_AGENCY = "police-ctu"  # exports the canonical columns, so live rows need no mapping
+PRODUCER_CONCURRENCY = 3
+DRAIN_TIMEOUT_SECONDS = 600
+# The pipeline's consumer groups (the stream app's id and the sink's default group); named
+# explicitly so leftovers of other runs on a shared broker never hold the demo up.
+PIPELINE_GROUPS = ("tip.internal.stream", "tipsync-sink")
+
+
+class DemoError(Exception):
+    """A demo step failed; the message names the step and what to look at."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    demo = subparsers.add_parser("demo", help="start the stack and run the demo pipeline")
+    demo = subparsers.add_parser(
+        "demo", help="run the whole pipeline on synthetic data from a dozen agencies"
+    )
+    demo.add_argument("--people", type=int, default=DEMO_PEOPLE,
+                      help=f"true people in the synthetic task force (default {DEMO_PEOPLE})")
+    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="generator seed")
+    demo.add_argument("--live-seconds", type=float, default=60.0,
+                      help="how long to play live changes (default 60; 0 skips)")
     demo.set_defaults(func=run_demo)
 
 
-def run_smoke_pipeline(settings: Settings) -> dict[str, object]:
-    """Avro event -> Kafka -> back -> PostgreSQL; returns what was written."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    if SMOKE_TOPIC not in admin.list_topics(timeout=10).topics:
-        futures = admin.create_topics([NewTopic(SMOKE_TOPIC, 1, 1)])
-        futures[SMOKE_TOPIC].result()
+# --------------------------------------------------------------------------- steps
 
-    registry = SchemaRegistryClient({"url": settings.registry_url})
-    subject = "tipsync.internal.SmokeEvent"
-    registry.register_schema(subject, Schema(json.dumps(SMOKE_SCHEMA), "AVRO"))
-    context = SerializationContext(SMOKE_TOPIC, MessageField.VALUE)
-    serializer = AvroSerializer(
-        registry, json.dumps(SMOKE_SCHEMA),
-        conf={
-            "auto.register.schemas": False,
-            "use.latest.version": True,
-            "subject.name.strategy": record_subject_name_strategy,
-        },
-    )
-    event_id = str(uuid.uuid4())
-    event = {"event_id": event_id, "sent_at": int(time.time() * 1000),
-             "note": "smoke test"}
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-         "acks": "all"}
-    )
-    producer.produce(SMOKE_TOPIC, key=event_id, value=serializer(event, context))
-    if producer.flush(30) != 0:
-        raise StackError("the smoke event was not acknowledged by Kafka within 30s")
 
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"smoke-{uuid.uuid4()}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False}
+def tipsync(*arguments: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run one ``tipsync`` command as a separate process, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli", *arguments],
+        capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
     )
-    consumer.subscribe([SMOKE_TOPIC])
-    deserializer = AvroDeserializer(registry)
-    received = None
-    deadline = time.monotonic() + 30
-    while received is None and time.monotonic() < deadline:
-        message = consumer.poll(1.0)
-        if message is None or message.error():
-            continue
-        decoded = deserializer(message.value(), context)
-        if decoded["event_id"] == event["event_id"]:
-            received = decoded
-    consumer.close()
-    if received is None:
-        raise StackError("the smoke event did not come back from Kafka within 30s")
+
+
+def checked(step: str, *arguments: str, timeout: float = 900) -> str:
+    result = tipsync(*arguments, timeout=timeout)
+    if result.returncode != 0:
+        raise DemoError(
+            f"{step} (`tipsync {' '.join(arguments)}`) failed with exit {result.returncode}:\n"
+            f"{(result.stderr or result.stdout).strip()[-3000:]}"
+        )
+    return result.stdout
+
+
+def prepare(settings: Settings) -> None:
+    report = LocalStack(settings).up()
+    say(f"stack up ({report.seconds:.1f}s)")
+    checked("registering the schemas", "schemas", "register")
+    checked("creating the topics", "topics", "create")
+    checked("migrating the reconciled store", "db", "migrate")
+    say("schemas registered, topics created, store migrated")
+
+
+def demo_data(settings: Settings, people: int, seed: int) -> Manifest:
+    out_dir = settings.home / "demo" / f"seed-{seed}-people-{people}"
+    if (out_dir / "manifest.json").is_file():
+        return Manifest.load(out_dir)
+    return generate(out_dir, people=people, seed=seed, updates=True)
+
+
+@dataclass
+class ProduceResult:
+    file: ExportFile
+    summary: dict[str, Any]
+
+
+def produce(file: ExportFile, full_export: bool) -> ProduceResult:
+    arguments = ["produce", "--agency", file.agency, "--entity", file.entity,
+                 "--file", str(file.path), "--no-progress"]
+    if file.mapping is not None:
+        arguments += ["--mapping", str(file.mapping)]
+    if full_export:
+        arguments.append("--full-export")
+    output = checked(f"publishing {file.agency}'s {file.entity} export", *arguments)
+    return ProduceResult(file, json.loads(output.strip().splitlines()[-1]))
+
+
+def produce_all(files: Sequence[ExportFile], full_export: bool) -> list[ProduceResult]:
+    # Agencies publish side by side, as they would in the field.
+    with ThreadPoolExecutor(PRODUCER_CONCURRENCY) as pool:
+        return list(pool.map(lambda file: produce(file, full_export), files))
+
+
+def wait_for_drain(timeout: float = DRAIN_TIMEOUT_SECONDS) -> float:
+    began = time.monotonic()
+    groups = [argument for group in PIPELINE_GROUPS for argument in ("--group", group)]
+    checked("waiting for the pipeline to drain", "lag", "--wait-zero", "--timeout",
+            str(int(timeout)), *groups, timeout=timeout + 60)
+    return time.monotonic() - began
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def percentile(values: Sequence[float], percent: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return ordered[int(rank) - 1]
+
+
+def pairs(size: int) -> int:
+    return size * (size - 1) // 2
+
+
+def pairwise_accuracy(
+    predicted: dict[tuple[str, str], str], truth: dict[tuple[str, str], str]
+) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of predicted clusters against true clusters,
+    over the source records present in both."""
+    common = predicted.keys() & truth.keys()
+    predicted_sizes = Counter(predicted[key] for key in common)
+    true_sizes = Counter(truth[key] for key in common)
+    both_sizes = Counter((predicted[key], truth[key]) for key in common)
+    true_positive = sum(pairs(size) for size in both_sizes.values())
+    predicted_pairs = sum(pairs(size) for size in predicted_sizes.values())
+    true_pairs = sum(pairs(size) for size in true_sizes.values())
+    precision = true_positive / predicted_pairs if predicted_pairs else 1.0
+    recall = true_positive / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"records": len(common), "precision": precision, "recall": recall, "f1": f1}
+
+
+def read_truth(path: Path) -> dict[tuple[str, str], str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {
+            (row["agency_id"], row["source_record_id"]): row["true_person_id"]
+            for row in csv.DictReader(handle)
+        }
+
+
+def read_predicted(connection: psycopg.Connection[Any]) -> dict[tuple[str, str], str]:
+    rows = connection.execute(
+        "select agency_id, source_record_id, person_id::text "
+        "from reconciled.person_source where not deleted"
+    ).fetchall()
+    return {(agency, record): person for agency, record, person in rows}
+
+
+def summarise(settings: Settings, manifest: Manifest, results: Iterable[ProduceResult]) -> None:
+    per_agency: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        counts = per_agency[result.file.agency]
+        for key in ("read", "published", "unchanged", "rejected"):
+            counts[key] += int(result.summary.get(key, 0))
+    say("records per agency (read / published / unchanged / rejected to the rejects file):")
+    for agency in sorted(per_agency):
+        counts = per_agency[agency]
+        say(f"  {agency:<20} {counts['read']:>6} / {counts['published']:>6} / "
+            f"{counts['unchanged']:>6} / {counts['rejected']:>3}")
 
     with psycopg.connect(settings.database_url) as connection:
-        connection.execute(
-            "create table if not exists smoke_event (event_id uuid primary key, "
-            "sent_at timestamptz not null, note text not null)"
-        )
-        connection.execute(
-            "insert into smoke_event values (%s, %s, %s) on conflict do nothing",
-            (received["event_id"], received["sent_at"], received["note"]),
-        )
-        stored = connection.execute(
-            "select count(*) from smoke_event where event_id = %s", (received["event_id"],)
-        ).fetchone()
-    return {"event_id": received["event_id"], "stored_rows": stored[0] if stored else 0}
+        golden, multi, sources = connection.execute(
+            "select count(*), count(*) filter (where cardinality(agencies) > 1), "
+            "coalesce(sum(source_count), 0) from reconciled.person"
+        ).fetchone() or (0, 0, 0)
+        say(f"golden people: {golden} from {sources} live source records; "
+            f"{multi} known to several agencies")
+        examples = connection.execute(
+            "select person_id, given_name, family_name, date_of_birth, agencies, lineage "
+            "from reconciled.person where cardinality(agencies) >= 3 "
+            "order by cardinality(agencies) desc, person_id limit 3"
+        ).fetchall()
+        for person_id, given, family, born, agencies, lineage in examples:
+            say(f"  example {person_id}: {given} {family}, born {born}, known to "
+                f"{', '.join(agencies)} (all synthetic)")
+            for entry in sorted(lineage, key=lambda item: item["field"])[:6]:
+                say(f"      {entry['field']:<14} from {entry['agency_id']}:"
+                    f"{entry['source_record_id']} (version {entry['source_version']})")
+        accuracy = pairwise_accuracy(read_predicted(connection),
+                                     read_truth(manifest.person_clusters))
+    say(f"accuracy against the generator's truth over {accuracy['records']} person records: "
+        f"pairwise precision {accuracy['precision']:.4f}, recall {accuracy['recall']:.4f}, "
+        f"F1 {accuracy['f1']:.4f}")
+
+
+# --------------------------------------------------------------------------- live minute
+
+
+def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
+    """Updates, deletes and new reports from the live agency, each shown when it lands."""
+    if seconds <= 0:
+        return
+    base = next(file for file in manifest.exports(0, "person") if file.agency == LIVE_AGENCY)
+    with open(base.path, newline="", encoding="utf-8") as handle:
+        people = [row for row in csv.DictReader(handle) if row.get("source_record_id")]
+    exchanges = sorted(
+        {digits[-7:-4] for digits in ("".join(filter(str.isdigit, row.get("phone") or ""))
+                                      for row in people) if digits[-10:-7] == "876"}
+    ) or ["924"]
+    live_folder = settings.home / "demo" / "live"
+    live_folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random()
+    say(f"live changes for {seconds:.0f}s from {LIVE_AGENCY} (updates, deletes, new reports):")
+    deadline = time.monotonic() + seconds
+    tick = 0
+    freshness: list[float] = []
+    while time.monotonic() < deadline:
+        tick += 1
+        kind = rng.choice(("update", "update", "report", "delete"))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if kind == "report":
+            record_id = f"CTU-LIVE-{uuid.uuid4().hex[:10]}"
+            row = {"source_record_id": record_id, "channel": "HOTLINE", "received_at": now,
+                   "narrative": "Live demo tip (synthetic): workers seen housed at a farm.",
+                   "parish": rng.choice(("St. Ann", "Clarendon", "Manchester")),
+                   "case_ref": "", "updated_at": now}
+            entity = "report"
+        else:
+            row = dict(rng.choice(people))
+            row["updated_at"] = now
+            record_id = row["source_record_id"]
+            entity = "person"
+            if kind == "update":
+                # A new number on an exchange the export already uses, so it is a valid one.
+                exchange = rng.choice(exchanges)
+                row["phone"] = f"876-{exchange}-{rng.randint(1000, 9999)}"
+            else:
+                row["deleted"] = "true"
+        path = live_folder / f"tick-{tick:03d}-{entity}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row)
+        before = stored_version(settings, entity, record_id)
+        changed_at = time.monotonic()  # the change's event_time (updated_at) is this moment
+        output = checked("publishing a live change", "produce", "--agency", LIVE_AGENCY,
+                         "--entity", entity, "--file", str(path), "--source-name",
+                         f"live-{entity}", "--no-progress")
+        published = time.monotonic() - changed_at
+        summary = json.loads(output.strip().splitlines()[-1])
+        if summary.get("rejected"):
+            say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: rejected by the producer, "
+                f"see {summary.get('rejects_file')}")
+            continue
+        waited = wait_visible(settings, entity, record_id, before, deleted=kind == "delete")
+        if waited is None:
+            outcome = "NOT visible within 30s (see .tipsync/logs/stream.log and sink.log)"
+        else:
+            freshness.append(published + waited)
+            outcome = (f"visible in PostgreSQL {waited:.2f}s after Kafka acknowledged it "
+                       f"({published + waited:.2f}s after the change, producer start-up "
+                       "included)")
+        say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: {outcome}")
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - changed_at)))
+    if freshness:
+        say(f"live freshness over {len(freshness)} changes (change at the agency → visible in "
+            f"PostgreSQL): p50 {percentile(freshness, 50):.2f}s, "
+            f"p99 {percentile(freshness, 99):.2f}s")
+
+
+VISIBILITY_QUERIES = {
+    "person": "select source_version, deleted from reconciled.person_source "
+              "where agency_id = %s and source_record_id = %s",
+    "report": "select source_version, deleted from reconciled.report_source "
+              "where agency_id = %s and source_record_id = %s",
+}
+
+
+def stored_version(settings: Settings, entity: str, record_id: str) -> tuple[int, bool] | None:
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        row = connection.execute(VISIBILITY_QUERIES[entity], (LIVE_AGENCY, record_id)).fetchone()
+    return (int(row[0]), bool(row[1])) if row else None
+
+
+def wait_visible(settings: Settings, entity: str, record_id: str, before: tuple[int, bool] | None,
+                 deleted: bool, timeout: float = 30.0) -> float | None:
+    """Seconds until the store shows the change: a newer version than ``before``, or, for a
+    delete, the source record gone from (or marked deleted in) its golden record."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        now = stored_version(settings, entity, record_id)
+        if deleted and (now is None or now[1]):
+            return time.monotonic() - began
+        if not deleted and now is not None and now != before:
+            return time.monotonic() - began
+        time.sleep(0.1)
+    return None
+
+
+# --------------------------------------------------------------------------- command
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
+    began = time.monotonic()
     try:
-        report = LocalStack(settings).up()
-        print(f"stack up in {report.seconds:.1f}s")
-        result = run_smoke_pipeline(settings)
-    except StackError as error:
-        print(f"tipsync demo: {error}")
+        prepare(settings)
+        manifest = demo_data(settings, args.people, args.seed)
+        say(f"synthetic task force: {manifest.counts.get('true people', args.people)} true "
+            f"people, {len(manifest.exports(0))} agency exports in {manifest.out_dir}")
+        with Pipeline(settings) as pipeline:
+            results = produce_all(manifest.exports(0), full_export=False)
+            for step in range(1, manifest.steps + 1):
+                results += produce_all(manifest.exports(step), full_export=True)
+            pipeline.check()
+            drained = wait_for_drain()
+            pipeline.check()
+            say(f"pipeline drained {drained:.1f}s after the last export was published")
+            summarise(settings, manifest, results)
+            live_minute(settings, manifest, args.live_seconds)
+            pipeline.check()
+    except (DemoError, PipelineError, StackError) as error:
+        print(f"tipsync demo: {error}", file=sys.stderr)
         return 1
-    print(
-        "smoke pipeline: Avro event published, read back through the registry and stored "
-        f"in PostgreSQL ({result['stored_rows']} row for event {result['event_id']})"
-    )
+    say(f"demo finished in {time.monotonic() - began:.0f}s. Try next:")
+    say('  tipsync search person "<a name from above>"       fuzzy search in the store')
+    say(f'  psql "{settings.database_url}"   then: select * from reconciled.person_overview;')
+    say("  tipsync lag                                     consumer lag and statuses")
+    say("  tipsync run                                     keep the pipeline running")
+    say("  metrics: http://127.0.0.1:19100/metrics (stream), http://127.0.0.1:19101/metrics (sink)")
     return 0

@@ -57,6 +57,11 @@ class GroupOffsets:
         return set(self.committed) | set(self.assigned)
 
 
+def is_state_topic(topic: str) -> bool:
+    """A faust table changelog or faust's leader-election topic (read, never consumed)."""
+    return topic.endswith("-changelog") or topic.endswith("__assignor-__leader")
+
+
 def pipeline_group_names(
     kafka_commits: Mapping[str, Iterable[Partition]],
     sink_groups: Iterable[str],
@@ -121,6 +126,8 @@ class OffsetReader:
         return commits
 
     def describe(self, groups: Iterable[str]) -> dict[str, tuple[str, int, frozenset[Partition]]]:
+        # Assigned partitions of faust state topics are not work to catch up on: faust reads a
+        # table's changelog to restore the table and never commits an offset on it.
         """State, member count and assigned partitions of each group Kafka knows."""
         names = list(groups)
         if not names:
@@ -137,6 +144,7 @@ class OffsetReader:
                 (partition.topic, partition.partition)
                 for member in description.members
                 for partition in (member.assignment.topic_partitions if member.assignment else [])
+                if not is_state_topic(partition.topic)
             )
             state = getattr(description.state, "name", str(description.state))
             described[group] = (state, len(description.members), assigned)
