@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -451,6 +452,7 @@ class StreamApp:
             await self._outputs_ready.wait()
         if self.stage is None:
             self.stage = await self.rebuild(until_offset=message.offset)
+        started = time.perf_counter()
         try:
             event = await self._resolve_event(message.key, message.value)
             outputs = self.stage.apply(event, golden_version=message.offset)
@@ -463,6 +465,7 @@ class StreamApp:
         self.metrics.resolved.labels(event.entity).inc()
         for output in outputs:
             await self._publish(output)
+        self.metrics.resolve_seconds.observe(time.perf_counter() - started)
 
     async def _publish(self, output: Output) -> None:
         if output.kind == MAPPING:

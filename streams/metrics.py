@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 DEFAULT_METRICS_PORT = 19100
+RESOLVE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -54,6 +55,11 @@ class StreamMetrics:
         self.merges = counter("merges", "Golden people merged into another one.", ())
         self.resolved = counter(
             "resolved", "Person and link events resolve processed.", ("entity",)
+        )
+        self.resolve_seconds = Histogram(
+            "tipsync_stream_resolve_seconds",
+            "Time resolve takes for one record: decode, resolve, publish its outputs.",
+            buckets=RESOLVE_BUCKETS, registry=self.registry,
         )
 
     def serve(self, port: int, address: str = "127.0.0.1") -> None:
