@@ -7,11 +7,6 @@ cache) so it can stop and start it without disturbing the shared one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,15 +17,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from private_stack import running_private_stack, tipsync
 
-from schemas.config import Settings, load_settings
-
-
-def tipsync(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *arguments],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
-    )
+from schemas.config import Settings
 
 
 def our_processes(home: Path) -> list[str]:
@@ -98,24 +87,8 @@ def test_the_app_role_is_not_a_superuser(settings: Settings) -> None:
 
 @pytest.fixture(scope="module")
 def private_stack() -> Iterator[dict[str, str]]:
-    shared = load_settings()
-    # Inside the shared state folder: PostgreSQL's unprivileged user can traverse it, which
-    # it cannot do for pytest's private temporary folders.
-    home = Path(tempfile.mkdtemp(prefix="private-stack-", dir=shared.home))
-    env = {
-        "TIPSYNC_HOME": str(home),
-        "TIPSYNC_CACHE": str(shared.cache),
-        "TIPSYNC_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
-        "TIPSYNC_REGISTRY_URL": "http://127.0.0.1:28081/apis/ccompat/v7",
-        "TIPSYNC_DATABASE_URL": (
-            f"postgresql://tipsync@127.0.0.1:25432/tipsync?passfile={home}/secrets/pgpass"
-        ),
-    }
-    first = tipsync(env, "stack", "up")
-    assert first.returncode == 0, first.stderr
-    yield env
-    tipsync(env, "stack", "down")
-    shutil.rmtree(home, ignore_errors=True)
+    with running_private_stack(port_base=29000) as env:
+        yield env
 
 
 def test_up_twice_is_a_no_op(private_stack: dict[str, str]) -> None:
@@ -127,9 +100,9 @@ def test_up_twice_is_a_no_op(private_stack: dict[str, str]) -> None:
     assert {name: fields["up"] for name, fields in report.items()} == {
         "kafka": True, "registry": True, "postgres": True,
     }
-    assert report["kafka"]["bootstrap"] == "127.0.0.1:29092"
-    assert report["registry"]["url"] == "http://127.0.0.1:28081/apis/ccompat/v7"
-    assert report["postgres"]["dsn"].startswith("postgresql://tipsync@127.0.0.1:25432/")
+    assert report["kafka"]["bootstrap"] == private_stack["TIPSYNC_KAFKA_BOOTSTRAP"]
+    assert report["registry"]["url"] == private_stack["TIPSYNC_REGISTRY_URL"]
+    assert report["postgres"]["dsn"] == private_stack["TIPSYNC_DATABASE_URL"]
 
 
 def test_schemas_survive_down_and_up_and_down_leaves_nothing(
