@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
     sink.add_argument("--no-migrate", action="store_true",
                       help="do not apply migrations on start (run as a role that cannot)")
+    sink.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="Prometheus endpoint on 127.0.0.1 (default TIPSYNC_SINK_METRICS_PORT or 19101;"
+             " 0: none)",
+    )
     sink.add_argument("--verbose", action="store_true", help="log every retry and batch")
     sink.set_defaults(func=_sink)
 
@@ -110,8 +115,11 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sink(args: argparse.Namespace) -> int:
+    import os
+
     from schemas.entities import RECONCILED_OUTPUTS
     from sinks.consumer import ReconciledSink, SinkOptions
+    from sinks.metrics import SinkMetrics, metrics_port
     from sinks.migrate import MigrationError
 
     logging.basicConfig(
@@ -134,12 +142,22 @@ def _sink(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sink = ReconciledSink(load_settings(), SinkOptions(**overrides), args.database_url)
+    try:
+        port = metrics_port(args.metrics_port, os.environ)
+    except ValueError as error:
+        print(f"tipsync sink: {error}", file=sys.stderr)
+        return 2
+    metrics = SinkMetrics()
+    stop_serving = metrics.serve(port) if port is not None else None
+    sink = ReconciledSink(load_settings(), SinkOptions(**overrides), args.database_url, metrics)
     try:
         statistics = sink.run(lambda: stopping)
     except MigrationError as error:
         print(f"tipsync sink: {error}", file=sys.stderr)
         return 1
+    finally:
+        if stop_serving is not None:
+            stop_serving()
     print(
         f"sink stopped after {statistics.batches} batches: {statistics.messages} messages,"
         f" {statistics.changes_written} changes written, {statistics.dead_letters} dead letters"

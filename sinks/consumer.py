@@ -30,15 +30,16 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.config import Settings
-from schemas.entities import RECONCILED_OUTPUTS, RECONCILED_PREFIX
+from schemas.entities import MATCH_DECISION, RECONCILED_OUTPUTS, RECONCILED_PREFIX
 from schemas.errors import RegistryError, WireFormatError
 from schemas.serde import AvroDeserializer, SchemaRegistry
 from schemas.topics import dlq_topic, reconciled_topic
 from sinks import store
 from sinks.batch import Decode, Message, PreparedBatch, Rejection, prepare_batch
 from sinks.dead_letters import DeadLetterPublisher
+from sinks.metrics import SinkMetrics, batch_report
 from sinks.migrate import migrate
-from sinks.records import RecordError
+from sinks.records import GoldenRows, RecordError, Row
 from sinks.tables import ENTITY_TABLES
 
 log = logging.getLogger("tipsync.sink")
@@ -118,11 +119,14 @@ class ReconciledSink:
         settings: Settings,
         options: SinkOptions | None = None,
         database_url: str | None = None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.options = options or SinkOptions()
         self.database_url = database_url or settings.database_url
         self.statistics = SinkStatistics()
+        # Counted only after a batch commits, so a retried batch is counted once.
+        self.metrics = metrics
         self._connection: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
         # (topic, partition) -> the offset stored in PostgreSQL (None: no row yet), for
@@ -223,7 +227,9 @@ class ReconciledSink:
         while True:
             try:
                 prepared = self._prepare(messages, decode)
-                self._store(prepared, dead_letters)
+                started = time.monotonic()
+                written = self._store(prepared, dead_letters)
+                seconds = time.monotonic() - started
                 break
             except TransientFailure as failure:
                 self.statistics.retries += 1
@@ -236,6 +242,11 @@ class ReconciledSink:
         self.statistics.batches += 1
         self.statistics.messages += len(messages)
         self.statistics.changes_written += prepared.change_count
+        if self.metrics is not None:
+            self.metrics.record(batch_report(
+                messages, self.options.topics, prepared, written, seconds,
+                committed_at=time.time(),
+            ))
         self._commit_to_kafka(prepared)
 
     def _prepare(self, messages: list[Message], decode: Decode) -> PreparedBatch:
@@ -246,7 +257,11 @@ class ReconciledSink:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _store(self, prepared: PreparedBatch, dead_letters: DeadLetterPublisher) -> None:
+    def _store(
+        self, prepared: PreparedBatch, dead_letters: DeadLetterPublisher
+    ) -> list[tuple[str, store.Written]]:
+        """Write the batch and its offsets in one transaction; returns what each write did
+        (entity, counts), for the metrics."""
         advances = [
             store.OffsetAdvance(topic, partition, self._stored[(topic, partition)], next_offset)
             for (topic, partition), next_offset in sorted(prepared.next_offsets.items())
@@ -255,9 +270,13 @@ class ReconciledSink:
         try:
             try:
                 with connection.transaction():
-                    for entity, changes in prepared.changes.items():
-                        store.write_entity(connection, ENTITY_TABLES[entity], changes)
-                    store.write_match_decisions(connection, prepared.match_decisions)
+                    written = [
+                        (entity, store.write_entity(connection, ENTITY_TABLES[entity], changes))
+                        for entity, changes in prepared.changes.items()
+                    ]
+                    written.append((MATCH_DECISION, store.write_match_decisions(
+                        connection, prepared.match_decisions
+                    )))
                     self._publish(dead_letters, prepared.rejections)
                     store.advance_offsets(connection, self.options.consumer_group, advances)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
@@ -265,32 +284,43 @@ class ReconciledSink:
                     "PostgreSQL refused a batch of %d changes (%s); writing it in halves to"
                     " find the ones to dead-letter", prepared.change_count, _reason_of(error),
                 )
-                self._store_isolating(connection, prepared, advances, dead_letters)
+                written = self._store_isolating(connection, prepared, advances, dead_letters)
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             self._disconnect()
             raise TransientFailure(f"PostgreSQL is unreachable ({_first_line(error)})") from error
         for advance in advances:
             self._stored[(advance.topic, advance.partition)] = advance.next_offset
+        return written
 
     def _store_isolating(
         self, connection: psycopg.Connection, prepared: PreparedBatch,
         advances: list[store.OffsetAdvance], dead_letters: DeadLetterPublisher,
-    ) -> None:
+    ) -> list[tuple[str, store.Written]]:
         refused: list[Rejection] = []
+        # Only writes that returned are kept: a refused half raised and was rolled back.
+        written: list[tuple[str, store.Written]] = []
+
+        def write_entity(entity: str, changes: list[GoldenRows]) -> None:
+            written.append(
+                (entity, store.write_entity(connection, ENTITY_TABLES[entity], changes))
+            )
+
+        def write_match_decisions(items: list[tuple[Row, Message]]) -> None:
+            written.append((MATCH_DECISION, store.write_match_decisions(
+                connection, [row for row, _ in items]
+            )))
+
         with connection.transaction():
             for entity, changes in prepared.changes.items():
-                table = ENTITY_TABLES[entity]
                 for change, error in store.write_isolating(
-                    connection, partial(store.write_entity, connection, table), changes
+                    connection, partial(write_entity, entity), changes
                 ):
                     origin = prepared.change_origins[(entity, change.golden_id)]
                     refused.append(Rejection(origin, _reason_of(error)))
             decisions = list(zip(prepared.match_decisions, prepared.match_decision_origins,
                                  strict=True))
             for (_row, origin), error in store.write_isolating(
-                connection,
-                lambda items: store.write_match_decisions(connection, [row for row, _ in items]),
-                decisions,
+                connection, write_match_decisions, decisions
             ):
                 refused.append(Rejection(origin, _reason_of(error)))
             self._publish(dead_letters, [*prepared.rejections, *refused])
@@ -304,6 +334,7 @@ class ReconciledSink:
                 if _position(prepared.change_origins[(entity, change.golden_id)])
                 not in refused_positions
             ]
+        return written
 
     def _publish(self, dead_letters: DeadLetterPublisher, rejections: list[Rejection]) -> None:
         if not rejections:

@@ -19,7 +19,7 @@ go into it, never data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -35,6 +35,20 @@ T = TypeVar("T")
 
 class OffsetFenceError(Exception):
     """Another sink moved this partition's offset: this one no longer owns the partition."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one write did, for the sink's metrics: counts and times, never a value.
+
+    ``rows`` maps a table name to the rows inserted, updated or deleted in it;
+    ``event_times`` holds the agency's event_time (seconds since the epoch) of every source
+    record row written, so that freshness can be measured when the transaction commits."""
+
+    changes: int = 0
+    accepted: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    event_times: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +250,9 @@ def statements_for(table: EntityTable) -> TableStatements:
             f" AND (excluded.{key}, excluded.source_version, excluded.event_time,"
             f" excluded.deleted) IS DISTINCT FROM (target.{key}, target.source_version,"
             " target.event_time, target.deleted)"
+            # What was written, for the freshness metric: date_part gives a float (extract
+            # would give a numeric, slower to read).
+            " RETURNING date_part('epoch', target.event_time)"
         ),
         empty_temporary=f"TRUNCATE {incoming}, {accepted}, {incoming_sources}",
     )
@@ -273,11 +290,14 @@ def prepare_session(connection: psycopg.Connection, tables: Iterable[EntityTable
 
 def write_entity(
     connection: psycopg.Connection, table: EntityTable, changes: Sequence[GoldenRows]
-) -> None:
+) -> Written:
     """Apply one entity's changes (at most one per golden id) inside the open transaction."""
     if not changes:
-        return
+        return Written()
     statements = statements_for(table)
+    records, sources = table.table, f"{table.table}_source"
+    rows = {records: 0, sources: 0}
+    event_times: list[float] = []
     with connection.cursor() as cursor:
         copy_rows(cursor, statements.copy_incoming, incoming_rows(changes))
         accepted_states = [state for (state,) in cursor.execute(statements.accept)]
@@ -285,13 +305,17 @@ def write_entity(
             cursor.execute(statements.record_state)
             # Tombstones and merges are rare: skip the scan of the target when there are none.
             if any(state != LIVE for state in accepted_states):
-                cursor.execute(statements.delete_retired)
-            for statement in (statements.collect_sources, statements.delete_dropped_sources,
-                              statements.upsert, statements.upsert_sources):
-                cursor.execute(statement)
+                rows[records] += cursor.execute(statements.delete_retired).rowcount
+            cursor.execute(statements.collect_sources)
+            rows[sources] += cursor.execute(statements.delete_dropped_sources).rowcount
+            rows[records] += cursor.execute(statements.upsert).rowcount
+            cursor.execute(statements.upsert_sources)
+            event_times = [seconds for (seconds,) in cursor if seconds is not None]
+            rows[sources] += cursor.rowcount
         # Emptied here rather than ON COMMIT: a retry of part of a batch reuses them in one
         # transaction, and a rollback restores them to this empty state anyway.
         cursor.execute(statements.empty_temporary)
+    return Written(len(changes), len(accepted_states), rows, tuple(event_times))
 
 
 REFUSALS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
@@ -315,13 +339,15 @@ def write_isolating(
             + write_isolating(connection, write, items[middle:]))
 
 
-def write_match_decisions(connection: psycopg.Connection, rows: Sequence[Row]) -> None:
+def write_match_decisions(connection: psycopg.Connection, rows: Sequence[Row]) -> Written:
     if not rows:
-        return
+        return Written()
     with connection.cursor() as cursor:
         copy_rows(cursor, _COPY_MATCH_DECISIONS, rows)
-        cursor.execute(_INSERT_MATCH_DECISIONS)
+        inserted = cursor.execute(_INSERT_MATCH_DECISIONS).rowcount
         cursor.execute("TRUNCATE incoming_match_decision")
+    # A decision already stored (a replay) is skipped by ON CONFLICT: not accepted.
+    return Written(len(rows), inserted, {"match_decision": inserted})
 
 
 def advance_offsets(

@@ -41,10 +41,11 @@ DEFAULT_OPERATIONS_METRICS_PORT = 19102
 STREAM = (
     MetricName("tipsync_stream_events_in_total", "counter", ("agency", "entity"),
                "agency events read by ingest", "stream"),
-    MetricName("tipsync_stream_events_accepted_total", "counter", ("agency", "entity"),
-               "agency events ingest accepted (new, not a replay, not stale)", "stream"),
-    MetricName("tipsync_stream_events_out_total", "counter", ("stage", "output"),
-               "messages published by the stream app, by stage and output topic kind", "stream"),
+    MetricName("tipsync_stream_events_out_total", "counter", ("agency", "entity"),
+               "agency events ingest accepted (new, not a replay, not stale) and passed on",
+               "stream"),
+    MetricName("tipsync_stream_resolve_outputs_total", "counter", ("output",),
+               "messages resolve published, by output (person, mapping, link, ...)", "stream"),
     MetricName("tipsync_stream_replays_dropped_total", "counter", ("agency", "entity"),
                "events dropped: the same agency and event_id was seen before", "stream"),
     MetricName("tipsync_stream_stale_dropped_total", "counter", ("agency", "entity"),
@@ -57,12 +58,15 @@ STREAM = (
                "golden people merged into another one", "stream"),
     MetricName("tipsync_stream_resolved_total", "counter", ("entity",),
                "person and link events resolve processed", "stream"),
+    MetricName("tipsync_stream_resolve_seconds", "histogram", (),
+               "time resolve takes for one record: decode, resolve, publish its outputs",
+               "stream"),
 )
 
-# Proposed to the sink (TIPSYNC_SINK_METRICS_PORT); see docs/OPERATIONS.md for what exists.
+# Served by the sink (sinks/metrics.py) on TIPSYNC_SINK_METRICS_PORT.
 SINK = (
-    MetricName("tipsync_sink_events_in_total", "counter", ("entity",),
-               "reconciled events read by the sink", "sink"),
+    MetricName("tipsync_sink_events_in_total", "counter", ("topic", "entity"),
+               "reconciled events the sink read and committed", "sink"),
     MetricName("tipsync_sink_rows_total", "counter", ("entity", "table"),
                "rows written (inserted, updated or deleted) in the reconciled store", "sink"),
     MetricName("tipsync_sink_stale_dropped_total", "counter", ("entity",),
@@ -70,7 +74,8 @@ SINK = (
     MetricName("tipsync_sink_dead_letters_total", "counter", ("reason",),
                "messages sent to tip.dlq.sink, by reason code", "sink"),
     MetricName("tipsync_sink_batch_seconds", "histogram", (),
-               "time to write one batch and its offsets in one transaction", "sink"),
+               "time to write one batch and its offsets in one transaction, commit included",
+               "sink"),
     MetricName("tipsync_sink_freshness_seconds", "histogram", ("entity",),
                "commit time minus event_time of each source record written", "sink"),
 )

@@ -1,10 +1,9 @@
 """Metrics endpoints after a run, on the real stack: the operator's monitor (lag, freshness),
 the stream app and the sink serve the names documented in deploy/operations/metric_names.py
-with sensible values."""
+with sensible values. Every test uses its own topics, groups and database."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -14,8 +13,8 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -27,7 +26,13 @@ from deploy.cli import build_parser
 from deploy.operations.metric_names import OPERATIONS, SINK, STREAM
 from producers.synthetic import write_person_csv
 from schemas.config import Settings
+from schemas.entities import RECONCILED_OUTPUTS
+from schemas.examples import example_reconciled
+from schemas.registration import register_all
+from schemas.serde import AvroSerializer, SchemaRegistry
+from schemas.topics import TopicSpec, create_topics
 from sinks.migrate import migrate
+from sinks.scratch import scratch_database
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
@@ -94,16 +99,10 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 @pytest.fixture
 def reconciled_database(settings: Settings) -> Iterator[str]:
-    name = f"tipsync_test_metrics_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    uri = urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
-    try:
+    # scratch_database drops cleanly even while autovacuum works on the new database.
+    with scratch_database(settings.database_url, "test_metrics") as uri:
         migrate(uri)
         yield uri
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_monitor_serves_lag_and_freshness_with_the_documented_names(
@@ -159,16 +158,6 @@ def _has_command(name: str) -> bool:
     return name in build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
 
 
-LZ4_MISSING = importlib.util.find_spec("lz4") is None
-
-
-@pytest.mark.xfail(
-    LZ4_MISSING,
-    reason="producers compress with lz4 (producers/delivery.py) but the package lz4, which"
-    " aiokafka needs to read it, is not installed: the stream app fails with"
-    " UnsupportedCodecError and reads nothing",
-    strict=False,
-)
 def test_stream_metrics_endpoint_serves_documented_names_after_a_run(
     settings: Settings, tmp_path: Path
 ):
@@ -212,40 +201,122 @@ def test_stream_metrics_endpoint_serves_documented_names_after_a_run(
         admin.delete_topics(topics)
     assert total(samples, "tipsync_stream_events_in_total", agency="immigration",
                  entity="person") == records, stderr
-    assert total(samples, "tipsync_stream_events_accepted_total") == records
+    assert total(samples, "tipsync_stream_events_out_total", agency="immigration",
+                 entity="person") == records
     documented = {series for metric in STREAM for series in metric.series()}
     exposed = exposed_names(samples, "tipsync_stream_")
     assert exposed and exposed <= documented
     assert drained.returncode == 0, drained.stderr
 
 
-SINK_HAS_METRICS = any(
-    "prometheus" in path.read_text(encoding="utf-8")
-    for path in (Path(__file__).resolve().parents[2] / "sinks").glob("*.py")
-)
+class ReconciledTopics:
+    """A private copy of the reconciled topics, plus a dead-letter topic, for one test."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = f"test-lagm-{uuid.uuid4().hex[:10]}.tip.reconciled."
+        self.dead_letters = f"{self.prefix}dlq"
+        self.names = [self.prefix + output for output in RECONCILED_OUTPUTS]
+        create_topics(settings.kafka_bootstrap, [
+            TopicSpec(name, 1, 1) for name in [*self.names, self.dead_letters]
+        ])
+        with SchemaRegistry(settings.registry_url) as registry:
+            register_all(registry)
+            self.serialize_person = AvroSerializer(registry, "reconciled.person")
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+    def publish_person(self, golden_id: str, version: int, record_id: str,
+                       event_time: datetime) -> None:
+        record = example_reconciled("person")
+        record.update(person_id=golden_id, golden_version=version, given_name="Synthetic",
+                      family_name=f"Metrics{version}", sources=[{
+                          "agency_id": "police-ctu", "source_record_id": record_id,
+                          "source_version": version, "event_time": event_time,
+                          "deleted": False,
+                      }])
+        self.producer.produce(self.prefix + "person", key=golden_id,
+                              value=self.serialize_person(record))
+
+    def publish_raw(self, key: bytes, value: bytes) -> None:
+        self.producer.produce(self.prefix + "person", key=key, value=value)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+    def delete(self) -> None:
+        for future in self.admin.delete_topics([*self.names, self.dead_letters]).values():
+            future.result()
 
 
-@pytest.mark.xfail(
-    not SINK_HAS_METRICS,
-    reason="the sink exposes no Prometheus endpoint yet (nothing in sinks/ uses"
-    " prometheus-client); docs/OPERATIONS.md lists the agreed tipsync_sink_* names",
-    strict=False,
-)
-def test_sink_metrics_endpoint_serves_documented_names(
+def test_sink_metrics_endpoint_serves_documented_names_with_sensible_values(
     settings: Settings, reconciled_database: str, tmp_path: Path
 ):
+    topics = ReconciledTopics(settings)
     port = free_port()
+    people = 10
+    golden_ids = [str(uuid.uuid4()) for _ in range(people)]
+    # Changes that happened at the agency 30 s before they reach the sink: every freshness
+    # observation is at least 30 s, and far below 15 minutes on any machine.
+    event_time = datetime.now(UTC) - timedelta(seconds=30)
+    for index, golden_id in enumerate(golden_ids):
+        topics.publish_person(golden_id, 2, f"SYN-{index}", event_time)
+    topics.flush()
     sink = start("sink", "--database-url", reconciled_database,
                  "--group", f"test-lagm-sink-{uuid.uuid4().hex[:8]}",
+                 "--topic-prefix", topics.prefix, "--dead-letter-topic", topics.dead_letters,
+                 "--batch-seconds", "0.3",
                  env={"TIPSYNC_SINK_METRICS_PORT": str(port), "TIPSYNC_HOME": str(tmp_path)})
     try:
-        samples = scrape_until(
-            port, lambda samples: any(name.startswith("tipsync_sink_") for name, _, _ in samples),
-            timeout=15,
-        )
+        first = scrape_until(port, lambda samples: total(
+            samples, "tipsync_sink_events_in_total") >= people, timeout=60)
+        # Then, in later batches: older versions of five of them (stale), bytes that are not
+        # Avro and a key that is not a golden id (two dead letters).
+        for index, golden_id in enumerate(golden_ids[:5]):
+            topics.publish_person(golden_id, 1, f"SYN-{index}", event_time)
+        topics.publish_raw(str(uuid.uuid4()).encode(), b"not avro")
+        topics.publish_raw(b"SYN-not-a-golden-id", b"not avro either")
+        topics.flush()
+        samples = scrape_until(port, lambda samples: total(
+            samples, "tipsync_sink_events_in_total") >= people + 7, timeout=60)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         stderr = stop(sink)
+        topics.delete()
+
+    assert total(first, "tipsync_sink_events_in_total") == people, stderr[-2000:]
     documented = {series for metric in SINK for series in metric.series()}
-    exposed = exposed_names(samples, "tipsync_sink_")
-    assert exposed, f"nothing served on port {port}: {stderr[-500:]}"
-    assert exposed <= documented
+    assert exposed_names(samples, "tipsync_sink_") == documented, stderr[-2000:]
+    assert total(samples, "tipsync_sink_events_in_total", topic=topics.prefix + "person",
+                 entity="person") == people + 7
+    assert total(samples, "tipsync_sink_rows_total", entity="person", table="person") == people
+    assert total(samples, "tipsync_sink_rows_total", entity="person",
+                 table="person_source") == people
+    assert total(samples, "tipsync_sink_stale_dropped_total", entity="person") == 5
+    assert total(samples, "tipsync_sink_dead_letters_total", reason="undecodable") == 1
+    assert total(samples, "tipsync_sink_dead_letters_total", reason="bad_key") == 1
+    assert total(samples, "tipsync_sink_dead_letters_total") == 2
+    assert total(samples, "tipsync_sink_batch_seconds_count") >= 2
+    assert total(samples, "tipsync_sink_batch_seconds_sum") > 0
+    assert total(samples, "tipsync_sink_freshness_seconds_count", entity="person") == people
+    assert total(samples, "tipsync_sink_freshness_seconds_bucket", entity="person",
+                 le="10.0") == 0
+    assert total(samples, "tipsync_sink_freshness_seconds_bucket", entity="person",
+                 le="900.0") == people
+    assert 30 * people <= total(samples, "tipsync_sink_freshness_seconds_sum") < 900 * people
+    # Labels carry topics, entities, tables and reason codes: no id of any record.
+    for identifier in [*golden_ids, "SYN-"]:
+        assert identifier not in text
+    with psycopg.connect(reconciled_database) as connection:
+        assert connection.execute("SELECT count(*) FROM reconciled.person").fetchone() == (people,)
+
+
+def test_sink_refuses_a_metrics_port_that_is_not_a_number(
+    reconciled_database: str, tmp_path: Path
+):
+    refused = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "sink", "--database-url", reconciled_database],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TIPSYNC_SINK_METRICS_PORT": "metrics", "TIPSYNC_HOME": str(tmp_path)},
+    )
+    assert refused.returncode == 2
+    assert "TIPSYNC_SINK_METRICS_PORT='metrics' is not a port number" in refused.stderr
