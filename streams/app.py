@@ -317,7 +317,7 @@ class StreamApp:
             async for event in stream.events():
                 await self.resolve_one(event.message)
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def forget_resolver(sender: Any, revoked: set[Any], **_: Any) -> None:
             # Another worker may take the resolve partition and move on: rebuild when it
             # comes back rather than trust a state that may be behind.
@@ -345,7 +345,8 @@ class StreamApp:
         if new:
             log.warning("ingest subscribes to new agency topics: %s", ", ".join(new))
             self.agency_channel.topics.extend(new)  # type: ignore[attr-defined]
-            self.app.topics._flag_changes()  # the conductor resubscribes on its next turn
+            # the conductor resubscribes on its next turn
+            self.app.topics._flag_changes()  # type: ignore[attr-defined]
         return new
 
     # ------------------------------------------------------------------ sending
@@ -538,8 +539,8 @@ class _Worker(faust.Worker):
         super()._setup_logging()
         # mode leaves the root logger at DEBUG and filters in the handler, so every debug
         # call of aiokafka and faust builds a record first: ~15% of ingest's time.
-        logging.getLogger().setLevel(self.loglevel.upper() if isinstance(self.loglevel, str)
-                                     else self.loglevel)
+        level = self.loglevel or logging.WARNING
+        logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
 
 
 def run_worker(stream_app: StreamApp) -> None:

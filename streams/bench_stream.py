@@ -334,7 +334,7 @@ def _output_times(harness: StreamHarness, keys: set[str]) -> dict[str, float]:
                 if message.error():
                     continue
                 seen += 1
-                key = message.key().decode()
+                key = bytes(message.key() or b"").decode()
                 if key in keys and key not in found:
                     found[key] = float(message.timestamp()[1])
         return found

@@ -42,6 +42,10 @@ class Received:
     offset: int
 
 
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
 class StreamHarness:
     def __init__(
         self,
@@ -186,23 +190,28 @@ class StreamHarness:
                 message = consumer.poll(0.5)
                 if message is None or message.error():
                     continue
+                partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+                headers = {
+                    str(pair[0]): (_as_bytes(pair[1]) or b"").decode()
+                    for pair in message.headers() or []
+                }
                 received.append(Received(
-                    message.key(), message.value(),
-                    {k: v.decode() for k, v in message.headers() or []},
-                    message.partition(), message.offset(),
+                    _as_bytes(message.key()), _as_bytes(message.value()), headers,
+                    partition, offset,
                 ))
-                if message.offset() >= wanted[message.partition()][1] - 1:
-                    done[message.partition()] = True
+                if offset >= wanted[partition][1] - 1:
+                    done[partition] = True
             return received
         finally:
             consumer.close()
 
-    def decode(self, value: bytes | None) -> dict[str, Any] | None:
+    def decode(self, value: bytes | None) -> Any:
+        """The record of a wire-format value, or None for a tombstone."""
         return None if value is None else self.deserializer(value).record
 
-    def latest(self, suffix: str) -> dict[str, dict[str, Any] | None]:
+    def latest(self, suffix: str) -> dict[str, Any]:
         """The compacted view of an output: key -> latest value (None for a tombstone)."""
-        view: dict[str, dict[str, Any] | None] = {}
+        view: dict[str, Any] = {}
         for message in sorted(self.read(suffix), key=lambda m: (m.partition, m.offset)):
             key = (message.key or b"").decode()
             if suffix.startswith("internal."):

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from types import FrameType
+from typing import Any
 
 from streams.metrics import DEFAULT_METRICS_PORT
 
@@ -94,7 +95,7 @@ def run_stream(args: argparse.Namespace) -> int:
 def _run_one(args: argparse.Namespace, index: int) -> int:
     from streams.app import StreamOptions, create_app, run_worker
 
-    overrides: dict[str, object] = {
+    overrides: dict[str, Any] = {
         "prefix": args.prefix,
         "store": args.store,
         "worker_index": index,
@@ -105,7 +106,7 @@ def _run_one(args: argparse.Namespace, index: int) -> int:
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port or None
     try:
-        options = StreamOptions.from_environment(**overrides)
+        options = StreamOptions.from_environment(None, **overrides)
         stream_app = create_app(options)
     except Exception as error:  # noqa: BLE001 - startup problems are the user's to fix
         print(f"tipsync stream: cannot start worker {index}: {error}", file=sys.stderr)

@@ -41,7 +41,8 @@ def test_every_output_carries_the_input_offset_as_golden_version() -> None:
     people = [o for o in outputs if o.kind == PERSON]
     assert people and all(o.value and o.value["golden_version"] == 41 for o in people)
     mapping = [o for o in outputs if o.kind == MAPPING]
-    assert mapping[0].key == "police-ctu:P-1" and mapping[0].value["golden_version"] == 41
+    assert mapping[0].key == "police-ctu:P-1" and mapping[0].value is not None
+    assert mapping[0].value["golden_version"] == 41
 
 
 def test_a_merge_announces_the_merged_id_with_every_required_field() -> None:
