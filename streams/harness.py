@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,9 @@ class StreamHarness:
         if self._watcher is not None:
             self._watcher.close()
         self.registry.close()
+        # the workers' table state of this prefix (logs stay, for a failed run's post-mortem)
+        shutil.rmtree(Path(self.settings.home) / "streams" / f"{self.prefix}.internal.stream",
+                      ignore_errors=True)
 
     # ------------------------------------------------------------------ publishing
 
