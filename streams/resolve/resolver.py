@@ -21,10 +21,11 @@ last published per golden id. Indexes, edges and clusters are derived from it ag
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys, cap_for
 from streams.resolve.changes import (
@@ -43,7 +44,7 @@ from streams.resolve.records import (
     source_key,
     source_record_from_event,
 )
-from streams.resolve.scoring import PairScore, ScoringModel, score_pair
+from streams.resolve.scoring import PairScore, ScoringModel, match_weight, score_pair
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
 STATE_FORMAT = 1
@@ -54,9 +55,10 @@ def _default_clock() -> datetime:
 
 
 def _content_hash(value: Mapping[str, Any]) -> str:
-    return hashlib.sha256(
-        json.dumps(value, sort_keys=True, default=str).encode("utf-8")
-    ).hexdigest()
+    # Compared only with hashes this code computed (published state is rebuilt, never read
+    # back from another version), so orjson's text is as good as the standard library's and
+    # ~10x cheaper.
+    return hashlib.sha256(orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class Resolver:
@@ -220,7 +222,7 @@ class Resolver:
         if right in self._edges[left]:
             return
         self.pairs_scored += 1
-        score = score_pair(self.model, self._features[left], self._features[right]).score
+        score = match_weight(self.model, self._features[left], self._features[right])
         if score >= self.model.review_threshold:
             self._edges[left][right] = score
             self._edges.setdefault(right, {})[left] = score
@@ -248,7 +250,7 @@ class Resolver:
         known = self._edges.get(left, {}).get(right)
         if known is not None:
             return known
-        return score_pair(self.model, self._features[left], self._features[right]).score
+        return match_weight(self.model, self._features[left], self._features[right])
 
     def _component(self, seeds: set[SourceKey]) -> set[SourceKey]:
         """Live records reachable from the seeds through matching pairs, closed under the
@@ -296,12 +298,20 @@ class Resolver:
             records = [self.records[key] for key in members]
             person = golden_id(records)
             new_ids.add(person)
-            self._members[person] = set(members)
+            member_set = set(members)
+            self._members[person] = member_set
             for key in members:
                 self._person_of[key] = person
+            entry = self.published.get(person)
+            if (
+                entry is not None and entry["status"] == "live"
+                and old_members.get(person) == member_set and changed.isdisjoint(member_set)
+            ):
+                # Same id, same members, none of them changed: the golden record is the one
+                # already published (survivorship is a function of the records alone).
+                continue
             value = golden_person(person, records, self.trust)
             digest = _content_hash(value)
-            entry = self.published.get(person)
             if entry is None or entry["hash"] != digest or entry["status"] != "live":
                 version = (entry["version"] if entry else 0) + 1
                 self.published[person] = {"version": version, "hash": digest, "status": "live"}

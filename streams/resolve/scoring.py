@@ -112,6 +112,11 @@ class ScoringModel:
     def weight(self, field_name: str, level: str) -> float:
         return self._weights[field_name][level]  # type: ignore[attr-defined,no-any-return]
 
+    def total(self, levels: Mapping[str, str]) -> float:
+        """The match weight of a pair's levels: the sum of their weights, in their order."""
+        weights = self._weights  # type: ignore[attr-defined]
+        return round(sum([weights[name][level] for name, level in levels.items()]), 6)
+
     def decision(self, score: float) -> str:
         if score >= self.match_threshold:
             return "MATCH"
@@ -273,4 +278,10 @@ def score_pair(model: ScoringModel, a: PersonFeatures, b: PersonFeatures) -> Pai
     levels = comparison_levels(a, b)
     features = {name: model.weight(name, level) for name, level in levels.items()}
     rule = "fellegi_sunter:identifier" if levels.get("identifier") == "exact" else "fellegi_sunter"
-    return PairScore(score=round(sum(features.values()), 6), features=features, rule=rule)
+    return PairScore(score=model.total(levels), features=features, rule=rule)
+
+
+def match_weight(model: ScoringModel, a: PersonFeatures, b: PersonFeatures) -> float:
+    """``score_pair(model, a, b).score`` without the per-field explanation: what indexing
+    needs for every candidate pair, most of which are never explained."""
+    return model.total(comparison_levels(a, b))
