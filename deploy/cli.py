@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.stack.commands",
     "schemas.commands",
     "deploy.run_demo",
+    "deploy.bench_e2e",
     "deploy.pipeline",
     "deploy.demo.commands",
     "deploy.operations.commands",
