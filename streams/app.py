@@ -167,9 +167,13 @@ def classify_wire_error(error: WireFormatError) -> str:
 
 
 @dataclass(frozen=True)
-class IngestCounters:
-    """The counters of one agency topic, looked up once (a label lookup costs ~8 us)."""
+class IngestRoute:
+    """What ingest needs to know about one agency topic, worked out at its first message:
+    its agency and entity (a regular expression match) and its counters (a label lookup
+    costs ~8 us), then reused for every message of the topic."""
 
+    agency_id: str
+    entity: str
     events_in: Any
     replays_dropped: Any
     stale_dropped: Any
@@ -187,7 +191,11 @@ class StreamApp:
         self.registry = SchemaRegistry(self.settings.registry_url)
         self.deserializer = AvroDeserializer(self.registry)
         self._serializers: dict[str, AvroSerializer] = {}
-        self._ingest_counters: dict[str, IngestCounters] = {}
+        self._ingest_routes: dict[str, IngestRoute] = {}
+        # resolve's per-output topic, counter and serializer, and labelled counters, looked up
+        # once: a label lookup per message costs more than the increment it serves
+        self._output_routes: dict[str, tuple[str, Any, AvroSerializer | None]] = {}
+        self._labelled: dict[tuple[str, str], Any] = {}
         self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         self.trust = trust_ranks(load_agencies())
         self.stage: ResolveStage | None = None
@@ -374,18 +382,8 @@ class StreamApp:
     async def ingest_one(self, message: Any) -> None:
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
-        parsed = self.topics.parse_agency(message.topic)
-        assert parsed is not None, f"ingest got a message of {message.topic}"
-        agency_id, entity = parsed
-        counters = self._ingest_counters.get(message.topic)
-        if counters is None:
-            counters = self._ingest_counters[message.topic] = IngestCounters(
-                *(metric.labels(agency_id, entity) for metric in (
-                    self.metrics.events_in, self.metrics.replays_dropped,
-                    self.metrics.stale_dropped,
-                    self.metrics.events_out,
-                ))
-            )
+        counters = self._ingest_routes.get(message.topic) or self._route(message.topic)
+        agency_id, entity = counters.agency_id, counters.entity
         counters.events_in.inc()
         try:
             event = await self._decode(message.value, agency_id, entity, message.key)
@@ -415,6 +413,20 @@ class StreamApp:
             return
         await self._send(self.topics.reconciled(entity), golden.encode(), data)
         counters.events_out.inc()
+
+    def _route(self, topic: str) -> IngestRoute:
+        parsed = self.topics.parse_agency(topic)
+        assert parsed is not None, f"ingest got a message of {topic}"
+        agency_id, entity = parsed
+        metrics = self.metrics
+        route = IngestRoute(agency_id, entity, *(
+            metric.labels(agency_id, entity) for metric in (
+                metrics.events_in, metrics.replays_dropped, metrics.stale_dropped,
+                metrics.events_out,
+            )
+        ))
+        self._ingest_routes[topic] = route
+        return route
 
     async def _decode(
         self, value: bytes | None, agency_id: str, entity: str, key: bytes | None
@@ -463,22 +475,47 @@ class StreamApp:
         except InvalidPersonRecord as error:
             await self._dead_letter("resolve", message, DeadLetter("unresolvable", str(error)))
             return
-        self.metrics.resolved.labels(event.entity).inc()
+        self._resolved_counter(event.entity).inc()
         for output in outputs:
             await self._publish(output)
         self.metrics.resolve_seconds.observe(time.perf_counter() - started)
 
+    def _resolved_counter(self, entity: str) -> Any:
+        counter = self._labelled.get(("resolved", entity))
+        if counter is None:
+            counter = self._labelled[("resolved", entity)] = self.metrics.resolved.labels(entity)
+        return counter
+
     async def _publish(self, output: Output) -> None:
-        if output.kind == MAPPING:
-            data = None if output.value is None else json.dumps(output.value).encode()
+        kind = output.kind
+        route = self._output_routes.get(kind)
+        if route is None:
+            route = self._output_routes[kind] = (
+                self.output_topics[kind].get_topic_name(),
+                self.metrics.resolve_outputs.labels(kind),
+                None if kind == MAPPING else self.serializer(kind),
+            )
+        topic, counter, serialize = route
+        value = output.value
+        if value is None:
+            data = None
+        elif serialize is None:
+            data = json.dumps(value).encode()
         else:
-            data = None if output.value is None else self.serializer(output.kind)(output.value)
-        topic = self.output_topics[output.kind].get_topic_name()
+            data = serialize(value)
         await self._send(topic, output.key.encode(), data)
-        self.metrics.resolve_outputs.labels(output.kind).inc()
-        if output.kind == "match_decision" and output.value is not None:
-            self.metrics.match_decisions.labels(output.value["decision"]).inc()
-        elif output.kind == "person" and output.value and output.value.get("merged_into"):
+        counter.inc()
+        if value is None:
+            return
+        if kind == "match_decision":
+            decision = value["decision"]
+            decisions = self._labelled.get(("decision", decision))
+            if decisions is None:
+                decisions = self._labelled[("decision", decision)] = (
+                    self.metrics.match_decisions.labels(decision)
+                )
+            decisions.inc()
+        elif kind == "person" and value.get("merged_into"):
             self.metrics.merges.inc()
 
     async def rebuild(self, until_offset: int) -> ResolveStage:
