@@ -44,7 +44,13 @@ from streams.resolve.records import (
     source_key,
     source_record_from_event,
 )
-from streams.resolve.scoring import PairScore, ScoringModel, match_weight, score_pair
+from streams.resolve.scoring import (
+    PairScore,
+    ScoringModel,
+    match_weight,
+    match_weight_reaching,
+    score_pair,
+)
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
 STATE_FORMAT = 1
@@ -222,8 +228,11 @@ class Resolver:
         if right in self._edges[left]:
             return
         self.pairs_scored += 1
-        score = match_weight(self.model, self._features[left], self._features[right])
-        if score >= self.model.review_threshold:
+        threshold = self.model.review_threshold
+        score = match_weight_reaching(
+            self.model, self._features[left], self._features[right], threshold
+        )
+        if score is not None and score >= threshold:
             self._edges[left][right] = score
             self._edges.setdefault(right, {})[left] = score
 

@@ -101,6 +101,7 @@ class ScoringModel:
     levels: Mapping[str, Levels] = field(default_factory=lambda: DEFAULT_LEVELS)
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    names_ceiling: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         weights = {
@@ -108,6 +109,12 @@ class ScoringModel:
             for name, levels in self.levels.items()
         }
         object.__setattr__(self, "_weights", weights)
+        # The most the names can add to a pair's weight (a missing part adds 0).
+        ceiling = sum(
+            max(0.0, *weights[name].values())
+            for name in ("given_name", "family_name") if name in weights
+        )
+        object.__setattr__(self, "names_ceiling", ceiling)
 
     def weight(self, field_name: str, level: str) -> float:
         return self._weights[field_name][level]  # type: ignore[attr-defined,no-any-return]
@@ -228,12 +235,22 @@ def _address_level(left: str, right: str) -> str:
 def comparison_levels(a: PersonFeatures, b: PersonFeatures) -> dict[str, str]:
     """The level of every field both records have (the input of scoring and of EM)."""
     levels: dict[str, str] = {}
+    _name_levels(a, b, levels)
+    _other_levels(a, b, levels)
+    return levels
+
+
+def _name_levels(a: PersonFeatures, b: PersonFeatures, levels: dict[str, str]) -> None:
     if (a.given or a.family) and (b.given or b.family):
         given, family = _names(a, b)
         if given:
             levels["given_name"] = given
         if family:
             levels["family_name"] = family
+
+
+def _other_levels(a: PersonFeatures, b: PersonFeatures, levels: dict[str, str]) -> None:
+    """Every field but the names, in the order ``comparison_levels`` lists them."""
     if a.middle and b.middle:
         if a.middle == b.middle:
             levels["middle_name"] = "exact"
@@ -270,7 +287,6 @@ def comparison_levels(a: PersonFeatures, b: PersonFeatures) -> dict[str, str]:
         levels["parish"] = "exact" if a.parish == b.parish else "different"
     if a.citizenship and b.citizenship:
         levels["citizenship"] = "shared" if a.citizenship & b.citizenship else "different"
-    return levels
 
 
 def score_pair(model: ScoringModel, a: PersonFeatures, b: PersonFeatures) -> PairScore:
@@ -282,6 +298,33 @@ def score_pair(model: ScoringModel, a: PersonFeatures, b: PersonFeatures) -> Pai
 
 
 def match_weight(model: ScoringModel, a: PersonFeatures, b: PersonFeatures) -> float:
-    """``score_pair(model, a, b).score`` without the per-field explanation: what indexing
-    needs for every candidate pair, most of which are never explained."""
+    """``score_pair(model, a, b).score`` without the per-field explanation."""
     return model.total(comparison_levels(a, b))
+
+
+# Below the bound by more than rounding to 6 decimals and summing in another order can move it.
+_BOUND_MARGIN = 1e-6
+
+
+def match_weight_reaching(
+    model: ScoringModel, a: PersonFeatures, b: PersonFeatures, floor: float
+) -> float | None:
+    """``match_weight`` when the pair can reach ``floor``, else None.
+
+    Most candidate pairs are strangers sharing one weak blocking key. Every field but the
+    names is cheap to compare (set lookups, one C call for the address); when those fields
+    plus the best the names could add stay below ``floor``, the names (the costliest part:
+    aliases, swaps, string similarities) are not compared at all. Exact: a pair that could
+    reach ``floor`` gets its full score, the same number ``score_pair`` gives.
+    """
+    others: dict[str, str] = {}
+    _other_levels(a, b, others)
+    bound = model.total(others)
+    if (a.given or a.family) and (b.given or b.family):
+        bound += model.names_ceiling
+    if bound < floor - _BOUND_MARGIN:
+        return None
+    levels: dict[str, str] = {}
+    _name_levels(a, b, levels)
+    levels.update(others)  # the names first, as comparison_levels orders them
+    return model.total(levels)
