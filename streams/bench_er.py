@@ -10,8 +10,10 @@ Figures are pairwise: a pair of records is predicted when both sit in one cluste
 recall and F1 compare predicted pairs with true pairs. Blocking recall is the share of true
 pairs that the blocking put side by side for direct scoring.
 
-This harness drives the resolver in-process; running the same records through producer,
-Kafka and the stream app waits for the stream app.
+This harness drives the resolver in-process. ``--through-pipeline`` also sends the same
+records through producer, Kafka, the stream app and the sink on a private stack; that driver
+lives in ``deploy/bench_er_pipeline.py`` (which registers the command, since ``streams`` never
+imports ``deploy``) and is handed to ``run`` as a function.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -56,6 +58,11 @@ class Quality:
     def f1(self) -> float:
         total = self.precision + self.recall
         return 2 * self.precision * self.recall / total if total else 0.0
+
+
+# Resolves the events elsewhere; returns their quality and lines that say how it was measured.
+OtherResolution = Callable[[Sequence[Mapping[str, Any]], set[tuple[str, str]]],
+                           tuple[Quality, list[str]]]
 
 
 def _text(value: Any) -> str:
@@ -102,6 +109,15 @@ def febrl_frame(dataset: str) -> tuple[Any, dict[str, str]]:
         agency_of.update({rec_id: FEBRL4_AGENCIES[1] for rec_id in right.index})
         return pandas.concat([left, right]), agency_of
     raise ValueError(f"dataset {dataset!r} is not known; choose febrl3 or febrl4")
+
+
+def sample_frame(frame: Any, records: int) -> Any:
+    """The records of the lowest-numbered FEBRL entities, at most ``records`` of them: a
+    sample that keeps every kept record's duplicates, so its true pairs stay whole."""
+    entity_numbers = frame.index.map(lambda rec_id: int(entity_of(rec_id)))
+    sizes = entity_numbers.value_counts().sort_index()
+    kept = sizes.index[sizes.cumsum() <= records]
+    return frame[entity_numbers.isin(kept)]
 
 
 def person_events(
@@ -271,14 +287,16 @@ def resolve_with_splink(
 def _row(name: str, quality: Quality) -> str:
     blocking = f"{quality.blocking_recall:.4f}" if quality.blocking_recall is not None else "n/a"
     return (
-        f"{name:<12} {quality.precision:>9.4f} {quality.recall:>9.4f} {quality.f1:>9.4f} "
+        f"{name:<16} {quality.precision:>9.4f} {quality.recall:>9.4f} {quality.f1:>9.4f} "
         f"{blocking:>15} {quality.predicted_pairs:>9} {quality.true_pairs:>9} "
         f"{quality.seconds:>9.1f}"
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, through_pipeline: OtherResolution | None = None) -> int:
     frame, agency_of = febrl_frame(args.dataset)
+    if args.sample is not None:
+        frame = sample_frame(frame, args.sample)
     events = person_events(
         frame, agency_of, without_identifier=args.without_identifier, seed=args.seed
     )
@@ -286,16 +304,22 @@ def run(args: argparse.Namespace) -> int:
     label = args.dataset + (" without identifier" if args.without_identifier else "")
     print(f"entity resolution quality: {label}, {len(events)} records from "
           f"{len(set(agency_of.values()))} agencies, {len(truth)} true pairs")
-    print(f"{'':<12} {'precision':>9} {'recall':>9} {'F1':>9} {'blocking recall':>15} "
+    print(f"{'':<16} {'precision':>9} {'recall':>9} {'F1':>9} {'blocking recall':>15} "
           f"{'predicted':>9} {'true':>9} {'seconds':>9}")
     print(_row("tipsync", resolve_with_tipsync(events, truth)), flush=True)
     fitted, report = fit_model(events)
     print(_row("tipsync-em", resolve_with_tipsync(events, truth, fitted)), flush=True)
-    print(f"  tipsync:    reasoned default weights, match threshold "
+    print(f"  tipsync:    in-process (the Resolver fed one record at a time), reasoned "
+          f"default weights, match threshold "
           f"{ScoringModel().match_threshold:.1f}")
     print(f"  tipsync-em: weights fitted by EM on {report.candidate_pairs} candidate pairs, "
           f"{report.expected_matches:.0f} matches expected, match threshold "
           f"{report.match_threshold:.1f}; records then resolved one at a time")
+    if through_pipeline is not None:
+        quality, notes = through_pipeline(events, truth)
+        print(_row("tipsync-pipeline", quality))
+        for note in notes:
+            print(f"  {note}", flush=True)
     if not args.without_splink:
         print(_row("splink", resolve_with_splink(
             frame, truth, without_identifier=args.without_identifier, seed=args.seed
@@ -310,3 +334,5 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--without-splink", action="store_true",
                         help="skip the Splink comparison (it needs the dev dependencies)")
     parser.add_argument("--seed", type=int, default=7, help="arrival order shuffle seed")
+    parser.add_argument("--sample", type=int, default=None, metavar="N",
+                        help="only the records of the first FEBRL entities, at most N records")
