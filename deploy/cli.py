@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.demo.commands",
     "deploy.operations.commands",
     "producers.commands",
-    "streams.commands",
+    "deploy.bench_er_pipeline",
     "streams.stream_commands",
     "sinks.commands",
 )
