@@ -36,7 +36,10 @@ from typing import Any
 from deploy.demo.generate import ExportFile
 from streams.bench_er import Quality, pairs_within
 
-PRIVATE_PORTS = {"kafka": 33092, "registry": 33081, "postgres": 33032}
+# Port base 32000, below Linux's ephemeral range (32768-60999): a port in that range can be
+# taken at any moment as an outgoing connection's source port (33082 and 33092 were, by
+# clients of another stack, during the first runs), and the stack then refuses to start.
+PRIVATE_PORTS = {"kafka": 32092, "registry": 32081, "postgres": 32032}
 STACK_FOLDER = "stack"  # the private stack's TIPSYNC_HOME, inside the benchmark's folder
 EXPORTS_FOLDER = "exports"
 DRAIN_TIMEOUT_SECONDS = 900.0

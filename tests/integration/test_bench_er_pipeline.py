@@ -18,9 +18,9 @@ from pathlib import Path
 
 from schemas.config import Settings
 
-# Port base 33100: apart from the benchmark's own default ports (33092, 33081, 33032), so
-# the test and a run of the benchmark can go side by side.
-PORTS = {"--kafka-port": "33192", "--registry-port": "33181", "--postgres-port": "33132"}
+# Port base 32100: apart from the benchmark's own default ports (32092, 32081, 32032), so
+# the test and a run of the benchmark can go side by side; below the ephemeral port range.
+PORTS = {"--kafka-port": "32192", "--registry-port": "32181", "--postgres-port": "32132"}
 SAMPLE_RECORDS = 400
 ROW = re.compile(r"^(tipsync-pipeline|tipsync)\s+(\d\.\d{4})\s+(\d\.\d{4})\s+(\d\.\d{4})\s",
                  re.MULTILINE)
