@@ -69,6 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bench_stream.register_arguments(bench)
     bench.set_defaults(func=bench_stream.run)
 
+    resolve = bench_subparsers(subparsers).add_parser(
+        "resolve",
+        help="resolve records/s in-process (no Kafka) with people already resolved",
+    )
+    from streams import bench_resolve
+
+    bench_resolve.register_arguments(resolve)
+    resolve.set_defaults(func=bench_resolve.run)
+
 
 def _worker_arguments(args: argparse.Namespace, index: int) -> list[str]:
     arguments = [
