@@ -230,8 +230,14 @@ def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
     if seconds <= 0:
         return
     base = next(file for file in manifest.exports(0, "person") if file.agency == LIVE_AGENCY)
+    # Live changes start from rows the producer accepted: never from a planted bad row.
+    planted = {
+        bad["row"] for bad in map(json.loads, manifest.bad_rows.read_text().splitlines())
+        if bad["agency"] == LIVE_AGENCY and bad["entity"] == "person"
+    }
     with open(base.path, newline="", encoding="utf-8") as handle:
-        people = [row for row in csv.DictReader(handle) if row.get("source_record_id")]
+        people = [row for number, row in enumerate(csv.DictReader(handle), start=2)
+                  if number not in planted and row.get("source_record_id")]
     exchanges = sorted(
         {digits[-7:-4] for digits in ("".join(filter(str.isdigit, row.get("phone") or ""))
                                       for row in people) if digits[-10:-7] == "876"}

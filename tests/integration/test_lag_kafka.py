@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from deploy.operations.lag import Status, Thresholds
@@ -80,15 +80,31 @@ def produce(settings: Settings, topic: str, counts: dict[int, int],
     assert producer.flush(15) == 0
 
 
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
 def commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
                          "enable.auto.commit": False})
     try:
-        consumer.commit(
-            offsets=[TopicPartition(topic, partition, offset)
-                     for partition, offset in offsets.items()],
-            asynchronous=False,
-        )
+        # A new group's coordinator may still be loading on a busy broker: Kafka answers
+        # NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS, both retriable.
+        for attempt in range(20):
+            try:
+                consumer.commit(
+                    offsets=[TopicPartition(topic, partition, offset)
+                             for partition, offset in offsets.items()],
+                    asynchronous=False,
+                )
+                return
+            except KafkaException as error:
+                if error.args[0].code() not in COORDINATOR_NOT_READY or attempt == 19:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 
