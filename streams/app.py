@@ -44,7 +44,9 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from mode.utils.times import want_seconds
 
 from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
 from schemas.config import Settings, load_settings
@@ -597,9 +599,56 @@ class _Worker(faust.Worker):
         logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
 
 
+def ensure_internal_topics(stream_app: StreamApp, timeout: float = 60.0) -> None:
+    """Create the topics faust would declare (table changelog, resolve, outputs, dead letters)
+    and wait until the broker's metadata shows them, before the worker starts.
+
+    Left to faust on a fresh broker, the changelog topic is created while the worker already
+    consumes, the worker's metadata still says it has 0 partitions for minutes, and the
+    ingest agent crashes with PartitionsMismatch on the events it was processing — which faust
+    has already acknowledged, so they never reached the store (found by `tipsync bench e2e`).
+    """
+    app_topics = [stream_app.held.changelog_topic, stream_app.resolve_topic,
+                  *stream_app.output_topics.values(), *stream_app.dlq_topics.values()]
+    wanted: dict[str, NewTopic] = {}
+    for topic in app_topics:
+        name = topic.get_topic_name()
+        config = dict(compacted_config()) if topic.compacting else {}
+        if topic.retention is not None and not topic.compacting:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        config.update({key: str(value) for key, value in (topic.config or {}).items()})
+        wanted[name] = NewTopic(
+            name, num_partitions=topic.partitions or stream_app.partitions,
+            replication_factor=TopicSettings.from_environment().replication_factor,
+            config=config,
+        )
+    admin = AdminClient({"bootstrap.servers": stream_app.settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=10).topics
+    missing = [spec for name, spec in wanted.items() if name not in existing]
+    if missing:
+        for future in admin.create_topics(missing, request_timeout=30).values():
+            try:
+                future.result()
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=10).topics
+        if all(name in metadata and len(metadata[name].partitions) == spec.num_partitions
+               for name, spec in wanted.items()):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"the stream app's internal topics did not appear on {stream_app.settings.kafka_bootstrap}"
+        f" within {timeout:.0f}s: {', '.join(sorted(wanted))}"
+    )
+
+
 def run_worker(stream_app: StreamApp) -> None:
     """Run one faust worker until SIGINT or SIGTERM (then it stops cleanly and returns)."""
     stream_app.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_internal_topics(stream_app)
     # faust polls Kafka in a thread of its own; with the default 5 ms switch interval the
     # event loop waits up to 5 ms for the GIL after each socket write to the broker.
     sys.setswitchinterval(0.0005)
