@@ -7,7 +7,12 @@ from typing import Any
 from streams.resolve.blocking import blocking_keys
 from streams.resolve.normalise import canonical_given_name, date_of_birth_key, normalise_name
 from streams.resolve.records import person_features, source_record_from_event
-from streams.resolve.scoring import ScoringModel, comparison_levels, score_pair
+from streams.resolve.scoring import (
+    ScoringModel,
+    comparison_levels,
+    match_weight_reaching,
+    score_pair,
+)
 
 MODEL = ScoringModel()
 
@@ -76,3 +81,38 @@ def test_blocking_keys_survive_a_name_typo_a_date_typo_and_a_swap():
                        date_of_birth="1994-07-12")
     for other in (name_typo, date_typo, swapped):
         assert blocking_keys(base) & blocking_keys(other)
+
+
+def test_skipping_the_names_never_changes_whether_or_how_much_a_pair_scores():
+    # Invented people: the same person with typos, strangers sharing a weak key, people
+    # missing fields; every pair of them, both ways round.
+    people = [
+        features("A", given_name="Tanisha", family_name="Campbell", date_of_birth="1990-04-12",
+                 sex="FEMALE", emails=["t.campbell@example.org"],
+                 addresses=[{"line": "12 Hope Road", "parish": "KINGSTON"}]),
+        features("B", given_name="Tanesha", family_name="Campbel", date_of_birth="1990-04-21",
+                 sex="FEMALE", addresses=[{"line": "12 Hope Rd", "parish": "KINGSTON"}]),
+        features("C", given_name="Tanisha", family_name="Campbell", date_of_birth="1971-09-02",
+                 sex="FEMALE", identifiers=[{"scheme": "TRN", "value": "123456789"}],
+                 addresses=[{"line": "40 Spanish Town Road", "parish": "ST_ANDREW"}]),
+        features("D", given_name="Campbell", family_name="Tanisha", date_of_birth="1990-04-12",
+                 identifiers=[{"scheme": "TRN", "value": "123456789"}]),
+        features("E", given_name="Marcus", family_name="Campbell", aliases=["Tanisha Campbell"],
+                 date_of_birth="1990", dob_precision="YEAR", sex="MALE"),
+        features("F", family_name="Campbell", phones=["+18765550101"]),
+        features("G", given_name="Tanisha", family_name="Campbell", phones=["+18765550101"],
+                 emails=["t.campbell@example.org"], date_of_birth="1990-04-12"),
+    ]
+    floors = (MODEL.review_threshold, MODEL.match_threshold, 0.0)
+    skipped = 0
+    for a in people:
+        for b in people:
+            full = score_pair(MODEL, a, b).score
+            for floor in floors:
+                reached = match_weight_reaching(MODEL, a, b, floor)
+                if reached is None:
+                    skipped += 1
+                    assert full < floor
+                else:
+                    assert reached == full
+    assert skipped > 0  # the shortcut is taken for some of these pairs
