@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -590,7 +591,38 @@ def create_app(options: StreamOptions | None = None, settings: Settings | None =
     return StreamApp(options or StreamOptions.from_environment(), settings)
 
 
+# How long a worker may take to stop after SIGTERM / SIGINT before it exits hard. Faust's
+# shutdown now and then waits forever on one of its own threads (seen in
+# tests/integration/test_stream_workers.py, before and after our changes); a hard exit then
+# is safe: processing is at-least-once, so events not yet committed are processed again on
+# restart and the ingest table drops them as replays.
+STOP_GRACE_SECONDS = 20.0
+
+
 class _Worker(faust.Worker):
+    def _on_sigint(self) -> None:
+        self._exit_hard_after_grace("SIGINT")
+        super()._on_sigint()
+
+    def _on_sigterm(self) -> None:
+        self._exit_hard_after_grace("SIGTERM")
+        super()._on_sigterm()
+
+    @staticmethod
+    def _exit_hard_after_grace(signal_name: str) -> None:
+        def exit_hard() -> None:
+            log.warning(
+                "the stream worker did not stop within %.0f s of %s; exiting now (uncommitted "
+                "events are processed again on restart and dropped as replays)",
+                STOP_GRACE_SECONDS, signal_name,
+            )
+            logging.shutdown()
+            os._exit(0)
+
+        timer = threading.Timer(STOP_GRACE_SECONDS, exit_hard)
+        timer.daemon = True
+        timer.start()
+
     def _setup_logging(self) -> None:
         super()._setup_logging()
         # mode leaves the root logger at DEBUG and filters in the handler, so every debug
