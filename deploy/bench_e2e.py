@@ -60,6 +60,7 @@ from deploy.run_demo import (
 )
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
+from schemas.bench import cpu_model
 from schemas.config import Settings, load_settings
 from schemas.topics import INTERNAL_PREFIX, agency_topic
 
@@ -224,15 +225,7 @@ def private_environment(shared: Settings, home: Path, args: argparse.Namespace) 
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu_model": model,
+    return {"nproc": os.cpu_count(), "cpu_model": cpu_model(),
             "load_average_start": [round(value, 2) for value in os.getloadavg()]}
 
 

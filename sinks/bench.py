@@ -15,7 +15,6 @@ Generating the dicts is not timed. Everything is synthetic: names come from shor
 from __future__ import annotations
 
 import os
-import platform
 import random
 import time
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from schemas.bench import cpu_model
 from schemas.config import Settings
 from sinks import store
 from sinks.batch import Decode, Message, golden_id_of, prepare_batch
@@ -182,17 +182,6 @@ def time_copy_ceiling(connection: psycopg.Connection, batches: Any) -> tuple[flo
         seconds += time.perf_counter() - started
         rows += len(changes)
     return seconds, rows
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_benchmark(
