@@ -7,6 +7,7 @@ lists here are the single source for the mapping validator, the readers and the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -31,11 +32,6 @@ class Entity(StrEnum):
     LOCATION = "location"
     LINK = "link"
 
-
-# Columns every entity accepts in addition to its own. ``source_version`` is optional: an
-# integer version counter kept by the agency's system; when absent the version comes from
-# ``updated_at``, else from the producer's checkpoint (see producers.versions).
-COMMON_COLUMNS: tuple[str, ...] = ("source_record_id", "updated_at", "deleted", "source_version")
 
 ENTITY_COLUMNS: dict[Entity, tuple[str, ...]] = {
     Entity.PERSON: (
@@ -88,8 +84,13 @@ MAX_LENGTH: dict[str, int] = {
 SHORTEST_MAX_LENGTH = min(DEFAULT_MAX_LENGTH, *MAX_LENGTH.values())
 
 
+@functools.cache
 def columns_of(entity: Entity) -> tuple[str, ...]:
-    """All canonical columns of ``entity``, the identifying one first."""
+    """All canonical columns of ``entity``, the identifying one first.
+
+    Besides its own, every entity accepts ``updated_at``, ``deleted`` and ``source_version``
+    (optional: an integer version counter kept by the agency's system; when absent the version
+    comes from ``updated_at``, else from the producer's checkpoint, see producers.versions)."""
     own = ENTITY_COLUMNS[entity]
     return ("source_record_id", *own, "updated_at", "deleted", "source_version")
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from producers.records import SourceRecord
+from schemas.topics import source_key
 
 # event_id is derived from what the event says, not drawn at random: the same change
 # republished after a crash gets the same event_id, and downstream drops it as a repeat.
@@ -33,7 +34,8 @@ class Governance:
 
 
 def kafka_key(agency_id: str, source_record_id: str) -> bytes:
-    return f"{agency_id}:{source_record_id}".encode()
+    """The agency-topic message key, as the contract defines it (no personal data)."""
+    return source_key(agency_id, source_record_id).encode()
 
 
 _NAMESPACE_BYTES = EVENT_NAMESPACE.bytes

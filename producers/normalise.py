@@ -22,13 +22,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from enum import StrEnum
 from functools import lru_cache
 
 import phonenumbers
 
 from producers.canonical import Choice
-from schemas.enums import PARISH_NAMES, Parish
+from schemas.enums import PARISH_NAMES, DatePrecision, Parish
 from schemas.models import COUNTRY_CODES, EMAIL_PATTERN
 
 # How many distinct values each memoised parser remembers: enough for the repeated values of a
@@ -51,12 +50,6 @@ class FieldError(ValueError):
     def __init__(self, column: str, message: str) -> None:
         super().__init__(message)
         self.column = column
-
-
-class DatePrecision(StrEnum):
-    DAY = "DAY"
-    MONTH = "MONTH"
-    YEAR = "YEAR"
 
 
 @dataclass(frozen=True)
@@ -291,11 +284,7 @@ def boolean(column: str, value: str) -> bool:
     )
 
 
-PARISHES: tuple[str, ...] = (
-    "Kingston", "St. Andrew", "St. Thomas", "Portland", "St. Mary", "St. Ann", "Trelawny",
-    "St. James", "Hanover", "Westmoreland", "St. Elizabeth", "Manchester", "Clarendon",
-    "St. Catherine",
-)
+PARISHES: tuple[str, ...] = tuple(PARISH_NAMES.values())
 
 
 def _parish_key(value: str) -> str:

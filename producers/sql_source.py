@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -69,8 +68,6 @@ def _as_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple):
         return ";".join(_as_text(item) for item in value)
-    if isinstance(value, Decimal | int | float):
-        return str(value)
     return str(value)
 
 

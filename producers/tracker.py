@@ -17,7 +17,7 @@ from producers.checkpoint import CheckpointStore, PublishedState
 from producers.delivery import Publisher
 from producers.events import Governance, change_event, kafka_key
 from producers.records import RowError, SourceRecord
-from producers.versions import Change, content_hash, decide, deletion_version
+from producers.versions import Change, content_hash, decide, deletion_version, epoch_millis
 
 Serialize = Callable[[Entity, dict[str, Any]], bytes]
 Topic = Callable[[Entity], str]
@@ -81,7 +81,7 @@ class ChangeTracker:
         """
         previous = self.known.get(record.source_record_id)
         now = datetime.now(UTC)
-        decision = decide(record, previous, int(now.timestamp() * 1000))
+        decision = decide(record, previous, epoch_millis(now))
         if decision.change is Change.UNCHANGED:
             self.counts.unchanged += 1
             return decision.change
@@ -117,7 +117,7 @@ class ChangeTracker:
             if not state.deleted and source_record_id not in seen
         ]
         for source_record_id, previous in missing:
-            version = deletion_version(previous, int(now.timestamp() * 1000))
+            version = deletion_version(previous, epoch_millis(now))
             record = _deletion_of(source_record_id, entity, None)
             derived = [_deletion_of(old, Entity.LINK, None) for old in previous.derived_ids]
             digest = content_hash(record)
