@@ -45,8 +45,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from mode.utils.times import want_seconds
 
 from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
@@ -55,7 +54,7 @@ from schemas.entities import ENTITIES, RECONCILED_OUTPUTS
 from schemas.errors import RegistryUnavailableError, SerializationError, WireFormatError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
-from schemas.topics import TopicSettings, compacted_config
+from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
 from streams.dlq import DeadLetter, Rejected, dead_letter_headers
 from streams.ingest import (
     RESOLVED_ENTITIES,
@@ -266,7 +265,6 @@ class StreamApp:
     def _declare_topics(self) -> None:
         app, topics = self.app, self.topics
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        week_seconds = 7 * 24 * 3600.0
         # ``topics`` is one list shared with every clone faust makes for the agent, so
         # topics found later are added to it in place.
         self.agency_channel = app.topic(**raw)
@@ -288,7 +286,9 @@ class StreamApp:
         )
         self.dlq_topics = {
             stage: app.topic(
-                topics.dlq(stage), internal=True, deleting=True, retention=4 * week_seconds,
+                topics.dlq(stage), internal=True, deleting=True,
+                # the same retention `tipsync topics create` gives them (TIPSYNC_DLQ_RETENTION_MS)
+                retention=TopicSettings.from_environment().dlq_retention_ms / 1000,
                 **raw,
             )
             for stage in ("ingest", "resolve")
@@ -640,40 +640,29 @@ def ensure_internal_topics(stream_app: StreamApp, timeout: float = 60.0) -> None
     ingest agent crashes with PartitionsMismatch on the events it was processing — which faust
     has already acknowledged, so they never reached the store (found by `tipsync bench e2e`).
     """
-    app_topics = [stream_app.held.changelog_topic, stream_app.resolve_topic,
-                  *stream_app.output_topics.values(), *stream_app.dlq_topics.values()]
-    wanted: dict[str, NewTopic] = {}
-    for topic in app_topics:
-        name = topic.get_topic_name()
+    replication = TopicSettings.from_environment().replication_factor
+    plan = []
+    for topic in (stream_app.held.changelog_topic, stream_app.resolve_topic,
+                  *stream_app.output_topics.values(), *stream_app.dlq_topics.values()):
         config = dict(compacted_config()) if topic.compacting else {}
         if topic.retention is not None and not topic.compacting:
             config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
         config.update({key: str(value) for key, value in (topic.config or {}).items()})
-        wanted[name] = NewTopic(
-            name, num_partitions=topic.partitions or stream_app.partitions,
-            replication_factor=TopicSettings.from_environment().replication_factor,
-            config=config,
-        )
-    admin = AdminClient({"bootstrap.servers": stream_app.settings.kafka_bootstrap})
-    existing = admin.list_topics(timeout=10).topics
-    missing = [spec for name, spec in wanted.items() if name not in existing]
-    if missing:
-        for future in admin.create_topics(missing, request_timeout=30).values():
-            try:
-                future.result()
-            except KafkaException as error:
-                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
+        plan.append(TopicSpec(topic.get_topic_name(), topic.partitions or stream_app.partitions,
+                              replication, config))
+    bootstrap = stream_app.settings.kafka_bootstrap
+    create_topics(bootstrap, plan)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=10).topics
-        if all(name in metadata and len(metadata[name].partitions) == spec.num_partitions
-               for name, spec in wanted.items()):
+        if all(spec.name in metadata and len(metadata[spec.name].partitions) == spec.partitions
+               for spec in plan):
             return
         time.sleep(0.5)
     raise RuntimeError(
-        f"the stream app's internal topics did not appear on {stream_app.settings.kafka_bootstrap}"
-        f" within {timeout:.0f}s: {', '.join(sorted(wanted))}"
+        f"the stream app's internal topics did not appear on {bootstrap} within {timeout:.0f}s:"
+        f" {', '.join(sorted(spec.name for spec in plan))}"
     )
 
 

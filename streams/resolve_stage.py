@@ -23,7 +23,6 @@ person it points at moves to another golden id.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +40,7 @@ from streams.resolve import (
     TrustRanks,
 )
 from streams.resolve.records import source_key
-from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
+from streams.resolve.survivorship import person_golden_id
 
 PERSON: Final = "person"
 LINK: Final = "link"
@@ -100,8 +99,6 @@ class ResolveStage:
         self.links: dict[str, _Link] = {}  # link source key -> link
         self.links_of_person: dict[str, set[str]] = {}  # person source key -> link keys
         self.emitted_ends: dict[str, tuple[str, str]] = {}  # link key -> (from_id, to_id)
-        self.matches = 0
-        self.merges = 0
 
     # ------------------------------------------------------------------ feeding
 
@@ -153,7 +150,6 @@ class ResolveStage:
                 value = {**change.value, "golden_version": golden_version}
                 outputs.append(Output(PERSON, change.person_id, value))
             elif isinstance(change, GoldenPersonMerged):
-                self.merges += 1
                 outputs.append(
                     Output(PERSON, change.person_id, _merged_value(change, golden_version, event))
                 )
@@ -174,8 +170,6 @@ class ResolveStage:
                 )
                 moved.append(key)
             elif isinstance(change, MatchDecision):
-                if change.decision == "MATCH":
-                    self.matches += 1
                 left = source_key(change.left_agency_id, change.left_source_record_id)
                 right = source_key(change.right_agency_id, change.right_source_record_id)
                 outputs.append(Output(MATCH_DECISION, f"{left}|{right}", change.value))
@@ -217,9 +211,7 @@ class ResolveStage:
         agency_id, _, record_id = key.partition(":")
         if entity == "PERSON":
             # A person not (yet) known gets the id it will have as a cluster of its own.
-            return self.resolver.person_of(agency_id, record_id) or str(
-                uuid.uuid5(GOLDEN_ID_NAMESPACE, key)
-            )
+            return self.resolver.person_of(agency_id, record_id) or person_golden_id(key)
         return entity_golden_id(entity.lower(), agency_id, record_id)
 
     def _ends(self, link: _Link) -> tuple[str, str]:

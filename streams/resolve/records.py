@@ -21,7 +21,6 @@ from streams.resolve.normalise import (
     normalise_identifier,
     normalise_name,
     normalise_phone,
-    phonetic,
 )
 
 SourceKey = str  # "<agency_id>:<source_record_id>", the identity of one agency's record
@@ -163,7 +162,3 @@ def person_features(record: Mapping[str, Any]) -> PersonFeatures:
         citizenship=frozenset(c.upper() for c in record.get("citizenship") or [] if c),
     )
 
-
-def name_phonetics(features: PersonFeatures) -> tuple[str, ...]:
-    """Sound-alike codes of the given (formal) and family name, in that order, when present."""
-    return tuple(phonetic(part) for part in features.name_tokens)

@@ -48,11 +48,15 @@ def anchor_order(record: Mapping[str, Any]) -> tuple[int, str, str]:
     return (record["first_event_time"], record["agency_id"], record["source_record_id"])
 
 
+def person_golden_id(key: str) -> str:
+    """The id of a cluster anchored on the source record ``key`` (``<agency>:<record id>``)."""
+    return str(uuid.uuid5(GOLDEN_ID_NAMESPACE, key))
+
+
 def golden_id(records: Sequence[Mapping[str, Any]]) -> str:
     """The cluster's id: stable while its earliest member stays, and the older id wins a merge."""
     anchor = min(records, key=anchor_order)
-    return str(uuid.uuid5(GOLDEN_ID_NAMESPACE, source_key(anchor["agency_id"],
-                                                           anchor["source_record_id"])))
+    return person_golden_id(source_key(anchor["agency_id"], anchor["source_record_id"]))
 
 
 def _rank(trust: TrustRanks, agency_id: str, group: str) -> int:
