@@ -10,6 +10,7 @@ from datetime import date
 from types import FrameType
 from typing import Any
 
+from producers.commands import bench_subparsers
 from schemas.config import load_settings
 
 
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     person.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
     person.set_defaults(func=_search_person)
 
-    bench = _bench_subcommands(subparsers)
+    bench = bench_subparsers(subparsers)
     bench_sink = bench.add_parser(
         "sink", help="sink write path rows/s against a plain COPY ceiling (1M changes)"
     )
@@ -70,19 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                             help="changes per transaction (default: the sink's)")
     bench_sink.add_argument("--seed", type=int, default=7)
     bench_sink.set_defaults(func=_bench_sink)
-
-
-def _bench_subcommands(subparsers: argparse._SubParsersAction) -> Any:  # type: ignore[type-arg]
-    """The ``bench`` command's subcommands; another stage may have created ``bench`` first."""
-    parser = subparsers.choices.get("bench")
-    if parser is None:
-        parser = subparsers.add_parser("bench", help="benchmarks that print figures")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    nested = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    nested.required = True
-    return nested
 
 
 def _iso_date(text: str) -> date:

@@ -279,7 +279,7 @@ class ReconciledSink:
                     )))
                     self._publish(dead_letters, prepared.rejections)
                     store.advance_offsets(connection, self.options.consumer_group, advances)
-            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+            except store.REFUSALS as error:
                 log.warning(
                     "PostgreSQL refused a batch of %d changes (%s); writing it in halves to"
                     " find the ones to dead-letter", prepared.change_count, _reason_of(error),
