@@ -26,7 +26,6 @@ from schemas.errors import (
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 RETRIED_STATUSES = frozenset({502, 503, 504})
 # Confluent error codes for "subject not found", "version not found", "schema not found".
-NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
 
 
 @dataclass(frozen=True)

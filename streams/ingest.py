@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from schemas.models import RECONCILED_MODELS
+from schemas.topics import source_key
 from streams.dlq import Rejected
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
 
@@ -109,7 +110,7 @@ class AgencyEvent:
 
     @property
     def source_key(self) -> str:
-        return f"{self.agency_id}:{self.source_record_id}"
+        return source_key(self.agency_id, self.source_record_id)
 
 
 def held_key(entity: str, agency_id: str, source_record_id: str) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from schemas.agencies import Agency
+from schemas.agencies import TRUST_MAX, Agency
 from streams.ingest import AgencyEvent, entity_golden_id, source_of
 from streams.resolve import (
     GoldenPersonMerged,
@@ -56,7 +56,7 @@ def trust_ranks(agencies: Mapping[str, Agency]) -> TrustRanks:
     """Survivorship's ranks (1 = most trusted) from the agency registry's (10 = most trusted)."""
     return {
         agency_id: {
-            _SURVIVORSHIP_GROUP.get(group, group): 11 - rank
+            _SURVIVORSHIP_GROUP.get(group, group): TRUST_MAX + 1 - rank
             for group, rank in agency.trust.items()
         }
         for agency_id, agency in agencies.items()

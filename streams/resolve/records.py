@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.topics import source_key
 from streams.resolve.normalise import (
     canonical_given_name,
     date_of_birth_key,
@@ -34,10 +35,6 @@ _LIST_FIELDS = frozenset({"aliases", "citizenship", "identifiers", "phones", "em
 
 class InvalidPersonRecord(ValueError):
     """A record resolve cannot use; the message names the record, the problem and the fix."""
-
-
-def source_key(agency_id: str, source_record_id: str) -> SourceKey:
-    return f"{agency_id}:{source_record_id}"
 
 
 def to_epoch_millis(value: Any, what: str) -> int:
