@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from deploy.stack.processes import tail
+from deploy.stack.layout import StateLayout
+from deploy.stack.processes import start_background, tail
 from schemas.config import Settings, load_settings
 
 STOP_TIMEOUT_SECONDS = 30.0
@@ -37,14 +38,10 @@ class PipelineProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str] | None = None) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "deploy.cli", *self.arguments],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
+        self.process = start_background(
+            [sys.executable, "-m", "deploy.cli", *self.arguments],
+            log=self.log, env={**os.environ, **(env or {})},
+        )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -73,10 +70,10 @@ class Pipeline:
     processes: list[PipelineProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        logs = self.settings.home / "logs"
+        layout = StateLayout.of(self.settings)
         self.processes = [
-            PipelineProcess("stream", ["stream", *self.stream_arguments], logs / "stream.log"),
-            PipelineProcess("sink", ["sink", *self.sink_arguments], logs / "sink.log"),
+            PipelineProcess("stream", ["stream", *self.stream_arguments], layout.log("stream")),
+            PipelineProcess("sink", ["sink", *self.sink_arguments], layout.log("sink")),
         ]
 
     def start(self) -> None:

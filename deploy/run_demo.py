@@ -38,8 +38,9 @@ from typing import Any
 import psycopg
 
 from deploy.demo.generate import ExportFile, Manifest, generate
+from deploy.demo.world import PHONE_EXCHANGES
 from deploy.pipeline import Pipeline, PipelineError
-from deploy.stack.layout import StackError
+from deploy.stack.layout import StackError, StateLayout
 from deploy.stack.stack import LocalStack
 from schemas.config import Settings, load_settings
 
@@ -238,10 +239,6 @@ def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
     with open(base.path, newline="", encoding="utf-8") as handle:
         people = [row for number, row in enumerate(csv.DictReader(handle), start=2)
                   if number not in planted and row.get("source_record_id")]
-    exchanges = sorted(
-        {digits[-7:-4] for digits in ("".join(filter(str.isdigit, row.get("phone") or ""))
-                                      for row in people) if digits[-10:-7] == "876"}
-    ) or ["924"]
     live_folder = settings.home / "demo" / "live"
     live_folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random()
@@ -249,54 +246,58 @@ def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     tick = 0
     freshness: list[float] = []
-    while time.monotonic() < deadline:
-        tick += 1
-        kind = rng.choice(("update", "update", "report", "delete"))
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        if kind == "report":
-            record_id = f"CTU-LIVE-{uuid.uuid4().hex[:10]}"
-            row = {"source_record_id": record_id, "channel": "HOTLINE", "received_at": now,
-                   "narrative": "Live demo tip (synthetic): workers seen housed at a farm.",
-                   "parish": rng.choice(("St. Ann", "Clarendon", "Manchester")),
-                   "case_ref": "", "updated_at": now}
-            entity = "report"
-        else:
-            row = dict(rng.choice(people))
-            row["updated_at"] = now
-            record_id = row["source_record_id"]
-            entity = "person"
-            if kind == "update":
-                # A new number on an exchange the export already uses, so it is a valid one.
-                exchange = rng.choice(exchanges)
-                row["phone"] = f"876-{exchange}-{rng.randint(1000, 9999)}"
+    # One connection for the whole minute: the visibility poll asks every 0.1 s.
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            tick += 1
+            kind = rng.choice(("update", "update", "report", "delete"))
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if kind == "report":
+                record_id = f"CTU-LIVE-{uuid.uuid4().hex[:10]}"
+                row = {"source_record_id": record_id, "channel": "HOTLINE", "received_at": now,
+                       "narrative": "Live demo tip (synthetic): workers seen housed at a farm.",
+                       "parish": rng.choice(("St. Ann", "Clarendon", "Manchester")),
+                       "case_ref": "", "updated_at": now}
+                entity = "report"
             else:
-                row["deleted"] = "true"
-        path = live_folder / f"tick-{tick:03d}-{entity}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerow(row)
-        before = stored_version(settings, entity, record_id)
-        changed_at = time.monotonic()  # the change's event_time (updated_at) is this moment
-        output = checked("publishing a live change", "produce", "--agency", LIVE_AGENCY,
-                         "--entity", entity, "--file", str(path), "--source-name",
-                         f"live-{entity}", "--no-progress")
-        published = time.monotonic() - changed_at
-        summary = json.loads(output.strip().splitlines()[-1])
-        if summary.get("rejected"):
-            say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: rejected by the producer, "
-                f"see {summary.get('rejects_file')}")
-            continue
-        waited = wait_visible(settings, entity, record_id, before, deleted=kind == "delete")
-        if waited is None:
-            outcome = "NOT visible within 30s (see .tipsync/logs/stream.log and sink.log)"
-        else:
-            freshness.append(published + waited)
-            outcome = (f"visible in PostgreSQL {waited:.2f}s after Kafka acknowledged it "
-                       f"({published + waited:.2f}s after the change, producer start-up "
-                       "included)")
-        say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: {outcome}")
-        time.sleep(max(0.0, 1.0 - (time.monotonic() - changed_at)))
+                row = dict(rng.choice(people))
+                row["updated_at"] = now
+                record_id = row["source_record_id"]
+                entity = "person"
+                if kind == "update":
+                    # A new number on an exchange the generator uses, so it is a valid one.
+                    exchange = rng.choice(PHONE_EXCHANGES)
+                    row["phone"] = f"876-{exchange}-{rng.randint(1000, 9999)}"
+                else:
+                    row["deleted"] = "true"
+            path = live_folder / f"tick-{tick:03d}-{entity}.csv"
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                writer.writeheader()
+                writer.writerow(row)
+            before = stored_version(connection, entity, record_id)
+            changed_at = time.monotonic()  # the change's event_time (updated_at) is this moment
+            output = checked("publishing a live change", "produce", "--agency", LIVE_AGENCY,
+                             "--entity", entity, "--file", str(path), "--source-name",
+                             f"live-{entity}", "--no-progress")
+            published = time.monotonic() - changed_at
+            summary = json.loads(output.strip().splitlines()[-1])
+            if summary.get("rejected"):
+                say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: rejected by the producer, "
+                    f"see {summary.get('rejects_file')}")
+                continue
+            waited = wait_visible(connection, entity, record_id, before,
+                                  deleted=kind == "delete")
+            if waited is None:
+                outcome = ("NOT visible within 30s (see stream.log and sink.log in "
+                           f"{StateLayout.of(settings).logs})")
+            else:
+                freshness.append(published + waited)
+                outcome = (f"visible in PostgreSQL {waited:.2f}s after Kafka acknowledged it "
+                           f"({published + waited:.2f}s after the change, producer start-up "
+                           "included)")
+            say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: {outcome}")
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - changed_at)))
     if freshness:
         say(f"live freshness over {len(freshness)} changes (change at the agency → visible in "
             f"PostgreSQL): p50 {percentile(freshness, 50):.2f}s, "
@@ -311,19 +312,21 @@ VISIBILITY_QUERIES = {
 }
 
 
-def stored_version(settings: Settings, entity: str, record_id: str) -> tuple[int, bool] | None:
-    with psycopg.connect(settings.database_url, autocommit=True) as connection:
-        row = connection.execute(VISIBILITY_QUERIES[entity], (LIVE_AGENCY, record_id)).fetchone()
+def stored_version(
+    connection: psycopg.Connection[Any], entity: str, record_id: str
+) -> tuple[int, bool] | None:
+    row = connection.execute(VISIBILITY_QUERIES[entity], (LIVE_AGENCY, record_id)).fetchone()
     return (int(row[0]), bool(row[1])) if row else None
 
 
-def wait_visible(settings: Settings, entity: str, record_id: str, before: tuple[int, bool] | None,
-                 deleted: bool, timeout: float = 30.0) -> float | None:
+def wait_visible(connection: psycopg.Connection[Any], entity: str, record_id: str,
+                 before: tuple[int, bool] | None, deleted: bool,
+                 timeout: float = 30.0) -> float | None:
     """Seconds until the store shows the change: a newer version than ``before``, or, for a
     delete, the source record gone from (or marked deleted in) its golden record."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
-        now = stored_version(settings, entity, record_id)
+        now = stored_version(connection, entity, record_id)
         if deleted and (now is None or now[1]):
             return time.monotonic() - began
         if not deleted and now is not None and now != before:

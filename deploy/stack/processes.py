@@ -71,13 +71,13 @@ def start_background(
     command: Sequence[str],
     *,
     log: Path,
-    pidfile: Path,
-    cwd: Path,
+    pidfile: Path | None = None,
+    cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running service detached from our session, its output in ``log``."""
+    """Start a long-running process detached from our session, its output in ``log``, its pid
+    in ``pidfile`` when given (so a later ``tipsync`` can find and stop it)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             list(command),
@@ -88,7 +88,9 @@ def start_background(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    pidfile.write_text(f"{process.pid}\n")
+    if pidfile is not None:
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(f"{process.pid}\n")
     return process
 
 

@@ -375,8 +375,9 @@ logger.started.level = INFO
 def _silent_logger() -> logging.Logger:
     """librdkafka logs every refused connection; while probing, those are expected."""
     logger = logging.getLogger("tipsync.stack.probe")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
+    if not logger.handlers:  # probes run every 0.5 s while waiting: one handler, not hundreds
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
     return logger
 
 
