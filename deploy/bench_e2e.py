@@ -330,12 +330,15 @@ def backfill(settings: Settings, manifest: Manifest, pipeline: Pipeline,
                                                stream_memory)
         produced = [future.result() for future in futures]
         last_commit = last_person_commit(connection) if exact else None
-    ended = last_commit if last_commit is not None else finished
+    producers_ended = max(timed.ended for timed in produced)
+    # Done when the last record is committed and the last producer has exited: on a small
+    # run a producer process can still be shutting down after its last row was committed.
+    ended = max(last_commit if last_commit is not None else finished, producers_ended)
     summaries = [timed.result.summary for timed in produced]
     published = sum(int(summary.get("published", 0)) for summary in summaries)
     events = sum(int(summary.get("events", 0)) for summary in summaries)
     seconds = ended - began
-    producer_seconds = max(timed.ended for timed in produced) - began
+    producer_seconds = producers_ended - began
     return {
         "person_rows": sum(int(summary.get("read") or 0) for summary in summaries),
         "person_records_published": published,
