@@ -13,6 +13,7 @@ unchanged against a production cluster once the three connection variables are s
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -69,6 +70,32 @@ class Settings:
 def _port_of(host_port: str, default: int) -> int:
     _, _, port = host_port.rpartition(":")
     return int(port) if port.isdigit() else default
+
+
+def metrics_port(
+    variable: str, default: int, option: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int | None:
+    """The port a process serves its Prometheus metrics on: the command-line option first,
+    then the environment variable, then the default; None when it is 0 (no endpoint).
+    The one rule for every ``TIPSYNC_*_METRICS_PORT`` (stream, sink, monitor)."""
+    if option is None:
+        env = os.environ if environ is None else environ
+        configured = env.get(variable, "").strip()
+        if not configured:
+            return default
+        if not configured.isdigit():
+            raise ValueError(
+                f"{variable}='{configured}' is not a port number; set a whole number such as"
+                f" {default}, or 0 for no metrics endpoint"
+            )
+        option = int(configured)
+    if not 0 <= option <= 65535:
+        raise ValueError(
+            f"metrics port {option} is outside 0..65535; give a free port such as {default},"
+            " or 0 for no metrics endpoint"
+        )
+    return option or None
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

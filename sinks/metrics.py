@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from schemas import config
+from schemas.config import LOOPBACK
 from sinks.batch import Message, PreparedBatch
 from sinks.store import Written
 
@@ -27,7 +29,6 @@ log = logging.getLogger("tipsync.sink")
 
 METRICS_PORT_VARIABLE = "TIPSYNC_SINK_METRICS_PORT"
 DEFAULT_METRICS_PORT = 19101
-LOOPBACK = "127.0.0.1"
 
 # A batch of up to 50,000 messages takes from milliseconds (a trickle) to tens of seconds (a
 # backlog on a busy machine; docs/BENCHMARKS.md).
@@ -67,24 +68,9 @@ def dead_letter_reason(reason: str) -> str:
 
 
 def metrics_port(option: int | None, environ: Mapping[str, str]) -> int | None:
-    """The port to serve on: ``--metrics-port`` first, then the environment, then 19101;
+    """The sink's port: ``--metrics-port``, then TIPSYNC_SINK_METRICS_PORT, then 19101;
     None when it is 0 (no endpoint)."""
-    if option is None:
-        configured = environ.get(METRICS_PORT_VARIABLE, "").strip()
-        if not configured:
-            return DEFAULT_METRICS_PORT
-        if not configured.isdigit():
-            raise ValueError(
-                f"{METRICS_PORT_VARIABLE}='{configured}' is not a port number; set a whole"
-                f" number such as {DEFAULT_METRICS_PORT}, or 0 for no metrics endpoint"
-            )
-        option = int(configured)
-    if not 0 <= option <= 65535:
-        raise ValueError(
-            f"metrics port {option} is outside 0..65535; give a free port such as"
-            f" {DEFAULT_METRICS_PORT}, or 0 for no metrics endpoint"
-        )
-    return option or None
+    return config.metrics_port(METRICS_PORT_VARIABLE, DEFAULT_METRICS_PORT, option, environ)
 
 
 @dataclass(frozen=True)

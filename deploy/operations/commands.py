@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -31,7 +30,7 @@ from deploy.operations.metric_names import (
 )
 from deploy.operations.offsets import OperationsError
 from deploy.operations.survey import survey_lag
-from schemas.config import Settings, load_settings
+from schemas.config import Settings, load_settings, metrics_port
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -238,17 +237,18 @@ def freshness_command(args: argparse.Namespace) -> int:
 
 
 def monitor_command(args: argparse.Namespace) -> int:
-    port = args.port
+    try:
+        port = metrics_port(
+            OPERATIONS_METRICS_PORT_VARIABLE, DEFAULT_OPERATIONS_METRICS_PORT, args.port
+        )
+    except ValueError as error:
+        print(f"tipsync monitor: {error}", file=sys.stderr)
+        return 2
     if port is None:
-        configured = os.environ.get(OPERATIONS_METRICS_PORT_VARIABLE, "")
-        if configured and not configured.isdigit():
-            print(
-                f"tipsync monitor: {OPERATIONS_METRICS_PORT_VARIABLE}='{configured}' is not a"
-                f" port number; set a whole number such as {DEFAULT_OPERATIONS_METRICS_PORT}",
-                file=sys.stderr,
-            )
-            return 2
-        port = int(configured) if configured else DEFAULT_OPERATIONS_METRICS_PORT
+        print("tipsync monitor: port 0 turns the metrics endpoint off, and serving it is all"
+              f" the monitor does; give a free port such as {DEFAULT_OPERATIONS_METRICS_PORT}",
+              file=sys.stderr)
+        return 2
     monitor = Monitor(load_settings(), groups=args.group, prefix=args.group_prefix)
     try:
         monitor.serve(port)
