@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "producers.commands",
     "deploy.bench_er_pipeline",
     "streams.stream_commands",
+    "streams.model_commands",
     "sinks.commands",
 )
 
