@@ -55,7 +55,7 @@ from schemas.errors import RegistryUnavailableError, SerializationError, WireFor
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
 from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
-from streams.dlq import DeadLetter, Rejected, dead_letter_headers
+from streams.dlq import DeadLetter, Rejected, dead_letter_headers, processing_error
 from streams.ingest import (
     RESOLVED_ENTITIES,
     AgencyEvent,
@@ -392,38 +392,50 @@ class StreamApp:
     # ------------------------------------------------------------------ ingest
 
     async def ingest_one(self, message: Any) -> None:
+        """Judge one agency event and pass it on; what cannot be processed, whatever the
+        reason, becomes a dead letter and the stream goes on with the next message."""
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
+        try:
+            await self._ingest(message)
+        except Rejected as rejected:
+            await self._dead_letter("ingest", message, rejected.dead_letter)
+        except Exception as error:  # noqa: BLE001 - faust has acknowledged the message already
+            # Left to faust, the exception would kill the agent and the event would be lost
+            # (faust acknowledges a message before the agent is done with it). Its text may
+            # quote personal data: the dead letter and the log name only its type and where.
+            await self._dead_letter(
+                "ingest", message, processing_error("ingest", error, message.topic)
+            )
+
+    async def _ingest(self, message: Any) -> None:
         counters = self._ingest_routes.get(message.topic) or self._route(message.topic)
         agency_id, entity = counters.agency_id, counters.entity
         counters.events_in.inc()
-        try:
-            event = await self._decode(message.value, agency_id, entity, message.key)
-        except Rejected as rejected:
-            await self._dead_letter("ingest", message, rejected.dead_letter)
-            return
+        event = await self._decode(message.value, agency_id, entity, message.key)
         key = event.held_key
         held = Held.from_json(self.held.get(key))
         verdict = judge(held, event.event_id, event.source_version)
-        if verdict is not Verdict.REPLAY:  # a replay's id is already remembered
-            self.held[key] = remember(held, event.event_id, event.source_version).to_json()
-        if verdict is Verdict.REPLAY:
+        if verdict is Verdict.REPLAY:  # its id is already remembered
             counters.replays_dropped.inc()
             return
         if verdict is Verdict.STALE:
+            self.held[key] = remember(held, event.event_id, event.source_version).to_json()
             counters.stale_dropped.inc()
             return
         if entity in RESOLVED_ENTITIES:
-            await self._send(self.topics.resolve, key.encode(), message.value)
-            counters.events_out.inc()
-            return
-        golden, value = golden_entity(event)
-        try:
-            data = None if value is None else self.serializer(entity)(value)
-        except SerializationError as error:
-            await self._dead_letter("ingest", message, DeadLetter("invalid_envelope", str(error)))
-            return
-        await self._send(self.topics.reconciled(entity), golden.encode(), data)
+            topic, output_key, data = self.topics.resolve, key.encode(), message.value
+        else:
+            golden, value = golden_entity(event)
+            try:
+                data = None if value is None else self.serializer(entity)(value)
+            except SerializationError as error:
+                raise Rejected("invalid_envelope", str(error)) from None
+            topic, output_key = self.topics.reconciled(entity), golden.encode()
+        # The table moves forward only once the output is ready: an event that failed on the
+        # way is not remembered, so publishing it again once the cause is fixed is no replay.
+        self.held[key] = remember(held, event.event_id, event.source_version).to_json()
+        await self._send(topic, output_key, data)
         counters.events_out.inc()
 
     def _route(self, topic: str) -> IngestRoute:
@@ -460,7 +472,8 @@ class StreamApp:
         )
         await self._send(self.topics.dlq(stage), message.key, message.value, headers)
         self.metrics.dead_letters.labels(stage, letter.reason).inc()
-        log.warning(
+        log.log(
+            logging.ERROR if letter.reason == "processing_error" else logging.WARNING,
             "dead letter %s[%d]@%d (%s): %s",
             message.topic, message.partition, message.offset, letter.reason, letter.detail,
         )
@@ -492,6 +505,16 @@ class StreamApp:
             return
         except InvalidPersonRecord as error:
             await self._dead_letter("resolve", message, DeadLetter("unresolvable", str(error)))
+            return
+        except Exception as error:  # noqa: BLE001 - faust has acknowledged the message already
+            # The resolver may have changed part of its clusters before it raised, so its
+            # state is no longer to be trusted: forget it, and the next message rebuilds it
+            # from the resolve topic (``rebuild``). The dead letter names only the exception's
+            # type and where (its text may quote personal data).
+            self.stage = None
+            await self._dead_letter(
+                "resolve", message, processing_error("resolve", error, message.topic)
+            )
             return
         self._resolved_counter(event.entity).inc()
         for output in outputs:
@@ -566,6 +589,13 @@ class StreamApp:
                         loaded += 1
                     except (Rejected, InvalidPersonRecord):
                         continue  # it went to the dead-letter topic when it was first seen
+                    except Exception as error:  # noqa: BLE001
+                        # A record that raised when it was first seen went to the dead-letter
+                        # topic as a processing_error and raises here again: skip it rather
+                        # than fail every rebuild (the resolver keeps what it did before).
+                        log.error("resolve: rebuild skipped %s[0]@%d (%s)", self.topics.resolve,
+                                  record.offset, type(error).__name__)
+                        continue
                     if loaded % FREEZE_EVERY_RECORDS == 0:
                         gc.freeze()
         finally:

@@ -11,17 +11,24 @@ known to a second agency), one record at a time, as the worker feeds it:
    clock and per CPU second of this process (the machine is shared), the time per record
    (p50, p99, max) and the time spent in full garbage collections.
 
+Memory: the process's resident size before and after the load, per person and per source
+record; ``--memory-breakdown`` also walks the resolver's structures and prints the bytes each
+holds (objects shared between structures count once, in the first). ``--profile PATH`` writes
+a cProfile of the burst.
+
 Figures are printed, and a JSON line of them last.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
 import random
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +46,11 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duplicates", type=float, default=0.2,
                         help="share of the first people also known to a second agency")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--memory-breakdown", action="store_true",
+                        help="after the load, print the bytes each resolver structure holds "
+                             "(slow at a million people: it visits every object)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="write a cProfile of the timed burst to PATH (pstats format)")
 
 
 def checked_people(
@@ -73,20 +85,68 @@ class _FullCollections:
             self.count += 1
 
 
+def resident_bytes() -> int:
+    """The process's resident memory now (not its peak)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def deep_sizes(owner: object) -> dict[str, int]:
+    """Bytes reachable from each attribute of ``owner``, each object counted once.
+
+    Classes, functions and modules are not followed (they are code, not data held per person).
+    """
+    seen: set[int] = {id(owner)}
+    sizes: dict[str, int] = {}
+    skip = (type, type(sys), type(deep_sizes))
+    for name, value in vars(owner).items():
+        total = 0
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if id(item) in seen or isinstance(item, skip):
+                continue
+            seen.add(id(item))
+            total += sys.getsizeof(item)
+            pending.extend(gc.get_referents(item))
+        sizes[name] = total
+    return sizes
+
+
 def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     trust = trust_ranks(load_agencies())
     stage = ResolveStage(lambda: Resolver(trust))
     offset = 0
+    gc.collect()
+    rss_before = resident_bytes()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for event in checked_people(range(args.people), rng, args.duplicates):
         stage.apply(event, offset)
         offset += 1
     load_seconds = time.perf_counter() - started
+    load_cpu = time.process_time() - cpu_started
+    gc.collect()
+    rss_after = resident_bytes()
+    held = rss_after - rss_before
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"resolve: {args.people:,} people ({offset:,} source records) resolved in "
-          f"{load_seconds:.1f} s ({offset / load_seconds:,.0f} records/s); peak RSS "
-          f"{rss_mib:,.0f} MiB", flush=True)
+          f"{load_seconds:.1f} s ({offset / load_seconds:,.0f} records/s, "
+          f"{offset / load_cpu:,.0f} per CPU second); resident memory "
+          f"{rss_before / 2**20:,.0f} -> {rss_after / 2**20:,.0f} MiB: "
+          f"{held / args.people:,.0f} bytes per person, {held / offset:,.0f} per source record "
+          f"({held / args.people * 1e6 / 2**30:.2f} GiB per million people); peak RSS "
+          f"{rss_mib:,.0f} MiB; load average {_load_average()}", flush=True)
+    if args.memory_breakdown:
+        sizes = deep_sizes(stage.resolver)
+        for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
+            if size:
+                print(f"  {name:<24} {size / 2**20:9,.1f} MiB  {size / offset:7,.0f} bytes "
+                      "per source record", flush=True)
 
     burst = list(checked_people(range(args.people, args.people + args.burst), rng, 0.0))
     gc.freeze()
@@ -94,14 +154,20 @@ def run(args: argparse.Namespace) -> int:
     gc.callbacks.append(collections)
     pairs_before = stage.resolver.pairs_scored
     times: list[float] = []
+    profiler = cProfile.Profile() if args.profile else None
     cpu_started, started = time.process_time(), time.perf_counter()
     try:
+        if profiler:
+            profiler.enable()
         for event in burst:
             before = time.perf_counter()
             stage.apply(event, offset)
             times.append(time.perf_counter() - before)
             offset += 1
     finally:
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         gc.callbacks.remove(collections)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -109,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "people": args.people, "source_records": offset - len(burst),
         "load_records_per_second": round((offset - len(burst)) / load_seconds),
+        "load_seconds": round(load_seconds, 1),
+        "bytes_per_person": round(held / args.people),
+        "bytes_per_source_record": round(held / (offset - len(burst))),
         "burst": len(burst), "burst_records_per_second": round(len(burst) / seconds),
         "burst_records_per_cpu_second": round(len(burst) / cpu),
         "ms_p50": round(quantiles[49] * 1000, 3), "ms_p99": round(quantiles[98] * 1000, 3),
@@ -118,13 +187,20 @@ def run(args: argparse.Namespace) -> int:
         "full_collections": collections.count,
         "full_collection_seconds": round(collections.seconds, 2),
         "peak_rss_mib": round(rss_mib),
+        "load_average": _load_average(),
     }
     print(f"resolve with {args.people:,} people resolved: {result['burst_records_per_second']:,} "
           f"records/s ({result['burst_records_per_cpu_second']:,} per CPU second) over "
           f"{len(burst):,} new people; per record p50 {result['ms_p50']} ms, p99 "
           f"{result['ms_p99']} ms, max {result['ms_max']} ms; "
           f"{result['pairs_scored_per_record']} candidate pairs scored per record; "
-          f"{collections.count} full garbage collections ({collections.seconds:.2f} s)",
-          flush=True)
+          f"{collections.count} full garbage collections ({collections.seconds:.2f} s); "
+          f"load average {result['load_average']}", flush=True)
     print(json.dumps(result), flush=True)
     return 0
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15-minute load averages: the machine is shared, figures move with them."""
+    with open("/proc/loadavg", encoding="ascii") as loadavg:
+        return " ".join(loadavg.read().split()[:3])

@@ -21,8 +21,10 @@ agency ids and field names only, never from field values.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 # reason code -> what it means (docs/STREAMS.md lists the same table)
@@ -34,6 +36,7 @@ REASONS: Final[dict[str, str]] = {
     "key_mismatch": "the message key is not '<agency_id>:<source_record_id>' of its payload",
     "invalid_envelope": "the envelope breaks a rule of the contract (op and payload, version)",
     "unresolvable": "the resolve stage refused the record (see the detail)",
+    "processing_error": "an unexpected error in the stage's code (a bug: the detail says where)",
 }
 
 MAX_DETAIL_CHARACTERS: Final = 400
@@ -60,6 +63,38 @@ class Rejected(Exception):  # noqa: N818 - it reads as the outcome: the message 
     def __init__(self, reason: str, detail: str) -> None:
         self.dead_letter = DeadLetter(reason, detail)
         super().__init__(f"{reason}: {detail}")
+
+
+# Frames of the traceback named in a processing_error detail, innermost last.
+WHERE_FRAMES: Final = 3
+
+
+def processing_error(stage: str, error: Exception, source_topic: str) -> DeadLetter:
+    """The dead letter of a message whose processing raised an exception nobody expected.
+
+    The detail names the exception's type and where it was raised (file, line and function of
+    the innermost frames), never its message: an exception's text may quote the field values
+    it choked on, and those are personal data.
+    """
+    frames = traceback.extract_tb(error.__traceback__)[-WHERE_FRAMES:]
+    where = " <- ".join(
+        f"{_short_path(frame.filename)}:{frame.lineno} {frame.name}" for frame in reversed(frames)
+    ) or "an unknown place"
+    return DeadLetter(
+        "processing_error",
+        f"{stage} raised {type(error).__name__} at {where} on a message of {source_topic}; the "
+        "message is kept here unchanged: fix the code, then publish it again to its topic",
+    )
+
+
+def _short_path(filename: str) -> str:
+    """``streams/app.py`` rather than the whole path of the checkout or the site-packages."""
+    parts = Path(filename).parts
+    for anchor in ("site-packages", "streams", "schemas"):
+        if anchor in parts:
+            index = len(parts) - 1 - parts[::-1].index(anchor)
+            return "/".join(parts[index + (anchor == "site-packages"):])
+    return Path(filename).name
 
 
 def dead_letter_headers(

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,16 +148,20 @@ class StreamHarness:
     # ------------------------------------------------------------------ workers
 
     def start_worker(
-        self, index: int = 0, store: str = "memory", extra: Iterable[str] = ()
+        self, index: int = 0, store: str = "memory", extra: Iterable[str] = (),
+        command: Sequence[str] = ("-m", "deploy.cli"), environment: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Start ``tipsync stream`` as a process of its own. ``command`` (the interpreter's
+        arguments before ``stream``) lets a test run the same CLI through a script of its own,
+        e.g. one that makes a chosen event fail; ``environment`` adds variables."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{self.prefix}-worker-{index}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "stream", "--prefix", self.prefix,
+            [sys.executable, *command, "stream", "--prefix", self.prefix,
              "--worker-index", str(index), "--store", store, "--metrics-port", "0",
              "--discovery-interval", "5", *extra],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "TIPSYNC_HOME": str(self.settings.home)},
+            env={**os.environ, "TIPSYNC_HOME": str(self.settings.home), **(environment or {})},
         )
         self.workers.append(process)
         return process
