@@ -1,14 +1,21 @@
 """The person record as resolve keeps it, and the comparison features derived from it.
 
 Ingest hands resolve a plain dict shaped like the agency Person event's payload plus the
-envelope ids. ``source_record_from_event`` turns it into the JSON-safe dict that resolve stores
-(so its state can live in a changelogged table), and ``PersonFeatures`` holds the normalised
-forms that blocking and scoring compare; features are derived, never stored.
+envelope ids. ``source_record_from_event`` turns it into the JSON-safe dict that is resolve's
+state (so it can live in a changelogged table); ``SourceRecord`` holds the same values in
+memory compactly, and ``PersonFeatures`` holds the normalised forms that blocking and scoring
+compare; features are derived, never stored.
+
+Memory matters here: the resolver holds every person record (a million people is the
+target), so held values are tuples and slots rather than dicts and lists, strings that repeat
+across people (names, dates, agencies, labels) are shared, and empty or repeated small sets
+are one object each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +42,103 @@ _LIST_FIELDS = frozenset({"aliases", "citizenship", "identifiers", "phones", "em
 
 class InvalidPersonRecord(ValueError):
     """A record resolve cannot use; the message names the record, the problem and the fix."""
+
+
+# The stored record's fields, in the order of the dict ``source_record_from_event`` returns,
+# then the earliest event time resolve saw for the record.
+RECORD_FIELDS: tuple[str, ...] = (
+    "agency_id", "source_record_id", "source_version", "event_time", *PERSON_FIELDS,
+    "first_event_time",
+)
+_RECORD_FIELD_SET = frozenset(RECORD_FIELDS)
+# Scalar values that repeat from person to person: shared, not held once per record.
+_SHARED_SCALARS = frozenset({
+    "agency_id", "given_name", "middle_name", "family_name", "date_of_birth", "dob_precision",
+    "sex", "classification",
+})
+
+
+def share(value: str) -> str:
+    """The one copy of a string that repeats across records (names, dates, labels)."""
+    return sys.intern(value)
+
+
+# Item fields whose values are one person's own (an identifier's value): not worth sharing.
+_UNSHARED_ITEM_FIELDS = frozenset({"value"})
+
+
+def _compact_item(item: Any) -> Any:
+    """A list item as held: a mapping becomes (its keys, *its values), strings shared."""
+    if isinstance(item, Mapping):
+        return (
+            share_keys(tuple(item)),
+            *(share(value) if isinstance(value, str) and field not in _UNSHARED_ITEM_FIELDS
+              else value for field, value in item.items()),
+        )
+    return item
+
+
+_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def share_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple per distinct key list of the identifiers' and addresses' items."""
+    return _KEY_TUPLES.setdefault(keys, keys)
+
+
+def _expand_item(item: Any) -> Any:
+    if isinstance(item, tuple):
+        return dict(zip(item[0], item[1:], strict=True))
+    return item
+
+
+class SourceRecord(Mapping[str, Any]):
+    """One held source record: the stored dict's values in slots (a read-only mapping).
+
+    Reads give what the dict gave (lists of strings and of dicts are rebuilt on each read),
+    so survivorship and the state see the same values; ``to_dict`` is the JSON-safe form.
+    """
+
+    __slots__ = RECORD_FIELDS
+
+    def __init__(self, record: Mapping[str, Any], first_event_time: int) -> None:
+        for field in RECORD_FIELDS[:-1]:
+            value = record.get(field)
+            if field in _LIST_FIELDS:
+                value = tuple(_compact_item(item) for item in value or ()) if value else ()
+            elif field in _SHARED_SCALARS and isinstance(value, str):
+                value = share(value)
+            setattr(self, field, value)
+        self.first_event_time = first_event_time
+
+    def __getitem__(self, field: str) -> Any:
+        if field not in _RECORD_FIELD_SET:
+            raise KeyError(field)
+        value = getattr(self, field)
+        if field in _LIST_FIELDS:
+            return [_expand_item(item) for item in value]
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(RECORD_FIELDS)
+
+    def __len__(self) -> int:
+        return len(RECORD_FIELDS)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, field) for field in RECORD_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SourceRecord):
+            # Equal held values are equal records; else compare what a read gives (two
+            # mappings with the same items in another key order are still the same record).
+            return self._values() == other._values() or self.to_dict() == other.to_dict()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {field: self[field] for field in RECORD_FIELDS}
 
 
 def to_epoch_millis(value: Any, what: str) -> int:
@@ -123,15 +227,48 @@ def _split_alias(alias: str) -> tuple[str, str]:
     return canonical_given_name(parts[0]), parts[-1]
 
 
-def person_features(record: Mapping[str, Any]) -> PersonFeatures:
-    """What blocking and scoring compare, derived from a stored source record."""
+_NO_STRINGS: frozenset[str] = frozenset()
+_NO_IDENTIFIERS: dict[str, frozenset[str]] = {}  # shared: features are never mutated
+_SMALL_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_set(values: frozenset[str]) -> frozenset[str]:
+    """One object per distinct small set that many people have (citizenship, house numbers).
+
+    Sets of values that are one person's own (phones, emails) are not worth sharing.
+    """
+    if not values:
+        return _NO_STRINGS
+    return _SMALL_SETS.setdefault(values, values)
+
+
+def _same_or(original: str, normalised: str) -> str:
+    """The original string when normalising did not change it: one copy held, not two."""
+    return original if normalised == original else normalised
+
+
+def _strings(values: Any, normalise: Any) -> frozenset[str]:
+    found = frozenset(
+        normal for normal in (_same_or(value, normalise(value)) for value in values or ())
+        if normal
+    )
+    return found or _NO_STRINGS
+
+
+def person_features(record: Mapping[str, Any], key: SourceKey | None = None) -> PersonFeatures:
+    """What blocking and scoring compare, derived from a stored source record.
+
+    ``key``, when given, is the record's source key object the caller already holds (so the
+    features share it instead of holding a copy).
+    """
     given = normalise_name(record.get("given_name"))
     identifiers: dict[str, set[str]] = {}
     for identifier in record.get("identifiers") or []:
-        value = normalise_identifier(identifier.get("value"))
+        raw = identifier.get("value")
+        value = _same_or(raw, normalise_identifier(raw)) if raw else ""
         if value:
             scheme = identifier.get("scheme") or "OTHER"
-            scheme = f"{scheme}:{identifier.get('issuing_country') or ''}"
+            scheme = share(f"{scheme}:{identifier.get('issuing_country') or ''}")
             identifiers.setdefault(scheme, set()).add(value)
     addresses = record.get("addresses") or []
     first_address = addresses[0] if addresses else {}
@@ -139,7 +276,8 @@ def person_features(record: Mapping[str, Any]) -> PersonFeatures:
     address = normalise_address(first_address.get("line"))
     address_tokens = address.split(" ") if address else []
     return PersonFeatures(
-        key=source_key(record["agency_id"], record["source_record_id"]),
+        key=key if key is not None else source_key(record["agency_id"],
+                                                   record["source_record_id"]),
         given=given,
         given_canonical=canonical_given_name(given),
         middle=normalise_name(record.get("middle_name")),
@@ -148,14 +286,19 @@ def person_features(record: Mapping[str, Any]) -> PersonFeatures:
             pair for pair in (_split_alias(alias) for alias in record.get("aliases") or [])
             if pair[0]
         ),
-        date_of_birth=date_of_birth_key(record.get("date_of_birth"), record.get("dob_precision")),
-        sex="" if sex == "UNKNOWN" else sex,
-        identifiers={scheme: frozenset(values) for scheme, values in identifiers.items()},
-        phones=frozenset(p for p in map(normalise_phone, record.get("phones") or []) if p),
-        emails=frozenset(e for e in map(normalise_email, record.get("emails") or []) if e),
-        address_words=" ".join(t for t in address_tokens if not t.isdigit()),
-        address_numbers=frozenset(t for t in address_tokens if t.isdigit()),
+        date_of_birth=share(
+            date_of_birth_key(record.get("date_of_birth"), record.get("dob_precision"))
+        ),
+        sex=share("" if sex == "UNKNOWN" else sex),
+        identifiers={
+            scheme: frozenset(values) for scheme, values in identifiers.items()
+        } if identifiers else _NO_IDENTIFIERS,
+        phones=_strings(record.get("phones"), normalise_phone),
+        emails=_strings(record.get("emails"), normalise_email),
+        address_words=share(" ".join(t for t in address_tokens if not t.isdigit())),
+        address_numbers=_shared_set(frozenset(t for t in address_tokens if t.isdigit())),
         parish=normalise_name(first_address.get("parish")),
-        citizenship=frozenset(c.upper() for c in record.get("citizenship") or [] if c),
+        citizenship=_shared_set(
+            frozenset(c.upper() for c in record.get("citizenship") or [] if c)
+        ),
     )
-

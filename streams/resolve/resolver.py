@@ -16,6 +16,12 @@ by the size of its neighbourhood, not by the number of people already resolved.
 
 The persistent state (``to_state``) is plain JSON-safe data: the source records and what was
 last published per golden id. Indexes, edges and clusters are derived from it again on load.
+
+Memory: a million people is the target, so what is held per record is kept small (see
+docs/RESOLUTION.md, "Memory"): records in slots (``SourceRecord``), a block with one member
+holds that member's key itself rather than a set, a record's blocking keys are derived again
+from its features when it changes instead of being held, a record with no edge has no edge
+dict.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from streams.resolve.clustering import ChainingGuard, Vetoed, cluster_component
 from streams.resolve.records import (
     PersonFeatures,
     SourceKey,
+    SourceRecord,
     person_features,
     source_key,
     source_record_from_event,
@@ -67,6 +74,19 @@ def _content_hash(value: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# A block's members: the one member's source key itself, or a set once there are more (most
+# blocks of strong identifiers and contacts have one member; a set costs ~200 bytes).
+Block = SourceKey | set[SourceKey]
+
+
+def _block_size(block: Block) -> int:
+    return 1 if isinstance(block, str) else len(block)
+
+
+def _block_members(block: Block) -> Iterable[SourceKey]:
+    return (block,) if isinstance(block, str) else block
+
+
 class Resolver:
     """Resolves people one source record at a time; see the module docstring."""
 
@@ -87,37 +107,38 @@ class Resolver:
         self.guard = guard or ChainingGuard(mean_threshold=self.model.review_threshold, floor=0.0)
         self.clock = clock
         # persistent
-        self.records: dict[SourceKey, dict[str, Any]] = {}
+        self.records: dict[SourceKey, SourceRecord] = {}
         self.published: dict[str, dict[str, Any]] = {}  # person_id -> version, hash, status
         # derived
         self._features: dict[SourceKey, PersonFeatures] = {}
-        self._keys: dict[SourceKey, frozenset[str]] = {}
-        self._blocks: dict[str, set[SourceKey]] = {}
-        self._edges: dict[SourceKey, dict[SourceKey, float]] = {}  # score >= review threshold
+        self._blocks: dict[str, Block] = {}
+        # score >= review threshold; a record without such a pair has no entry
+        self._edges: dict[SourceKey, dict[SourceKey, float]] = {}
         self._person_of: dict[SourceKey, str] = {}
-        self._members: dict[str, set[SourceKey]] = {}
+        self._members: dict[str, tuple[SourceKey, ...]] = {}  # sorted
         self.pairs_scored = 0
 
     # ----------------------------------------------------------------- public API
 
     def upsert(self, event: Mapping[str, Any]) -> list[Change]:
         """Add or update one source record; returns what changed, in publishing order."""
-        record = source_record_from_event(event)
-        key = source_key(record["agency_id"], record["source_record_id"])
+        fields = source_record_from_event(event)
+        key = source_key(fields["agency_id"], fields["source_record_id"])
         held = self.records.get(key)
         if held is not None:
-            if record["source_version"] < held["source_version"]:
+            if fields["source_version"] < held.source_version:
                 return []  # stale: a newer version is already resolved
-            record["first_event_time"] = min(held["first_event_time"], record["event_time"])
+            record = SourceRecord(fields, min(held.first_event_time, fields["event_time"]))
             if record == held:
                 return []  # a replay of what is already resolved
+            key = self._features[key].key  # the key object already held, not a second copy
         else:
-            record["first_event_time"] = record["event_time"]
+            record = SourceRecord(fields, fields["event_time"])
         seeds = {key}
         if held is not None:
             seeds |= self._unindex(key)
         self.records[key] = record
-        seeds |= self._index(key)
+        seeds |= self._index(key, fields)
         decisions = self._decisions_for(key)
         return decisions + self._recluster(seeds, changed={key})
 
@@ -129,7 +150,7 @@ class Resolver:
         seeds = self._unindex(key) | {key}
         record = self.records.pop(key)
         changes = self._recluster(seeds, changed={key})
-        changes.append(SourceMapped(agency_id, source_record_id, record["source_version"], None))
+        changes.append(SourceMapped(agency_id, source_record_id, record.source_version, None))
         return changes
 
     def person_of(self, agency_id: str, source_record_id: str) -> str | None:
@@ -143,7 +164,7 @@ class Resolver:
         members = self._members.get(person_id)
         if not members:
             return None
-        value = golden_person(person_id, [self.records[k] for k in sorted(members)], self.trust)
+        value = golden_person(person_id, [self.records[k] for k in members], self.trust)
         value["golden_version"] = self.published[person_id]["version"]
         return value
 
@@ -153,11 +174,19 @@ class Resolver:
 
     def candidate_keys(self, key: SourceKey) -> set[SourceKey]:
         """Records that share a usable (within-cap) blocking key with this one."""
+        features = self._features.get(key)
+        if features is None:
+            return set()
+        return self._candidates(key, blocking_keys(features))
+
+    def _candidates(self, key: SourceKey, block_keys: Iterable[str]) -> set[SourceKey]:
         found: set[SourceKey] = set()
-        for block_key in self._keys.get(key, ()):
-            members = self._blocks[block_key]
-            if len(members) <= cap_for(block_key, self.block_size_cap):
-                found |= members
+        for block_key in block_keys:
+            block = self._blocks[block_key]
+            if isinstance(block, str):
+                continue  # the record itself
+            if len(block) <= cap_for(block_key, self.block_size_cap):
+                found |= block
         found.discard(key)
         return found
 
@@ -165,7 +194,7 @@ class Resolver:
         """The persistent state as JSON-safe data (indexes are rebuilt from it on load)."""
         return {
             "format": STATE_FORMAT,
-            "records": {key: dict(record) for key, record in self.records.items()},
+            "records": {key: record.to_dict() for key, record in self.records.items()},
             "published": {person: dict(entry) for person, entry in self.published.items()},
         }
 
@@ -179,53 +208,66 @@ class Resolver:
         resolver = cls(**options)
         resolver.published = {p: dict(entry) for p, entry in state["published"].items()}
         for key, record in state["records"].items():
-            resolver.records[key] = dict(record)
-            resolver._index(key)
+            resolver.records[key] = SourceRecord(record, record["first_event_time"])
+            resolver._index(key, record)
         # Published versions and hashes are already in state: re-derive clusters silently.
         resolver._recluster(set(resolver.records), changed=set())
         return resolver
 
     # ----------------------------------------------------------------- indexes and edges
 
-    def _index(self, key: SourceKey) -> set[SourceKey]:
-        """Index a stored record and score its candidates; returns keys whose edges changed."""
-        features = person_features(self.records[key])
+    def _index(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
+        """Index a stored record (``record``: its fields as a dict, cheaper to read than the
+        held ``SourceRecord``) and score its candidates; returns keys whose edges changed."""
+        features = person_features(record, key)
         self._features[key] = features
-        keys = blocking_keys(features)
-        self._keys[key] = keys
         touched: set[SourceKey] = set()
-        for block_key in keys:
-            members = self._blocks.setdefault(block_key, set())
-            members.add(key)
-            if len(members) == cap_for(block_key, self.block_size_cap) + 1:
+        blocks = self._blocks
+        block_keys = blocking_keys(features)
+        for block_key in block_keys:
+            block = blocks.get(block_key)
+            if block is None:
+                blocks[block_key] = key
+                continue
+            if isinstance(block, str):
+                block = blocks[block_key] = {block, key}
+            else:
+                block.add(key)
+            if len(block) == cap_for(block_key, self.block_size_cap) + 1:
                 # The block just became too common to block on: its pairs may lose their
                 # only justification.
-                touched |= self._refresh_edges(members - {key})
-        self._edges[key] = {}
-        for other in self.candidate_keys(key):
+                touched |= self._refresh_edges(block - {key})
+        for other in self._candidates(key, block_keys):
             self._add_edge(key, other)
-        touched |= set(self._edges[key])
+        touched |= set(self._edges.get(key, ()))
         return touched
 
     def _unindex(self, key: SourceKey) -> set[SourceKey]:
         """Forget a record's features and edges; returns keys whose edges changed."""
         neighbours = set(self._edges.pop(key, {}))
         for other in neighbours:
-            self._edges[other].pop(key, None)
+            self._drop_edge(other, key)
         touched = set(neighbours)
-        for block_key in self._keys.pop(key, ()):
-            members = self._blocks[block_key]
-            members.discard(key)
-            if not members:
-                del self._blocks[block_key]
-            elif len(members) == cap_for(block_key, self.block_size_cap):
+        blocks = self._blocks
+        # The keys it was indexed under, derived again from its features (not held).
+        for block_key in blocking_keys(self._features[key]):
+            block = blocks[block_key]
+            if isinstance(block, str):
+                del blocks[block_key]
+                continue
+            block.discard(key)
+            size = len(block)
+            if size == cap_for(block_key, self.block_size_cap):
                 # Back within the cap: its pairs count again.
-                touched |= self._connect_block(members)
+                touched |= self._connect_block(block)
+            if size == 1:
+                blocks[block_key] = next(iter(block))
         del self._features[key]
         return touched
 
     def _add_edge(self, left: SourceKey, right: SourceKey) -> None:
-        if right in self._edges[left]:
+        edges = self._edges.get(left)
+        if edges is not None and right in edges:
             return
         self.pairs_scored += 1
         threshold = self.model.review_threshold
@@ -233,16 +275,25 @@ class Resolver:
             self.model, self._features[left], self._features[right], threshold
         )
         if score is not None and score >= threshold:
-            self._edges[left][right] = score
+            self._edges.setdefault(left, {})[right] = score
             self._edges.setdefault(right, {})[left] = score
+
+    def _drop_edge(self, key: SourceKey, other: SourceKey) -> None:
+        edges = self._edges[key]
+        del edges[other]
+        if not edges:
+            del self._edges[key]
 
     def _refresh_edges(self, keys: Iterable[SourceKey]) -> set[SourceKey]:
         touched: set[SourceKey] = set()
         for key in keys:
+            edges = self._edges.get(key)
+            if not edges:
+                continue
             candidates = self.candidate_keys(key)
-            for other in [o for o in self._edges.get(key, {}) if o not in candidates]:
-                del self._edges[key][other]
-                del self._edges[other][key]
+            for other in [o for o in edges if o not in candidates]:
+                self._drop_edge(key, other)
+                self._drop_edge(other, key)
                 touched |= {key, other}
         return touched
 
@@ -287,7 +338,7 @@ class Resolver:
         threshold = self.model.match_threshold
         old_person = {key: self._person_of[key] for key in nodes | seeds if key in self._person_of}
         old_ids = set(old_person.values())
-        old_members = {person: set(self._members.get(person, ())) for person in old_ids}
+        old_members = {person: self._members.get(person, ()) for person in old_ids}
         edges = [
             (score, left, right)
             for left in nodes
@@ -303,18 +354,18 @@ class Resolver:
 
         upserts: list[Change] = []
         new_ids: set[str] = set()
-        for members in clusters:
+        for cluster in clusters:
+            members = tuple(cluster)  # sorted by cluster_component
             records = [self.records[key] for key in members]
             person = golden_id(records)
             new_ids.add(person)
-            member_set = set(members)
-            self._members[person] = member_set
+            self._members[person] = members
             for key in members:
                 self._person_of[key] = person
             entry = self.published.get(person)
             if (
                 entry is not None and entry["status"] == "live"
-                and old_members.get(person) == member_set and changed.isdisjoint(member_set)
+                and old_members.get(person) == members and changed.isdisjoint(members)
             ):
                 # Same id, same members, none of them changed: the golden record is the one
                 # already published (survivorship is a function of the records alone).
@@ -331,14 +382,11 @@ class Resolver:
         retired: list[Change] = []
         for person in sorted(old_ids - new_ids):
             survivor = self._successor(person, old_members[person])
-            entry = self.published[person]
+            version = self.published[person]["version"] + 1
             if survivor is None:
-                self.published[person] = {
-                    "version": entry["version"] + 1, "hash": "", "status": "removed",
-                }
+                self.published[person] = {"version": version, "hash": "", "status": "removed"}
                 retired.append(GoldenPersonRemoved(person))
             else:
-                version = entry["version"] + 1
                 self.published[person] = {
                     "version": version, "hash": "", "status": "merged", "merged_into": survivor,
                 }
@@ -350,12 +398,11 @@ class Resolver:
             if key in changed or old_person.get(key) != person:
                 record = self.records[key]
                 mappings.append(SourceMapped(
-                    record["agency_id"], record["source_record_id"],
-                    record["source_version"], person,
+                    record.agency_id, record.source_record_id, record.source_version, person,
                 ))
         return self._veto_decisions(vetoed, seeds) + upserts + retired + mappings
 
-    def _successor(self, person: str, old_members: set[SourceKey]) -> str | None:
+    def _successor(self, person: str, old_members: Iterable[SourceKey]) -> str | None:
         """Where a retired golden id now lives: the cluster holding most of its old members."""
         counts: dict[str, int] = {}
         for key in old_members:
@@ -372,7 +419,7 @@ class Resolver:
                   decision: str, rule: str) -> MatchDecision:
         a, b = self.records[left], self.records[right]
         return MatchDecision(
-            a["agency_id"], a["source_record_id"], b["agency_id"], b["source_record_id"],
+            a.agency_id, a.source_record_id, b.agency_id, b.source_record_id,
             pair.score, pair.features, rule, decision, self.clock(),
         )
 
