@@ -16,8 +16,11 @@ wiped before each run (the producers' checkpoints would otherwise publish nothin
 stack is stopped and wiped after a successful run unless ``--keep-stack``; after a failed run
 it is stopped and its logs stay in its state folder.
 
-The stream app resolves with the reasoned default weights (the ``tipsync`` row), never the EM
-fit of the ``tipsync-em`` row: it has no way to load a fitted model.
+The stream app resolves with weights fitted by EM on the same records (``--pipeline-weights
+em``, the default): like Splink, which sees the whole batch before it predicts, the model is
+fitted once on every record (``bench_er.fit_model``, the fit of the in-process ``tipsync-em``
+row), written as a model file and handed to ``tipsync stream --model``. ``--pipeline-weights
+default`` runs the pipeline with the reasoned default weights instead (the ``tipsync`` row).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from streams.bench_er import Quality, pairs_within
 PRIVATE_PORTS = {"kafka": 32092, "registry": 32081, "postgres": 32032}
 STACK_FOLDER = "stack"  # the private stack's TIPSYNC_HOME, inside the benchmark's folder
 EXPORTS_FOLDER = "exports"
+MODEL_FILE = "person-model.json"  # in the benchmark's folder, beside the agency files
 DRAIN_TIMEOUT_SECONDS = 900.0
 # No Prometheus endpoints: the shared stack's stream app and sink hold the default ports.
 NO_METRICS = {"TIPSYNC_STREAM_METRICS_PORT": "0", "TIPSYNC_SINK_METRICS_PORT": "0"}
@@ -73,6 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--through-pipeline", action="store_true",
         help="also publish the records with tipsync produce (one agency file each) and score "
              "what tipsync stream and tipsync sink make of them, on a private stack",
+    )
+    parser.add_argument(
+        "--pipeline-weights", choices=("em", "default"), default="em",
+        help="the stream app resolves with a model fitted by EM on the same records (em, "
+             "default: as Splink fits on the batch) or with the reasoned default weights",
     )
     parser.add_argument("--keep-stack", action="store_true",
                         help="leave the private stack running, with its data, at the end")
@@ -225,6 +234,8 @@ def resolve_through_pipeline(
     from deploy.run_demo import prepare, produce_all, read_predicted, wait_for_drain
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings
+    from streams.bench_er import fit_model
+    from streams.resolve.model_file import Fitted, ModelFile, write_model_file
 
     # Progress goes to stderr: stdout keeps the table of figures in one piece.
     with private_stack_environment(args) as environment, \
@@ -236,8 +247,24 @@ def resolve_through_pipeline(
             stack.reset()  # the private stack only: producers' checkpoints start empty
             prepare(settings)
             files = write_agency_files(settings.home.parent / EXPORTS_FOLDER, events)
-            warm_up(settings, STREAM_ARGUMENTS)
-            with Pipeline(settings, STREAM_ARGUMENTS, SINK_ARGUMENTS) as pipeline:
+            stream_arguments: tuple[str, ...] = STREAM_ARGUMENTS
+            model_file: ModelFile | None = None
+            fitting = 0.0
+            if args.pipeline_weights == "em":
+                fit_began = time.monotonic()
+                model, report = fit_model(events)
+                model_file = ModelFile(model, Fitted(
+                    records=report.records, candidate_pairs=report.candidate_pairs,
+                    random_pairs=report.random_pairs,
+                    expected_matches=round(report.expected_matches, 3),
+                    iterations=report.iterations, fitted_at=time.strftime("%Y-%m-%d"),
+                ))
+                fitting = time.monotonic() - fit_began
+                model_path = settings.home.parent / MODEL_FILE
+                write_model_file(model_path, model_file)
+                stream_arguments = (*STREAM_ARGUMENTS, "--model", str(model_path))
+            warm_up(settings, stream_arguments)
+            with Pipeline(settings, stream_arguments, SINK_ARGUMENTS) as pipeline:
                 wait_until_consuming(settings, pipeline)
                 began = time.monotonic()
                 results = produce_all(files, full_export=False)
@@ -270,10 +297,15 @@ def resolve_through_pipeline(
             "dead-letter topics tip.dlq.*)"
         )
     quality = pipeline_quality({key: golden_of[key] for key in stored}, truth, seconds)
+    weights = (
+        "reasoned default weights" if model_file is None else
+        f"EM-fitted model {model_file.fingerprint} (fitted on the same {len(events)} records "
+        f"in {fitting:.1f}s before publishing, match threshold "
+        f"{model_file.model.match_threshold:.1f}; tipsync stream --model)"
+    )
     notes = [
         "tipsync-pipeline: tipsync (pipeline: producer → Kafka → stream app → sink → "
-        "PostgreSQL) on a private stack, reasoned default weights (the stream app does not "
-        "load the EM fit); seconds = first publish to drained",
+        f"PostgreSQL) on a private stack, {weights}; seconds = first publish to drained",
         f"tipsync-pipeline: {len(files)} agency files, {len(events)} rows, {published} "
         f"published, {rejected} rejected by the producers, {len(stored)} in "
         f"reconciled.person_source; producers {producing:.1f}s; load average "

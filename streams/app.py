@@ -31,6 +31,7 @@ keeps the highest golden_version). faust's exactly_once mode is not used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -69,7 +70,16 @@ from streams.ingest import (
 )
 from streams.metrics import DEFAULT_METRICS_PORT, StreamMetrics
 from streams.resolve import InvalidPersonRecord, Resolver
-from streams.resolve_stage import MAPPING, Output, ResolveStage, trust_ranks
+from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile, ModelFileError, dumps, loads
+from streams.resolve_stage import (
+    MAPPING,
+    Output,
+    ResolveStage,
+    is_model_change,
+    load_model,
+    model_change_key,
+    trust_ranks,
+)
 
 log = logging.getLogger("tipsync.streams")
 
@@ -98,6 +108,8 @@ class StreamOptions:
     discovery_interval_seconds: float = 30.0
     partitions: int | None = None  # of agency topics; None: as the broker has them
     loglevel: str = "warning"
+    # A scoring model file (`tipsync model fit`); None: the reasoned default weights.
+    model_path: str | None = None
 
     @property
     def group_id(self) -> str:
@@ -117,6 +129,8 @@ class StreamOptions:
                     "number such as 19100, or 0 to turn the metrics endpoint off"
                 )
             values["metrics_port"] = int(port) or None
+        if env.get("TIPSYNC_RESOLVE_MODEL"):
+            values["model_path"] = env["TIPSYNC_RESOLVE_MODEL"]
         values.update(overrides)
         return cls(**values)
 
@@ -146,6 +160,11 @@ class StreamTopics:
     @property
     def resolve(self) -> str:
         return f"{self.prefix}.internal.resolve"
+
+    @property
+    def resolve_model(self) -> str:
+        """The scoring model the published view was made with (one compacted key)."""
+        return f"{self.prefix}.internal.resolve-model"
 
     @property
     def person_mapping(self) -> str:
@@ -209,6 +228,10 @@ class StreamApp:
         self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         self.trust = trust_ranks(load_agencies())
         self.stage: ResolveStage | None = None
+        # Read at start, so a bad model file stops the worker before it consumes anything.
+        self.model_file = load_model(options.model_path)
+        log.warning("resolve: scoring model %s (%s)", self.model_file.fingerprint,
+                    options.model_path or "reasoned default weights")
         self._unfrozen_records = 0  # resolved since the last gc.freeze
         self.data_dir = (
             self.settings.home / "streams" / options.group_id / f"worker-{options.worker_index}"
@@ -284,6 +307,10 @@ class StreamApp:
             topics.person_mapping, internal=True, compacting=True,
             config=compacted_config(), **raw,
         )
+        self.model_topic = app.topic(
+            topics.resolve_model, partitions=1, internal=True, compacting=True,
+            config=compacted_config(), **raw,
+        )
         self.dlq_topics = {
             stage: app.topic(
                 topics.dlq(stage), internal=True, deleting=True,
@@ -318,6 +345,11 @@ class StreamApp:
             for output in RECONCILED_OUTPUTS:
                 await asyncio.to_thread(self.serializer, output)
             self._outputs_ready.set()
+
+        @app.task
+        async def roll_out_model() -> None:
+            await self._outputs_ready.wait()
+            await self.roll_out_model()
 
         @app.timer(interval=self.options.discovery_interval_seconds)
         async def discover_agency_topics() -> None:
@@ -496,6 +528,9 @@ class StreamApp:
         if self._unfrozen_records >= FREEZE_EVERY_RECORDS:
             self._unfrozen_records = 0
             gc.freeze()
+        if is_model_change(message.key):
+            await self._change_model(message)
+            return
         started = time.perf_counter()
         try:
             event = await self._resolve_event(message.key, message.value)
@@ -562,7 +597,14 @@ class StreamApp:
     async def rebuild(self, until_offset: int) -> ResolveStage:
         """A resolve stage loaded with every message of the resolve topic before
         ``until_offset`` (the first offset this worker is handed), emitting nothing."""
-        stage = ResolveStage(lambda: Resolver(self.trust))
+        # The model in force at ``until_offset``: the recorded one when it took effect before
+        # (markers up to its offset are then already applied), else the default weights, and
+        # every model-change marker met on the way switches it.
+        recorded = await self.recorded_model()
+        start, applied_until = DEFAULT_MODEL_FILE, -1
+        if recorded is not None and recorded[1] < until_offset:
+            start, applied_until = recorded
+        stage = ResolveStage(lambda: Resolver(self.trust, start.model))
         if until_offset <= 0:
             stage.finish_loading()
             return stage
@@ -584,6 +626,12 @@ class StreamApp:
                 for record in batch.get(partition, []):
                     if record.offset >= until_offset:
                         break
+                    if is_model_change(record.key):
+                        if record.offset > applied_until:
+                            with contextlib.suppress(ModelFileError, UnicodeDecodeError):
+                                # (a bad marker went to the dead-letter topic when first seen)
+                                stage.load_model_change(self._marker_model(record))
+                        continue
                     try:
                         stage.load(await self._resolve_event(record.key, record.value))
                         loaded += 1
@@ -601,8 +649,78 @@ class StreamApp:
         finally:
             await consumer.stop()
         stage.finish_loading()
-        log.warning("resolve: rebuilt from %d records", loaded)
+        log.warning("resolve: rebuilt from %d records, scoring model %s", loaded,
+                    stage.model_fingerprint)
         return stage
+
+    # ------------------------------------------------------------------ scoring model
+
+    async def recorded_model(self) -> tuple[ModelFile, int] | None:
+        """The model the published view was made with and the resolve offset it took effect
+        at, as recorded on the model topic; None before any model change."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        partition = TopicPartition(self.topics.resolve_model, 0)
+        latest: bytes | None = None
+        try:
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            while await consumer.position(partition) < end:
+                batch = await consumer.getmany(partition, timeout_ms=1000)
+                for record in batch.get(partition, []):
+                    latest = record.value if record.value is not None else latest
+        finally:
+            await consumer.stop()
+        if latest is None:
+            return None
+        recorded = json.loads(latest)
+        model_file = loads(json.dumps(recorded["model"]), self.topics.resolve_model)
+        return model_file, int(recorded["since_offset"])
+
+    async def roll_out_model(self) -> None:
+        """When the configured model is not the one the published view was made with, append
+        a model-change marker to the resolve topic: at its offset resolve re-resolves every
+        record held and publishes the differences (``ResolveStage.apply_model_change``)."""
+        recorded = await self.recorded_model()
+        in_force = DEFAULT_MODEL_FILE if recorded is None else recorded[0]
+        if in_force.fingerprint == self.model_file.fingerprint:
+            return
+        log.warning(
+            "resolve: the published view was made with scoring model %s; rolling out %s "
+            "(every person record held is resolved again once, and what changes is published)",
+            in_force.fingerprint, self.model_file.fingerprint,
+        )
+        await self._send(self.topics.resolve, model_change_key(self.model_file).encode(),
+                         dumps(self.model_file).encode())
+
+    def _marker_model(self, message: Any) -> ModelFile:
+        where = f"model-change marker {self.topics.resolve}[0]@{message.offset}"
+        return loads((message.value or b"").decode(), where)
+
+    async def _change_model(self, message: Any) -> None:
+        assert self.stage is not None
+        try:
+            model_file = self._marker_model(message)
+        except (ModelFileError, UnicodeDecodeError) as error:
+            await self._dead_letter("resolve", message, DeadLetter("unresolvable", str(error)))
+            return
+        before = self.stage.model_fingerprint
+        started = time.perf_counter()
+        outputs = self.stage.apply_model_change(model_file, golden_version=message.offset)
+        gc.freeze()
+        for output in outputs:
+            await self._publish(output)
+        record = {"model": model_file.to_document(), "since_offset": message.offset}
+        await self._send(self.topics.resolve_model, b"model", json.dumps(record).encode())
+        log.warning(
+            "resolve: scoring model %s replaced %s at offset %d: %d records re-resolved in "
+            "%.1f s, %d outputs published", model_file.fingerprint, before, message.offset,
+            len(self.stage.resolver.records), time.perf_counter() - started, len(outputs),
+        )
 
 
 def _common_partition_count(found: Mapping[str, int]) -> int:
@@ -673,6 +791,7 @@ def ensure_internal_topics(stream_app: StreamApp, timeout: float = 60.0) -> None
     replication = TopicSettings.from_environment().replication_factor
     plan = []
     for topic in (stream_app.held.changelog_topic, stream_app.resolve_topic,
+                  stream_app.model_topic,
                   *stream_app.output_topics.values(), *stream_app.dlq_topics.values()):
         config = dict(compacted_config()) if topic.compacting else {}
         if topic.retention is not None and not topic.compacting:

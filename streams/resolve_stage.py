@@ -16,6 +16,16 @@ processed again (``apply``). The resolver is order-independent, so the rebuilt c
 golden ids are those of the run that died; compaction keeps the latest state of every source
 record, so the rebuild needs nothing else.
 
+A model change (``tipsync stream --model``, docs/STREAMS.md "Rolling out a scoring model")
+is a message of that partition too: a *model-change marker* (key ``model-change:<fingerprint>``,
+value the model document) that the worker appends when its configured model differs from the
+one the published view was made with. At the marker's offset the stage re-resolves every
+record held under the new model (``apply_model_change``) and emits exactly the differences,
+all with the marker's offset as golden_version: above every version published before it,
+below every version of the inputs after it. While rebuilding, a marker switches the model
+silently (``load_model_change``), so a rebuilt stage resolves with the model in force at its
+offset.
+
 Links are reconciled here too: a link's ends become golden ids (a person end through the
 resolver's mapping, other ends by ``entity_golden_id``), and a link is emitted again when a
 person it points at moves to another golden id.
@@ -25,7 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from schemas.agencies import TRUST_MAX, Agency
@@ -39,6 +50,12 @@ from streams.resolve import (
     SourceMapped,
     TrustRanks,
 )
+from streams.resolve.model_file import (
+    DEFAULT_MODEL_FILE,
+    ModelFile,
+    fingerprint,
+    read_model_file,
+)
 from streams.resolve.records import source_key
 from streams.resolve.survivorship import person_golden_id
 
@@ -46,6 +63,18 @@ PERSON: Final = "person"
 LINK: Final = "link"
 MAPPING: Final = "mapping"
 MATCH_DECISION: Final = "match_decision"
+# Key of a model-change marker on the resolve topic: one key per model, so compaction keeps
+# the latest marker of every model ever used (never a record's key: those start with
+# '<entity>:').
+MODEL_CHANGE_PREFIX: Final = "model-change:"
+
+
+def model_change_key(model_file: ModelFile) -> str:
+    return f"{MODEL_CHANGE_PREFIX}{model_file.fingerprint}"
+
+
+def is_model_change(key: bytes | None) -> bool:
+    return key is not None and key.startswith(MODEL_CHANGE_PREFIX.encode())
 
 # deploy/agencies.yaml names field groups as FIELD_GROUPS does; survivorship names the name
 # group in the singular.
@@ -61,6 +90,12 @@ def trust_ranks(agencies: Mapping[str, Agency]) -> TrustRanks:
         }
         for agency_id, agency in agencies.items()
     }
+
+
+def load_model(path: str | None) -> ModelFile:
+    """The model a worker resolves with: a model file (``tipsync model fit``) or, without
+    one, the reasoned default weights. A bad file raises ``ModelFileError``."""
+    return read_model_file(Path(path)) if path else DEFAULT_MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,81 @@ class ResolveStage:
             else:
                 self._hold_link(event)
 
+    @property
+    def model_fingerprint(self) -> str:
+        return fingerprint(self.resolver.model)
+
+    def _remodelled(self, model_file: ModelFile) -> Resolver:
+        """A resolver holding the same records and published state, under another model;
+        its clusters are derived silently."""
+        old = self.resolver
+        return Resolver.from_state(
+            old.to_state(), trust=old.trust, model=model_file.model,
+            block_size_cap=old.block_size_cap, clock=old.clock,
+        )
+
+    def load_model_change(self, model_file: ModelFile) -> None:
+        """A model-change marker met while rebuilding: switch models, emitting nothing."""
+        if model_file.fingerprint != self.model_fingerprint:
+            self.resolver = self._remodelled(model_file)
+
+    def apply_model_change(self, model_file: ModelFile, golden_version: int) -> list[Output]:
+        """Re-resolve every record held under ``model_file``; the outputs are the differences
+        from what was published under the model before (nothing when it is the same model):
+
+        - every golden person whose members or content changed, upserted;
+        - every golden id that no longer exists, merged into the cluster that holds most of
+          its old members (each record is still held, so there always is one);
+        - every source record that moved to another golden id, mapped again;
+        - every link whose person end moved, emitted again.
+
+        Match decisions are not re-published: each records the score of its time.
+        """
+        if model_file.fingerprint == self.model_fingerprint:
+            return []
+        old = self.resolver
+        new = self._remodelled(model_file)
+        old_clusters, new_clusters = old.clusters(), new.clusters()
+        outputs: list[Output] = []
+        for person, members in sorted(new_clusters.items()):
+            value = new.golden(person)
+            assert value is not None
+            if old_clusters.get(person) != members or _content(old.golden(person)) != _content(
+                value
+            ):
+                outputs.append(Output(PERSON, person, {**value, "golden_version": golden_version}))
+        for person in sorted(old_clusters.keys() - new_clusters.keys()):
+            counts: dict[str, int] = {}
+            for key in old_clusters[person]:
+                survivor = new.person_of(*key.split(":", 1))
+                if survivor is not None:
+                    counts[survivor] = counts.get(survivor, 0) + 1
+            survivor = min(counts, key=lambda p: (-counts[p], p))
+            entry = new.published[person]
+            # The resolver's own bookkeeping, as if the merge had happened record by record: an
+            # id that comes back later is then published again, never taken as unchanged.
+            new.published[person] = {"version": entry["version"] + 1, "hash": "",
+                                     "status": "merged", "merged_into": survivor}
+            retired = old.golden(person) or {}
+            change = GoldenPersonMerged(person, entry["version"] + 1, survivor)
+            outputs.append(Output(PERSON, person, _merged_value(
+                change, golden_version, retired.get("last_updated") or _EPOCH,
+            )))
+        moved: list[str] = []
+        for key in sorted(new.records):
+            agency_id, record_id = key.split(":", 1)
+            person_id = new.person_of(agency_id, record_id)
+            if person_id != old.person_of(agency_id, record_id):
+                outputs.append(Output(MAPPING, key, {
+                    "person_id": person_id,
+                    "source_version": new.records[key]["source_version"],
+                    "golden_version": golden_version,
+                }))
+                moved.append(key)
+        self.resolver = new
+        outputs.extend(self._moved_links(moved, golden_version))
+        return outputs
+
     def finish_loading(self) -> None:
         """After ``load``: note the ends links have now, so only later moves re-emit a link."""
         for link_key, link in self.links.items():
@@ -150,9 +260,9 @@ class ResolveStage:
                 value = {**change.value, "golden_version": golden_version}
                 outputs.append(Output(PERSON, change.person_id, value))
             elif isinstance(change, GoldenPersonMerged):
-                outputs.append(
-                    Output(PERSON, change.person_id, _merged_value(change, golden_version, event))
-                )
+                outputs.append(Output(PERSON, change.person_id, _merged_value(
+                    change, golden_version, event.event_time,
+                )))
             elif isinstance(change, GoldenPersonRemoved):
                 outputs.append(Output(PERSON, change.person_id, None))
             elif isinstance(change, SourceMapped):
@@ -173,6 +283,12 @@ class ResolveStage:
                 left = source_key(change.left_agency_id, change.left_source_record_id)
                 right = source_key(change.right_agency_id, change.right_source_record_id)
                 outputs.append(Output(MATCH_DECISION, f"{left}|{right}", change.value))
+        outputs.extend(self._moved_links(moved, golden_version))
+        return outputs
+
+    def _moved_links(self, moved: list[str], golden_version: int) -> list[Output]:
+        """Links of the moved person records whose golden ends changed, emitted again."""
+        outputs: list[Output] = []
         for person_key in moved:
             for link_key in sorted(self.links_of_person.get(person_key, ())):
                 if self._ends(self.links[link_key]) != self.emitted_ends.get(link_key):
@@ -244,12 +360,19 @@ class ResolveStage:
         return Output(LINK, link_id, value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _content(golden: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A golden record without its version: what a reader of the view would see change."""
+    return None if golden is None else {k: v for k, v in golden.items() if k != "golden_version"}
+
+
 def _merged_value(
-    change: GoldenPersonMerged, golden_version: int, event: AgencyEvent
+    change: GoldenPersonMerged, golden_version: int, moment: datetime
 ) -> dict[str, Any]:
     value = {**change.value, "golden_version": golden_version}
     # GoldenPerson requires these even on a merged-away id whose other fields are empty.
-    moment: datetime = event.event_time
     value["classification"] = value.get("classification") or "VICTIM_PROTECTED"
     value["first_seen"] = value.get("first_seen") or moment
     value["last_updated"] = value.get("last_updated") or moment

@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="seconds between looks for new agency topics (default 30)",
     )
     stream.add_argument("--loglevel", default="warning", help="faust log level (default warning)")
+    stream.add_argument(
+        "--model", default=None, metavar="PATH",
+        help="resolve with this scoring model file (tipsync model fit; default "
+        "TIPSYNC_RESOLVE_MODEL, else the reasoned default weights); a model other than the "
+        "one the published view was made with re-resolves every person record once",
+    )
     stream.set_defaults(func=run_stream)
 
     from producers.commands import bench_subparsers
@@ -89,6 +95,8 @@ def _worker_arguments(args: argparse.Namespace, index: int) -> list[str]:
         arguments += ["--web-port", str(args.web_port)]
     if args.metrics_port is not None:
         arguments += ["--metrics-port", str(args.metrics_port)]
+    if args.model is not None:
+        arguments += ["--model", str(args.model)]
     return arguments
 
 
@@ -114,6 +122,8 @@ def _run_one(args: argparse.Namespace, index: int) -> int:
     }
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port or None
+    if args.model is not None:
+        overrides["model_path"] = args.model
     try:
         options = StreamOptions.from_environment(None, **overrides)
         stream_app = create_app(options)

@@ -11,6 +11,8 @@ from schemas.agencies import Agency
 from schemas.examples import EXAMPLE_TIME, example_delete, example_event
 from streams.ingest import AgencyEvent, check_event, entity_golden_id
 from streams.resolve import Resolver
+from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile
+from streams.resolve.scoring import ScoringModel
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
 from streams.resolve_stage import LINK, MAPPING, PERSON, ResolveStage, trust_ranks
 
@@ -124,3 +126,96 @@ def test_trust_ranks_turn_the_registry_scale_around() -> None:
     ranks = trust_ranks(agencies)
     assert ranks["passport-office"] == {"name": 5, "identifiers": 1}
     assert ranks["hope-line-ngo"]["identifiers"] > ranks["passport-office"]["identifiers"]
+
+
+# --------------------------------------------------------------------------- model changes
+
+# No pair reaches these thresholds: every record is a golden person of its own.
+STRICT = ModelFile(ScoringModel(match_threshold=1000.0, review_threshold=990.0))
+
+
+def _strict_stage() -> ResolveStage:
+    return ResolveStage(lambda: Resolver(model=STRICT.model))
+
+
+def test_a_stricter_model_splits_a_cluster_and_emits_only_the_differences() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 1)
+    stage.apply(_person(IMMIGRATION, "I-1"), 2)
+    stranger = {
+        **example_event("person")["payload"], "given_name": "Odessa", "family_name": "Quartey",
+        "aliases": [], "date_of_birth": "1961-03-14", "dob_precision": "DAY", "identifiers": [],
+        "phones": [], "emails": [], "addresses": [],
+    }
+    # a person of their own under both models: must not be re-emitted
+    stage.apply(_checked("person", example_event("person", POLICE, "P-2", payload=stranger)), 3)
+    [(merged_id, members)] = [(p, m) for p, m in stage.resolver.clusters().items()
+                              if len(m) == 2]
+    alone_id = stage.resolver.person_of(POLICE, "P-2")
+    outputs = stage.apply_model_change(STRICT, golden_version=4)
+    assert all(o.value is not None and o.value["golden_version"] == 4 for o in outputs)
+    people = {o.key: o.value for o in outputs if o.kind == PERSON}
+    moved = [o.key for o in outputs if o.kind == MAPPING]
+    assert len(moved) == 1 and moved[0] in members
+    split_id = stage.resolver.person_of(*moved[0].split(":", 1))
+    assert set(people) == {merged_id, split_id} and alone_id not in people
+    assert all(len(value["sources"]) == 1 for value in people.values() if value)
+    fresh = Resolver(model=STRICT.model)
+    for key in sorted(stage.resolver.records):
+        fresh.upsert(stage.resolver.records[key])
+    assert stage.resolver.clusters() == fresh.clusters()
+    assert stage.model_fingerprint == STRICT.fingerprint
+
+
+def test_a_looser_model_merges_clusters_and_retires_the_younger_id_into_the_survivor() -> None:
+    stage = _strict_stage()
+    stage.apply(_person(POLICE, "P-1"), 1)
+    stage.apply(_person(IMMIGRATION, "I-1"), 2)
+    before = stage.resolver.clusters()
+    assert len(before) == 2
+    outputs = stage.apply_model_change(DEFAULT_MODEL_FILE, golden_version=3)
+    [(survivor, _members)] = stage.resolver.clusters().items()
+    people = {o.key: o.value for o in outputs if o.kind == PERSON}
+    [retired] = set(before) - {survivor}
+    assert people[retired] is not None and people[retired]["merged_into"] == survivor
+    assert people[retired]["first_seen"] and people[retired]["classification"]
+    assert people[survivor] is not None and len(people[survivor]["sources"]) == 2
+    assert len([o for o in outputs if o.kind == MAPPING]) == 1
+    # the resolver's bookkeeping follows: a split later brings the retired id back to life
+    back = stage.apply_model_change(STRICT, golden_version=4)
+    revived = {o.key: o.value for o in back if o.kind == PERSON}
+    assert revived[retired] is not None and not revived[retired].get("merged_into")
+
+
+def test_the_same_model_again_changes_nothing() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 1)
+    assert stage.apply_model_change(DEFAULT_MODEL_FILE, golden_version=2) == []
+
+
+def test_a_link_is_emitted_again_when_a_model_change_moves_its_person() -> None:
+    stage = _stage()
+    stage.apply(_person(POLICE, "P-1"), 1)
+    stage.apply(_person(IMMIGRATION, "I-1"), 2)
+    stage.apply(_link("L-1", "P-1"), 3)
+    outputs = stage.apply_model_change(STRICT, golden_version=4)
+    links = [o for o in outputs if o.kind == LINK]
+    now = stage.resolver.person_of(POLICE, "P-1")
+    if any(o.key == "police-ctu:P-1" for o in outputs if o.kind == MAPPING):
+        assert [link.value["from_id"] for link in links if link.value] == [now]
+    else:
+        assert links == []
+
+
+def test_a_marker_met_while_rebuilding_switches_the_model_silently() -> None:
+    events = [_person(POLICE, "P-1"), _person(IMMIGRATION, "I-1")]
+    rebuilt = _stage()
+    rebuilt.load(events[0])
+    rebuilt.load_model_change(STRICT)
+    rebuilt.load(events[1])
+    rebuilt.finish_loading()
+    live = _strict_stage()
+    for offset, event in enumerate(events):
+        live.apply(event, offset)
+    assert rebuilt.resolver.clusters() == live.resolver.clusters()
+    assert rebuilt.model_fingerprint == STRICT.fingerprint
