@@ -51,5 +51,7 @@ def test_bench_er_through_the_pipeline_prints_plausible_figures(settings: Settin
     assert set(figures) == {"tipsync", "tipsync-pipeline"}, output
     precision, recall, f1 = figures["tipsync-pipeline"]
     assert precision > 0.9 and recall > 0.9 and f1 > 0.9, output
+    # the stream app resolved with the EM model fitted on the same records, from a file
+    assert "EM-fitted model" in output and "tipsync stream --model" in output
     assert f"{SAMPLE_RECORDS} rows, {SAMPLE_RECORDS} published, 0 rejected by the producers, " \
            f"{SAMPLE_RECORDS} in reconciled.person_source" in output

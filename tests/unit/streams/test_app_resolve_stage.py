@@ -5,16 +5,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from schemas.agencies import Agency
 from schemas.examples import EXAMPLE_TIME, example_delete, example_event
+from streams.app import StreamOptions
 from streams.ingest import AgencyEvent, check_event, entity_golden_id
 from streams.resolve import Resolver
-from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile
+from streams.resolve.model_file import (
+    DEFAULT_MODEL_FILE,
+    ModelFile,
+    ModelFileError,
+    write_model_file,
+)
 from streams.resolve.scoring import ScoringModel
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
-from streams.resolve_stage import LINK, MAPPING, PERSON, ResolveStage, trust_ranks
+from streams.resolve_stage import (
+    LINK,
+    MAPPING,
+    PERSON,
+    ResolveStage,
+    is_model_change,
+    load_model,
+    model_change_key,
+    trust_ranks,
+)
 
 POLICE, IMMIGRATION = "police-ctu", "immigration"
 
@@ -219,3 +237,28 @@ def test_a_marker_met_while_rebuilding_switches_the_model_silently() -> None:
         live.apply(event, offset)
     assert rebuilt.resolver.clusters() == live.resolver.clusters()
     assert rebuilt.model_fingerprint == STRICT.fingerprint
+
+
+def test_the_worker_takes_its_model_file_from_the_environment_or_the_option(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "model.json"
+    write_model_file(path, STRICT)
+    options = StreamOptions.from_environment({"TIPSYNC_RESOLVE_MODEL": str(path)})
+    assert options.model_path == str(path)
+    assert load_model(options.model_path).fingerprint == STRICT.fingerprint
+    assert StreamOptions.from_environment({}, model_path=None).model_path is None
+    assert load_model(None) is DEFAULT_MODEL_FILE
+
+
+def test_a_bad_model_file_stops_the_worker_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text('{"format": "tipsync.scoring-model", "version": 1}')
+    with pytest.raises(ModelFileError, match=r"model file .*model\.json: "):
+        load_model(str(path))
+
+
+def test_model_change_markers_have_keys_no_record_can_have() -> None:
+    assert is_model_change(model_change_key(STRICT).encode())
+    assert not is_model_change(b"person:police-ctu:P-1")
+    assert not is_model_change(None)
