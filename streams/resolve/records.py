@@ -119,6 +119,10 @@ class SourceRecord(Mapping[str, Any]):
             return [_expand_item(item) for item in value]
         return value
 
+    def list_values(self, field: str) -> list[Any]:
+        """A list field's items as read (``self[field]``), without the field-name checks."""
+        return [_expand_item(item) for item in getattr(self, field)]
+
     def __iter__(self) -> Iterator[str]:
         return iter(RECORD_FIELDS)
 
@@ -139,6 +143,13 @@ class SourceRecord(Mapping[str, Any]):
 
     def to_dict(self) -> dict[str, Any]:
         return {field: self[field] for field in RECORD_FIELDS}
+
+
+def as_source_record(record: Mapping[str, Any]) -> SourceRecord:
+    """A held record as is; a stored dict (with its ``first_event_time``) made one."""
+    if isinstance(record, SourceRecord):
+        return record
+    return SourceRecord(record, record["first_event_time"])
 
 
 def to_epoch_millis(value: Any, what: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from streams.resolve.normalise import (
@@ -22,7 +23,12 @@ from streams.resolve.normalise import (
     normalise_name,
     normalise_phone,
 )
-from streams.resolve.records import from_epoch_millis, source_key
+from streams.resolve.records import (
+    SourceRecord,
+    as_source_record,
+    from_epoch_millis,
+    source_key,
+)
 
 # agency_id -> field group -> rank (1 = most trusted); "default" covers groups not listed
 TrustRanks = Mapping[str, Mapping[str, int]]
@@ -43,11 +49,13 @@ SCALAR_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def anchor_order(record: Mapping[str, Any]) -> tuple[int, str, str]:
+def _anchor_order(record: SourceRecord) -> tuple[int, str, str]:
     """The earliest-seen record anchors its cluster's id (ties broken by the source key)."""
-    return (record["first_event_time"], record["agency_id"], record["source_record_id"])
+    return (record.first_event_time, record.agency_id, record.source_record_id)
 
 
+# A cluster's id is derived again every time it is re-clustered; the uuid5 is the costly part.
+@lru_cache(maxsize=1 << 16)
 def person_golden_id(key: str) -> str:
     """The id of a cluster anchored on the source record ``key`` (``<agency>:<record id>``)."""
     return str(uuid.uuid5(GOLDEN_ID_NAMESPACE, key))
@@ -55,8 +63,8 @@ def person_golden_id(key: str) -> str:
 
 def golden_id(records: Sequence[Mapping[str, Any]]) -> str:
     """The cluster's id: stable while its earliest member stays, and the older id wins a merge."""
-    anchor = min(records, key=anchor_order)
-    return person_golden_id(source_key(anchor["agency_id"], anchor["source_record_id"]))
+    anchor = min(map(as_source_record, records), key=_anchor_order)
+    return person_golden_id(source_key(anchor.agency_id, anchor.source_record_id))
 
 
 def _rank(trust: TrustRanks, agency_id: str, group: str) -> int:
@@ -64,44 +72,47 @@ def _rank(trust: TrustRanks, agency_id: str, group: str) -> int:
     return ranks.get(group, ranks.get("default", UNRANKED))
 
 
-def _completeness(record: Mapping[str, Any], group: str) -> int:
+def _completeness(record: SourceRecord, group: str) -> int:
     if group == "name":
-        return sum(len(record.get(field) or "") > 0 for field in SCALAR_GROUPS["name"]) * 100 + sum(
-            len(record.get(field) or "") for field in SCALAR_GROUPS["name"]
+        parts = (record.given_name, record.middle_name, record.family_name)
+        return sum(len(part or "") > 0 for part in parts) * 100 + sum(
+            len(part or "") for part in parts
         )
     if group == "date_of_birth":
-        return _PRECISION_COMPLETENESS.get(record.get("dob_precision") or "DAY", 0)
+        return _PRECISION_COMPLETENESS.get(record.dob_precision or "DAY", 0)
     return 1
 
 
-def _has_value(record: Mapping[str, Any], group: str) -> bool:
+def _has_value(record: SourceRecord, group: str) -> bool:
     if group == "name":
-        return bool(record.get("given_name") or record.get("family_name"))
+        return bool(record.given_name or record.family_name)
     if group == "sex":
-        return record.get("sex") not in (None, "", "UNKNOWN")
-    return bool(record.get(group))
+        return record.sex not in (None, "", "UNKNOWN")
+    return bool(getattr(record, group))
 
 
-def _preference(trust: TrustRanks, group: str):  # type: ignore[no-untyped-def]
-    def order(record: Mapping[str, Any]) -> tuple[int, int, int, str, str]:
+def _preference(trust: TrustRanks, group: str) -> Callable[
+    [SourceRecord], tuple[int, int, int, str, str]
+]:
+    def order(record: SourceRecord) -> tuple[int, int, int, str, str]:
         return (
-            _rank(trust, record["agency_id"], group),
-            -record["event_time"],
+            _rank(trust, record.agency_id, group),
+            -record.event_time,
             -_completeness(record, group),
-            record["agency_id"],
-            record["source_record_id"],
+            record.agency_id,
+            record.source_record_id,
         )
 
     return order
 
 
-def _lineage(field: str, record: Mapping[str, Any]) -> dict[str, Any]:
+def _lineage(field: str, record: SourceRecord) -> dict[str, Any]:
     return {
         "field": field,
-        "agency_id": record["agency_id"],
-        "source_record_id": record["source_record_id"],
-        "source_version": record["source_version"],
-        "event_time": from_epoch_millis(record["event_time"]),
+        "agency_id": record.agency_id,
+        "source_record_id": record.source_record_id,
+        "source_version": record.source_version,
+        "event_time": from_epoch_millis(record.event_time),
     }
 
 
@@ -126,22 +137,40 @@ def _full_name(record: Mapping[str, Any]) -> str:
     return " ".join(part for part in parts if part)
 
 
+def _record_full_name(record: SourceRecord) -> str:
+    parts = (record.given_name, record.middle_name, record.family_name)
+    return " ".join(part for part in parts if part)
+
+
 def golden_person(
     person_id: str, records: Sequence[Mapping[str, Any]], trust: TrustRanks
 ) -> dict[str, Any]:
     """The GoldenPerson value (without golden_version) of one cluster of source records."""
+    held = [as_source_record(record) for record in records]
+    # Each group's order of preference, computed once (several list fields share a group).
+    preferred: dict[str, list[SourceRecord]] = {}
+
+    def in_preference_order(group: str) -> list[SourceRecord]:
+        order = preferred.get(group)
+        if order is None:
+            order = preferred[group] = (
+                held if len(held) == 1 else sorted(held, key=_preference(trust, group))
+            )
+        return order
+
     golden: dict[str, Any] = {"person_id": person_id, "merged_into": None}
     lineage: list[dict[str, Any]] = []
     for group, fields in SCALAR_GROUPS.items():
-        candidates = [record for record in records if _has_value(record, group)]
+        candidates = [record for record in held if _has_value(record, group)]
         if not candidates:
             for field in fields:
                 golden[field] = None
             continue
         winner = min(candidates, key=_preference(trust, group))
         for field in fields:
-            golden[field] = winner.get(field)
-            if winner.get(field):
+            value = getattr(winner, field)
+            golden[field] = value
+            if value:
                 lineage.append(_lineage(field, winner))
     if golden["date_of_birth"] and not golden["dob_precision"]:
         golden["dob_precision"] = "DAY"
@@ -151,10 +180,13 @@ def golden_person(
     for field, group in _LIST_GROUP.items():
         seen: set[Any] = set()
         values: list[Any] = []
-        for record in sorted(records, key=_preference(trust, group)):
+        identity_of = _LIST_IDENTITY[field]
+        for record in in_preference_order(group):
+            if not getattr(record, field):
+                continue
             contributed = False
-            for item in record.get(field) or []:
-                identity = _LIST_IDENTITY[field](item)
+            for item in record.list_values(field):
+                identity = identity_of(item)
                 if identity and identity not in seen:
                     seen.add(identity)
                     values.append(item)
@@ -167,30 +199,32 @@ def golden_person(
     # name an agency used must still find the person.
     golden_name = normalise_name(_full_name(golden))
     known = {normalise_name(alias) for alias in golden["aliases"]} | {golden_name}
-    for record in sorted(records, key=_preference(trust, "name")):
-        name = _full_name(record)
+    for record in in_preference_order("name"):
+        name = _record_full_name(record)
         if name and normalise_name(name) not in known:
             known.add(normalise_name(name))
             golden["aliases"].append(name)
 
-    labels = [str(record["classification"]) for record in records if record.get("classification")]
+    labels = [str(record.classification) for record in held if record.classification]
     golden["classification"] = max(
         labels, key=lambda label: CLASSIFICATION_ORDER.get(label, len(CLASSIFICATION_ORDER))
     ) if labels else "VICTIM_PROTECTED"
     if golden["classification"] not in CLASSIFICATION_ORDER:
         # A label this code does not know yet is read as the most protective one.
         golden["classification"] = "VICTIM_PROTECTED"
-    golden["first_seen"] = from_epoch_millis(min(r["first_event_time"] for r in records))
-    golden["last_updated"] = from_epoch_millis(max(r["event_time"] for r in records))
+    golden["first_seen"] = from_epoch_millis(min(r.first_event_time for r in held))
+    golden["last_updated"] = from_epoch_millis(max(r.event_time for r in held))
     golden["sources"] = [
         {
-            "agency_id": record["agency_id"],
-            "source_record_id": record["source_record_id"],
-            "source_version": record["source_version"],
-            "event_time": from_epoch_millis(record["event_time"]),
+            "agency_id": record.agency_id,
+            "source_record_id": record.source_record_id,
+            "source_version": record.source_version,
+            "event_time": from_epoch_millis(record.event_time),
             "deleted": False,
         }
-        for record in sorted(records, key=lambda r: (r["agency_id"], r["source_record_id"]))
+        for record in (held if len(held) == 1 else sorted(
+            held, key=lambda r: (r.agency_id, r.source_record_id)
+        ))
     ]
     golden["lineage"] = lineage
     return golden
