@@ -630,7 +630,9 @@ class StreamApp:
                         if record.offset > applied_until:
                             with contextlib.suppress(ModelFileError, UnicodeDecodeError):
                                 # (a bad marker went to the dead-letter topic when first seen)
-                                stage.load_model_change(self._marker_model(record))
+                                await asyncio.to_thread(
+                                    stage.load_model_change, self._marker_model(record)
+                                )
                         continue
                     try:
                         stage.load(await self._resolve_event(record.key, record.value))
@@ -708,9 +710,14 @@ class StreamApp:
         except (ModelFileError, UnicodeDecodeError) as error:
             await self._dead_letter("resolve", message, DeadLetter("unresolvable", str(error)))
             return
-        before = self.stage.model_fingerprint
+        stage = self.stage  # the partition may be revoked (stage forgotten) meanwhile
+        before = stage.model_fingerprint
         started = time.perf_counter()
-        outputs = self.stage.apply_model_change(model_file, golden_version=message.offset)
+        # Every record is indexed and scored again: seconds to minutes. In a thread, so the
+        # event loop keeps the worker's heartbeats and ingest going meanwhile.
+        outputs = await asyncio.to_thread(
+            stage.apply_model_change, model_file, golden_version=message.offset
+        )
         gc.freeze()
         for output in outputs:
             await self._publish(output)
@@ -719,7 +726,7 @@ class StreamApp:
         log.warning(
             "resolve: scoring model %s replaced %s at offset %d: %d records re-resolved in "
             "%.1f s, %d outputs published", model_file.fingerprint, before, message.offset,
-            len(self.stage.resolver.records), time.perf_counter() - started, len(outputs),
+            len(stage.resolver.records), time.perf_counter() - started, len(outputs),
         )
 
 
