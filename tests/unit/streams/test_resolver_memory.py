@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 
 from streams.resolve import Resolver
 from streams.resolve.records import SourceRecord, person_features, source_record_from_event
+from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE, person_golden_id
 from tests.unit.streams.test_resolver_replay import TRUST, _record
 
 STORED = {
@@ -59,3 +61,8 @@ def test_deleting_every_record_leaves_no_block_edge_or_cluster_behind():
     assert not resolver.records
     assert not resolver._blocks and not resolver._edges and not resolver._features
     assert not resolver._person_of and not resolver._members
+
+
+def test_a_golden_id_is_the_uuid5_of_its_anchor_record_key():
+    for key in ("police-ctu:P-1", "immigration:IMM-0000042", "hope-line-ngo:Ä-7", ""):
+        assert person_golden_id(key) == str(uuid.uuid5(GOLDEN_ID_NAMESPACE, key))
