@@ -1,0 +1,78 @@
+"""A restarted worker still drops replays: ingest's table comes back from its changelog
+(real stack, real worker processes, topics of this module's own).
+
+Ingest writes its table's changelog itself (``StreamApp._hold``), so this pins what faust
+would otherwise guarantee: a worker restarted on its RocksDB state reads the changelog from
+the offset it noted, and a worker without local state reads it all.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.config import Settings
+from schemas.examples import example_event, example_uuid
+from streams.harness import StreamHarness
+from streams.ingest import entity_golden_id
+
+POLICE = "police-ctu"
+RECORDS = [f"C-{index}" for index in range(20)]
+
+
+def _case(record: str, version: int) -> dict[str, Any]:
+    return example_event("case", POLICE, record, source_version=version,
+                         event_id=example_uuid(f"restart:{record}:{version}"))
+
+
+def _run_once(harness: StreamHarness, store: str) -> None:
+    worker = harness.start_worker(store=store)
+    harness.wait_for(harness.caught_up, timeout=90, what=f"a run on the {store} table")
+    assert harness.stop_worker(worker) == 0
+
+
+def _versions(harness: StreamHarness) -> Counter[tuple[str, int]]:
+    """(golden id, golden_version) -> how many times it was published."""
+    return Counter(
+        (message.key.decode(), harness.decode(message.value)["golden_version"])
+        for message in harness.read("reconciled.case")
+        if message.key is not None and message.value is not None
+    )
+
+
+@pytest.fixture(scope="module")
+def harness(stack: Settings) -> Iterator[StreamHarness]:
+    harness = StreamHarness(stack, agencies=(POLICE,), entities=("case",)).setup()
+    state = Path(stack.home) / "streams" / f"{harness.prefix}.internal.stream" / "worker-0"
+    try:
+        for record in RECORDS:
+            harness.publish("case", _case(record, 1))
+        harness.flush()
+        _run_once(harness, "rocksdb")
+        # every event again (replays) and one new version, to a worker on its RocksDB state
+        for record in RECORDS:
+            harness.publish("case", _case(record, 1))
+        harness.publish("case", _case("C-1", 2))
+        harness.flush()
+        _run_once(harness, "rocksdb")
+        # the replays once more, to a worker with no local state: the whole changelog is read
+        shutil.rmtree(state)
+        for record in RECORDS:
+            harness.publish("case", _case(record, 1))
+        harness.flush()
+        _run_once(harness, "memory")
+        yield harness
+    finally:
+        harness.teardown()
+
+
+def test_a_restarted_worker_drops_replays_and_takes_new_versions(harness: StreamHarness) -> None:
+    published = _versions(harness)
+    expected = Counter({(entity_golden_id("case", POLICE, record), 1): 1 for record in RECORDS})
+    expected[(entity_golden_id("case", POLICE, "C-1"), 2)] = 1
+    assert published == expected
