@@ -48,6 +48,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from faust.types import TP
 from mode.utils.times import want_seconds
 
 from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
@@ -70,6 +71,7 @@ from streams.ingest import (
     split_held_key,
 )
 from streams.metrics import DEFAULT_METRICS_PORT, StreamMetrics
+from streams.output_producer import OutputProducer
 from streams.resolve import InvalidPersonRecord, Resolver
 from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile, ModelFileError, dumps, loads
 from streams.resolve_stage import (
@@ -270,6 +272,17 @@ class StreamApp:
         )
         self._declare_topics()
         self._changelog_topic = self.held.changelog_topic.get_topic_name()
+        self.output = OutputProducer(self.settings.kafka_bootstrap, self._output_failed)
+        # faust flushes its producer before it commits offsets, on a rebalance and when it
+        # stops: the outputs given to ours must be acknowledged by then too.
+        faust_producer = self.app.producer
+        faust_flush = faust_producer.flush
+
+        async def flush_both() -> None:
+            await faust_flush()
+            await self.output.flush()
+
+        faust_producer.flush = flush_both  # type: ignore[method-assign]
         self._declare_agents()
         # faust waits 45 s after a subscription change before it resubscribes (to gather
         # changes made during one rebalance); 5 s is plenty for topics found by discovery.
@@ -409,19 +422,16 @@ class StreamApp:
         self, topic: str, key: bytes | None, value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Hand one message to the producer without faust's per-message bookkeeping (a third
-        of ingest's time). faust flushes the producer before every offset commit, so an
-        input's offset is never committed before its outputs are acknowledged; a delivery
-        that still fails after the producer's retries stops the worker (uncommitted inputs
-        are then processed again by whoever takes over)."""
-        delivery = await self.app.producer.send(topic, key, value, None, None, headers)
-        delivery.add_done_callback(self._delivered)  # type: ignore[attr-defined]
+        """Hand one message to the output producer (``streams.output_producer``: librdkafka,
+        not faust's per-message bookkeeping over aiokafka). faust's flush before every offset
+        commit waits for it too, so an input's offset is never committed before its outputs
+        are acknowledged; a delivery that still fails after the producer's retries stops the
+        worker (uncommitted inputs are then processed again by whoever takes over)."""
+        await self.output.send(topic, key, value, headers=headers)
 
-    def _delivered(self, delivery: asyncio.Future[Any]) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            error = delivery.exception()
-            log.critical("a message could not be delivered to Kafka (%s); stopping", error)
-            asyncio.ensure_future(self.app.crash(error))  # type: ignore[arg-type]
+    def _output_failed(self, error: str) -> None:
+        log.critical("a message could not be delivered to Kafka (%s); stopping", error)
+        asyncio.ensure_future(self.app.crash(RuntimeError(error)))
 
     # ------------------------------------------------------------------ ingest
 
@@ -486,18 +496,13 @@ class StreamApp:
         """
         value = held.to_json()
         self.held.data[key] = value  # RocksDB: the store takes the partition from the input
-        delivery = await self.app.producer.send(
+        await self.output.send(
             self._changelog_topic, orjson.dumps(key), orjson.dumps(value), message.partition,
-            None, None,
+            on_delivered=self._changelog_delivered,
         )
-        delivery.add_done_callback(self._changelog_delivered)  # type: ignore[attr-defined]
 
-    def _changelog_delivered(self, delivery: asyncio.Future[Any]) -> None:
-        if delivery.cancelled() or delivery.exception() is not None:
-            self._delivered(delivery)
-            return
-        written = delivery.result()
-        self.held.data.set_persisted_offset(written.topic_partition, written.offset)
+    def _changelog_delivered(self, topic: str, partition: int, offset: int) -> None:
+        self.held.data.set_persisted_offset(TP(topic, partition), offset)
 
     def _route(self, topic: str) -> IngestRoute:
         parsed = self.topics.parse_agency(topic)
