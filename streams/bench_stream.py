@@ -162,10 +162,13 @@ def bench_ingest(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
                   "events_per_second": round(rate),
                   "events_per_cpu_second": round((args.events - first_count) / cpu),
                   "worker_rss_mib": round(rss),
-                  "store": args.store, "partitions": args.partitions}
+                  "store": args.store, "partitions": args.partitions,
+                  # the machine is shared: figures move with its load
+                  "load_average": " ".join(f"{load:.2f}" for load in os.getloadavg())}
         print(f"ingest: {rate:,.0f} events/s on one worker, "
               f"{result['events_per_cpu_second']:,} per CPU second of the worker "
-              f"({args.events} events, {args.store} table, worker RSS {rss:.0f} MiB)",
+              f"({args.events} events, {args.store} table, worker RSS {rss:.0f} MiB, "
+              f"load average {result['load_average']})",
               flush=True)
         return result
     finally:
