@@ -42,13 +42,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
+from faust.types.stores import StoreT
 from mode.utils.times import want_seconds
 
 from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
@@ -502,7 +503,9 @@ class StreamApp:
         )
 
     def _changelog_delivered(self, topic: str, partition: int, offset: int) -> None:
-        self.held.data.set_persisted_offset(TP(topic, partition), offset)
+        # the table's store (faust types ``data`` as a plain mapping)
+        store = cast(StoreT, self.held.data)
+        store.set_persisted_offset(TP(topic, partition), offset)
 
     def _route(self, topic: str) -> IngestRoute:
         parsed = self.topics.parse_agency(topic)
