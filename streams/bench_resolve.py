@@ -13,8 +13,10 @@ known to a second agency), one record at a time, as the worker feeds it:
 
 Memory: the process's resident size before and after the load, per person and per source
 record; ``--memory-breakdown`` also walks the resolver's structures and prints the bytes each
-holds (objects shared between structures count once, in the first). ``--profile PATH`` writes
-a cProfile of the burst.
+holds (objects shared between structures count once, in the first). ``--block-sizes`` prints,
+per blocking key kind, the block a record sits in on average and the share of records in
+blocks past their cap (those yield no candidates). ``--profile PATH`` writes a cProfile of
+the burst.
 
 Figures are printed, and a JSON line of them last.
 """
@@ -37,6 +39,7 @@ from schemas.agencies import load_agencies
 from streams.bench_stream import person_event
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
+from streams.resolve.blocking import cap_for
 from streams.resolve_stage import ResolveStage, trust_ranks
 
 
@@ -49,6 +52,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-breakdown", action="store_true",
                         help="after the load, print the bytes each resolver structure holds "
                              "(slow at a million people: it visits every object)")
+    parser.add_argument("--block-sizes", action="store_true",
+                        help="after the load, print per blocking key kind how full its blocks "
+                             "are and how many records sit in blocks past the cap")
     parser.add_argument("--profile", metavar="PATH",
                         help="write a cProfile of the timed burst to PATH (pstats format)")
 
@@ -116,6 +122,21 @@ def deep_sizes(owner: object) -> dict[str, int]:
     return sizes
 
 
+def print_block_sizes(resolver: Resolver) -> None:
+    """Per key kind: blocks, the mean block a record sits in, records in blocks past the cap."""
+    blocks: dict[str, list[int]] = {}
+    for block_key, block in resolver._blocks.items():
+        size = 1 if isinstance(block, str) else len(block)
+        blocks.setdefault(block_key.split(":", 1)[0], []).append(size)
+    for kind, sizes in sorted(blocks.items()):
+        cap = cap_for(f"{kind}:", resolver.block_size_cap)
+        memberships = sum(sizes)
+        past = sum(size for size in sizes if size > cap)
+        print(f"  {kind:<16} {len(sizes):>10,} blocks, cap {cap:>3}: a record's block has "
+              f"{sum(size * size for size in sizes) / memberships:10,.1f} members on average; "
+              f"{past / memberships:6.1%} of records in blocks past the cap", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     trust = trust_ranks(load_agencies())
@@ -141,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
           f"{held / args.people:,.0f} bytes per person, {held / offset:,.0f} per source record "
           f"({held / args.people * 1e6 / 2**30:.2f} GiB per million people); peak RSS "
           f"{rss_mib:,.0f} MiB; load average {_load_average()}", flush=True)
+    if args.block_sizes:
+        print_block_sizes(stage.resolver)
     if args.memory_breakdown:
         sizes = deep_sizes(stage.resolver)
         for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
