@@ -27,6 +27,10 @@ import confluent_kafka
 # How long a flush sleeps between looks at what is still unacknowledged (seconds).
 FLUSH_POLL_SECONDS = 0.002
 
+class DeliveryFailed(RuntimeError):
+    """A message the app published was refused by Kafka after librdkafka's retries."""
+
+
 DeliveryCallback = Callable[[str, int, int], None]  # topic, partition, offset
 
 
@@ -43,6 +47,10 @@ class OutputProducer:
             "queue.buffering.max.messages": 1_000_000,
         })
         self._on_failure = on_failure
+        # The first delivery that failed: every later flush raises, so faust, which flushes
+        # before it commits offsets, never commits past an input whose output is lost (the
+        # crash ``on_failure`` starts is a task of its own and could come after the commit).
+        self.failed: str | None = None
         self._reporters: dict[DeliveryCallback, Callable[[Any, Any], None]] = {}
 
     async def send(
@@ -69,20 +77,32 @@ class OutputProducer:
         self._producer.poll(0)
 
     async def flush(self) -> None:
-        """Wait until every message handed over so far is acknowledged (or has failed)."""
+        """Wait until every message handed over so far is acknowledged; raises
+        ``DeliveryFailed`` when one of them could not be delivered, then and ever after."""
         while len(self._producer):
             self._producer.poll(0)
             if len(self._producer):
                 await asyncio.sleep(FLUSH_POLL_SECONDS)
+        if self.failed is not None:
+            raise DeliveryFailed(
+                f"a message could not be delivered to Kafka ({self.failed}); the inputs "
+                "behind it are not committed and are processed again when the worker restarts"
+            )
+
+    def _failure(self, error: Any, message: Any) -> None:
+        text = f"{message.topic()}[{message.partition()}]: {error}"
+        if self.failed is None:
+            self.failed = text
+        self._on_failure(text)
 
     def _report(self, error: Any, message: Any) -> None:
         if error is not None:
-            self._on_failure(f"{message.topic()}: {error}")
+            self._failure(error, message)
 
     def _reporter(self, on_delivered: DeliveryCallback) -> Callable[[Any, Any], None]:
         def report(error: Any, message: Any) -> None:
             if error is not None:
-                self._on_failure(f"{message.topic()}: {error}")
+                self._failure(error, message)
             else:
                 on_delivered(message.topic(), message.partition(), message.offset())
         self._reporters[on_delivered] = report
