@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -47,6 +48,7 @@ from typing import Any, cast
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
 from faust.types.stores import StoreT
@@ -84,6 +86,17 @@ from streams.resolve_stage import (
     model_change_key,
     trust_ranks,
 )
+from streams.snapshot import (
+    SnapshotError,
+    SnapshotHeader,
+    SnapshotPolicy,
+    read_header,
+    read_snapshot,
+    snapshot_directory,
+    snapshot_doubt,
+    snapshot_files,
+    write_snapshot,
+)
 
 log = logging.getLogger("tipsync.streams")
 
@@ -114,6 +127,10 @@ class StreamOptions:
     loglevel: str = "warning"
     # A scoring model file (`tipsync model fit`); None: the reasoned default weights.
     model_path: str | None = None
+    # Resolve snapshots (streams.snapshot): every so many resolve messages or seconds;
+    # TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns them off (every restart replays the topic).
+    snapshot_every_records: int = SnapshotPolicy.every_records
+    snapshot_every_seconds: float = SnapshotPolicy.every_seconds
 
     @property
     def group_id(self) -> str:
@@ -135,6 +152,16 @@ class StreamOptions:
             values["metrics_port"] = int(port) or None
         if env.get("TIPSYNC_RESOLVE_MODEL"):
             values["model_path"] = env["TIPSYNC_RESOLVE_MODEL"]
+        for name, option in (("TIPSYNC_RESOLVE_SNAPSHOT_RECORDS", "snapshot_every_records"),
+                             ("TIPSYNC_RESOLVE_SNAPSHOT_SECONDS", "snapshot_every_seconds")):
+            text = env.get(name)
+            if text:
+                if not text.isdigit():
+                    raise ValueError(
+                        f"{name}='{text}' is not a whole number; set e.g. 100000 records or "
+                        "900 seconds (TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns snapshots off)"
+                    )
+                values[option] = int(text)
         values.update(overrides)
         return cls(**values)
 
@@ -240,6 +267,12 @@ class StreamApp:
         self.data_dir = (
             self.settings.home / "streams" / options.group_id / f"worker-{options.worker_index}"
         )
+        self.snapshot_policy = SnapshotPolicy(options.snapshot_every_records,
+                                              options.snapshot_every_seconds)
+        self.snapshot_dir = snapshot_directory(self.data_dir)
+        self._since_snapshot = 0  # resolve messages the newest snapshot does not cover
+        self._snapshot_clock = time.monotonic()
+        self._snapshot_write_seconds = 0.0
 
         found = agency_topics_on_broker(self.settings.kafka_bootstrap, self.topics)
         self.partitions = options.partitions or _common_partition_count(found)
@@ -561,6 +594,12 @@ class StreamApp:
             self.stage = await self.rebuild(until_offset=message.offset)
             self._unfrozen_records = 0
             gc.freeze()
+        if self.snapshot_policy.due(self._since_snapshot,
+                                    time.monotonic() - self._snapshot_clock,
+                                    self._snapshot_write_seconds):
+            # Between two messages: the stage holds exactly the messages before this one.
+            await self.write_snapshot(self.stage, message.offset)
+        self._since_snapshot += 1
         self._unfrozen_records += 1
         if self._unfrozen_records >= FREEZE_EVERY_RECORDS:
             self._unfrozen_records = 0
@@ -633,7 +672,9 @@ class StreamApp:
 
     async def rebuild(self, until_offset: int) -> ResolveStage:
         """A resolve stage loaded with every message of the resolve topic before
-        ``until_offset`` (the first offset this worker is handed), emitting nothing."""
+        ``until_offset`` (the first offset this worker is handed), emitting nothing: from the
+        newest usable snapshot plus the messages after it, else from the whole topic."""
+        started = time.perf_counter()
         # The model in force at ``until_offset``: the recorded one when it took effect before
         # (markers up to its offset are then already applied), else the default weights, and
         # every model-change marker met on the way switches it.
@@ -641,9 +682,10 @@ class StreamApp:
         start, applied_until = DEFAULT_MODEL_FILE, -1
         if recorded is not None and recorded[1] < until_offset:
             start, applied_until = recorded
-        stage = ResolveStage(lambda: Resolver(self.trust, start.model))
         if until_offset <= 0:
+            stage = ResolveStage(lambda: Resolver(self.trust, start.model))
             stage.finish_loading()
+            self._since_snapshot = 0
             return stage
         log.warning("resolve: rebuilding from %s up to offset %d", self.topics.resolve,
                     until_offset)
@@ -654,43 +696,139 @@ class StreamApp:
         )
         await consumer.start()
         partition = TopicPartition(self.topics.resolve, 0)
-        loaded = 0
         try:
             consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            while await consumer.position(partition) < until_offset:
-                batch = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
-                for record in batch.get(partition, []):
-                    if record.offset >= until_offset:
-                        break
-                    if is_model_change(record.key):
-                        if record.offset > applied_until:
-                            with contextlib.suppress(ModelFileError, UnicodeDecodeError):
-                                # (a bad marker went to the dead-letter topic when first seen)
-                                await asyncio.to_thread(
-                                    stage.load_model_change, self._marker_model(record)
-                                )
-                        continue
-                    try:
-                        stage.load(await self._resolve_event(record.key, record.value))
-                        loaded += 1
-                    except (Rejected, InvalidPersonRecord):
-                        continue  # it went to the dead-letter topic when it was first seen
-                    except Exception as error:  # noqa: BLE001
-                        # A record that raised when it was first seen went to the dead-letter
-                        # topic as a processing_error and raises here again: skip it rather
-                        # than fail every rebuild (the resolver keeps what it did before).
-                        log.error("resolve: rebuild skipped %s[0]@%d (%s)", self.topics.resolve,
-                                  record.offset, type(error).__name__)
-                        continue
-                    if loaded % FREEZE_EVERY_RECORDS == 0:
-                        gc.freeze()
+            earliest = (await consumer.beginning_offsets([partition]))[partition]
+            snapshot = None
+            if self.snapshot_policy.enabled:
+                topic_id = await asyncio.to_thread(self._resolve_topic_id)
+                # from_state indexes and scores every record again: minutes at a million
+                # people, in a thread so heartbeats and ingest go on meanwhile.
+                snapshot = await asyncio.to_thread(
+                    self._stage_from_snapshot, until_offset, recorded, topic_id, earliest
+                )
+            if snapshot is None:
+                stage = ResolveStage(lambda: Resolver(self.trust, start.model))
+                source = "the whole topic"
+                await consumer.seek_to_beginning(partition)
+            else:
+                header, stage = snapshot
+                source = f"snapshot at offset {header.offset} plus the topic after it"
+                # every marker after the snapshot is replayed, in order: the snapshot holds
+                # the model in force at its offset
+                applied_until = header.offset - 1
+                consumer.seek(partition, header.offset)
+            replayed = await self._replay(consumer, partition, stage, until_offset,
+                                          applied_until)
         finally:
             await consumer.stop()
         stage.finish_loading()
-        log.warning("resolve: rebuilt from %d records, scoring model %s", loaded,
+        self._since_snapshot, self._snapshot_clock = replayed, time.monotonic()
+        seconds = time.perf_counter() - started
+        log.warning("resolve: rebuilt from %d records in %.1f s (%s: %d messages read), "
+                    "scoring model %s", len(stage.resolver.records), seconds, source, replayed,
                     stage.model_fingerprint)
         return stage
+
+    async def _replay(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
+                      stage: ResolveStage, until_offset: int, applied_until: int) -> int:
+        """Load the messages from the consumer's position up to ``until_offset`` into the
+        stage, emitting nothing; model-change markers after ``applied_until`` switch its
+        model. Returns the number of messages read."""
+        replayed = loaded = 0
+        while await consumer.position(partition) < until_offset:
+            batch = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
+            for record in batch.get(partition, []):
+                if record.offset >= until_offset:
+                    break
+                replayed += 1
+                if is_model_change(record.key):
+                    if record.offset > applied_until:
+                        with contextlib.suppress(ModelFileError, UnicodeDecodeError):
+                            # (a bad marker went to the dead-letter topic when first seen)
+                            await asyncio.to_thread(
+                                stage.load_model_change, self._marker_model(record)
+                            )
+                    continue
+                try:
+                    stage.load(await self._resolve_event(record.key, record.value))
+                    loaded += 1
+                except (Rejected, InvalidPersonRecord):
+                    continue  # it went to the dead-letter topic when it was first seen
+                except Exception as error:  # noqa: BLE001
+                    # A record that raised when it was first seen went to the dead-letter
+                    # topic as a processing_error and raises here again: skip it rather
+                    # than fail every rebuild (the resolver keeps what it did before).
+                    log.error("resolve: rebuild skipped %s[0]@%d (%s)", self.topics.resolve,
+                              record.offset, type(error).__name__)
+                    continue
+                if loaded % FREEZE_EVERY_RECORDS == 0:
+                    gc.freeze()
+        return replayed
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _resolve_topic_id(self) -> str | None:
+        """The resolve topic's id (a recreated topic has another), None if unknown."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        name = self.topics.resolve
+        try:
+            description = admin.describe_topics(TopicCollection([name]))[name].result()
+        except Exception as error:  # noqa: BLE001 - unknown: the snapshot is then not trusted
+            log.warning("resolve: the id of %s could not be read (%s)", name, error)
+            return None
+        return str(description.topic_id)
+
+    def _model_at(self, offset: int, recorded: tuple[ModelFile, int] | None) -> ModelFile:
+        """The model in force just before ``offset``, as far as the model topic tells."""
+        if recorded is not None and recorded[1] < offset:
+            return recorded[0]
+        return DEFAULT_MODEL_FILE
+
+    def _stage_from_snapshot(
+        self, until_offset: int, recorded: tuple[ModelFile, int] | None,
+        topic_id: str | None, earliest: int,
+    ) -> tuple[SnapshotHeader, ResolveStage] | None:
+        """The stage of the newest snapshot nothing casts doubt on (``streams.snapshot``);
+        None, after logging why each was passed over, when there is none."""
+        for snapshot in snapshot_files(self.snapshot_dir):
+            try:
+                header = read_header(snapshot.path)
+                model_file = self._model_at(header.offset, recorded)
+                doubt = snapshot_doubt(header, until_offset, model_file.fingerprint, topic_id,
+                                       earliest)
+                if doubt is not None:
+                    log.warning("resolve: snapshot %s not used: %s", snapshot.path, doubt)
+                    continue
+                return read_snapshot(snapshot.path, functools.partial(
+                    Resolver.from_state, trust=self.trust, model=model_file.model
+                ))
+            except SnapshotError as error:
+                log.warning("resolve: %s", error)
+        return None
+
+    async def write_snapshot(self, stage: ResolveStage, offset: int) -> None:
+        """Write the stage, covering the resolve topic before ``offset``, to the data dir.
+        Resolve waits meanwhile (its state must not change while written); the writing runs
+        in a thread so heartbeats and ingest go on. A failure is logged, never fatal."""
+        started = time.perf_counter()
+        try:
+            topic_id = await asyncio.to_thread(self._resolve_topic_id)
+            written = await asyncio.to_thread(
+                write_snapshot, self.snapshot_dir, stage, offset, topic_id
+            )
+        except OSError as error:
+            log.error("resolve: the snapshot at offset %d could not be written to %s (%s); "
+                      "resolve goes on, but a restart replays more of %s: free disk space or "
+                      "fix the folder's permissions", offset, self.snapshot_dir, error,
+                      self.topics.resolve)
+            written = None
+        seconds = time.perf_counter() - started
+        self._since_snapshot, self._snapshot_clock = 0, time.monotonic()
+        self._snapshot_write_seconds = seconds
+        if written is not None:
+            log.warning("resolve: snapshot of %d records at offset %d written to %s in %.1f s",
+                        len(stage.resolver.records), offset, written.path, seconds)
 
     # ------------------------------------------------------------------ scoring model
 

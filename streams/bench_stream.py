@@ -11,6 +11,17 @@
    through ingest, the resolve topic and resolve). Worker memory is read from /proc before
    and after the people are loaded.
 
+   With ``--preload N`` the people are not sent through ingest (a million would take most of
+   an hour): before the worker starts, N invented people go straight onto the bench's
+   ``<prefix>.internal.resolve`` topic, as ingest forwards them (key
+   ``person:<agency>:<source_record_id>``, the agency event's wire-format bytes), and the
+   worker's consumer group is given offset N there, as if a worker had resolved them and
+   died. The first person sent afterwards makes the worker rebuild its resolver from the
+   topic (or from its snapshot, ``streams.snapshot``): the rebuild is timed, with the
+   worker's memory after it. ``--restart`` then stops the worker after the burst and paced
+   phases and times two restarts (to the first new person's mapping): one from the snapshot
+   the worker wrote, one with the snapshot deleted (the whole topic replayed).
+
 Every topic has a prefix of its own and is deleted at the end. Figures are printed, and a
 JSON line of them last.
 """
@@ -29,11 +40,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from deploy.demo.names import FAMILY, FEMALE_GIVEN, MALE_GIVEN
 from schemas.config import load_settings
+from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
 from streams.harness import StreamHarness
+from streams.snapshot import REBUILT_LINE, snapshot_directory
 
 # tipsync's invented name lists (deploy/demo): ~220 given and ~160 family names, so a new
 # person shares a name with a realistic share of the others, not with hundreds of them.
@@ -56,6 +70,12 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=("rocksdb", "memory"), default="rocksdb")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-resolve", action="store_true")
+    parser.add_argument("--preload", type=int, default=0, metavar="N",
+                        help="put N people straight onto the resolve topic as already resolved "
+                             "(instead of --people through ingest) and time the rebuild")
+    parser.add_argument("--restart", action="store_true",
+                        help="with --preload: at the end, time a restart from the worker's "
+                             "snapshot and one from the topic alone")
 
 
 def envelope(agency_id: str, record_id: str, version: int, moment: datetime) -> dict[str, Any]:
@@ -239,27 +259,109 @@ def _quantile_bound(before: dict[float, float], after: dict[float, float], share
     return float("inf")
 
 
+def _preload_people(harness: StreamHarness, people: int, rng: random.Random) -> int:
+    """Put ``people`` invented people (a fifth also at a second agency) straight onto the
+    resolve topic, as ingest forwards them, and give the worker's consumer group the offset
+    after them: to the worker they are people resolved before it (re)started. Returns the
+    number of source records (messages) put there."""
+    topic = harness.topic("internal.resolve")
+    create_topics(harness.settings.kafka_bootstrap, [
+        TopicSpec(topic, 1, TopicSettings.from_environment().replication_factor,
+                  compacted_config()),
+    ])
+    started = time.monotonic()
+    records = 0
+    for index in range(people):
+        agencies = ["police-ctu", "immigration"] if rng.random() < 0.2 else ["police-ctu"]
+        for agency_id in agencies:
+            event = person_event(index, agency_id, rng)
+            key = f"person:{agency_id}:{event['source_record_id']}".encode()
+            harness.publish_raw(topic, key, harness.encode("person", event))
+            records += 1
+            if records % 10_000 == 0:
+                harness.producer.poll(0)
+    harness.flush()
+    group = f"{harness.prefix}.internal.stream"
+    admin = AdminClient({"bootstrap.servers": harness.settings.kafka_bootstrap})
+    futures = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, records)])]
+    )
+    for future in futures.values():
+        future.result()
+    print(f"resolve: preloaded {people} people ({records} source records) onto {topic} in "
+          f"{time.monotonic() - started:.0f} s; group {group} at offset {records}", flush=True)
+    return records
+
+
+def _time_first_person(harness: StreamHarness, index: int, rng: random.Random,
+                       timeout: float) -> float:
+    """Send one new person through ingest and wait for its mapping: after a (re)start, the
+    time the worker needs before it resolves anything (its rebuild included)."""
+    event = person_event(index, "police-ctu", rng)
+    key = f"police-ctu:{event['source_record_id']}"
+    started = time.monotonic()
+    harness.publish("person", event)
+    harness.flush()
+    harness.wait_for(lambda: key in _output_times(harness, {key}), timeout=timeout,
+                     what=f"the mapping of person {index}")
+    return time.monotonic() - started
+
+
+def _logged_rebuild(harness: StreamHarness) -> dict[str, Any]:
+    """The worker's own account of its last rebuild (from its log)."""
+    found: dict[str, Any] = {}
+    for line in harness.worker_log().splitlines():
+        match = REBUILT_LINE.search(line)
+        if match:
+            found = {"rebuild_from": match.group("source"),
+                     "rebuild_records": int(match.group("records")),
+                     "rebuild_seconds_logged": float(match.group("seconds"))}
+    return found
+
+
 def bench_resolve(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
     harness = StreamHarness(settings, agencies=("police-ctu", "immigration"),
                             entities=("person",), partitions=args.partitions).setup()
     rng = random.Random(11)
     try:
         port = _free_port()
-        worker = harness.start_worker(store=args.store, extra=["--metrics-port", str(port)])
-        time.sleep(8)  # let it join the group before measuring its idle memory
-        idle_rss = _rss_mib(worker.pid)
-        started = time.monotonic()
-        loaded = _publish_people(harness, range(args.people), rng, 0.2)
-        _wait_resolved(harness, loaded, timeout=7200)
-        load_seconds = time.monotonic() - started
-        loaded_rss = _rss_mib(worker.pid)
-        print(f"resolve: {args.people} people ({loaded} source records) loaded and resolved "
-              f"in {load_seconds:.0f} s; worker RSS {idle_rss:.0f} -> {loaded_rss:.0f} MiB",
-              flush=True)
+        extra = ["--metrics-port", str(port)]
+        result: dict[str, Any] = {}
+        if args.preload:
+            people = args.preload
+            loaded = _preload_people(harness, people, rng)
+            worker = harness.start_worker(store=args.store, extra=extra)
+            time.sleep(8)  # let it join the group before measuring its idle memory
+            idle_rss = _rss_mib(worker.pid)
+            load_seconds = _time_first_person(harness, people, rng, timeout=7200)
+            loaded += 1
+            people += 1
+            loaded_rss = _rss_mib(worker.pid)
+            result.update(_logged_rebuild(harness))
+            result["rebuild_seconds_to_first_output"] = round(load_seconds, 1)
+            print(f"resolve: rebuild of {loaded - 1} records: {load_seconds:.0f} s to the "
+                  f"first new person's mapping ({(loaded - 1) / load_seconds:,.0f} records/s; "
+                  f"the worker logged {result.get('rebuild_seconds_logged', float('nan')):.0f}"
+                  f" s for the rebuild itself); worker RSS {idle_rss:.0f} -> "
+                  f"{loaded_rss:.0f} MiB; load average {_load_average()}", flush=True)
+        else:
+            people = args.people
+            worker = harness.start_worker(store=args.store, extra=extra)
+            time.sleep(8)  # let it join the group before measuring its idle memory
+            idle_rss = _rss_mib(worker.pid)
+            started = time.monotonic()
+            loaded = _publish_people(harness, range(people), rng, 0.2)
+            _wait_resolved(harness, loaded, timeout=7200)
+            load_seconds = time.monotonic() - started
+            loaded_rss = _rss_mib(worker.pid)
+            print(f"resolve: {people} people ({loaded} source records) loaded and resolved "
+                  f"in {load_seconds:.0f} s; worker RSS {idle_rss:.0f} -> {loaded_rss:.0f} MiB",
+                  flush=True)
 
-        base = args.people
+        base = people
         cpu_before = _cpu_seconds(worker.pid)
         histogram_before = _resolve_histogram(port)
+        burst_load = _load_average()
         burst = _publish_people(harness, range(base, base + args.burst), rng, 0.0)
         _wait_resolved(harness, loaded + burst, timeout=3600)
         burst_cpu = _cpu_seconds(worker.pid) - cpu_before
@@ -288,17 +390,23 @@ def bench_resolve(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
         latencies = [received[key] - sent[key] for key in received]
         final_rss = _rss_mib(worker.pid)
         harness.stop_worker(worker)
+        base += args.paced
+        if args.preload and args.restart:
+            result.update(_time_restarts(harness, args, extra, base, rng))
         quantiles = statistics.quantiles(latencies, n=100)
-        per_million = (loaded_rss - idle_rss) / args.people * 1_000_000
-        result = {
-            "people": args.people, "source_records": loaded,
+        per_million = (loaded_rss - idle_rss) / people * 1_000_000
+        result.update({
+            "people": people, "source_records": loaded,
             "load_seconds": round(load_seconds, 1),
             "load_records_per_second": round(loaded / load_seconds),
             "burst": burst, "burst_records_per_second": round(burst_rate),
             "burst_records_per_cpu_second": round(burst / burst_cpu),
+            "burst_load_average": burst_load,
             "paced": args.paced, "rate": args.rate,
             "latency_ms_p50": round(quantiles[49], 1), "latency_ms_p99": round(quantiles[98], 1),
             "latency_ms_max": round(max(latencies), 1),
+            "resolve_ms_p50_at_most_burst": _quantile_bound(histogram_before, histogram_burst,
+                                                            0.50),
             "resolve_ms_p99_at_most_burst": _quantile_bound(histogram_before, histogram_burst,
                                                             0.99),
             "resolve_ms_p99_at_most_paced": _quantile_bound(histogram_burst, histogram_paced,
@@ -308,19 +416,58 @@ def bench_resolve(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
             "worker_rss_mib_idle": round(idle_rss), "worker_rss_mib_loaded": round(loaded_rss),
             "worker_rss_mib_final": round(final_rss),
             "mib_per_million_people": round(per_million), "store": args.store,
-        }
-        print(f"resolve with {args.people} people resolved: {burst_rate:,.0f} records/s "
+            "load_average": _load_average(),
+        })
+        print(f"resolve with {people} people resolved: {burst_rate:,.0f} records/s "
               f"(burst of {burst}; {burst / burst_cpu:,.0f} per CPU second of the worker, "
-              f"ingest of the same records included); end-to-end latency at {args.rate}/s: p50 "
-              f"{quantiles[49]:.1f} ms, p99 {quantiles[98]:.1f} ms; resolve time per record "
-              f"p99 <= {result['resolve_ms_p99_at_most_paced']:g} ms; memory "
-              f"{per_million:,.0f} MiB per million people", flush=True)
+              f"ingest of the same records included; resolve time per record p50 <= "
+              f"{result['resolve_ms_p50_at_most_burst']:g} ms, p99 <= "
+              f"{result['resolve_ms_p99_at_most_burst']:g} ms; load average {burst_load}); "
+              f"end-to-end latency at {args.rate}/s: p50 {quantiles[49]:.1f} ms, p99 "
+              f"{quantiles[98]:.1f} ms; resolve time per record p99 <= "
+              f"{result['resolve_ms_p99_at_most_paced']:g} ms; memory {per_million:,.0f} MiB "
+              f"per million people", flush=True)
         return result
     finally:
         harness.teardown()
 
 
-def _output_times(harness: StreamHarness, keys: set[str]) -> dict[str, float]:
+def _time_restarts(harness: StreamHarness, args: argparse.Namespace, extra: list[str],
+                   index: int, rng: random.Random) -> dict[str, Any]:
+    """Restart the stopped worker twice, from its snapshot and then without it, and time
+    each to its first new output."""
+    figures: dict[str, Any] = {}
+    snapshots = snapshot_directory(
+        harness.settings.home / "streams" / f"{harness.prefix}.internal.stream" / "worker-0"
+    )
+    for label in ("snapshot", "topic"):
+        if label == "topic":
+            for path in snapshots.glob("*"):
+                path.unlink()
+        elif not any(snapshots.glob("*")):
+            print("resolve: the worker left no snapshot; restart from it not timed", flush=True)
+            continue
+        worker = harness.start_worker(store=args.store, extra=extra)
+        seconds = _time_first_person(harness, index, rng, timeout=7200)
+        index += 1
+        rebuild = _logged_rebuild(harness)
+        figures[f"restart_from_{label}_seconds"] = round(seconds, 1)
+        figures[f"restart_from_{label}_rss_mib"] = round(_rss_mib(worker.pid))
+        print(f"resolve: restart from the {label}: {seconds:.0f} s to the first new person's "
+              f"mapping (the worker logged {rebuild}); worker RSS "
+              f"{figures[f'restart_from_{label}_rss_mib']} MiB; load average "
+              f"{_load_average()}", flush=True)
+        harness.stop_worker(worker)
+    return figures
+
+
+def _load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def _output_times(harness: StreamHarness, keys: set[str]) -> (
+    dict[str, float]
+):
     """Source key -> timestamp (ms) of its first mapping message, for the keys asked."""
     topic = harness.topic("internal.person-mapping")
     total = harness.count("internal.person-mapping")

@@ -33,9 +33,9 @@ person it points at moves to another golden id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -295,6 +295,30 @@ class ResolveStage:
                     outputs.append(self._link_output(link_key, golden_version))
         return outputs
 
+    # ------------------------------------------------------------------ snapshots
+
+    def link_states(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every link held, as JSON-safe data (what a snapshot keeps; ``restore_link`` reads
+        it back). The people are the resolver's own state (``Resolver.to_state``)."""
+        for link_key, link in self.links.items():
+            event = link.event
+            yield link_key, {
+                "entity": event.entity, "agency_id": event.agency_id,
+                "source_record_id": event.source_record_id, "event_id": event.event_id,
+                "op": event.op, "source_version": event.source_version,
+                "event_time": _json_safe(event.event_time), "record": _json_safe(event.record),
+            }
+
+    def restore_link(self, state: Mapping[str, Any]) -> None:
+        """Hold a link again from ``link_states`` data (loading a snapshot)."""
+        self._hold_link(AgencyEvent(
+            entity=state["entity"], agency_id=state["agency_id"],
+            source_record_id=state["source_record_id"], event_id=state["event_id"],
+            op=state["op"], source_version=int(state["source_version"]),
+            event_time=_from_json_safe(state["event_time"]),
+            record=_from_json_safe(state["record"]),
+        ))
+
     # ------------------------------------------------------------------ links
 
     def _hold_link(self, event: AgencyEvent) -> None:
@@ -376,4 +400,35 @@ def _merged_value(
     value["classification"] = value.get("classification") or "VICTIM_PROTECTED"
     value["first_seen"] = value.get("first_seen") or moment
     value["last_updated"] = value.get("last_updated") or moment
+    return value
+
+
+# Dates and times of a decoded event (Avro date and timestamp-millis) kept as tagged JSON in a
+# snapshot, so a link read back is the event it was. A tag cannot clash with a field: Avro
+# field names never start with '$'.
+_DATETIME_TAG: Final = "$datetime"
+_DATE_TAG: Final = "$date"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_DATETIME_TAG: value.isoformat()}
+    if isinstance(value, date):
+        return {_DATE_TAG: value.isoformat()}
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _from_json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _DATETIME_TAG in value:
+            return datetime.fromisoformat(value[_DATETIME_TAG])
+        if len(value) == 1 and _DATE_TAG in value:
+            return date.fromisoformat(value[_DATE_TAG])
+        return {key: _from_json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_json_safe(item) for item in value]
     return value

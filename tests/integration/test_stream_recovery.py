@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from streams.harness import StreamHarness
 from streams.ingest import check_event
 from streams.resolve import Resolver
 from streams.resolve_stage import ResolveStage, trust_ranks
+from streams.snapshot import snapshot_files
 
 PEOPLE = 600
 
@@ -126,3 +129,118 @@ def test_golden_versions_never_go_backwards(
         by_version: dict[int, Any] = {}
         for version, value in sequence:
             assert by_version.setdefault(version, value) == value
+
+
+# ---------------------------------------------------------------------- snapshots
+#
+# The same kind of run with resolve snapshots every 200 messages: a worker killed mid-run is
+# restarted from its snapshot (and the topic after it) and must publish what a run that never
+# died publishes; then it is killed again, its snapshots damaged, and the next worker must
+# pass over them, replay the whole topic and still publish the same.
+
+SNAPSHOT_EVERY = {"TIPSYNC_RESOLVE_SNAPSHOT_RECORDS": "200"}
+
+
+def _latest_view(harness: StreamHarness) -> tuple[dict[str, str], dict[str, Any]]:
+    mapping = {
+        key: value["person_id"]
+        for key, value in harness.latest("internal.person-mapping").items() if value
+    }
+    live = {key: value for key, value in harness.latest("reconciled.person").items()
+            if value and not value["merged_into"]}
+    return mapping, live
+
+
+def _assert_view_is(view: tuple[dict[str, str], dict[str, Any]], stage: ResolveStage) -> None:
+    mapping, live = view
+    clusters = stage.resolver.clusters()
+    assert mapping == {key: person for person, keys in clusters.items() for key in keys}
+    assert set(live) == set(clusters)
+    for person_id, value in live.items():
+        expected = stage.resolver.golden(person_id)
+        assert expected is not None
+        assert {**value, "golden_version": 0} == {**expected, "golden_version": 0}
+
+
+def _snapshot_folder(harness: StreamHarness) -> Path:
+    return (Path(harness.settings.home) / "streams" / f"{harness.prefix}.internal.stream"
+            / "worker-0" / "resolve-snapshots")
+
+
+def _damage(path: Path) -> None:
+    """Change one letter of a name: the file stays valid JSON, only its checksum tells."""
+    data = bytearray(path.read_bytes())
+    index = data.index(b'"family_name":"') + len(b'"family_name":"')
+    data[index] = ord("Q") if data[index] != ord("Q") else ord("Z")
+    path.write_bytes(bytes(data))
+
+
+@dataclass
+class SnapshotRun:
+    harness: StreamHarness
+    events: list[dict[str, Any]]
+    restarted_at: int  # events published when the view below was read
+    view_after_snapshot_restart: tuple[dict[str, str], dict[str, Any]]
+    log_after_snapshot_restart: str
+
+
+@pytest.fixture(scope="module")
+def restarted_from_snapshot(stack: Settings) -> Iterator[SnapshotRun]:
+    harness = StreamHarness(stack, entities=("person",)).setup()
+    events = _events(seed=9)
+    third = len(events) // 3
+    try:
+        for event in events[:third]:
+            harness.publish("person", event)
+        harness.flush()
+        worker = harness.start_worker(store="rocksdb", environment=SNAPSHOT_EVERY)
+        harness.wait_for(harness.caught_up, timeout=120, what="the first third resolved")
+        assert snapshot_files(_snapshot_folder(harness)), "no snapshot after 200 messages"
+        for event in events[third:2 * third]:
+            harness.publish("person", event)
+        harness.flush()
+        time.sleep(0.5)
+        harness.stop_worker(worker, kill=True)
+        for event in events[2 * third:]:
+            harness.publish("person", event)
+        harness.flush()
+        worker = harness.start_worker(store="rocksdb", environment=SNAPSHOT_EVERY)
+        harness.wait_for(harness.caught_up, timeout=240, what="the worker restarted from "
+                         "its snapshot")
+        run = SnapshotRun(harness, events, len(events), _latest_view(harness),
+                          harness.worker_log())
+        harness.stop_worker(worker, kill=True)
+        for snapshot in snapshot_files(_snapshot_folder(harness)):
+            _damage(snapshot.path)
+        changed = person_event(3, "immigration", random.Random(1))  # one more record
+        events.append(changed)
+        harness.publish("person", changed)
+        harness.flush()
+        harness.start_worker(store="rocksdb", environment=SNAPSHOT_EVERY)
+        harness.wait_for(harness.caught_up, timeout=240, what="the worker restarted past its "
+                         "damaged snapshots")
+        yield run
+    finally:
+        harness.teardown()
+
+
+def test_worker_restarted_from_its_snapshot_publishes_what_a_run_that_never_died_does(
+    restarted_from_snapshot: SnapshotRun,
+) -> None:
+    run = restarted_from_snapshot
+    rebuilds = [line for line in run.log_after_snapshot_restart.splitlines()
+                if "resolve: rebuilt from" in line]
+    assert "(snapshot at offset" in rebuilds[-1]
+    expected = expected_stage(run.harness, run.events[:run.restarted_at])
+    _assert_view_is(run.view_after_snapshot_restart, expected)
+
+
+def test_damaged_snapshots_are_passed_over_and_the_whole_topic_replayed(
+    restarted_from_snapshot: SnapshotRun,
+) -> None:
+    run = restarted_from_snapshot
+    log = run.harness.worker_log()[len(run.log_after_snapshot_restart):]
+    assert "does not match its trailer" in log
+    rebuilds = [line for line in log.splitlines() if "resolve: rebuilt from" in line]
+    assert "(the whole topic" in rebuilds[-1]
+    _assert_view_is(_latest_view(run.harness), expected_stage(run.harness, run.events))
