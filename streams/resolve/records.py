@@ -100,6 +100,24 @@ class SourceRecord(Mapping[str, Any]):
     """
 
     __slots__ = RECORD_FIELDS
+    agency_id: str
+    source_record_id: str
+    source_version: int
+    event_time: int  # epoch milliseconds
+    given_name: str | None
+    middle_name: str | None
+    family_name: str | None
+    aliases: tuple[str, ...]
+    date_of_birth: str | None
+    dob_precision: str | None
+    sex: str | None
+    citizenship: tuple[str, ...]
+    identifiers: tuple[Any, ...]  # (key tuple, *values) per identifier
+    phones: tuple[str, ...]
+    emails: tuple[str, ...]
+    addresses: tuple[Any, ...]  # (key tuple, *values) per address
+    classification: str | None
+    first_event_time: int  # the earliest event time resolve saw for this record
 
     def __init__(self, record: Mapping[str, Any], first_event_time: int) -> None:
         for field in RECORD_FIELDS[:-1]:
