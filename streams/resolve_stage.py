@@ -14,7 +14,9 @@ After a (re)start the stage is rebuilt from the same topic: every message before
 offset it is handed is loaded silently (``load``), and the messages from that offset on are
 processed again (``apply``). The resolver is order-independent, so the rebuilt clusters and
 golden ids are those of the run that died; compaction keeps the latest state of every source
-record, so the rebuild needs nothing else.
+record, so the rebuild needs nothing else. To spare a restart most of that replay, the worker
+also keeps snapshots of the stage (``streams.snapshot``: the resolver's state plus the links,
+``link_states`` / ``restore_link``) and replays only the messages after the newest usable one.
 
 A model change (``tipsync stream --model``, docs/STREAMS.md "Rolling out a scoring model")
 is a message of that partition too: a *model-change marker* (key ``model-change:<fingerprint>``,
