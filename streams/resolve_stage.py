@@ -140,9 +140,13 @@ class ResolveStage:
     # ------------------------------------------------------------------ feeding
 
     def load(self, event: AgencyEvent) -> None:
-        """Take an event in without emitting anything (rebuild after a restart)."""
+        """Take an event in without emitting anything (rebuild after a restart). The
+        resolver builds no match decisions: nothing would publish them."""
         if event.entity == PERSON:
-            self._resolve(event)
+            if event.op == "DELETE":
+                self.resolver.delete(event.agency_id, event.source_record_id, decisions=False)
+            else:
+                self.resolver.upsert(person_fields(event), decisions=False)
         elif event.entity == LINK:
             if event.op == "DELETE":
                 self._forget_link(event.source_key)

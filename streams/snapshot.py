@@ -5,9 +5,10 @@ Without a snapshot a worker that gets the resolve partition loads every message 
 million people. With one, it loads the newest usable snapshot and replays only the messages
 after the snapshot's offset.
 
-What a snapshot holds: the resolver's persistent state (the records and what was published
-per golden id, exactly ``Resolver.to_state``'s content, written record by record so a
-million people are never copied into one dict), the links held by the stage, the fingerprint
+What a snapshot holds: the resolver's persistent state (``Resolver.to_state``'s content:
+the records, what was published per golden id, the edges and clusters and what they were
+derived with, written entry by entry so a million people are never copied into one dict),
+the links held by the stage, the fingerprint
 of the scoring model the state was resolved with, the id of the resolve topic it was read
 from, and the **offset** it covers: every message of the topic before it, none after.
 
@@ -53,7 +54,7 @@ from typing import IO, Any, Final
 import orjson
 
 from streams.resolve import Resolver
-from streams.resolve.resolver import STATE_FORMAT
+from streams.resolve.resolver import READABLE_STATE_FORMATS, STATE_FORMAT
 from streams.resolve_stage import ResolveStage
 
 SNAPSHOT_FORMAT: Final = 1
@@ -88,6 +89,9 @@ class SnapshotHeader:
     published: int
     links: int
     written_at: str
+    # what the saved edges and clusters were derived with (``Resolver.derivation``); None in
+    # a state of format 1, which has none
+    derived: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def write_snapshot(
         model_fingerprint=stage.model_fingerprint, topic_id=topic_id,
         records=len(resolver.records), published=len(resolver.published),
         links=len(stage.links), written_at=datetime.now(UTC).isoformat(),
+        derived=resolver.derivation(),
     )
     # mkstemp creates the file with mode 0600
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-", suffix=".tmp")
@@ -166,6 +171,10 @@ def write_snapshot(
                 line(orjson.dumps(("published", person_id, entry)))
             for key, record in resolver.records.items():
                 line(orjson.dumps(("record", key, record.to_dict())))
+            for key, pairs in resolver.edge_items():
+                line(orjson.dumps(("edges", key, pairs)))
+            for person_id, members in resolver.cluster_items():
+                line(orjson.dumps(("cluster", person_id, members)))
             for link_key, link_state in stage.link_states():
                 line(orjson.dumps(("link", link_key, link_state)))
             out.write(orjson.dumps({"lines": lines, "sha256": digest.hexdigest()}) + b"\n")
@@ -218,10 +227,11 @@ def _header(path: Path, first: bytes) -> SnapshotHeader:
         header = SnapshotHeader(**fields)
     except (orjson.JSONDecodeError, TypeError) as error:
         raise SnapshotError(f"snapshot {path} has no readable header ({error})") from None
-    if header.format != SNAPSHOT_FORMAT or header.state_format != STATE_FORMAT:
+    if header.format != SNAPSHOT_FORMAT or header.state_format not in READABLE_STATE_FORMATS:
         raise SnapshotError(
             f"snapshot {path} is of format {header.format}/{header.state_format}, this worker "
-            f"reads {SNAPSHOT_FORMAT}/{STATE_FORMAT}; it is ignored (the topic is replayed)"
+            f"reads {SNAPSHOT_FORMAT}/{'|'.join(map(str, READABLE_STATE_FORMATS))}; it is "
+            "ignored (the topic is replayed)"
         )
     return header
 
@@ -261,7 +271,8 @@ class _Entries:
         self._back.append(entry)
 
     def section(self, kind: str) -> Iterator[Any]:
-        """The entries of one section (``published``, ``record``, ``link``), in file order."""
+        """The entries of one section (``published``, ``record``, ``edges``, ``cluster``,
+        ``link``), in file order."""
         while True:
             entry = self.next()
             if isinstance(entry, list) and entry[0] == kind:
@@ -279,13 +290,19 @@ def _read(
     entries = _Entries(path, source, header_line)
     published = {entry[1]: entry[2] for entry in entries.section("published")}
 
-    class _Records:
-        """The records section, read as ``from_state`` iterates it (never all in memory)."""
+    class _Section:
+        """One section, read as ``from_state`` iterates it (never all in memory)."""
 
-        def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
-            return ((entry[1], entry[2]) for entry in entries.section("record"))
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
 
-    state = {"format": header.state_format, "published": published, "records": _Records()}
+        def items(self) -> Iterator[tuple[str, Any]]:
+            return ((entry[1], entry[2]) for entry in entries.section(self.kind))
+
+    state = {
+        "format": header.state_format, "published": published, "records": _Section("record"),
+        "derived": header.derived, "edges": _Section("edges"), "clusters": _Section("cluster"),
+    }
     stage = ResolveStage(lambda: resolver_factory(state))
     for entry in entries.section("link"):
         stage.restore_link(entry[2])

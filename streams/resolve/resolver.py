@@ -14,8 +14,13 @@ function of the *set* of source records it currently holds:
 Each change only re-clusters the components it touched, so the work per record is bounded
 by the size of its neighbourhood, not by the number of people already resolved.
 
-The persistent state (``to_state``) is plain JSON-safe data: the source records and what was
-last published per golden id. Indexes, edges and clusters are derived from it again on load.
+The persistent state (``to_state``) is plain JSON-safe data: the source records, what was
+last published per golden id, and what is expensive to derive again: the edges (pair scores
+at or above the review threshold) and the clusters, with the model fingerprint, block cap and
+guard they were derived with. ``from_state`` takes the edges and clusters as they are when
+those match its own (only the blocks and features, cheap, are derived again: a restart at a
+million people no longer scores every candidate pair); otherwise, or for a state of format 1
+(no edges), it scores and clusters everything again.
 
 Memory: a million people is the target, so what is held per record is kept small (see
 docs/RESOLUTION.md, "Memory"): records in slots (``SourceRecord``), a block with one member
@@ -27,7 +32,7 @@ dict.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +48,7 @@ from streams.resolve.changes import (
     SourceMapped,
 )
 from streams.resolve.clustering import ChainingGuard, Vetoed, cluster_component
+from streams.resolve.model_file import fingerprint
 from streams.resolve.records import (
     PersonFeatures,
     SourceKey,
@@ -60,7 +66,9 @@ from streams.resolve.scoring import (
 )
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
-STATE_FORMAT = 1
+# 2: the state carries the edges and clusters (and what they were derived with); 1 did not.
+STATE_FORMAT = 2
+READABLE_STATE_FORMATS = (1, 2)
 
 
 def _default_clock() -> datetime:
@@ -120,8 +128,11 @@ class Resolver:
 
     # ----------------------------------------------------------------- public API
 
-    def upsert(self, event: Mapping[str, Any]) -> list[Change]:
-        """Add or update one source record; returns what changed, in publishing order."""
+    def upsert(self, event: Mapping[str, Any], *, decisions: bool = True) -> list[Change]:
+        """Add or update one source record; returns what changed, in publishing order.
+
+        ``decisions=False`` leaves out the match decisions (a rebuild publishes nothing and
+        would throw them away); everything else, and the state, is the same."""
         fields = source_record_from_event(event)
         key = source_key(fields["agency_id"], fields["source_record_id"])
         held = self.records.get(key)
@@ -139,17 +150,21 @@ class Resolver:
             seeds |= self._unindex(key)
         self.records[key] = record
         seeds |= self._index(key, fields)
-        decisions = self._decisions_for(key)
-        return decisions + self._recluster(seeds, changed={key})
+        if not decisions:
+            return self._recluster(seeds, changed={key}, decisions=False)
+        return self._decisions_for(key) + self._recluster(seeds, changed={key})
 
-    def delete(self, agency_id: str, source_record_id: str) -> list[Change]:
-        """Remove one source record; its golden person is rebuilt, merged away or removed."""
+    def delete(
+        self, agency_id: str, source_record_id: str, *, decisions: bool = True
+    ) -> list[Change]:
+        """Remove one source record; its golden person is rebuilt, merged away or removed.
+        ``decisions`` as for ``upsert``."""
         key = source_key(agency_id, source_record_id)
         if key not in self.records:
             return []
         seeds = self._unindex(key) | {key}
         record = self.records.pop(key)
-        changes = self._recluster(seeds, changed={key})
+        changes = self._recluster(seeds, changed={key}, decisions=decisions)
         changes.append(SourceMapped(agency_id, source_record_id, record.source_version, None))
         return changes
 
@@ -190,31 +205,116 @@ class Resolver:
         found.discard(key)
         return found
 
+    def derivation(self) -> dict[str, Any]:
+        """What the edges and clusters depend on besides the records: saved ones are valid
+        for a resolver whose derivation is equal."""
+        return {
+            "model": fingerprint(self.model),
+            "block_size_cap": self.block_size_cap,
+            "guard": [self.guard.mean_threshold, self.guard.floor],
+        }
+
+    def edge_items(self) -> Iterator[tuple[SourceKey, list[tuple[SourceKey, float]]]]:
+        """Each record's edges to records sorting after it (so each pair once), lazily."""
+        for key, edges in self._edges.items():
+            later = [(other, score) for other, score in edges.items() if other > key]
+            if later:
+                yield key, later
+
+    def cluster_items(self) -> Iterator[tuple[str, tuple[SourceKey, ...]]]:
+        """person_id -> its sorted members, for every live golden person, lazily."""
+        return iter(self._members.items())
+
     def to_state(self) -> dict[str, Any]:
-        """The persistent state as JSON-safe data (indexes are rebuilt from it on load)."""
+        """The persistent state as JSON-safe data (blocks and features are rebuilt from it on
+        load; edges and clusters are taken as they are when ``derived`` matches)."""
         return {
             "format": STATE_FORMAT,
             "records": {key: record.to_dict() for key, record in self.records.items()},
             "published": {person: dict(entry) for person, entry in self.published.items()},
+            "derived": self.derivation(),
+            "edges": dict(self.edge_items()),
+            "clusters": dict(self.cluster_items()),
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **options: Any) -> Resolver:
-        if state.get("format") != STATE_FORMAT:
+        """The resolver a state describes. ``records``, ``edges`` and ``clusters`` are read
+        once each, in that order, through ``items()`` (a snapshot streams them). The edges
+        and clusters are used as saved when ``derived`` equals this resolver's derivation
+        (same model, block cap and guard); otherwise every pair is scored again."""
+        if state.get("format") not in READABLE_STATE_FORMATS:
             raise ValueError(
-                f"resolver state format {state.get('format')!r} is not {STATE_FORMAT}; rebuild "
-                "the state by replaying the ingest topic into a fresh resolver"
+                f"resolver state format {state.get('format')!r} is not one of "
+                f"{READABLE_STATE_FORMATS}; rebuild the state by replaying the ingest topic "
+                "into a fresh resolver"
             )
         resolver = cls(**options)
         resolver.published = {p: dict(entry) for p, entry in state["published"].items()}
+        reuse = state.get("derived") == resolver.derivation() and "edges" in state
         for key, record in state["records"].items():
             resolver.records[key] = SourceRecord(record, record["first_event_time"])
-            resolver._index(key, record)
-        # Published versions and hashes are already in state: re-derive clusters silently.
-        resolver._recluster(set(resolver.records), changed=set())
+            if reuse:
+                resolver._block(key, record)
+            else:
+                resolver._index(key, record)
+        edges: Mapping[str, Any] = state.get("edges", {})
+        clusters: Mapping[str, Any] = state.get("clusters", {})
+        if reuse:
+            resolver._restore_derived(edges, clusters)
+        else:
+            # Saved with another model, cap or guard: not valid here (read past them all the
+            # same: a snapshot streams its sections in order).
+            for _ in edges.items():
+                pass
+            for _ in clusters.items():
+                pass
+            # Published versions and hashes are already in state: re-derive clusters silently.
+            resolver._recluster(set(resolver.records), changed=set(), decisions=False)
         return resolver
 
+    def _restore_derived(self, edges: Mapping[str, Any], clusters: Mapping[str, Any]) -> None:
+        features = self._features
+        try:
+            for left_key, pairs in edges.items():
+                left = features[left_key].key  # the key object already held, not a copy
+                for right_key, score in pairs:
+                    right = features[right_key].key
+                    self._edges.setdefault(left, {})[right] = score
+                    self._edges.setdefault(right, {})[left] = score
+            for person, member_keys in clusters.items():
+                members = tuple(features[key].key for key in member_keys)
+                self._members[person] = members
+                for key in members:
+                    self._person_of[key] = person
+        except KeyError as error:
+            raise ValueError(
+                f"resolver state names record {error} in its edges or clusters but does not "
+                "hold it; the state is inconsistent: rebuild it by replaying the ingest topic"
+            ) from None
+        if len(self._person_of) != len(self.records):
+            raise ValueError(
+                f"resolver state places {len(self._person_of)} of its {len(self.records)} "
+                "records in a cluster; the state is inconsistent: rebuild it by replaying the "
+                "ingest topic"
+            )
+
     # ----------------------------------------------------------------- indexes and edges
+
+    def _block(self, key: SourceKey, record: Mapping[str, Any]) -> None:
+        """Index a stored record's features and blocks only, scoring nothing (a state whose
+        edges are saved)."""
+        features = person_features(record, key)
+        self._features[key] = features
+        blocks = self._blocks
+        for block_key in blocking_keys(features):
+            block = blocks.get(block_key)
+            if block is None:
+                blocks[block_key] = key
+            elif isinstance(block, str):
+                blocks[block_key] = {block, key}
+            else:
+                block.add(key)
 
     def _index(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
         """Index a stored record (``record``: its fields as a dict, cheaper to read than the
@@ -333,7 +433,9 @@ class Resolver:
                 frontier.extend(self._members.get(old, ()))
         return found
 
-    def _recluster(self, seeds: set[SourceKey], changed: set[SourceKey]) -> list[Change]:
+    def _recluster(
+        self, seeds: set[SourceKey], changed: set[SourceKey], *, decisions: bool = True
+    ) -> list[Change]:
         nodes = self._component(seeds)
         threshold = self.model.match_threshold
         old_person = {key: self._person_of[key] for key in nodes | seeds if key in self._person_of}
@@ -400,6 +502,8 @@ class Resolver:
                 mappings.append(SourceMapped(
                     record.agency_id, record.source_record_id, record.source_version, person,
                 ))
+        if not decisions:
+            return upserts + retired + mappings
         return self._veto_decisions(vetoed, seeds) + upserts + retired + mappings
 
     def _successor(self, person: str, old_members: Iterable[SourceKey]) -> str | None:
