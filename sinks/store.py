@@ -170,8 +170,8 @@ def statements_for(table: EntityTable) -> TableStatements:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {accepted} (golden_id uuid PRIMARY KEY,"
             " golden_version bigint, state text, merged_into uuid)",
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming_sources} (golden_id uuid,"
-            " agency_id text, source_record_id text, source_version bigint,"
-            " event_time timestamptz, deleted boolean)",
+            " golden_version bigint, agency_id text, source_record_id text,"
+            " source_version bigint, event_time timestamptz, deleted boolean)",
         ),
         copy_incoming=f"COPY {incoming} ({', '.join(INCOMING_COLUMNS)}) FROM STDIN",
         # A change is accepted when it is newer than what the store holds. A tombstone also
@@ -209,9 +209,10 @@ def statements_for(table: EntityTable) -> TableStatements:
         ),
         # The source records the accepted live changes list, unpacked once.
         collect_sources=(
-            f"INSERT INTO {incoming_sources} (golden_id, agency_id, source_record_id,"
-            " source_version, event_time, deleted)"
-            " SELECT i.golden_id, s.agency_id, s.source_record_id, s.source_version,"
+            f"INSERT INTO {incoming_sources} (golden_id, golden_version, agency_id,"
+            " source_record_id, source_version, event_time, deleted)"
+            " SELECT i.golden_id, i.golden_version, s.agency_id, s.source_record_id,"
+            " s.source_version,"
             " s.event_time, coalesce(s.deleted, false)"
             f" FROM {incoming} AS i JOIN {accepted} AS a USING (golden_id)"
             f" CROSS JOIN LATERAL jsonb_to_recordset(i.record -> 'sources') AS {_SOURCE_FIELDS}"
@@ -235,18 +236,31 @@ def statements_for(table: EntityTable) -> TableStatements:
             f" {', '.join(f'{column} = excluded.{column}' for column in data_columns)}"
             " WHERE excluded.golden_version > target.golden_version"
         ),
-        # Two records of one batch may claim the same source (it moved between golden
-        # records); keep the newest version so one INSERT never touches a row twice.
+        # A source record belongs to the newest golden record that lists it. Two records of
+        # one batch may claim it (it moved between golden records): the one with the newer
+        # golden_version wins, and one INSERT never touches a row twice. Across batches a
+        # claim moves the source away from another golden record only when it is at least
+        # as new as that record's latest change (golden_record_state, already updated for
+        # this batch): golden ids live on different partitions, so an older change of the
+        # record the source left can arrive after the newer one that took it, and must not
+        # take it back (its merge would then drop the source with it).
         upsert_sources=(
             f"INSERT INTO {sources} AS target (agency_id, source_record_id, {key},"
             " source_version, event_time, deleted)"
             " SELECT DISTINCT ON (agency_id, source_record_id) agency_id, source_record_id,"
             f" golden_id, source_version, event_time, deleted FROM {incoming_sources}"
-            " ORDER BY agency_id, source_record_id, source_version DESC, golden_id"
+            " ORDER BY agency_id, source_record_id, source_version DESC, golden_version DESC,"
+            " golden_id"
             f" ON CONFLICT (agency_id, source_record_id) DO UPDATE SET {key} = excluded.{key},"
             " source_version = excluded.source_version, event_time = excluded.event_time,"
             " deleted = excluded.deleted"
             " WHERE excluded.source_version >= target.source_version"
+            # (the claimant's own state row holds its version: only accepted changes claim)
+            f" AND (excluded.{key} = target.{key} OR ("
+            f" SELECT c.golden_version FROM {SCHEMA}.golden_record_state AS c"
+            f" WHERE c.entity = '{table.entity}' AND c.golden_id = excluded.{key}) >= coalesce(("
+            f" SELECT o.golden_version FROM {SCHEMA}.golden_record_state AS o"
+            f" WHERE o.entity = '{table.entity}' AND o.golden_id = target.{key}), -1))"
             f" AND (excluded.{key}, excluded.source_version, excluded.event_time,"
             f" excluded.deleted) IS DISTINCT FROM (target.{key}, target.source_version,"
             " target.event_time, target.deleted)"

@@ -133,6 +133,33 @@ def test_a_merged_id_resolves_to_its_survivor_and_its_sources_move(
                " 'immigration' AND source_record_id = %s", record_id) == uuid.UUID(survivor)
 
 
+def test_a_source_stays_with_the_newest_golden_record_whatever_the_batches(
+    connection: psycopg.Connection,
+) -> None:
+    # Found by `tipsync bench er --through-pipeline`: the resolver moves a source record from
+    # golden id A (version 31) to B (version 211) and publishes A as merged into B (211).
+    # A and B live on different partitions of tip.reconciled.person, so the sink may see
+    # A@31 and B@211 in one batch and A's merge in the next, or B before A@31. The source
+    # must end with B in every order (it once ended with A, then was dropped with A's merge).
+    for order in ("together", "stale-late"):
+        merged, survivor = new_id(), new_id()
+        moved, other = f"V-{merged[:8]}", f"W-{merged[:8]}"
+        merged_upsert = person(31, sources=[("police-ctu", moved, 1)])
+        survivor_upsert = person(211, sources=[("immigration", other, 1),
+                                               ("police-ctu", moved, 1)])
+        merge = {"golden_version": 211, "merged_into": survivor}
+        if order == "together":
+            write(connection, (merged, merged_upsert), (survivor, survivor_upsert))
+        else:
+            write(connection, (survivor, survivor_upsert))
+            write(connection, (merged, merged_upsert))
+        write(connection, (merged, merge))
+        assert one(connection, "SELECT person_id FROM reconciled.person_source WHERE agency_id"
+                   " = 'police-ctu' AND source_record_id = %s", moved) == uuid.UUID(survivor), order
+        assert one(connection, "SELECT count(*) FROM reconciled.person_source WHERE person_id"
+                   " = %s", survivor) == 2, order
+
+
 def test_lineage_reads_as_a_table(connection: psycopg.Connection) -> None:
     person_id = new_id()
     write(connection, (person_id, person(1)))
