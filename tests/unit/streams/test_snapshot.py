@@ -3,12 +3,14 @@ too new snapshot is refused with its reason; files are private and few. Nothing 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import stat
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas.agencies import load_agencies
@@ -66,6 +68,7 @@ def test_a_stage_read_back_from_its_snapshot_holds_the_same_people_links_and_ver
     assert loaded.resolver.published == stage.resolver.published
     for person_id in stage.resolver.clusters():
         assert loaded.resolver.golden(person_id) == stage.resolver.golden(person_id)
+    assert loaded.resolver.pairs_scored == 0  # the saved edges were taken, nothing scored
     assert list(loaded.link_states()) == list(stage.link_states())
     assert loaded.links["police-ctu:L-1"].event == stage.links["police-ctu:L-1"].event
     # the next change resolves the same way in both (but for the time of each decision)
@@ -88,6 +91,49 @@ def test_snapshot_files_are_private_and_only_the_newest_are_kept(tmp_path: Path)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(f.path.stat().st_mode) == 0o600 for f in files)
     assert not list(folder.glob(".writing-*"))
+
+
+def _rewrite(path: Path, header_changes: dict[str, Any], keep: Any) -> None:
+    """Rewrite a snapshot with its header changed and only the lines ``keep`` accepts, with a
+    trailer that matches (as another version of the code would have written it)."""
+    lines = path.read_bytes().split(b"\n")[:-2]  # without the trailer and the last newline
+    header = {**orjson.loads(lines[0]), **header_changes}
+    header = {key: value for key, value in header.items() if value is not None}
+    kept = [orjson.dumps(header)] + [line for line in lines[1:] if keep(orjson.loads(line))]
+    trailer = {"lines": len(kept), "sha256": hashlib.sha256(b"".join(kept)).hexdigest()}
+    path.write_bytes(b"\n".join(kept + [orjson.dumps(trailer)]) + b"\n")
+
+
+def test_a_snapshot_of_state_format_1_without_edges_loads_by_scoring_again(
+    tmp_path: Path,
+) -> None:
+    stage = _stage(200)
+    written = write_snapshot(tmp_path, stage, offset=400, topic_id=TOPIC_ID)
+    _rewrite(written.path, {"state_format": 1, "derived": None},
+             lambda entry: entry[0] not in ("edges", "cluster"))
+    _, loaded = _read(written.path)
+    assert loaded.resolver.pairs_scored > 0
+    assert loaded.resolver.clusters() == stage.resolver.clusters()
+    assert loaded.resolver.published == stage.resolver.published
+
+
+def test_a_snapshot_of_an_unknown_state_format_is_refused_so_the_topic_is_replayed(
+    tmp_path: Path,
+) -> None:
+    written = write_snapshot(tmp_path, _stage(20), offset=40, topic_id=TOPIC_ID)
+    _rewrite(written.path, {"state_format": 99}, lambda entry: True)
+    with pytest.raises(SnapshotError, match="format 1/99.*the topic is replayed"):
+        read_header(written.path)
+
+
+def test_a_snapshot_with_edges_but_a_record_missing_is_refused(tmp_path: Path) -> None:
+    stage = _stage(60)
+    written = write_snapshot(tmp_path, stage, offset=70, topic_id=TOPIC_ID)
+    dropped = next(iter(stage.resolver.records))
+    _rewrite(written.path, {"records": len(stage.resolver.records) - 1},
+             lambda entry: entry[:2] != ["record", dropped])
+    with pytest.raises(SnapshotError, match="inconsistent"):
+        _read(written.path)
 
 
 @pytest.mark.parametrize("damage", ["flip", "cut", "empty", "drop_line"])
