@@ -55,7 +55,7 @@ from faust.types.stores import StoreT
 from mode.utils.times import want_seconds
 
 from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
-from schemas.config import Settings, load_settings
+from schemas.config import Settings, load_settings, metrics_port
 from schemas.entities import ENTITIES, RECONCILED_OUTPUTS
 from schemas.errors import RegistryUnavailableError, SerializationError, WireFormatError
 from schemas.registry import SchemaRegistry
@@ -141,15 +141,11 @@ class StreamOptions:
         StreamOptions
     ):
         env = os.environ if environ is None else environ
-        port = env.get("TIPSYNC_STREAM_METRICS_PORT")
         values: dict[str, Any] = {}
-        if port:
-            if not port.isdigit():
-                raise ValueError(
-                    f"TIPSYNC_STREAM_METRICS_PORT='{port}' is not a port number; set a whole "
-                    "number such as 19100, or 0 to turn the metrics endpoint off"
-                )
-            values["metrics_port"] = int(port) or None
+        if env.get("TIPSYNC_STREAM_METRICS_PORT", "").strip():
+            values["metrics_port"] = metrics_port(
+                "TIPSYNC_STREAM_METRICS_PORT", DEFAULT_METRICS_PORT, environ=env
+            )
         if env.get("TIPSYNC_RESOLVE_MODEL"):
             values["model_path"] = env["TIPSYNC_RESOLVE_MODEL"]
         for name, option in (("TIPSYNC_RESOLVE_SNAPSHOT_RECORDS", "snapshot_every_records"),

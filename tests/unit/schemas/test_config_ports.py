@@ -38,3 +38,17 @@ def test_monitor_refuses_a_bad_port_before_connecting(
     )
     assert monitor_command(argparse.Namespace(port=0, group=[], group_prefix=None)) == 2
     assert "port 0 turns the metrics endpoint off" in capsys.readouterr().err
+
+
+def test_the_stream_worker_follows_the_same_rule() -> None:
+    from streams.app import StreamOptions
+    from streams.metrics import DEFAULT_METRICS_PORT
+
+    assert StreamOptions.from_environment({}).metrics_port == DEFAULT_METRICS_PORT
+    variable = "TIPSYNC_STREAM_METRICS_PORT"
+    assert StreamOptions.from_environment({variable: "19400"}).metrics_port == 19400
+    assert StreamOptions.from_environment({variable: "0"}).metrics_port is None
+    with pytest.raises(ValueError, match=rf"{variable}='x' is not a port number"):
+        StreamOptions.from_environment({variable: "x"})
+    with pytest.raises(ValueError, match="outside 0..65535"):
+        StreamOptions.from_environment({variable: "99999"})
