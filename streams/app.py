@@ -297,6 +297,12 @@ class StreamApp:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
             broker_max_poll_records=2_000,
+            # aiokafka rejoins the group when its metadata of the subscribed topics changes.
+            # A topic added by discovery whose metadata arrived before the new subscription
+            # took effect is otherwise noticed only at the next periodic refresh, 5 minutes
+            # by default (seen in tests/integration/test_stream_workers.py: a new agency's
+            # events waited past the test's 2 minutes in about one run of three).
+            consumer_metadata_max_age_ms=30_000,
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
