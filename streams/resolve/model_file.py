@@ -181,31 +181,31 @@ def _threshold(value: Any, name: str, refuse: Any) -> float:
     return float(value)
 
 
+def _same_names(given: Mapping[str, Any], expected: Mapping[str, Any], kind: str,
+                unknown_where: str, missing_where: str, refuse: Any, fix_missing: str) -> None:
+    """Refuse names ``given`` has that ``expected`` lacks, then names it lacks."""
+    unknown = sorted(set(given) - set(expected))
+    if unknown:
+        raise refuse(f"unknown {kind} {', '.join(unknown)} {unknown_where} (known: "
+                     f"{', '.join(expected)})", "remove them or refit the model")
+    missing = [name for name in expected if name not in given]
+    if missing:
+        raise refuse(f"{kind} {', '.join(missing)} {missing_where}", fix_missing)
+
+
 def _levels(value: Any, refuse: Any) -> dict[str, Levels]:
     if not isinstance(value, Mapping):
         raise refuse("levels is missing or not an object",
                      "give every field's levels with their m and u")
-    unknown = sorted(set(value) - set(DEFAULT_LEVELS))
-    if unknown:
-        raise refuse(f"unknown field(s) {', '.join(unknown)} in levels (known: "
-                     f"{', '.join(DEFAULT_LEVELS)})", "remove them or refit the model")
-    missing = [field for field in DEFAULT_LEVELS if field not in value]
-    if missing:
-        raise refuse(f"field(s) {', '.join(missing)} missing from levels",
-                     "every field the scorer compares needs its m and u: refit the model")
+    _same_names(value, DEFAULT_LEVELS, "field(s)", "in levels", "missing from levels", refuse,
+                "every field the scorer compares needs its m and u: refit the model")
     levels: dict[str, Levels] = {}
     for field, expected in DEFAULT_LEVELS.items():
         given = value[field]
         if not isinstance(given, Mapping):
             raise refuse(f"levels.{field} is not an object", "give each level's m and u")
-        unknown = sorted(set(given) - set(expected))
-        if unknown:
-            raise refuse(f"unknown level(s) {', '.join(unknown)} of {field} (known: "
-                         f"{', '.join(expected)})", "remove them or refit the model")
-        missing = [level for level in expected if level not in given]
-        if missing:
-            raise refuse(f"level(s) {', '.join(missing)} of {field} missing",
-                         "every level needs its m and u: refit the model")
+        _same_names(given, expected, "level(s)", f"of {field}", f"of {field} missing", refuse,
+                    "every level needs its m and u: refit the model")
         levels[field] = {}
         for level in expected:
             pair = given[level]

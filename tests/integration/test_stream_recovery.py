@@ -41,6 +41,12 @@ def _events(seed: int) -> list[dict[str, Any]]:
     return events
 
 
+def _publish(harness: StreamHarness, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        harness.publish("person", event)
+    harness.flush()
+
+
 def expected_stage(harness: StreamHarness, events: list[dict[str, Any]]) -> ResolveStage:
     stage = ResolveStage(lambda: Resolver(trust_ranks(load_agencies())))
     for event in events:
@@ -56,23 +62,17 @@ def killed_and_restarted(stack: Settings) -> Iterator[tuple[StreamHarness, list[
     events = _events(seed=5)
     third = len(events) // 3
     try:
-        for event in events[:third]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[:third])
         worker = harness.start_worker(store="rocksdb")
         # Killed once some resolve work is committed and more is under way (commits come
         # every 2.8 s), so the restart both rebuilds from the resolve topic and processes
         # uncommitted messages again.
         harness.wait_for(lambda: harness.committed("internal.resolve") > 0, timeout=90,
                          what="the first committed resolve offset")
-        for event in events[third:2 * third]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[third:2 * third])
         time.sleep(0.5)
         harness.stop_worker(worker, kill=True)
-        for event in events[2 * third:]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[2 * third:])
         harness.start_worker(store="rocksdb")
         harness.wait_for(harness.caught_up, timeout=240, what="the restarted worker")
         yield harness, events
@@ -190,20 +190,14 @@ def restarted_from_snapshot(stack: Settings) -> Iterator[SnapshotRun]:
     events = _events(seed=9)
     third = len(events) // 3
     try:
-        for event in events[:third]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[:third])
         worker = harness.start_worker(store="rocksdb", environment=SNAPSHOT_EVERY)
         harness.wait_for(harness.caught_up, timeout=120, what="the first third resolved")
         assert snapshot_files(_snapshot_folder(harness)), "no snapshot after 200 messages"
-        for event in events[third:2 * third]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[third:2 * third])
         time.sleep(0.5)
         harness.stop_worker(worker, kill=True)
-        for event in events[2 * third:]:
-            harness.publish("person", event)
-        harness.flush()
+        _publish(harness, events[2 * third:])
         worker = harness.start_worker(store="rocksdb", environment=SNAPSHOT_EVERY)
         harness.wait_for(harness.caught_up, timeout=240, what="the worker restarted from "
                          "its snapshot")
