@@ -34,7 +34,24 @@ class SchemaIncompatibleError(RegistryError):
 
 
 class WireFormatError(ValueError):
-    """Bytes that are not a Confluent wire-format Avro message this registry can decode."""
+    """Bytes that are not a Confluent wire-format Avro message this registry can decode.
+
+    Consumers tell the cases apart by type, never by the message's text; each subclass names
+    its dead-letter reason (``schemas.dead_letters.REASONS``)."""
+
+    reason = "undecodable"
+
+
+class UnknownSchemaError(WireFormatError):
+    """The message's schema id is not in the registry."""
+
+    reason = "unknown_schema"
+
+
+class WrongSchemaError(WireFormatError):
+    """The message's record type is not the one its topic carries."""
+
+    reason = "wrong_schema"
 
 
 class SerializationError(ValueError):

@@ -37,7 +37,9 @@ from schemas.catalogue import governed_schema, model_for, schema_for_subject
 from schemas.errors import (
     SchemaNotRegisteredError,
     SerializationError,
+    UnknownSchemaError,
     WireFormatError,
+    WrongSchemaError,
 )
 from schemas.registry import SchemaRegistry
 
@@ -175,7 +177,7 @@ class AvroDeserializer:
         if expected is not None:
             wanted = model_for(expected).avro_name
             if reader.subject != wanted:
-                raise WireFormatError(
+                raise WrongSchemaError(
                     f"message with schema id {schema_id} is a {reader.subject} record, but this "
                     f"topic carries {wanted} records; the producer wrote to the wrong topic"
                 )
@@ -201,7 +203,7 @@ class AvroDeserializer:
     def _load(self, schema_id: int) -> _Reader:
         text = self.registry.schema_text_by_id(schema_id)
         if text is None:
-            raise WireFormatError(
+            raise UnknownSchemaError(
                 f"schema id {schema_id} is not in the registry at {self.registry.url}; the "
                 "message was written against another registry, or its schema was deleted"
             )

@@ -5,8 +5,9 @@
   The prefix ``tip.agency.<agency_id>.`` is the security boundary of that agency.
 - ``tip.reconciled.<entity>`` and ``tip.reconciled.match_decision``: golden records keyed by
   golden id, compacted (the latest value per key is the state).
-- ``tip.dlq.<stage>``: what a stage could not process, with the reason (stages: produce, ingest,
-  resolve, sink).
+- ``tip.dlq.<stage>``: what a stage could not process, with the reason (stages: ingest,
+  resolve, sink; the one format is ``schemas.dead_letters``). A producer's rejects stay at the
+  agency, in its rejects file.
 - ``tip.internal.<name>``: topics private to the stream processors.
 
 Sizing comes from the environment (defaults suit one machine):
@@ -28,19 +29,11 @@ from typing import Final, NamedTuple
 from schemas.agencies import AGENCY_ID_PATTERN, validate_agency_id
 from schemas.entities import ENTITIES, RECONCILED_OUTPUTS, check_entity
 
-AGENCY_PREFIX: Final = "tip.agency."
-RECONCILED_PREFIX: Final = "tip.reconciled."
-DLQ_PREFIX: Final = "tip.dlq."
-INTERNAL_PREFIX: Final = "tip.internal."
-DLQ_STAGES: Final[tuple[str, ...]] = ("produce", "ingest", "resolve", "sink")
+ROOT: Final = "tip"
+DLQ_STAGES: Final[tuple[str, ...]] = ("ingest", "resolve", "sink")
 
-# A regular expression (string) matching every agency topic; group 1 is the agency id, group
-# 2 the entity. Consumers subscribe with it (aiokafka/faust ``pattern=``).
-AGENCY_TOPIC_PATTERN: Final = (
-    r"^tip\.agency\.(" + AGENCY_ID_PATTERN + r")\.(" + "|".join(ENTITIES) + r")$"
-)
-_AGENCY_TOPIC = re.compile(AGENCY_TOPIC_PATTERN)
 _INTERNAL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_ROOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 DAY_MS: Final = 24 * 60 * 60 * 1000
 
@@ -50,49 +43,128 @@ class AgencyTopic(NamedTuple):
     entity: str
 
 
+@dataclass(frozen=True)
+class TopicNames:
+    """Every topic and consumer-group name of tipsync, under one root.
+
+    The root is ``tip`` in production; tests and benchmarks give one of their own (every
+    command's ``--topic-root``) so parallel runs never share a topic or a consumer group. The
+    root *replaces* ``tip``: ``TopicNames("t1").agency("customs", "case")`` is
+    ``t1.agency.customs.case``. This class is the only place a topic name is built.
+    """
+
+    root: str = ROOT
+    agency_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _ROOT.fullmatch(self.root):
+            raise ValueError(
+                f"topic root '{self.root}' is not valid (letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit); production uses 'tip'"
+            )
+        # group 1 is the agency id, group 2 the entity (aiokafka's ``pattern=`` takes it too)
+        pattern = (rf"^{re.escape(self.root)}\.agency\.({AGENCY_ID_PATTERN})\."
+                   rf"({'|'.join(ENTITIES)})$")
+        object.__setattr__(self, "agency_pattern", re.compile(pattern))
+
+    # --- agency topics: the security boundary of each agency
+
+    def agency_prefix(self, agency_id: str) -> str:
+        """``tip.agency.<agency_id>.``: what an agency may write under, and nothing else."""
+        return f"{self.root}.agency.{validate_agency_id(agency_id)}."
+
+    def agency(self, agency_id: str, entity: str) -> str:
+        """``tip.agency.<agency_id>.<entity>``; ValueError for a malformed id or unknown
+        entity."""
+        return self.agency_prefix(agency_id) + check_entity(entity)
+
+    def parse_agency(self, topic: str) -> AgencyTopic | None:
+        """The agency id and entity of an agency topic, None for any other topic."""
+        match = self.agency_pattern.match(topic)
+        return AgencyTopic(match.group(1), match.group(2)) if match else None
+
+    # --- what the pipeline writes
+
+    def reconciled(self, output: str) -> str:
+        """``tip.reconciled.<entity>`` or ``tip.reconciled.match_decision``."""
+        if output not in RECONCILED_OUTPUTS:
+            raise ValueError(
+                f"'{output}' has no reconciled topic (expected one of: "
+                f"{', '.join(RECONCILED_OUTPUTS)})"
+            )
+        return f"{self.root}.reconciled.{output}"
+
+    def dlq(self, stage: str) -> str:
+        """``tip.dlq.<stage>`` for stage ingest, resolve or sink."""
+        if stage not in DLQ_STAGES:
+            raise ValueError(
+                f"'{stage}' is not a pipeline stage with a dead-letter topic "
+                f"(expected one of: {', '.join(DLQ_STAGES)})"
+            )
+        return f"{self.root}.dlq.{stage}"
+
+    @property
+    def internal_prefix(self) -> str:
+        return f"{self.root}.internal."
+
+    def internal(self, name: str) -> str:
+        """``tip.internal.<name>``: lower-case letters, digits, '.', '_' and '-'."""
+        if not _INTERNAL_NAME.fullmatch(name):
+            raise ValueError(
+                f"'{name}' is not a valid internal topic name (lower-case letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit)"
+            )
+        return self.internal_prefix + name
+
+    @property
+    def resolve(self) -> str:
+        """Ingest's accepted person and link events, in one partition, for resolve."""
+        return self.internal("resolve")
+
+    @property
+    def resolve_model(self) -> str:
+        """The scoring model the published view was made with (one compacted key)."""
+        return self.internal("resolve-model")
+
+    @property
+    def person_mapping(self) -> str:
+        """Source key -> golden person id, as resolve decided it."""
+        return self.internal("person-mapping")
+
+    # --- consumer groups
+
+    @property
+    def stream_group(self) -> str:
+        """The stream workers' consumer group (faust's app id)."""
+        return self.internal("stream")
+
+    @property
+    def sink_group(self) -> str:
+        """The sink's consumer group (its offsets live in PostgreSQL, mirrored to Kafka)."""
+        return f"{self.root}.sink"
+
+    def owns(self, name: str) -> bool:
+        """Whether a topic or group name is under this root."""
+        return name.startswith(self.root + ".")
+
+
+TOPICS: Final = TopicNames()
+
+
 def agency_topic(agency_id: str, entity: str) -> str:
-    """``tip.agency.<agency_id>.<entity>``; ValueError for a malformed id or unknown entity."""
-    return f"{AGENCY_PREFIX}{validate_agency_id(agency_id)}.{check_entity(entity)}"
+    """``tip.agency.<agency_id>.<entity>`` (``TOPICS.agency``)."""
+    return TOPICS.agency(agency_id, entity)
 
 
 def parse_agency_topic(topic: str) -> AgencyTopic:
     """The agency id and entity of an agency topic; ValueError saying the expected shape."""
-    match = _AGENCY_TOPIC.match(topic)
-    if not match:
+    parsed = TOPICS.parse_agency(topic)
+    if parsed is None:
         raise ValueError(
-            f"topic '{topic}' is not an agency topic (expected tip.agency.<agency_id>.<entity> "
-            f"with entity one of {', '.join(ENTITIES)})"
+            f"topic '{topic}' is not an agency topic (expected {ROOT}.agency.<agency_id>."
+            f"<entity> with entity one of {', '.join(ENTITIES)})"
         )
-    return AgencyTopic(match.group(1), match.group(2))
-
-
-def reconciled_topic(output: str) -> str:
-    """``tip.reconciled.<entity>`` or ``tip.reconciled.match_decision``."""
-    if output not in RECONCILED_OUTPUTS:
-        raise ValueError(
-            f"'{output}' has no reconciled topic (expected one of: {', '.join(RECONCILED_OUTPUTS)})"
-        )
-    return RECONCILED_PREFIX + output
-
-
-def dlq_topic(stage: str) -> str:
-    """``tip.dlq.<stage>`` for stage produce, ingest, resolve or sink."""
-    if stage not in DLQ_STAGES:
-        raise ValueError(
-            f"'{stage}' is not a pipeline stage with a dead-letter topic "
-            f"(expected one of: {', '.join(DLQ_STAGES)})"
-        )
-    return DLQ_PREFIX + stage
-
-
-def internal_topic(name: str) -> str:
-    """``tip.internal.<name>``: lower-case letters, digits, '.', '_' and '-'."""
-    if not _INTERNAL_NAME.fullmatch(name):
-        raise ValueError(
-            f"'{name}' is not a valid internal topic name (lower-case letters, digits, '.', "
-            "'_' and '-', starting with a letter or digit)"
-        )
-    return INTERNAL_PREFIX + name
+    return parsed
 
 
 def source_key(agency_id: str, source_record_id: str) -> str:
@@ -169,6 +241,7 @@ def topic_plan(
     agency_ids: Iterable[str],
     settings: TopicSettings | None = None,
     internal_compacted: Iterable[str] = (),
+    names: TopicNames = TOPICS,
 ) -> list[TopicSpec]:
     """Every topic tipsync needs for these agencies (pure: no Kafka involved).
 
@@ -183,13 +256,13 @@ def topic_plan(
     agency_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.agency_retention_ms)}
     dlq_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.dlq_retention_ms)}
     plan = [
-        spec(agency_topic(agency_id, entity), agency_config)
+        spec(names.agency(agency_id, entity), agency_config)
         for agency_id in sorted(agency_ids)
         for entity in ENTITIES
     ]
-    plan += [spec(reconciled_topic(output), compacted_config()) for output in RECONCILED_OUTPUTS]
-    plan += [spec(dlq_topic(stage), dlq_config) for stage in DLQ_STAGES]
-    plan += [spec(internal_topic(name), compacted_config()) for name in internal_compacted]
+    plan += [spec(names.reconciled(output), compacted_config()) for output in RECONCILED_OUTPUTS]
+    plan += [spec(names.dlq(stage), dlq_config) for stage in DLQ_STAGES]
+    plan += [spec(names.internal(name), compacted_config()) for name in internal_compacted]
     return plan
 
 

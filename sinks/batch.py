@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from schemas.dead_letters import DeadLetter
 from schemas.entities import MATCH_DECISION
 from sinks.records import DELETED, GoldenRows, RecordError, Row, golden_rows
 from sinks.tables import ENTITY_TABLES, match_decision_row
@@ -33,10 +34,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Rejection:
-    """A message for the dead-letter topic; ``reason`` is free of personal data."""
+    """A message for the dead-letter topic and why; the letter is free of personal data."""
 
     message: Message
-    reason: str
+    letter: DeadLetter
+
+    @classmethod
+    def of(cls, message: Message, error: RecordError) -> Rejection:
+        return cls(message, DeadLetter(error.reason, str(error)))
 
 
 @dataclass
@@ -63,12 +68,13 @@ Decode = Callable[[Message, str], Mapping[str, Any] | None]
 
 def golden_id_of(key: bytes | None) -> str:
     if key is None:
-        raise RecordError("the message has no key; reconciled topics are keyed by golden id")
+        raise RecordError("the message has no key; reconciled topics are keyed by golden id",
+                          "bad_key")
     try:
         return str(uuid.UUID(key.decode("ascii")))
     except (UnicodeDecodeError, ValueError):
         raise RecordError("the message key is not a UUID; reconciled topics are keyed by"
-                          " golden id") from None
+                          " golden id", "bad_key") from None
 
 
 def prepare_batch(
@@ -99,7 +105,7 @@ def prepare_batch(
                     _check_id(record, table.id_column, golden_id)
                 rows = golden_rows(table, golden_id, record)
             except RecordError as error:
-                batch.rejections.append(Rejection(message, str(error)))
+                batch.rejections.append(Rejection.of(message, error))
                 continue
             if last is None:
                 last = (message, rows)
@@ -133,7 +139,7 @@ def _add_match_decision(batch: PreparedBatch, message: Message, decode: Decode) 
             raise RecordError("the message has no value; match decisions are never deleted")
         batch.match_decisions.append(match_decision_row(record))
     except RecordError as error:
-        batch.rejections.append(Rejection(message, str(error)))
+        batch.rejections.append(Rejection.of(message, error))
         return
     batch.match_decision_origins.append(message)
 
@@ -143,5 +149,5 @@ def _check_id(record: Mapping[str, Any], id_field: str, golden_id: str) -> None:
     if value is not None and str(value).lower() != golden_id:
         raise RecordError(
             f"field {id_field} differs from the message key; the resolver must key each golden"
-            " record by its own id"
+            " record by its own id", "key_mismatch"
         )

@@ -30,10 +30,11 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.config import Settings
+from schemas.dead_letters import DeadLetter
 from schemas.entities import MATCH_DECISION, RECONCILED_OUTPUTS, RECONCILED_PREFIX
 from schemas.errors import RegistryError, WireFormatError
 from schemas.serde import AvroDeserializer, SchemaRegistry
-from schemas.topics import dlq_topic, reconciled_topic
+from schemas.topics import TOPICS, TopicNames
 from sinks import store
 from sinks.batch import Decode, Message, PreparedBatch, Rejection, prepare_batch
 from sinks.dead_letters import DeadLetterPublisher
@@ -44,21 +45,20 @@ from sinks.tables import ENTITY_TABLES
 
 log = logging.getLogger("tipsync.sink")
 
-DEFAULT_CONSUMER_GROUP = "tipsync-sink"
 # How the sink's sessions appear in pg_stat_activity.
 SINK_APPLICATION_NAME = "tipsync-sink"
 
 
-def default_topics() -> dict[str, str]:
+def default_topics(names: TopicNames = TOPICS) -> dict[str, str]:
     """Every reconciled topic and what it carries (an entity, or match_decision)."""
-    return {reconciled_topic(output): output for output in RECONCILED_OUTPUTS}
+    return {names.reconciled(output): output for output in RECONCILED_OUTPUTS}
 
 
 @dataclass(frozen=True)
 class SinkOptions:
     topics: Mapping[str, str] = field(default_factory=default_topics)
-    consumer_group: str = DEFAULT_CONSUMER_GROUP
-    dead_letter_topic: str = field(default_factory=lambda: dlq_topic("sink"))
+    consumer_group: str = TOPICS.sink_group
+    dead_letter_topic: str = TOPICS.dlq("sink")
     # A batch closes at batch_size messages or after batch_seconds, whichever comes first:
     # at a trickle a change is visible within about a second; under a backlog, big batches
     # reduce more changes per key and amortise each transaction (tipsync bench sink: 50,000
@@ -73,6 +73,12 @@ class SinkOptions:
     instance_id: str | None = None
     backoff_first_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+
+    @classmethod
+    def under(cls, names: TopicNames, **overrides: Any) -> SinkOptions:
+        """The options of a sink reading the topics under ``names``' root (tests, staging)."""
+        return cls(topics=default_topics(names), consumer_group=names.sink_group,
+                   dead_letter_topic=names.dlq("sink"), **overrides)
 
 
 @dataclass
@@ -106,7 +112,7 @@ def avro_decoder(deserializer: AvroDeserializer) -> Decode:
         try:
             return deserializer(message.value, expected=RECONCILED_PREFIX + output).record
         except WireFormatError as error:
-            raise RecordError(str(error)) from None
+            raise RecordError(str(error), error.reason) from None
 
     return decode
 
@@ -316,13 +322,13 @@ class ReconciledSink:
                     connection, partial(write_entity, entity), changes
                 ):
                     origin = prepared.change_origins[(entity, change.golden_id)]
-                    refused.append(Rejection(origin, _reason_of(error)))
+                    refused.append(Rejection(origin, _refusal(error)))
             decisions = list(zip(prepared.match_decisions, prepared.match_decision_origins,
                                  strict=True))
             for (_row, origin), error in store.write_isolating(
                 connection, write_match_decisions, decisions
             ):
-                refused.append(Rejection(origin, _reason_of(error)))
+                refused.append(Rejection(origin, _refusal(error)))
             self._publish(dead_letters, [*prepared.rejections, *refused])
             store.advance_offsets(connection, self.options.consumer_group, advances)
         prepared.rejections.extend(refused)
@@ -347,7 +353,7 @@ class ReconciledSink:
         for rejection in rejections:
             message = rejection.message
             log.warning("dead letter: %s partition %d offset %d: %s", message.topic,
-                        message.partition, message.offset, rejection.reason)
+                        message.partition, message.offset, rejection.letter.detail)
 
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
@@ -466,6 +472,11 @@ class ReconciledSink:
         except KafkaException as error:
             # Only lag tools read these; PostgreSQL holds the offsets the sink trusts.
             log.debug("committing offsets to Kafka for monitoring failed: %s", error)
+
+
+def _refusal(error: psycopg.Error) -> DeadLetter:
+    """The dead letter of a row PostgreSQL refused."""
+    return DeadLetter("refused_by_postgresql", _reason_of(error))
 
 
 def _reason_of(error: psycopg.Error) -> str:

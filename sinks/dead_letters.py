@@ -1,10 +1,10 @@
 """Publishing what the sink cannot store to ``tip.dlq.sink``.
 
 The dead letter is the original message, byte for byte (same key, same value) so an operator
-can replay it once the cause is fixed. Its headers say why and where it came from, and
-nothing else: ``reason``, ``topic``, ``partition``, ``offset``. The reason is built from
-field names and problems, never from values, because headers are logged and shown in
-tools where personal data must not appear.
+can replay it once the cause is fixed. Its headers are the one dead-letter format of every
+stage (``schemas.dead_letters``): stage, reason code, detail, where it was read, when. The
+detail is built from field names and problems, never from values, because headers are logged
+and shown in tools where personal data must not appear.
 """
 
 from __future__ import annotations
@@ -13,20 +13,10 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from schemas.dead_letters import dead_letter_headers
 from sinks.batch import Rejection
 
-MAX_REASON_CHARACTERS = 500
-
-
-def dead_letter_headers(rejection: Rejection) -> list[tuple[str, str | bytes | None]]:
-    message = rejection.message
-    return [
-        ("reason", rejection.reason[:MAX_REASON_CHARACTERS].encode("utf-8")),
-        ("topic", message.topic.encode("utf-8")),
-        ("partition", str(message.partition).encode("ascii")),
-        ("offset", str(message.offset).encode("ascii")),
-    ]
-
+STAGE = "sink"
 
 class DeadLetterPublisher:
     """Idempotent producer of dead letters; ``publish`` returns once Kafka has them all."""
@@ -48,11 +38,15 @@ class DeadLetterPublisher:
             return
         self._failures.clear()
         for rejection in rejections:
+            headers: list[tuple[str, str | bytes | None]] = [*dead_letter_headers(
+                rejection.letter, STAGE, rejection.message.topic,
+                rejection.message.partition, rejection.message.offset,
+            )]
             self._producer.produce(
                 self.topic,
                 key=rejection.message.key,
                 value=rejection.message.value,
-                headers=dead_letter_headers(rejection),
+                headers=headers,
                 on_delivery=self._on_delivery,
             )
             self._producer.poll(0)

@@ -39,34 +39,6 @@ FRESHNESS_BUCKETS = (
     0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
 )
 
-# Dead-letter reason code -> what it means. The dead letter's own header keeps the full
-# sentence; the code is what dashboards and alerts group by.
-REASONS: dict[str, str] = {
-    "undecodable": "the bytes are not a wire-format Avro message of this topic's record type",
-    "bad_key": "the message has no key, or its key is not a golden id (UUID)",
-    "key_mismatch": "the record's id differs from the message key",
-    "invalid_record": "the record breaks a rule the store needs (a date, a version, a UUID)",
-    "refused_by_postgresql": "PostgreSQL refused the row (a constraint, a value out of range)",
-}
-
-
-def dead_letter_reason(reason: str) -> str:
-    """The reason code of a dead letter, from the sentence the sink wrote for it.
-
-    The sentences are built in ``schemas.serde`` (WireFormatError), ``sinks.batch``,
-    ``sinks.records`` and ``sinks.consumer``; tests/unit/sinks/test_sink_metrics.py produces
-    each kind through that code, so a reworded sentence that lands here fails there."""
-    if reason.startswith("PostgreSQL refused it"):
-        return "refused_by_postgresql"
-    if reason.startswith(("the message has no key", "the message key is not")):
-        return "bad_key"
-    if "differs from the message key" in reason:
-        return "key_mismatch"
-    if reason.startswith(("message ", "schema id ")):
-        return "undecodable"
-    return "invalid_record"
-
-
 def metrics_port(option: int | None, environ: Mapping[str, str]) -> int | None:
     """The sink's port: ``--metrics-port``, then TIPSYNC_SINK_METRICS_PORT, then 19101;
     None when it is 0 (no endpoint)."""
@@ -109,7 +81,7 @@ def batch_report(
             freshness.setdefault(entity, []).extend(
                 max(0.0, committed_at - event_time) for event_time in outcome.event_times
             )
-    dead_letters = Tally(dead_letter_reason(rejection.reason) for rejection in prepared.rejections)
+    dead_letters = Tally(rejection.letter.reason for rejection in prepared.rejections)
     return BatchReport(
         events_in=dict(events_in),
         rows={key: count for key, count in rows.items() if count},

@@ -30,7 +30,13 @@ DELETED = "deleted"
 
 
 class RecordError(ValueError):
-    """A reconciled record the store cannot hold; the message is free of personal data."""
+    """A reconciled record the store cannot hold; the message is free of personal data.
+
+    ``reason`` is its dead-letter reason code (``schemas.dead_letters.REASONS``)."""
+
+    def __init__(self, detail: str, reason: str = "invalid_record") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 Row = tuple[Any, ...]

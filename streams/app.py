@@ -37,12 +37,11 @@ import gc
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -54,14 +53,21 @@ from faust.types import TP
 from faust.types.stores import StoreT
 from mode.utils.times import want_seconds
 
-from schemas.agencies import AGENCY_ID_PATTERN, load_agencies
+from schemas.agencies import load_agencies
 from schemas.config import Settings, load_settings, metrics_port
-from schemas.entities import ENTITIES, RECONCILED_OUTPUTS
+from schemas.dead_letters import DeadLetter, Rejected, dead_letter_headers, processing_error
+from schemas.entities import RECONCILED_OUTPUTS
 from schemas.errors import RegistryUnavailableError, SerializationError, WireFormatError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
-from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
-from streams.dlq import DeadLetter, Rejected, dead_letter_headers, processing_error
+from schemas.topics import (
+    ROOT,
+    TopicNames,
+    TopicSettings,
+    TopicSpec,
+    compacted_config,
+    create_topics,
+)
 from streams.ingest import (
     RESOLVED_ENTITIES,
     AgencyEvent,
@@ -100,7 +106,6 @@ from streams.snapshot import (
 
 log = logging.getLogger("tipsync.streams")
 
-DEFAULT_PREFIX = "tip"
 REGISTRY_RETRY_SECONDS = 5.0
 # The resolver holds millions of small objects for as long as the worker lives. Python's full
 # garbage collection walks all of them each time the heap grew by a quarter: a stall of
@@ -113,11 +118,11 @@ FREEZE_EVERY_RECORDS = 20_000
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """How one worker runs. ``prefix`` replaces ``tip`` in every topic name (tests use a
-    prefix of their own so parallel runs never share topics or consumer groups)."""
+    """How one worker runs. ``topic_root`` replaces ``tip`` in every topic name (tests use a
+    root of their own so parallel runs never share topics or consumer groups)."""
 
-    prefix: str = DEFAULT_PREFIX
-    app_id: str | None = None  # default '<prefix>.internal.stream' (also the consumer group)
+    topic_root: str = ROOT
+    app_id: str | None = None  # default '<root>.internal.stream' (also the consumer group)
     store: str = "rocksdb"  # rocksdb | memory
     worker_index: int = 0
     web_port: int | None = None  # None: faust's web server stays off
@@ -133,8 +138,12 @@ class StreamOptions:
     snapshot_every_seconds: float = SnapshotPolicy.every_seconds
 
     @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_root)
+
+    @property
     def group_id(self) -> str:
-        return self.app_id or f"{self.prefix}.internal.stream"
+        return self.app_id or self.topics.stream_group
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> (
@@ -162,47 +171,7 @@ class StreamOptions:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class StreamTopics:
-    """Every topic name the app uses, under one prefix (``tip`` in production)."""
-
-    prefix: str = DEFAULT_PREFIX
-    agency_pattern: re.Pattern[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        pattern = (
-            rf"^{re.escape(self.prefix)}\.agency\.({AGENCY_ID_PATTERN})\.({'|'.join(ENTITIES)})$"
-        )
-        object.__setattr__(self, "agency_pattern", re.compile(pattern))
-
-    def agency(self, agency_id: str, entity: str) -> str:
-        return f"{self.prefix}.agency.{agency_id}.{entity}"
-
-    def reconciled(self, output: str) -> str:
-        return f"{self.prefix}.reconciled.{output}"
-
-    def dlq(self, stage: str) -> str:
-        return f"{self.prefix}.dlq.{stage}"
-
-    @property
-    def resolve(self) -> str:
-        return f"{self.prefix}.internal.resolve"
-
-    @property
-    def resolve_model(self) -> str:
-        """The scoring model the published view was made with (one compacted key)."""
-        return f"{self.prefix}.internal.resolve-model"
-
-    @property
-    def person_mapping(self) -> str:
-        return f"{self.prefix}.internal.person-mapping"
-
-    def parse_agency(self, topic: str) -> tuple[str, str] | None:
-        match = self.agency_pattern.match(topic)
-        return (match.group(1), match.group(2)) if match else None
-
-
-def agency_topics_on_broker(bootstrap: str, topics: StreamTopics) -> dict[str, int]:
+def agency_topics_on_broker(bootstrap: str, topics: TopicNames) -> dict[str, int]:
     """Agency topic -> partition count, for the topics the broker has now."""
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
     return {
@@ -210,16 +179,6 @@ def agency_topics_on_broker(bootstrap: str, topics: StreamTopics) -> dict[str, i
         for name, topic in metadata.topics.items()
         if topics.parse_agency(name) is not None
     }
-
-
-def classify_wire_error(error: WireFormatError) -> str:
-    """The dead-letter reason of a message the contract's deserializer refused."""
-    text = str(error)
-    if "is not in the registry" in text:
-        return "unknown_schema"
-    if "this topic carries" in text:
-        return "wrong_schema"
-    return "undecodable"
 
 
 @dataclass(frozen=True)
@@ -242,7 +201,7 @@ class StreamApp:
     def __init__(self, options: StreamOptions, settings: Settings | None = None) -> None:
         self.options = options
         self.settings = settings or load_settings()
-        self.topics = StreamTopics(options.prefix)
+        self.topics = options.topics
         self.metrics = StreamMetrics()
         self.registry = SchemaRegistry(self.settings.registry_url)
         self.deserializer = AvroDeserializer(self.registry)
@@ -564,7 +523,7 @@ class StreamApp:
                 decoded = self.deserializer(value, expected=entity)  # type: ignore[arg-type]
                 return check_event(agency_id, entity, key, decoded.record)
             except WireFormatError as error:
-                raise Rejected(classify_wire_error(error), str(error)) from None
+                raise Rejected(error.reason, str(error)) from None
             except RegistryUnavailableError as error:
                 # Not the message's fault: wait for the registry rather than reject good data.
                 log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)

@@ -15,7 +15,7 @@ Memory is bounded per source record, not per event: one version and at most
 older than the remembered window is still dropped, as stale (its version is not newer), so
 nothing replayed is ever applied twice; only the counter it lands in differs.
 
-Events that cannot be processed at all raise ``streams.dlq.Rejected`` with a reason code.
+Events that cannot be processed at all raise ``schemas.dead_letters.Rejected`` with a reason code.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from schemas.dead_letters import Rejected
 from schemas.models import RECONCILED_MODELS
 from schemas.topics import source_key
-from streams.dlq import Rejected
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
 
 REMEMBERED_EVENT_IDS: Final = 4

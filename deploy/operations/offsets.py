@@ -27,9 +27,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from schemas.config import Settings
+from schemas.topics import TOPICS
 
-# Topics of the pipeline; a group that commits on none of them is someone else's.
-PIPELINE_TOPIC_PREFIX = "tip."
 SINK_OFFSETS_TABLE = "reconciled.sink_offsets"
 KAFKA = "kafka"
 POSTGRESQL = "postgresql"
@@ -71,7 +70,7 @@ def pipeline_group_names(
     that committed on a ``tip.`` topic; only those whose name starts with ``prefix``."""
     names = set(sink_groups) | {
         group for group, partitions in kafka_commits.items()
-        if any(topic.startswith(PIPELINE_TOPIC_PREFIX) for topic, _ in partitions)
+        if any(TOPICS.owns(topic) for topic, _ in partitions)
     }
     return sorted(name for name in names if name.startswith(prefix))
 

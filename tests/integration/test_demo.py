@@ -14,9 +14,9 @@ from confluent_kafka import Consumer, TopicPartition
 from private_stack import running_private_stack, tipsync
 
 from deploy.demo.generate import Manifest
-from deploy.run_demo import pairwise_accuracy, read_predicted, read_truth
+from deploy.demo.run import pairwise_accuracy, read_predicted, read_truth
 from schemas.config import Settings, load_settings
-from schemas.topics import dlq_topic
+from schemas.topics import DLQ_STAGES, TOPICS
 
 PEOPLE = 150
 SEED = 11
@@ -35,8 +35,8 @@ def dead_letters(settings: Settings) -> dict[str, int]:
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": f"test-demo-{uuid.uuid4()}"})
     counts = {}
-    for stage in ("produce", "ingest", "resolve", "sink"):
-        topic = dlq_topic(stage)
+    for stage in DLQ_STAGES:
+        topic = TOPICS.dlq(stage)
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         counts[stage] = 0
         for partition in metadata.partitions:
@@ -98,4 +98,4 @@ def test_only_the_planted_bad_rows_are_rejected_and_no_dead_letters(
             rejected[(agency, entity, reject["row"])] = reject["reason"]
     assert set(rejected) == planted
     assert all(f"row {key[2]} of" in reason for key, reason in rejected.items())
-    assert dead_letters(settings) == {"produce": 0, "ingest": 0, "resolve": 0, "sink": 0}
+    assert dead_letters(settings) == {"ingest": 0, "resolve": 0, "sink": 0}

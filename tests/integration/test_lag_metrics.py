@@ -22,17 +22,17 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from deploy.bench.scratch import scratch_database
+from deploy.bench.synthetic import write_person_csv
 from deploy.cli import build_parser
 from deploy.operations.metric_names import OPERATIONS, SINK, STREAM
-from producers.synthetic import write_person_csv
 from schemas.config import Settings
 from schemas.entities import RECONCILED_OUTPUTS
 from schemas.examples import example_reconciled
 from schemas.registration import register_all
 from schemas.serde import AvroSerializer, SchemaRegistry
-from schemas.topics import TopicSpec, create_topics
+from schemas.topics import TopicNames, TopicSpec, create_topics
 from sinks.migrate import migrate
-from sinks.scratch import scratch_database
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
@@ -162,23 +162,24 @@ def test_stream_metrics_endpoint_serves_documented_names_after_a_run(
     settings: Settings, tmp_path: Path
 ):
     if not _has_command("stream"):
-        pytest.xfail("`tipsync stream` is not registered in deploy/cli.py yet, so the stream"
+        pytest.xfail("`tipsync stream` is not registered in deploy/cli/ yet, so the stream"
                      " app cannot be started from the command line")
     base = f"test-lagm-{uuid.uuid4().hex[:8]}"
     port = free_port()
     records = 20
     export = write_person_csv(tmp_path / "people.csv", records)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    topics = [f"{base}-tip.agency.immigration.{entity}" for entity in ("person", "link")]
+    names = TopicNames(base)
+    topics = [names.agency("immigration", entity) for entity in ("person", "link")]
     for future in admin.create_topics([NewTopic(topic, 3, 1) for topic in topics]).values():
         future.result()
-    stream = start("stream", "--prefix", f"{base}-tip", "--store", "memory",
+    stream = start("stream", "--topic-root", base, "--store", "memory",
                    "--metrics-port", str(port), "--discovery-interval", "2",
                    env={"TIPSYNC_HOME": str(tmp_path)})
     try:
         produced = subprocess.run(
             [sys.executable, "-m", "deploy.cli", "produce", "--agency", "immigration",
-             "--entity", "person", "--file", str(export), "--topic-prefix", f"{base}-",
+             "--entity", "person", "--file", str(export), "--topic-root", base,
              "--no-progress"],
             capture_output=True, text=True, timeout=120,
             env={**os.environ, "TIPSYNC_HOME": str(tmp_path)},
@@ -192,7 +193,7 @@ def test_stream_metrics_endpoint_serves_documented_names_after_a_run(
         assert total(samples, "tipsync_stream_events_in_total") >= records, "nothing consumed"
         drained = subprocess.run(
             [sys.executable, "-m", "deploy.cli", "lag", "--wait-zero", "--timeout", "60",
-             "--group", f"{base}-tip.internal.stream", "--history",
+             "--group", names.stream_group, "--history",
              str(tmp_path / "history.json")],
             capture_output=True, text=True, timeout=120,
         )
@@ -213,9 +214,11 @@ class ReconciledTopics:
     """A private copy of the reconciled topics, plus a dead-letter topic, for one test."""
 
     def __init__(self, settings: Settings) -> None:
-        self.prefix = f"test-lagm-{uuid.uuid4().hex[:10]}.tip.reconciled."
-        self.dead_letters = f"{self.prefix}dlq"
-        self.names = [self.prefix + output for output in RECONCILED_OUTPUTS]
+        self.root = f"test-lagm-{uuid.uuid4().hex[:10]}"
+        topics = TopicNames(self.root)
+        self.person = topics.reconciled("person")
+        self.dead_letters = topics.dlq("sink")
+        self.names = [topics.reconciled(output) for output in RECONCILED_OUTPUTS]
         create_topics(settings.kafka_bootstrap, [
             TopicSpec(name, 1, 1) for name in [*self.names, self.dead_letters]
         ])
@@ -234,11 +237,11 @@ class ReconciledTopics:
                           "source_version": version, "event_time": event_time,
                           "deleted": False,
                       }])
-        self.producer.produce(self.prefix + "person", key=golden_id,
+        self.producer.produce(self.person, key=golden_id,
                               value=self.serialize_person(record))
 
     def publish_raw(self, key: bytes, value: bytes) -> None:
-        self.producer.produce(self.prefix + "person", key=key, value=value)
+        self.producer.produce(self.person, key=key, value=value)
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
@@ -263,7 +266,7 @@ def test_sink_metrics_endpoint_serves_documented_names_with_sensible_values(
     topics.flush()
     sink = start("sink", "--database-url", reconciled_database,
                  "--group", f"test-lagm-sink-{uuid.uuid4().hex[:8]}",
-                 "--topic-prefix", topics.prefix, "--dead-letter-topic", topics.dead_letters,
+                 "--topic-root", topics.root,
                  "--batch-seconds", "0.3",
                  env={"TIPSYNC_SINK_METRICS_PORT": str(port), "TIPSYNC_HOME": str(tmp_path)})
     try:
@@ -286,7 +289,7 @@ def test_sink_metrics_endpoint_serves_documented_names_with_sensible_values(
     assert total(first, "tipsync_sink_events_in_total") == people, stderr[-2000:]
     documented = {series for metric in SINK for series in metric.series()}
     assert exposed_names(samples, "tipsync_sink_") == documented, stderr[-2000:]
-    assert total(samples, "tipsync_sink_events_in_total", topic=topics.prefix + "person",
+    assert total(samples, "tipsync_sink_events_in_total", topic=topics.person,
                  entity="person") == people + 7
     assert total(samples, "tipsync_sink_rows_total", entity="person", table="person") == people
     assert total(samples, "tipsync_sink_rows_total", entity="person",

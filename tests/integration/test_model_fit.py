@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import NewTopic
 
+from deploy.bench.stream import person_event
+from deploy.bench.stream_harness import ROOT, StreamHarness
 from schemas.config import Settings
-from streams.bench_stream import person_event
-from streams.harness import ROOT, StreamHarness
 from streams.resolve.model_file import DEFAULT_MODEL_FILE, read_model_file
 
 PEOPLE = 500
@@ -27,7 +27,7 @@ def harness(stack: Settings) -> Iterator[StreamHarness]:
     """A resolve topic as ingest fills it: '<entity>:<agency>:<record>' keys, the agency
     events' own bytes, a person at two agencies for every fifth one, one record deleted."""
     harness = StreamHarness(stack, entities=("person",)).setup()
-    topic = harness.topic("internal.resolve")
+    topic = harness.topics.resolve
     for future in harness.admin.create_topics([NewTopic(topic, 1, 1)]).values():
         future.result()
     rng = random.Random(3)
@@ -59,7 +59,7 @@ def test_fit_writes_a_model_of_the_records_held_and_show_prints_it(
     harness: StreamHarness, tmp_path: Path
 ) -> None:
     out = tmp_path / "person-model.json"
-    fitted = _tipsync(harness.settings, "model", "fit", "--prefix", harness.prefix,
+    fitted = _tipsync(harness.settings, "model", "fit", "--topic-root", harness.prefix,
                       "--out", str(out), "--min-records", "300", "--random-pairs", "50000")
     assert fitted.returncode == 0, fitted.stderr
     records = PEOPLE + PEOPLE // 5 - 1
@@ -85,10 +85,10 @@ def test_fit_refuses_too_few_records_and_writes_nothing(
     harness: StreamHarness, tmp_path: Path
 ) -> None:
     out = tmp_path / "person-model.json"
-    refused = _tipsync(harness.settings, "model", "fit", "--prefix", harness.prefix,
+    refused = _tipsync(harness.settings, "model", "fit", "--topic-root", harness.prefix,
                        "--out", str(out))
     assert refused.returncode == 1
-    assert f"{harness.prefix}.internal.resolve holds {PEOPLE + PEOPLE // 5 - 1} person " \
+    assert f"{harness.topics.resolve} holds {PEOPLE + PEOPLE // 5 - 1} person " \
            "records; fitting needs at least 1000" in refused.stderr
     assert "--min-records" in refused.stderr
     assert not out.exists()

@@ -1,6 +1,6 @@
 """tipsync produce on export files, end to end against the real local stack.
 
-Each test publishes to its own uniquely prefixed topics (--topic-prefix) and keeps its
+Each test publishes to topics under a root of its own (--topic-root) and keeps its
 checkpoint under its own TIPSYNC_HOME, so parallel runs never see each other's events.
 """
 
@@ -26,6 +26,7 @@ from schemas.config import Settings
 from schemas.registration import register_all
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer
+from schemas.topics import TopicNames
 
 AGENCY = "police-ctu"
 MAPPED = "child-protection"  # an agency whose export needs a mapping file
@@ -38,17 +39,18 @@ class Run:
     def __init__(self, settings: Settings, home: Path) -> None:
         self.settings = settings
         self.home = home
-        self.prefix = f"test-{uuid.uuid4().hex[:10]}."
+        self.prefix = f"test-{uuid.uuid4().hex[:10]}"
+        self.topics = TopicNames(self.prefix)
         self.registry = SchemaRegistry(settings.registry_url)
         self.deserialize = AvroDeserializer(self.registry)
 
     def topic(self, entity: str, agency: str = AGENCY) -> str:
-        return f"{self.prefix}tip.agency.{agency}.{entity}"
+        return self.topics.agency(agency, entity)
 
     def produce(self, *arguments: str) -> tuple[int, dict[str, Any] | None, str]:
         environment = {**os.environ, "TIPSYNC_HOME": str(self.home)}
         result = subprocess.run(
-            [sys.executable, "-m", "deploy.cli", "produce", "--topic-prefix", self.prefix,
+            [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", self.prefix,
              "--no-progress", *arguments],
             capture_output=True, text=True, env=environment, timeout=300,
         )
@@ -59,7 +61,7 @@ class Run:
         """Every event on the entity's topic, decoded, in offset order per partition."""
         consumer = Consumer({
             "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": f"{self.prefix}reader", "enable.auto.commit": False,
+            "group.id": f"{self.prefix}.reader", "enable.auto.commit": False,
         })
         topic = self.topic(entity, agency)
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -322,15 +324,15 @@ def test_an_invalid_mapping_an_unknown_agency_and_an_unreachable_broker_are_fata
 def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
     run: Run, tmp_path: Path
 ) -> None:
-    from producers.synthetic import write_person_csv
+    from deploy.bench.synthetic import write_person_csv
 
     export = write_person_csv(tmp_path / "many.csv", 3_000)
     environment = {**os.environ, "TIPSYNC_HOME": str(run.home)}
-    command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-prefix", run.prefix,
+    command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", run.prefix,
                "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export)]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
     consumer = Consumer({"bootstrap.servers": run.settings.kafka_bootstrap,
-                         "group.id": f"{run.prefix}watch"})
+                         "group.id": f"{run.prefix}.watch"})
     topic = run.topic("person")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

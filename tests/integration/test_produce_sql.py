@@ -21,6 +21,7 @@ from schemas.config import Settings
 from schemas.registration import register_all
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer
+from schemas.topics import TopicNames
 
 AGENCY = "immigration"
 
@@ -30,11 +31,11 @@ def source(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A private schema with an agency-shaped table, and private topics."""
     suffix = uuid.uuid4().hex[:10]
     schema = f"test_produce_{suffix}"
-    prefix = f"test-{suffix}."
+    prefix = f"test-{suffix}"
     with SchemaRegistry(settings.registry_url) as registry:
         register_all(registry)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    topics = [f"{prefix}tip.agency.{AGENCY}.{entity}" for entity in ("person", "link")]
+    topics = [TopicNames(prefix).agency(AGENCY, entity) for entity in ("person", "link")]
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=2, replication_factor=1) for name in topics]
     ).values():
@@ -59,7 +60,7 @@ def produce(settings: Settings, source: dict[str, Any], *extra: str) -> dict[str
     result = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "produce", "--agency", AGENCY, "--entity", "person",
          "--sql", settings.database_url, "--table", source["table"], "--primary-key", "id",
-         "--topic-prefix", source["prefix"], "--no-progress", *extra],
+         "--topic-root", source["prefix"], "--no-progress", *extra],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "TIPSYNC_HOME": str(source["home"])},
     )

@@ -20,16 +20,17 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from deploy.bench.scratch import scratch_database
 from schemas.config import Settings
+from schemas.dead_letters import DEAD_LETTER_HEADERS, read_dead_letter_headers
 from schemas.entities import RECONCILED_OUTPUTS
 from schemas.examples import example_reconciled
 from schemas.registration import register_all
 from schemas.serde import AvroSerializer, SchemaRegistry
-from schemas.topics import TopicSpec, create_topics
+from schemas.topics import TopicNames, TopicSpec, create_topics
 from sinks import store
 from sinks.consumer import SINK_APPLICATION_NAME, ReconciledSink, SinkOptions
 from sinks.migrate import migrate
-from sinks.scratch import scratch_database
 
 PARTITIONS = 2
 TIMEOUT_SECONDS = 60
@@ -42,9 +43,10 @@ class Topics:
     """A private copy of the reconciled topics and a dead-letter topic for one test."""
 
     def __init__(self, settings: Settings) -> None:
-        self.prefix = f"test-sink-{uuid.uuid4().hex[:10]}.tip.reconciled."
-        self.dead_letters = self.prefix.replace("tip.reconciled.", "tip.dlq.sink")
-        self.of = {output: self.prefix + output for output in RECONCILED_OUTPUTS}
+        self.root = f"test-sink-{uuid.uuid4().hex[:10]}"
+        self.names = TopicNames(self.root)
+        self.dead_letters = self.names.dlq("sink")
+        self.of = {output: self.names.reconciled(output) for output in RECONCILED_OUTPUTS}
         create_topics(settings.kafka_bootstrap, [
             TopicSpec(name, PARTITIONS, 1) for name in [*self.of.values(), self.dead_letters]
         ])
@@ -59,11 +61,8 @@ class Topics:
         self.settings = settings
 
     def options(self, group: str, **overrides: Any) -> SinkOptions:
-        return SinkOptions(
-            topics={topic: output for output, topic in self.of.items()},
-            consumer_group=group, dead_letter_topic=self.dead_letters,
-            batch_seconds=0.3, **overrides,
-        )
+        return SinkOptions.under(self.names, consumer_group=group, batch_seconds=0.3,
+                                 **overrides)
 
     def publish(self, output: str, key: str | bytes, record: dict[str, Any] | bytes | None) -> None:
         """Publish ``record`` Avro-encoded (bytes as they are); a golden record gets the key
@@ -259,12 +258,19 @@ def test_bad_events_go_to_the_dead_letter_topic_and_the_good_ones_are_written(
         assert connection.execute("SELECT person_id::text FROM reconciled.person").fetchall() \
             == [(good,)]
     letters = topics.dead_letters_received(4)
-    reasons = {}
+    reasons, codes = {}, {}
     for letter in letters:
-        headers = dict(letter.headers())
-        assert set(headers) == {"reason", "topic", "partition", "offset"}
-        reasons[letter.key()] = headers["reason"].decode()
-        assert b"Baddate" not in headers["reason"] and b"1990-02-31" not in headers["reason"]
+        headers = read_dead_letter_headers(letter.headers())
+        # the one dead-letter format of every stage (schemas.dead_letters)
+        assert set(headers) == set(DEAD_LETTER_HEADERS)
+        assert headers["tipsync.stage"] == "sink"
+        assert headers["tipsync.source_topic"] in (topics.of["person"], topics.of["location"])
+        reasons[letter.key()] = headers["tipsync.detail"]
+        codes[letter.key()] = headers["tipsync.reason"]
+        assert "Baddate" not in headers["tipsync.detail"]
+        assert "1990-02-31" not in headers["tipsync.detail"]
+    assert codes == {undecodable.encode(): "undecodable", bad_date.encode(): "invalid_record",
+                     b"not-a-uuid": "bad_key", location_id.encode(): "refused_by_postgresql"}
     assert "does not decode" in reasons[undecodable.encode()]
     assert "date_of_birth is not a date" in reasons[bad_date.encode()]
     assert "not a UUID" in reasons[b"not-a-uuid"]
@@ -316,8 +322,8 @@ def test_sigkill_and_restart_give_the_same_final_state(
     ends = topics.end_offsets()
     group = f"sink-{uuid.uuid4().hex[:8]}"
     command = [
-        sys.executable, "-m", "deploy.cli", "sink", "--topic-prefix", topics.prefix,
-        "--group", group, "--dead-letter-topic", topics.dead_letters,
+        sys.executable, "-m", "deploy.cli", "sink", "--topic-root", topics.root,
+        "--group", group,
         "--database-url", database_url, "--batch-size", "5", "--batch-seconds", "0.2",
         "--instance-id", f"{group}-only",
     ]

@@ -12,12 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from deploy.bench.scratch import scratch_database
 from schemas.config import Settings
 from schemas.examples import example_reconciled
 from sinks import store
 from sinks.migrate import Migration, MigrationError, checksum_of, migrate, shipped_migrations
 from sinks.records import golden_rows
-from sinks.scratch import scratch_database
 from sinks.tables import CASE, LINK, PERSON
 
 

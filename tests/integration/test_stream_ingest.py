@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream_harness import StreamHarness
 from schemas.config import Settings
 from schemas.examples import example_delete, example_event, example_uuid
-from streams.harness import StreamHarness
 from streams.ingest import entity_golden_id
 
 POLICE, IMMIGRATION = "police-ctu", "immigration"
@@ -99,15 +99,15 @@ def test_replayed_and_stale_events_are_dropped(run: tuple[StreamHarness, int]) -
     harness, _ = run
     case_one = entity_golden_id("case", POLICE, "C-1")
     assert _golden_versions(harness, "reconciled.case", case_one) == [1, 2]
-    forwarded = [m.key for m in harness.read("internal.resolve")]
+    forwarded = [m.key for m in harness.read(harness.topics.resolve)]
     assert forwarded.count(b"person:police-ctu:P-1") == 1
 
 
 def test_delete_leaves_a_tombstone(run: tuple[StreamHarness, int]) -> None:
     harness, _ = run
-    cases = harness.latest("reconciled.case")
+    cases = harness.latest(harness.topics.reconciled("case"))
     assert cases[entity_golden_id("case", POLICE, "C-2")] is None
-    people = harness.latest("reconciled.person")
+    people = harness.latest(harness.topics.reconciled("person"))
     live = [value for value in people.values() if value and not value["merged_into"]]
     assert all(s["source_record_id"] != "I-2" for value in live for s in value["sources"])
     assert None in people.values()  # I-2's golden person, gone with its only source
@@ -117,7 +117,7 @@ def test_poison_reaches_the_dead_letter_topic_and_the_stream_goes_on(
     run: tuple[StreamHarness, int],
 ) -> None:
     harness, _ = run
-    letters = {m.key: m for m in harness.read("dlq.ingest")}
+    letters = {m.key: m for m in harness.read(harness.topics.dlq("ingest"))}
     reasons = {key: letter.headers["tipsync.reason"] for key, letter in letters.items()}
     assert reasons == {
         b"police-ctu:X-1": "undecodable",
@@ -129,22 +129,24 @@ def test_poison_reaches_the_dead_letter_topic_and_the_stream_goes_on(
     headers = letters[b"police-ctu:P-7"].headers
     assert headers["tipsync.source_topic"] == harness.agency_topic(IMMIGRATION, "person")
     assert headers["tipsync.stage"] == "ingest" and headers["tipsync.source_offset"].isdigit()
-    assert entity_golden_id("case", POLICE, "C-3") in harness.latest("reconciled.case")
+    cases = harness.latest(harness.topics.reconciled("case"))
+    assert entity_golden_id("case", POLICE, "C-3") in cases
 
 
 def test_people_resolve_across_agencies_and_links_point_at_golden_ids(
     run: tuple[StreamHarness, int],
 ) -> None:
     harness, _ = run
-    mapping = harness.latest("internal.person-mapping")
+    mapping = harness.latest(harness.topics.person_mapping)
     person_id = mapping["police-ctu:P-1"]["person_id"]
     assert mapping["immigration:I-1"]["person_id"] == person_id
-    golden = harness.latest("reconciled.person")[person_id]
+    golden = harness.latest(harness.topics.reconciled("person"))[person_id]
     assert {s["source_record_id"] for s in golden["sources"]} == {"P-1", "I-1"}
-    [link] = [value for value in harness.latest("reconciled.link").values() if value]
+    links = harness.latest(harness.topics.reconciled("link"))
+    [link] = [value for value in links.values() if value]
     assert link["from_id"] == person_id
     assert link["to_id"] == entity_golden_id("case", POLICE, "C-1")
-    decisions = harness.latest("reconciled.match_decision")
+    decisions = harness.latest(harness.topics.reconciled("match_decision"))
     assert any(value["decision"] == "MATCH" for value in decisions.values() if value)
 
 

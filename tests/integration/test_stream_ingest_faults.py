@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream_harness import StreamHarness
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
-from streams.harness import StreamHarness
 from streams.ingest import entity_golden_id
 
 POLICE = "police-ctu"
@@ -92,14 +92,14 @@ def test_an_unexpected_error_in_ingest_sends_the_event_to_the_dead_letter_topic(
     run: tuple[StreamHarness, int],
 ) -> None:
     harness, _ = run
-    [letter] = harness.read("dlq.ingest")
+    [letter] = harness.read(harness.topics.dlq("ingest"))
     assert letter.key == f"{POLICE}:{FAILING_CASE}".encode()
     assert letter.value == harness.encode("case", _case(FAILING_CASE))  # kept unchanged
     assert letter.headers["tipsync.reason"] == "processing_error"
     detail = letter.headers["tipsync.detail"]
     assert "ValueError" in detail and "failing_golden_entity" in detail
     assert QUOTED_FIELDS not in detail
-    cases = harness.latest("reconciled.case")
+    cases = harness.latest(harness.topics.reconciled("case"))
     assert set(cases) == {entity_golden_id("case", POLICE, r) for r in ("C-BEFORE", "C-AFTER")}
 
 
@@ -107,14 +107,14 @@ def test_an_unexpected_error_in_resolve_sends_the_record_to_the_dead_letter_topi
     run: tuple[StreamHarness, int],
 ) -> None:
     harness, _ = run
-    [letter] = harness.read("dlq.resolve")
+    [letter] = harness.read(harness.topics.dlq("resolve"))
     assert letter.key == f"person:{POLICE}:{FAILING_PERSON}".encode()
     assert letter.headers["tipsync.reason"] == "processing_error"
     assert "KeyError" in letter.headers["tipsync.detail"]
     assert QUOTED_FIELDS not in letter.headers["tipsync.detail"]
-    mapping = harness.latest("internal.person-mapping")
+    mapping = harness.latest(harness.topics.person_mapping)
     assert set(mapping) == {f"{POLICE}:P-BEFORE", f"{POLICE}:P-AFTER"}
-    people = harness.latest("reconciled.person")
+    people = harness.latest(harness.topics.reconciled("person"))
     assert all(people[entry["person_id"]] for entry in mapping.values())
     log = harness.worker_log()
     # the resolver was forgotten after the error and rebuilt for the next record

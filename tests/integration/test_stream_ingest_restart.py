@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream_harness import StreamHarness
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
-from streams.harness import StreamHarness
 from streams.ingest import entity_golden_id
 
 POLICE = "police-ctu"
@@ -40,7 +40,7 @@ def _versions(harness: StreamHarness) -> Counter[tuple[str, int]]:
     """(golden id, golden_version) -> how many times it was published."""
     return Counter(
         (message.key.decode(), harness.decode(message.value)["golden_version"])
-        for message in harness.read("reconciled.case")
+        for message in harness.read(harness.topics.reconciled("case"))
         if message.key is not None and message.value is not None
     )
 
@@ -48,7 +48,7 @@ def _versions(harness: StreamHarness) -> Counter[tuple[str, int]]:
 @pytest.fixture(scope="module")
 def harness(stack: Settings) -> Iterator[StreamHarness]:
     harness = StreamHarness(stack, agencies=(POLICE,), entities=("case",)).setup()
-    state = Path(stack.home) / "streams" / f"{harness.prefix}.internal.stream" / "worker-0"
+    state = Path(stack.home) / "streams" / harness.topics.stream_group / "worker-0"
     try:
         for record in RECORDS:
             harness.publish("case", _case(record, 1))

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream import person_event
+from deploy.bench.stream_harness import StreamHarness
 from schemas.agencies import load_agencies
 from schemas.config import Settings
-from streams.bench_stream import person_event
-from streams.harness import StreamHarness
 from streams.ingest import check_event
 from streams.resolve import Resolver
 from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile, write_model_file
@@ -50,7 +50,7 @@ def _expected(harness: StreamHarness, events: list[dict[str, Any]],
 
 
 def _view(harness: StreamHarness) -> dict[str, dict[str, Any] | None]:
-    return harness.latest("reconciled.person")
+    return harness.latest(harness.topics.reconciled("person"))
 
 
 def _live(view: dict[str, dict[str, Any] | None]) -> dict[str, set[str]]:
@@ -62,7 +62,7 @@ def _live(view: dict[str, dict[str, Any] | None]) -> dict[str, set[str]]:
 
 def _versions(harness: StreamHarness) -> dict[str, list[int]]:
     versions: dict[str, list[int]] = {}
-    for message in harness.read("reconciled.person"):
+    for message in harness.read(harness.topics.reconciled("person")):
         if message.value is not None:
             value = harness.decode(message.value)
             versions.setdefault(value["person_id"], []).append(value["golden_version"])
@@ -73,7 +73,7 @@ def _run_until_model_recorded(harness: StreamHarness, model_path: Path | None,
                               recorded: int) -> Any:
     extra = ("--model", str(model_path)) if model_path is not None else ()
     worker = harness.start_worker(extra=extra)
-    harness.wait_for(lambda: harness.count("internal.resolve-model") >= recorded, timeout=120,
+    harness.wait_for(lambda: harness.count(harness.topics.resolve_model) >= recorded, timeout=120,
                      what=f"model record number {recorded}")
     harness.wait_for(harness.caught_up, timeout=120, what="the re-resolved view")
     return worker

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream import person_event
+from deploy.bench.stream_harness import StreamHarness
 from schemas.agencies import load_agencies
 from schemas.config import Settings
-from streams.bench_stream import person_event
-from streams.harness import StreamHarness
 from streams.ingest import check_event
 from streams.resolve import Resolver
 from streams.resolve_stage import ResolveStage, trust_ranks
@@ -67,7 +67,7 @@ def killed_and_restarted(stack: Settings) -> Iterator[tuple[StreamHarness, list[
         # Killed once some resolve work is committed and more is under way (commits come
         # every 2.8 s), so the restart both rebuilds from the resolve topic and processes
         # uncommitted messages again.
-        harness.wait_for(lambda: harness.committed("internal.resolve") > 0, timeout=90,
+        harness.wait_for(lambda: harness.committed(harness.topics.resolve) > 0, timeout=90,
                          what="the first committed resolve offset")
         _publish(harness, events[third:2 * third])
         time.sleep(0.5)
@@ -88,7 +88,7 @@ def test_restarted_worker_gives_the_clusters_of_a_run_that_never_died(
     stage = expected_stage(harness, events)
     mapping = {
         key: value["person_id"]
-        for key, value in harness.latest("internal.person-mapping").items() if value
+        for key, value in harness.latest(harness.topics.person_mapping).items() if value
     }
     expected = {
         key: person for person, keys in stage.resolver.clusters().items() for key in keys
@@ -101,7 +101,7 @@ def test_restarted_worker_publishes_the_same_golden_records(
 ) -> None:
     harness, events = killed_and_restarted
     stage = expected_stage(harness, events)
-    published = harness.latest("reconciled.person")
+    published = harness.latest(harness.topics.reconciled("person"))
     live = {key: value for key, value in published.items() if value and not value["merged_into"]}
     assert set(live) == set(stage.resolver.clusters())
     for person_id, value in live.items():
@@ -118,7 +118,8 @@ def test_golden_versions_never_go_backwards(
     last message carries its highest version, the one the sink keeps."""
     harness, _ = killed_and_restarted
     sent: dict[bytes, list[tuple[int, Any]]] = {}
-    for message in sorted(harness.read("reconciled.person"), key=lambda m: m.offset):
+    people = harness.read(harness.topics.reconciled("person"))
+    for message in sorted(people, key=lambda m: m.offset):
         if message.value is not None and message.key is not None:
             value = harness.decode(message.value)
             assert value is not None
@@ -144,9 +145,9 @@ SNAPSHOT_EVERY = {"TIPSYNC_RESOLVE_SNAPSHOT_RECORDS": "200"}
 def _latest_view(harness: StreamHarness) -> tuple[dict[str, str], dict[str, Any]]:
     mapping = {
         key: value["person_id"]
-        for key, value in harness.latest("internal.person-mapping").items() if value
+        for key, value in harness.latest(harness.topics.person_mapping).items() if value
     }
-    live = {key: value for key, value in harness.latest("reconciled.person").items()
+    live = {key: value for key, value in harness.latest(harness.topics.reconciled("person")).items()
             if value and not value["merged_into"]}
     return mapping, live
 
@@ -163,7 +164,7 @@ def _assert_view_is(view: tuple[dict[str, str], dict[str, Any]], stage: ResolveS
 
 
 def _snapshot_folder(harness: StreamHarness) -> Path:
-    return (Path(harness.settings.home) / "streams" / f"{harness.prefix}.internal.stream"
+    return (Path(harness.settings.home) / "streams" / harness.topics.stream_group
             / "worker-0" / "resolve-snapshots")
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from deploy.bench.stream import person_event
+from deploy.bench.stream_harness import StreamHarness
 from schemas.config import Settings
-from streams.bench_stream import person_event
-from streams.harness import StreamHarness
 
 PEOPLE = 400
 
@@ -66,12 +66,12 @@ def _clusters(mapping: dict[str, str]) -> set[frozenset[str]]:
 def _view(harness: StreamHarness) -> tuple[dict[str, str], dict[str, Any]]:
     mapping = {
         key: value["person_id"]
-        for key, value in harness.latest("internal.person-mapping").items()
+        for key, value in harness.latest(harness.topics.person_mapping).items()
         if value and value["person_id"]
     }
     people = {
         key: {**value, "golden_version": 0}
-        for key, value in harness.latest("reconciled.person").items()
+        for key, value in harness.latest(harness.topics.reconciled("person")).items()
         if value and not value["merged_into"]
     }
     return mapping, people

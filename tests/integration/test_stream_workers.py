@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
+from deploy.bench.stream_harness import ROOT, StreamHarness
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
-from streams.harness import ROOT, StreamHarness
 from streams.ingest import entity_golden_id
 
 
@@ -29,20 +29,21 @@ def test_two_workers_share_the_work_and_stop_cleanly(stack: Settings) -> None:
         harness.flush()
         group = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli", "stream", "--workers", "2",
-             "--prefix", harness.prefix, "--store", "memory", "--metrics-port", "0",
+             "--topic-root", harness.prefix, "--store", "memory", "--metrics-port", "0",
              "--discovery-interval", "2"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        harness.wait_for(lambda: harness.count("reconciled.case") >= 300, timeout=90,
+        case_topic = harness.topics.reconciled("case")
+        harness.wait_for(lambda: harness.count(case_topic) >= 300, timeout=90,
                          what="the cases of the first agency")
         # a new agency appears while the workers run
         harness.create_agency_topics(["customs"], ["case"])
         harness.publish("case", _case("customs", 1))
         harness.flush()
         new_case = entity_golden_id("case", "customs", "C-1")
-        harness.wait_for(lambda: new_case in harness.latest("reconciled.case"), timeout=120,
+        harness.wait_for(lambda: new_case in harness.latest(case_topic), timeout=120,
                          what="the new agency's case")
-        cases = harness.latest("reconciled.case")
+        cases = harness.latest(case_topic)
         assert {entity_golden_id("case", "police-ctu", f"C-{n}") for n in range(300)} <= set(cases)
         assert group.poll() is None
         group.send_signal(signal.SIGTERM)

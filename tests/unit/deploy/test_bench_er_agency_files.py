@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import bench_er_pipeline
+from deploy.bench import er as bench_er
+from deploy.bench import er_pipeline as bench_er_pipeline
 from producers.canonical import Entity
 from producers.records import RowError, to_source_record
-from streams import bench_er
 
 
 def test_dates_of_birth_are_written_at_their_precision() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.run_demo import pairwise_accuracy
+from deploy.demo.run import pairwise_accuracy
 
 
 def test_identical_clusterings_score_one() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.operations.commands import render_table
+from deploy.cli.operations import render_table
 from deploy.operations.lag import PartitionSample, evaluate_group
 from deploy.operations.offsets import pipeline_group_names
 

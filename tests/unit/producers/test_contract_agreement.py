@@ -16,11 +16,11 @@ import fastavro
 import phonenumbers
 import pytest
 
+from deploy.bench.synthetic import person_rows
 from producers.canonical import CODED_COLUMNS, LIST_COLUMNS, Entity
 from producers.encoding import EncodingSetupError, check_run_envelope
 from producers.events import Governance, change_event
 from producers.records import RowError, SourceRecord, to_source_record
-from producers.synthetic import person_rows
 from producers.versions import decide
 from schemas.catalogue import governed_schema
 from schemas.models import InvalidEventError, validate_event

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from deploy.operations.commands import monitor_command
+from deploy.cli.operations import monitor_command
 from schemas.config import metrics_port
 
 VARIABLE = "TIPSYNC_TEST_METRICS_PORT"

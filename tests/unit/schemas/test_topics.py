@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from schemas.topics import (
-    AGENCY_TOPIC_PATTERN,
+    TOPICS,
+    TopicNames,
     TopicSettings,
     agency_topic,
-    dlq_topic,
-    internal_topic,
     parse_agency_topic,
     parse_source_key,
-    reconciled_topic,
     source_key,
     topic_plan,
 )
@@ -22,10 +18,26 @@ from schemas.topics import (
 
 def test_topic_names() -> None:
     assert agency_topic("police-ctu", "person") == "tip.agency.police-ctu.person"
-    assert reconciled_topic("person") == "tip.reconciled.person"
-    assert reconciled_topic("match_decision") == "tip.reconciled.match_decision"
-    assert dlq_topic("ingest") == "tip.dlq.ingest"
-    assert internal_topic("resolve.blocks") == "tip.internal.resolve.blocks"
+    assert TOPICS.reconciled("person") == "tip.reconciled.person"
+    assert TOPICS.reconciled("match_decision") == "tip.reconciled.match_decision"
+    assert TOPICS.dlq("ingest") == "tip.dlq.ingest"
+    assert TOPICS.internal("resolve.blocks") == "tip.internal.resolve.blocks"
+    assert TOPICS.resolve == "tip.internal.resolve"
+    assert TOPICS.stream_group == "tip.internal.stream"
+    assert TOPICS.agency_prefix("customs") == "tip.agency.customs."
+
+
+def test_a_topic_root_replaces_tip_in_every_name() -> None:
+    names = TopicNames("t1")
+    assert names.agency("customs", "case") == "t1.agency.customs.case"
+    assert names.parse_agency("t1.agency.customs.case") == ("customs", "case")
+    assert names.parse_agency("tip.agency.customs.case") is None
+    assert names.reconciled("person") == "t1.reconciled.person"
+    assert names.dlq("sink") == "t1.dlq.sink"
+    assert names.resolve == "t1.internal.resolve"
+    assert names.sink_group == "t1.sink"
+    with pytest.raises(ValueError, match="topic root"):
+        TopicNames("bad root")
 
 
 def test_agency_topic_refuses_bad_parts() -> None:
@@ -34,11 +46,11 @@ def test_agency_topic_refuses_bad_parts() -> None:
     with pytest.raises(ValueError, match="upper-case"):
         agency_topic("Police", "person")
     with pytest.raises(ValueError, match="'archive' is not a pipeline stage"):
-        dlq_topic("archive")
+        TOPICS.dlq("archive")
 
 
 def test_pattern_matches_agency_topics_only() -> None:
-    pattern = re.compile(AGENCY_TOPIC_PATTERN)
+    pattern = TOPICS.agency_pattern
     assert pattern.match("tip.agency.hope-line-ngo.report")
     assert not pattern.match("tip.reconciled.person")
     assert not pattern.match("tip.agency.police-ctu.person.extra")
@@ -56,7 +68,7 @@ def test_source_key_round_trips_and_keeps_colons_in_record_ids() -> None:
 
 def test_plan_compacts_reconciled_topics_and_retains_agency_topics() -> None:
     plan = {spec.name: spec for spec in topic_plan(["police-ctu", "customs"])}
-    assert len(plan) == 2 * 6 + 7 + 4
+    assert len(plan) == 2 * 6 + 7 + 3  # no tip.dlq.produce: producers keep rejects at the agency
     assert plan["tip.reconciled.person"].config["cleanup.policy"] == "compact"
     assert plan["tip.agency.customs.link"].config == {
         "cleanup.policy": "delete",

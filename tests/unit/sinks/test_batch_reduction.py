@@ -78,7 +78,7 @@ def test_an_undecodable_last_change_is_rejected_and_the_previous_one_written() -
     batch = prepare_batch([person_message(0, ALICE, 1), person_message(1, ALICE, 2), broken],
                           TOPICS, decode_json)
     assert [change.golden_version for change in batch.changes["person"]] == [2]
-    assert [(r.message.offset, r.reason) for r in batch.rejections] == [
+    assert [(r.message.offset, r.letter.detail) for r in batch.rejections] == [
         (2, "the value does not decode")
     ]
 
@@ -87,15 +87,15 @@ def test_a_key_that_is_not_a_uuid_is_rejected_without_echoing_it() -> None:
     message = Message(PERSON_TOPIC, 0, 0, b"Jane Doe", b"{}")
     batch = prepare_batch([message], TOPICS, decode_json)
     assert not batch.changes
-    assert "not a UUID" in batch.rejections[0].reason
-    assert "Jane" not in batch.rejections[0].reason
+    assert "not a UUID" in batch.rejections[0].letter.detail
+    assert "Jane" not in batch.rejections[0].letter.detail
 
 
 def test_a_record_whose_id_differs_from_its_key_is_rejected() -> None:
     value = json.dumps({"person_id": BOB, "golden_version": 1}).encode()
     batch = prepare_batch([Message(PERSON_TOPIC, 0, 0, ALICE.encode(), value)],
                           TOPICS, decode_json)
-    assert "person_id differs from the message key" in batch.rejections[0].reason
+    assert "person_id differs from the message key" in batch.rejections[0].letter.detail
 
 
 def test_next_offsets_are_one_past_the_last_message_of_each_partition() -> None:

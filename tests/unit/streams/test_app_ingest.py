@@ -7,10 +7,16 @@ import uuid
 
 import pytest
 
-from schemas.errors import WireFormatError
+from schemas.dead_letters import (
+    REASONS,
+    DeadLetter,
+    Rejected,
+    dead_letter_headers,
+    read_dead_letter_headers,
+)
+from schemas.errors import UnknownSchemaError, WireFormatError, WrongSchemaError
 from schemas.examples import example_delete, example_event
-from streams.app import StreamTopics, classify_wire_error
-from streams.dlq import DeadLetter, Rejected, dead_letter_headers, read_dead_letter_headers
+from schemas.topics import TopicNames
 from streams.ingest import (
     REMEMBERED_EVENT_IDS,
     Held,
@@ -137,22 +143,23 @@ def test_an_unknown_dead_letter_reason_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "reason"),
+    ("error", "reason"),
     [
-        ("schema id 7 is not in the registry at http://r; the message ...", "unknown_schema"),
-        ("schema id 3 is a x record, but this topic carries y records", "wrong_schema"),
-        ("message starts with byte 103, not the magic byte 0", "undecodable"),
+        (UnknownSchemaError("schema id 7 is not in the registry"), "unknown_schema"),
+        (WrongSchemaError("schema id 3 is a x record, but this topic carries y"), "wrong_schema"),
+        (WireFormatError("message starts with byte 103, not the magic byte 0"), "undecodable"),
     ],
 )
-def test_deserializer_errors_map_to_reasons(message: str, reason: str) -> None:
-    assert classify_wire_error(WireFormatError(message)) == reason
+def test_deserializer_errors_map_to_reasons_by_type(error: WireFormatError, reason: str) -> None:
+    # the reason comes from the error's type, never from its text
+    assert error.reason == reason and reason in REASONS
 
 
-def test_topic_names_follow_the_prefix() -> None:
-    topics = StreamTopics("tip")
+def test_topic_names_follow_the_root() -> None:
+    topics = TopicNames("tip")
     assert topics.parse_agency("tip.agency.police-ctu.person") == ("police-ctu", "person")
     assert topics.parse_agency("tip.agency.police-ctu.vehicle") is None
     assert topics.parse_agency("tip.reconciled.person") is None
-    assert StreamTopics("t1").parse_agency("t1.agency.customs.case") == ("customs", "case")
+    assert TopicNames("t1").parse_agency("t1.agency.customs.case") == ("customs", "case")
     assert topics.resolve == "tip.internal.resolve"
     assert topics.dlq("ingest") == "tip.dlq.ingest"

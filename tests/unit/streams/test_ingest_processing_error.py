@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from streams.dlq import REASONS, dead_letter_headers, processing_error, read_dead_letter_headers
+from schemas.dead_letters import (
+    REASONS,
+    dead_letter_headers,
+    processing_error,
+    read_dead_letter_headers,
+)
 
 
 def _raise_with_personal_data() -> None:

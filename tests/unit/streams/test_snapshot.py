@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
+from deploy.bench.resolve import checked_people
 from schemas.agencies import load_agencies
 from schemas.examples import example_event
 from streams.app import StreamOptions
-from streams.bench_resolve import checked_people
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
 from streams.resolve_stage import Output, ResolveStage, trust_ranks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams import bench_er
+from deploy.bench import er as bench_er
 from streams.resolve.records import person_features, source_record_from_event
 from streams.resolve.training import fit_scoring_model
 

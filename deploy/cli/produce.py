@@ -1,4 +1,4 @@
-"""``tipsync produce`` (files and SQL tables) and ``tipsync bench produce``.
+"""``tipsync produce`` (files and SQL tables).
 
 The imperative shell: parses options, loads the agency and the mapping, wires the source,
 the change tracker, Kafka and the registry together, and prints one JSON summary line.
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deploy.cli.options import add_topic_root
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DeliveryError, Publisher
@@ -28,6 +29,7 @@ from producers.rejects import RejectsFile
 from producers.sql_source import SourceTableError, TableOptions, produce_table
 from producers.tracker import ChangeTracker, UnacknowledgedError
 from schemas.config import Settings, load_settings
+from schemas.topics import TopicNames
 
 EXIT_FATAL = 1
 EXIT_UNACKNOWLEDGED = 3
@@ -79,30 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     produce.add_argument("--legal-basis", help="override the agency's default legal basis")
     produce.add_argument("--consent-ref", help="consent record (with --legal-basis CONSENT)")
     produce.add_argument("--retention-days", type=int, help="override the agency's retention")
-    produce.add_argument(
-        "--topic-prefix", default="",
-        help="put this before every topic name (test and staging runs only)",
-    )
+    add_topic_root(produce)
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
     produce.set_defaults(func=run_produce)
-
-    from producers import bench
-
-    bench.register(bench_subparsers(subparsers))
-
-
-def bench_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
-    """The ``bench`` command's own subcommands, shared by every stage that adds a benchmark."""
-    bench_parser = subparsers.choices.get("bench")
-    if bench_parser is None:
-        bench_parser = subparsers.add_parser("bench", help="benchmarks that print figures")
-        nested = bench_parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-        bench_parser.set_defaults(func=lambda _args: bench_parser.print_help() or 2)
-        return nested
-    for action in bench_parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return bench_parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
 
 
 def run_produce(args: argparse.Namespace) -> int:
@@ -128,7 +109,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
             raise FatalError(f"{args.file} is not a file; check the path")
     else:
         source = args.source_name or f"{_without_password(args.sql)} {args.table}"
-    topics = _topics(args.agency, args.topic_prefix)
+    topics = _topics(args.agency, args.topic_root)
     publisher = Publisher(settings.kafka_bootstrap)
     entities: list[Entity] = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
     publisher.check_topics([topics(item) for item in entities])
@@ -239,7 +220,6 @@ def _mapping(args: argparse.Namespace, entity: Entity) -> AgencyMapping | None:
     return mapping
 
 
-def _topics(agency_id: str, prefix: str) -> Callable[[Entity], str]:
-    from schemas.topics import agency_topic
-
-    return lambda entity: prefix + agency_topic(agency_id, entity.value)
+def _topics(agency_id: str, root: str) -> Callable[[Entity], str]:
+    names = TopicNames(root)
+    return lambda entity: names.agency(agency_id, entity.value)

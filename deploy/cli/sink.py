@@ -10,8 +10,9 @@ from datetime import date
 from types import FrameType
 from typing import Any
 
-from producers.commands import bench_subparsers
+from deploy.cli.options import add_topic_root
 from schemas.config import load_settings
+from schemas.topics import TOPICS, TopicNames
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,12 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink = subparsers.add_parser(
         "sink", help="consume the reconciled topics into PostgreSQL (runs until stopped)"
     )
-    sink.add_argument("--group", default=None, help="consumer group (default tipsync-sink)")
-    sink.add_argument(
-        "--topic-prefix", default=None,
-        help="read <prefix><output> instead of tip.reconciled.<output> (isolated test runs)",
-    )
-    sink.add_argument("--dead-letter-topic", default=None, help="default tip.dlq.sink")
+    sink.add_argument("--group", default=None,
+                      help=f"consumer group (default {TOPICS.sink_group}, under --topic-root)")
+    add_topic_root(sink)
     sink.add_argument(
         "--instance-id", default=None,
         help="static group member id: a restarted sink takes its partitions back at once"
@@ -61,16 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     person.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
     person.set_defaults(func=_search_person)
 
-    bench = bench_subparsers(subparsers)
-    bench_sink = bench.add_parser(
-        "sink", help="sink write path rows/s against a plain COPY ceiling (1M changes)"
-    )
-    bench_sink.add_argument("--changes", type=int, default=1_000_000)
-    bench_sink.add_argument("--keys", type=int, default=100_000)
-    bench_sink.add_argument("--batch-size", type=int, default=None,
-                            help="changes per transaction (default: the sink's)")
-    bench_sink.add_argument("--seed", type=int, default=7)
-    bench_sink.set_defaults(func=_bench_sink)
 
 
 def _iso_date(text: str) -> date:
@@ -105,7 +93,6 @@ def _migrate(args: argparse.Namespace) -> int:
 def _sink(args: argparse.Namespace) -> int:
     import os
 
-    from schemas.entities import RECONCILED_OUTPUTS
     from sinks.consumer import ReconciledSink, SinkOptions
     from sinks.metrics import SinkMetrics, metrics_port
     from sinks.migrate import MigrationError
@@ -115,10 +102,7 @@ def _sink(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     overrides: dict[str, Any] = {"apply_migrations": not args.no_migrate}
-    if args.topic_prefix:
-        overrides["topics"] = {args.topic_prefix + output: output for output in RECONCILED_OUTPUTS}
-    for option, name in (("group", "consumer_group"), ("dead_letter_topic", "dead_letter_topic"),
-                         ("instance_id", "instance_id"),
+    for option, name in (("group", "consumer_group"), ("instance_id", "instance_id"),
                          ("batch_size", "batch_size"), ("batch_seconds", "batch_seconds")):
         if getattr(args, option) is not None:
             overrides[name] = getattr(args, option)
@@ -137,7 +121,8 @@ def _sink(args: argparse.Namespace) -> int:
         return 2
     metrics = SinkMetrics()
     stop_serving = metrics.serve(port) if port is not None else None
-    sink = ReconciledSink(load_settings(), SinkOptions(**overrides), args.database_url, metrics)
+    options = SinkOptions.under(TopicNames(args.topic_root), **overrides)
+    sink = ReconciledSink(load_settings(), options, args.database_url, metrics)
     try:
         statistics = sink.run(lambda: stopping)
     except MigrationError as error:
@@ -171,9 +156,3 @@ def _search_person(args: argparse.Namespace) -> int:
         return 1
     print(format_table(rows) if rows else f"no person matches '{args.name}'")
     return 0
-
-
-def _bench_sink(args: argparse.Namespace) -> int:
-    from sinks.bench import run_benchmark
-
-    return run_benchmark(load_settings(), args.changes, args.keys, args.batch_size, args.seed)

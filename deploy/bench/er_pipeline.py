@@ -1,6 +1,6 @@
 """``tipsync bench er``: resolution quality on FEBRL, in-process and through the pipeline.
 
-The in-process harness (``streams/bench_er.py``) feeds the ``Resolver`` directly and puts
+The in-process harness (``deploy/bench/er.py``) feeds the ``Resolver`` directly and puts
 Splink 5 beside it. ``--through-pipeline`` adds a row for the same records sent the way an
 agency's data travels: one canonical person CSV per agency, published with ``tipsync
 produce``, read by ``tipsync stream`` (ingest, resolve) and written by ``tipsync sink`` to
@@ -36,8 +36,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deploy.bench.er import Quality, pairs_within
 from deploy.demo.generate import ExportFile
-from streams.bench_er import Quality, pairs_within
 
 # Port base 32000, below Linux's ephemeral range (32768-60999): a port in that range can be
 # taken at any moment as an outgoing connection's source port (33082 and 33092 were, by
@@ -62,16 +62,9 @@ DATE_TEXT_LENGTH = {"DAY": 10, "MONTH": 7, "YEAR": 4}
 # --------------------------------------------------------------------------- command
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from producers.commands import bench_subparsers
-    from streams import bench_er
+def register_arguments(parser: argparse.ArgumentParser) -> None:
+    from deploy.bench import er as bench_er
 
-    parser = bench_subparsers(subparsers).add_parser(
-        "er",
-        help="entity resolution quality (precision, recall, F1, blocking recall) on the "
-        "FEBRL sets, against Splink; --through-pipeline also through producer, Kafka, "
-        "stream app and sink on a private stack",
-    )
     bench_er.register_arguments(parser)
     parser.add_argument(
         "--through-pipeline", action="store_true",
@@ -94,16 +87,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_SECONDS,
                         help=f"give up waiting for the pipeline after this many seconds "
                              f"(default {DRAIN_TIMEOUT_SECONDS:.0f})")
-    parser.set_defaults(func=run_bench_er)
 
 
 def run_bench_er(args: argparse.Namespace) -> int:
-    from deploy.bench_e2e import BenchError
+    from deploy.bench import er as bench_er
+    from deploy.bench.e2e import BenchError
+    from deploy.demo.run import DemoError
     from deploy.operations.offsets import OperationsError
-    from deploy.pipeline import PipelineError
-    from deploy.run_demo import DemoError
+    from deploy.operations.supervisor import PipelineError
     from deploy.stack.layout import StackError
-    from streams import bench_er
 
     if args.sample is not None and args.sample < 2:
         print(f"tipsync bench er: --sample {args.sample} leaves no pair to find; give 2 or "
@@ -202,7 +194,7 @@ def pipeline_quality(
 def private_stack_environment(args: argparse.Namespace) -> Iterator[dict[str, str]]:
     """TIPSYNC_* pointing at the private stack, for this process and every ``tipsync``
     process it starts; the caller's environment comes back afterwards."""
-    from deploy.bench_e2e import BenchError, private_environment
+    from deploy.bench.e2e import BenchError, private_environment
     from schemas.config import load_settings
 
     shared = load_settings()
@@ -229,12 +221,12 @@ def resolve_through_pipeline(
     drain, and score the store's source -> golden mapping."""
     import psycopg
 
-    from deploy.bench_e2e import BenchError, wait_until_consuming, warm_up
-    from deploy.pipeline import Pipeline
-    from deploy.run_demo import prepare, produce_all, read_predicted, wait_for_drain
+    from deploy.bench.e2e import BenchError, wait_until_consuming, warm_up
+    from deploy.bench.er import fit_model
+    from deploy.demo.run import prepare, produce_all, read_predicted, wait_for_drain
+    from deploy.operations.supervisor import Pipeline
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings
-    from streams.bench_er import fit_model
     from streams.resolve.model_file import Fitted, ModelFile, write_model_file
 
     # Progress goes to stderr: stdout keeps the table of figures in one piece.

@@ -1,5 +1,4 @@
-"""CLI of the contract: ``tipsync schemas register|check|export``, ``tipsync topics create``,
-``tipsync bench serde``."""
+"""CLI of the contract: ``tipsync schemas register|check|export``, ``tipsync topics create``."""
 
 from __future__ import annotations
 
@@ -42,14 +41,6 @@ def register(subparsers: Any) -> None:
     create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
     create.set_defaults(func=_topics_create)
 
-    bench = subparsers.add_parser("bench", help="benchmarks that print figures")
-    bench_commands = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    bench_commands.required = True
-    serde = bench_commands.add_parser(
-        "serde", help="Avro encode/decode records/s: fastavro vs confluent-kafka, one core"
-    )
-    serde.add_argument("--records", type=int, default=50_000, help="records per measure")
-    serde.set_defaults(func=_bench_serde)
 
 
 def _registry() -> Any:
@@ -117,13 +108,4 @@ def _topics_create(args: argparse.Namespace) -> int:
     for name in created:
         print(f"created {name}")
     print(f"{len(created)} topic(s) created, {len(outcome) - len(created)} already existed")
-    return 0
-
-
-def _bench_serde(args: argparse.Namespace) -> int:
-    from schemas.bench import bench_serde, pin_to_one_core, report
-
-    pinned = pin_to_one_core()
-    measures, size = bench_serde(load_settings().registry_url, args.records)
-    print(report(measures, size, pinned))
     return 0

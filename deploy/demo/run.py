@@ -39,10 +39,11 @@ import psycopg
 
 from deploy.demo.generate import ExportFile, Manifest, generate
 from deploy.demo.world import PHONE_EXCHANGES
-from deploy.pipeline import Pipeline, PipelineError
+from deploy.operations.supervisor import Pipeline, PipelineError
 from deploy.stack.layout import StackError, StateLayout
 from deploy.stack.stack import LocalStack
 from schemas.config import Settings, load_settings
+from schemas.topics import TOPICS
 
 DEMO_SEED = 20261130
 DEMO_PEOPLE = 1500
@@ -51,23 +52,11 @@ PRODUCER_CONCURRENCY = 3
 DRAIN_TIMEOUT_SECONDS = 600
 # The pipeline's consumer groups (the stream app's id and the sink's default group); named
 # explicitly so leftovers of other runs on a shared broker never hold the demo up.
-PIPELINE_GROUPS = ("tip.internal.stream", "tipsync-sink")
+PIPELINE_GROUPS = (TOPICS.stream_group, TOPICS.sink_group)
 
 
 class DemoError(Exception):
     """A demo step failed; the message names the step and what to look at."""
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    demo = subparsers.add_parser(
-        "demo", help="run the whole pipeline on synthetic data from a dozen agencies"
-    )
-    demo.add_argument("--people", type=int, default=DEMO_PEOPLE,
-                      help=f"true people in the synthetic task force (default {DEMO_PEOPLE})")
-    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="generator seed")
-    demo.add_argument("--live-seconds", type=float, default=60.0,
-                      help="how long to play live changes (default 60; 0 skips)")
-    demo.set_defaults(func=run_demo)
 
 
 # --------------------------------------------------------------------------- steps

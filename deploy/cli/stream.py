@@ -16,6 +16,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from deploy.cli.options import add_topic_root
 from streams.metrics import DEFAULT_METRICS_PORT
 
 
@@ -46,10 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help=f"Prometheus port (default TIPSYNC_STREAM_METRICS_PORT or {DEFAULT_METRICS_PORT}; "
         "0 turns it off); worker i uses port + i",
     )
-    stream.add_argument(
-        "--prefix", default="tip",
-        help="topic prefix instead of 'tip' (tests and benchmarks use their own)",
-    )
+    add_topic_root(stream)
     stream.add_argument(
         "--discovery-interval", type=float, default=30.0,
         help="seconds between looks for new agency topics (default 30)",
@@ -63,32 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     stream.set_defaults(func=run_stream)
 
-    from producers.commands import bench_subparsers
-
-    bench = bench_subparsers(subparsers).add_parser(
-        "stream",
-        help="ingest events/s per worker through Kafka, and resolve records/s with people "
-        "already resolved",
-    )
-    from streams import bench_stream
-
-    bench_stream.register_arguments(bench)
-    bench.set_defaults(func=bench_stream.run)
-
-    resolve = bench_subparsers(subparsers).add_parser(
-        "resolve",
-        help="resolve records/s in-process (no Kafka) with people already resolved",
-    )
-    from streams import bench_resolve
-
-    bench_resolve.register_arguments(resolve)
-    resolve.set_defaults(func=bench_resolve.run)
-
 
 def _worker_arguments(args: argparse.Namespace, index: int) -> list[str]:
     arguments = [
         "stream", "--worker-index", str(index), "--store", args.store,
-        "--prefix", args.prefix, "--loglevel", args.loglevel,
+        "--topic-root", args.topic_root, "--loglevel", args.loglevel,
         "--discovery-interval", str(args.discovery_interval),
     ]
     if args.web_port is not None:
@@ -113,7 +90,7 @@ def _run_one(args: argparse.Namespace, index: int) -> int:
     from streams.app import StreamOptions, create_app, run_worker
 
     overrides: dict[str, Any] = {
-        "prefix": args.prefix,
+        "topic_root": args.topic_root,
         "store": args.store,
         "worker_index": index,
         "web_port": None if args.web_port is None else args.web_port + index,

@@ -1,12 +1,13 @@
-"""Dead letters: what a stream stage could not process, with the reason, for an operator.
+"""The one dead-letter format: what a stage could not process, with the reason, for an operator.
 
-A dead letter on ``tip.dlq.<stage>`` keeps the original message untouched (same key, same
-value bytes) so it can be replayed once the cause is fixed, and says why in its headers:
+Every stage that gives up on a message (ingest, resolve, sink) writes it the same way. A dead
+letter on ``tip.dlq.<stage>`` keeps the original message untouched (same key, same value
+bytes) so it can be replayed once the cause is fixed, and says why in its headers:
 
 ==========================  ==================================================================
 header                      value
 ==========================  ==================================================================
-``tipsync.stage``           the stage that gave up: ``ingest`` or ``resolve``
+``tipsync.stage``           the stage that gave up: ``ingest``, ``resolve`` or ``sink``
 ``tipsync.reason``          a short code from ``REASONS`` (what metrics and alerts count by)
 ``tipsync.detail``          one sentence naming the problem and the fix (no personal data)
 ``tipsync.source_topic``    where the message was read
@@ -22,24 +23,42 @@ agency ids and field names only, never from field values.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-# reason code -> what it means (docs/STREAMS.md lists the same table)
+# reason code -> what it means; metrics and alerts count by the code (docs/CONTRACT.md lists
+# the same table, and a unit test keeps the two in step)
 REASONS: Final[dict[str, str]] = {
     "undecodable": "the bytes are not a Confluent wire-format Avro message that decodes",
     "unknown_schema": "the message's schema id is not in the registry",
     "wrong_schema": "the message's record type is not the entity its topic carries",
     "agency_mismatch": "the payload's agency_id is not the agency of its topic",
-    "key_mismatch": "the message key is not '<agency_id>:<source_record_id>' of its payload",
+    "key_mismatch": "the message key is not the identity of its payload (source key or golden id)",
+    "bad_key": "the message has no key, or its key is not a golden id (UUID)",
     "invalid_envelope": "the envelope breaks a rule of the contract (op and payload, version)",
+    "invalid_record": "the reconciled record breaks a rule the store needs (a date, a version)",
     "unresolvable": "the resolve stage refused the record (see the detail)",
+    "refused_by_postgresql": "PostgreSQL refused the row (a constraint, a value out of range)",
     "processing_error": "an unexpected error in the stage's code (a bug: the detail says where)",
 }
 
 MAX_DETAIL_CHARACTERS: Final = 400
+
+STAGE_HEADER: Final = "tipsync.stage"
+REASON_HEADER: Final = "tipsync.reason"
+DETAIL_HEADER: Final = "tipsync.detail"
+SOURCE_TOPIC_HEADER: Final = "tipsync.source_topic"
+SOURCE_PARTITION_HEADER: Final = "tipsync.source_partition"
+SOURCE_OFFSET_HEADER: Final = "tipsync.source_offset"
+FAILED_AT_HEADER: Final = "tipsync.failed_at"
+# every header of a dead letter, in the order written
+DEAD_LETTER_HEADERS: Final = (
+    STAGE_HEADER, REASON_HEADER, DETAIL_HEADER, SOURCE_TOPIC_HEADER, SOURCE_PARTITION_HEADER,
+    SOURCE_OFFSET_HEADER, FAILED_AT_HEADER,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +72,7 @@ class DeadLetter:
         if self.reason not in REASONS:
             raise ValueError(
                 f"dead-letter reason '{self.reason}' is not one of {', '.join(REASONS)}; "
-                "add it to streams.dlq.REASONS (and docs/STREAMS.md) first"
+                "add it to schemas.dead_letters.REASONS (and docs/CONTRACT.md) first"
             )
 
 
@@ -90,7 +109,7 @@ def processing_error(stage: str, error: Exception, source_topic: str) -> DeadLet
 def _short_path(filename: str) -> str:
     """``streams/app.py`` rather than the whole path of the checkout or the site-packages."""
     parts = Path(filename).parts
-    for anchor in ("site-packages", "streams", "schemas"):
+    for anchor in ("site-packages", "streams", "sinks", "schemas"):
         if anchor in parts:
             index = len(parts) - 1 - parts[::-1].index(anchor)
             return "/".join(parts[index + (anchor == "site-packages"):])
@@ -111,16 +130,16 @@ def dead_letter_headers(
     if len(detail) > MAX_DETAIL_CHARACTERS:
         detail = detail[: MAX_DETAIL_CHARACTERS - 3] + "..."
     return [
-        ("tipsync.stage", stage.encode()),
-        ("tipsync.reason", letter.reason.encode()),
-        ("tipsync.detail", detail.encode()),
-        ("tipsync.source_topic", source_topic.encode()),
-        ("tipsync.source_partition", str(partition).encode()),
-        ("tipsync.source_offset", str(offset).encode()),
-        ("tipsync.failed_at", moment.isoformat(timespec="milliseconds").encode()),
+        (STAGE_HEADER, stage.encode()),
+        (REASON_HEADER, letter.reason.encode()),
+        (DETAIL_HEADER, detail.encode()),
+        (SOURCE_TOPIC_HEADER, source_topic.encode()),
+        (SOURCE_PARTITION_HEADER, str(partition).encode()),
+        (SOURCE_OFFSET_HEADER, str(offset).encode()),
+        (FAILED_AT_HEADER, moment.isoformat(timespec="milliseconds").encode()),
     ]
 
 
-def read_dead_letter_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+def read_dead_letter_headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     """Header name -> text, for operators' tools and tests."""
-    return {name: value.decode() for name, value in headers or [] if name.startswith("tipsync.")}
+    return {name: value.decode() for name, value in headers or [] if name in DEAD_LETTER_HEADERS}

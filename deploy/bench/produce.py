@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from deploy.bench.synthetic import write_person_csv
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DEFAULT_CONFIG, Publisher
@@ -31,23 +32,18 @@ from producers.encoding import make_serializer
 from producers.events import Governance
 from producers.file_source import FileOptions, produce_file
 from producers.rejects import RejectsFile
-from producers.synthetic import write_person_csv
 from producers.tracker import ChangeTracker
 from schemas.config import Settings, load_settings
+from schemas.topics import TopicNames
 
 AGENCY = "police-ctu"
 PARTITIONS = 6
 
 
-def register(bench: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = bench.add_parser(
-        "produce",
-        help="events/s of tipsync produce vs Kafka's Java ProducerPerformance, one core",
-    )
+def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cpu", type=int, default=0, help="the CPU both runs are pinned to")
     parser.add_argument("--skip-java", action="store_true")
-    parser.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -58,21 +54,22 @@ def run_bench(args: argparse.Namespace) -> int:
         write_person_csv(data.with_suffix(".tmp"), args.rows).rename(data)
     os.sched_setaffinity(0, {args.cpu})
     run_id = uuid.uuid4().hex[:8]
-    prefix = f"bench-{run_id}."
-    topics = [prefix + f"tip.agency.{AGENCY}.{entity}" for entity in ("person", "link")]
+    names = TopicNames(f"bench-{run_id}")
+    topics = [names.agency(AGENCY, entity) for entity in ("person", "link")]
+    java_topic = names.internal("java")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    _create_topics(admin, [*topics, prefix + "java"])
+    _create_topics(admin, [*topics, java_topic])
     try:
-        python = _python_run(settings, data, prefix)
+        python = _python_run(settings, data, names)
         print(json.dumps({"python": python}), flush=True)
         figures: dict[str, Any] = {"python": python}
         if not args.skip_java:
             record_size = round(python["avg_value_bytes"])
-            java = _java_run(settings, prefix + "java", python["events"], record_size)
+            java = _java_run(settings, java_topic, python["events"], record_size)
             figures["java"] = java
             figures["ratio"] = round(python["events_per_second"] / java["records_per_second"], 3)
     finally:
-        admin.delete_topics([*topics, prefix + "java"])
+        admin.delete_topics([*topics, java_topic])
     _print_table(figures, args)
     print(json.dumps(figures), flush=True)
     return 0
@@ -86,7 +83,7 @@ def _create_topics(admin: AdminClient, names: list[str]) -> None:
         future.result(timeout=30)
 
 
-def _python_run(settings: Settings, data: Path, prefix: str) -> dict[str, Any]:
+def _python_run(settings: Settings, data: Path, names: TopicNames) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tipsync-bench-") as home:
         folder = source_folder(Path(home), AGENCY, "person", str(data))
         store = CheckpointStore(folder, str(data))
@@ -96,7 +93,7 @@ def _python_run(settings: Settings, data: Path, prefix: str) -> dict[str, Any]:
         serialize = make_serializer(settings, [Entity.PERSON, Entity.LINK], AGENCY, governance)
         tracker = ChangeTracker(
             AGENCY, store, publisher, serialize,
-            lambda entity: prefix + f"tip.agency.{AGENCY}.{entity.value}", governance,
+            lambda entity: names.agency(AGENCY, entity.value), governance,
         )
         started = time.perf_counter()
         cpu_started = time.process_time()

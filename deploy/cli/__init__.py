@@ -1,7 +1,8 @@
 """The ``tipsync`` command: one entry point for every stage of the pipeline.
 
-Each stage owns its subcommands in its own module, which exposes ``register(subparsers)``;
-this file only lists them, so changing one stage never means reading the others.
+Every command's face (its options, help and exit codes) lives in one module of this package,
+which exposes ``register(subparsers)``; this file only lists them. What a command does lives in
+the runtime package or the ``deploy`` folder it belongs to.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ from collections.abc import Sequence
 
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
-    "deploy.stack.commands",
-    "schemas.commands",
-    "deploy.run_demo",
-    "deploy.bench_e2e",
-    "deploy.pipeline",
-    "deploy.demo.commands",
-    "deploy.operations.commands",
-    "producers.commands",
-    "deploy.bench_er_pipeline",
-    "streams.stream_commands",
-    "streams.model_commands",
-    "sinks.commands",
+    "deploy.cli.stack",
+    "deploy.cli.contract",
+    "deploy.cli.demo",
+    "deploy.cli.run",
+    "deploy.cli.generate",
+    "deploy.cli.operations",
+    "deploy.cli.produce",
+    "deploy.cli.stream",
+    "deploy.cli.model",
+    "deploy.cli.sink",
+    "deploy.cli.bench",
 )
 
 
@@ -51,6 +51,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,10 +43,10 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench.stream_harness import StreamHarness
 from deploy.demo.names import FAMILY, FEMALE_GIVEN, MALE_GIVEN
 from schemas.config import load_settings
 from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
-from streams.harness import StreamHarness
 from streams.snapshot import REBUILT_LINE, snapshot_directory
 
 # tipsync's invented name lists (deploy/demo): ~220 given and ~160 family names, so a new
@@ -162,7 +162,7 @@ def bench_ingest(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
         first_time = first_count = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            count = harness.count("reconciled.case")
+            count = harness.count(harness.topics.reconciled("case"))
             now = time.monotonic()
             if count and first_time is None:
                 first_time, first_count = now, count
@@ -197,10 +197,10 @@ def bench_ingest(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def _committed(harness: StreamHarness) -> int:
     consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
-                         "group.id": f"{harness.prefix}.internal.stream"})
+                         "group.id": harness.topics.stream_group})
     try:
         [partition] = consumer.committed(
-            [TopicPartition(harness.topic("internal.resolve"), 0)], timeout=10
+            [TopicPartition(harness.topics.resolve, 0)], timeout=10
         )
         return max(partition.offset, 0)
     finally:
@@ -209,7 +209,7 @@ def _committed(harness: StreamHarness) -> int:
 
 def _wait_resolved(harness: StreamHarness, total: int, timeout: float) -> None:
     harness.wait_for(
-        lambda: harness.count("internal.resolve") >= total and _committed(harness) >= total,
+        lambda: harness.count(harness.topics.resolve) >= total and _committed(harness) >= total,
         timeout=timeout, what=f"{total} people resolved",
     )
 
@@ -264,7 +264,7 @@ def _preload_people(harness: StreamHarness, people: int, rng: random.Random) -> 
     resolve topic, as ingest forwards them, and give the worker's consumer group the offset
     after them: to the worker they are people resolved before it (re)started. Returns the
     number of source records (messages) put there."""
-    topic = harness.topic("internal.resolve")
+    topic = harness.topics.resolve
     create_topics(harness.settings.kafka_bootstrap, [
         TopicSpec(topic, 1, TopicSettings.from_environment().replication_factor,
                   compacted_config()),
@@ -281,7 +281,7 @@ def _preload_people(harness: StreamHarness, people: int, rng: random.Random) -> 
             if records % 10_000 == 0:
                 harness.producer.poll(0)
     harness.flush()
-    group = f"{harness.prefix}.internal.stream"
+    group = harness.topics.stream_group
     admin = AdminClient({"bootstrap.servers": harness.settings.kafka_bootstrap})
     futures = admin.alter_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, records)])]
@@ -438,7 +438,7 @@ def _time_restarts(harness: StreamHarness, args: argparse.Namespace, extra: list
     each to its first new output."""
     figures: dict[str, Any] = {}
     snapshots = snapshot_directory(
-        harness.settings.home / "streams" / f"{harness.prefix}.internal.stream" / "worker-0"
+        harness.settings.home / "streams" / harness.topics.stream_group / "worker-0"
     )
     for label in ("snapshot", "topic"):
         if label == "topic":
@@ -469,8 +469,8 @@ def _output_times(harness: StreamHarness, keys: set[str]) -> (
     dict[str, float]
 ):
     """Source key -> timestamp (ms) of its first mapping message, for the keys asked."""
-    topic = harness.topic("internal.person-mapping")
-    total = harness.count("internal.person-mapping")
+    topic = harness.topics.person_mapping
+    total = harness.count(harness.topics.person_mapping)
     consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
                          "group.id": f"{harness.prefix}-times", "enable.auto.commit": False})
     found: dict[str, float] = {}

@@ -30,6 +30,7 @@ from schemas.config import Settings
 from schemas.registration import register_all
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
+from schemas.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,7 @@ class StreamHarness:
     ) -> None:
         self.settings = settings
         self.prefix = prefix or f"s{uuid.uuid4().hex[:10]}"
+        self.topics = TopicNames(self.prefix)
         self.agencies = tuple(agencies)
         self.entities = tuple(entities)
         self.partitions = partitions
@@ -76,11 +78,7 @@ class StreamHarness:
     # ------------------------------------------------------------------ topics
 
     def agency_topic(self, agency_id: str, entity: str) -> str:
-        return f"{self.prefix}.agency.{agency_id}.{entity}"
-
-    def topic(self, suffix: str) -> str:
-        """``reconciled.person``, ``dlq.ingest``, ``internal.resolve`` ... under the prefix."""
-        return f"{self.prefix}.{suffix}"
+        return self.topics.agency(agency_id, entity)
 
     def setup(self) -> StreamHarness:
         register_all(self.registry)  # idempotent: the governed schemas, as production has them
@@ -102,7 +100,7 @@ class StreamHarness:
                 worker.wait()
         names = [
             name for name in self.admin.list_topics(timeout=15).topics
-            if name.startswith(self.prefix + ".")
+            if self.topics.owns(name)
         ]
         if names:
             for future in self.admin.delete_topics(names, operation_timeout=30).values():
@@ -113,7 +111,7 @@ class StreamHarness:
             self._watcher.close()
         self.registry.close()
         # the workers' table state of this prefix (logs stay, for a failed run's post-mortem)
-        shutil.rmtree(Path(self.settings.home) / "streams" / f"{self.prefix}.internal.stream",
+        shutil.rmtree(Path(self.settings.home) / "streams" / self.topics.stream_group,
                       ignore_errors=True)
 
     # ------------------------------------------------------------------ publishing
@@ -157,7 +155,7 @@ class StreamHarness:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{self.prefix}-worker-{index}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, *command, "stream", "--prefix", self.prefix,
+            [sys.executable, *command, "stream", "--topic-root", self.prefix,
              "--worker-index", str(index), "--store", store, "--metrics-port", "0",
              "--discovery-interval", "5", *extra],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -172,9 +170,8 @@ class StreamHarness:
 
     # ------------------------------------------------------------------ reading
 
-    def read(self, suffix: str, timeout: float = 5.0) -> list[Received]:
-        """Every message of ``<prefix>.<suffix>`` now (all partitions, from the start)."""
-        topic = self.topic(suffix)
+    def read(self, topic: str, timeout: float = 5.0) -> list[Received]:
+        """Every message of ``topic`` now (all partitions, from the start)."""
         consumer = Consumer({
             "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"{self.prefix}-read",
             "enable.auto.commit": False,
@@ -217,12 +214,12 @@ class StreamHarness:
         """The record of a wire-format value, or None for a tombstone."""
         return None if value is None else self.deserializer(value).record
 
-    def latest(self, suffix: str) -> dict[str, Any]:
+    def latest(self, topic: str) -> dict[str, Any]:
         """The compacted view of an output: key -> latest value (None for a tombstone)."""
         view: dict[str, Any] = {}
-        for message in sorted(self.read(suffix), key=lambda m: (m.partition, m.offset)):
+        for message in sorted(self.read(topic), key=lambda m: (m.partition, m.offset)):
             key = (message.key or b"").decode()
-            if suffix.startswith("internal."):
+            if topic.startswith(self.topics.internal_prefix):
                 view[key] = None if message.value is None else json.loads(message.value)
             else:
                 view[key] = self.decode(message.value)
@@ -244,9 +241,8 @@ class StreamHarness:
             time.sleep(0.5)
         raise TimeoutError(f"{what} did not appear within {timeout:g} s; see {self.logs}")
 
-    def count(self, suffix: str) -> int:
-        """Messages in ``<prefix>.<suffix>`` now (sum over partitions of high - low)."""
-        topic = self.topic(suffix)
+    def count(self, topic: str) -> int:
+        """Messages in ``topic`` now (sum over partitions of high - low)."""
         if self._watcher is None:
             self._watcher = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
                                       "group.id": f"{self.prefix}-count"})
@@ -267,11 +263,11 @@ class StreamHarness:
     def caught_up(self) -> bool:
         """Has the app committed every message of its agency topics and its resolve topic?"""
         if self._watcher is None:
-            self.count("internal.resolve")
+            self.count(self.topics.resolve)
         assert self._watcher is not None
         names = [self.agency_topic(a, e) for a in self.agencies for e in self.entities]
         partitions = [TopicPartition(name, p) for name in names for p in range(self.partitions)]
-        partitions.append(TopicPartition(self.topic("internal.resolve"), 0))
+        partitions.append(TopicPartition(self.topics.resolve, 0))
         try:
             ends = {
                 (tp.topic, tp.partition): self._watcher.get_watermark_offsets(
@@ -282,7 +278,7 @@ class StreamHarness:
         except KafkaException:
             return False  # the resolve topic is not there until a worker created it
         group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                          "group.id": f"{self.prefix}.internal.stream"})
+                          "group.id": self.topics.stream_group})
         try:
             committed = group.committed(partitions, timeout=10)
         finally:
@@ -291,12 +287,12 @@ class StreamHarness:
             max(tp.offset, 0) >= ends[(tp.topic, tp.partition)] for tp in committed
         )
 
-    def committed(self, suffix: str, partition: int = 0) -> int:
-        """The offset the app's consumer group committed on ``<prefix>.<suffix>``."""
+    def committed(self, topic: str, partition: int = 0) -> int:
+        """The offset the app's consumer group committed on ``topic``."""
         group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                          "group.id": f"{self.prefix}.internal.stream"})
+                          "group.id": self.topics.stream_group})
         try:
-            [committed] = group.committed([TopicPartition(self.topic(suffix), partition)],
+            [committed] = group.committed([TopicPartition(topic, partition)],
                                           timeout=10)
             return max(committed.offset, 0)
         finally:

@@ -35,8 +35,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from deploy.bench.stream import person_event
 from schemas.agencies import load_agencies
-from streams.bench_stream import person_event
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
 from streams.resolve.blocking import cap_for

@@ -100,15 +100,6 @@ class Pipeline:
         self.stop()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    run = subparsers.add_parser(
-        "run",
-        help="run the stream processors and the sink together in the foreground "
-             "(one machine; Ctrl-C stops both cleanly)",
-    )
-    run.set_defaults(func=run_pipeline)
-
-
 def run_pipeline(args: argparse.Namespace) -> int:
     settings = load_settings()
     pipeline = Pipeline(settings)

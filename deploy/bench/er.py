@@ -12,7 +12,7 @@ pairs that the blocking put side by side for direct scoring.
 
 This harness drives the resolver in-process. ``--through-pipeline`` also sends the same
 records through producer, Kafka, the stream app and the sink on a private stack; that driver
-lives in ``deploy/bench_er_pipeline.py`` (which registers the command, since ``streams`` never
+lives in ``deploy/bench/er_pipeline.py`` (which registers the command, since ``streams`` never
 imports ``deploy``) and is handed to ``run`` as a function.
 """
 

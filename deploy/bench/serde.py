@@ -19,6 +19,7 @@ import fastavro
 from schemas.catalogue import governed_schema
 from schemas.examples import example_event
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaRegistry
+from schemas.topics import agency_topic
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _bench_confluent(registry_url: str, event: dict[str, Any], records: int) -> 
         },
     )
     deserializer = ConfluentDeserializer(client)
-    context = SerializationContext("tip.agency.police-ctu.person", MessageField.VALUE)
+    context = SerializationContext(agency_topic("police-ctu", "person"), MessageField.VALUE)
     data = serializer(event, context)
     assert data is not None
     return [

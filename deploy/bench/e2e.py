@@ -42,10 +42,9 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
-from deploy.operations.offsets import OffsetReader, OperationsError
-from deploy.pipeline import Pipeline, PipelineError
-from deploy.run_demo import (
+from deploy.demo.run import (
     DEMO_SEED,
     LIVE_AGENCY,
     PIPELINE_GROUPS,
@@ -58,11 +57,12 @@ from deploy.run_demo import (
     say,
     wait_for_drain,
 )
+from deploy.operations.offsets import OffsetReader, OperationsError
+from deploy.operations.supervisor import Pipeline, PipelineError
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
-from schemas.bench import cpu_model
 from schemas.config import Settings, load_settings
-from schemas.topics import INTERNAL_PREFIX, agency_topic
+from schemas.topics import TOPICS, agency_topic
 
 FULL_SIZE_PEOPLE = 525_000  # about 1,000,000 person records
 PRODUCER_PROCESSES = 2
@@ -88,14 +88,7 @@ class BenchError(Exception):
 # --------------------------------------------------------------------------- command
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from producers.commands import bench_subparsers
-
-    parser = bench_subparsers(subparsers).add_parser(
-        "e2e",
-        help="end to end on a private stack: backfill of agency files into PostgreSQL "
-             "(events/s, total time) and freshness at a steady rate (p50/p99)",
-    )
+def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--people", type=int, default=FULL_SIZE_PEOPLE,
                         help=f"true people (about 1.9 person records each; default "
                              f"{FULL_SIZE_PEOPLE:,}, about 1M records)")
@@ -123,7 +116,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--kafka-port", type=int, default=PRIVATE_PORTS["kafka"])
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
     parser.add_argument("--postgres-port", type=int, default=PRIVATE_PORTS["postgres"])
-    parser.set_defaults(func=run_bench_e2e)
 
 
 def run_bench_e2e(args: argparse.Namespace) -> int:
@@ -267,7 +259,7 @@ def warm_up(settings: Settings, stream_arguments: Sequence[str]) -> None:
         while time.monotonic() - began < READY_TIMEOUT_SECONDS:
             pipeline.check()
             topics = admin.list_topics(timeout=10).topics
-            if any(name.startswith(INTERNAL_PREFIX) and name.endswith(CHANGELOG_SUFFIX)
+            if any(name.startswith(TOPICS.internal_prefix) and name.endswith(CHANGELOG_SUFFIX)
                    for name in topics):
                 break
             time.sleep(1.0)

@@ -25,14 +25,14 @@ from typing import Any
 
 import psycopg
 
-from schemas.bench import cpu_model
+from deploy.bench.scratch import scratch_database
+from deploy.bench.serde import cpu_model
 from schemas.config import Settings
 from sinks import store
 from sinks.batch import Decode, Message, golden_id_of, prepare_batch
 from sinks.consumer import SinkOptions
 from sinks.migrate import migrate
 from sinks.records import golden_rows
-from sinks.scratch import scratch_database
 from sinks.tables import PERSON
 
 GIVEN_NAMES = ("Tamika", "Kevin", "Keisha", "Marlon", "Shanice", "Andre", "Simone", "Damion",

@@ -1,0 +1,96 @@
+"""``tipsync bench``: every benchmark, each a command that prints its figures.
+
+The benchmarks themselves live in ``deploy/bench/``; this module only lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from schemas.config import load_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = subparsers.add_parser("bench", help="benchmarks that print figures")
+    benchmarks = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    bench.set_defaults(func=lambda _args: bench.print_help() or 2)
+
+    serde = benchmarks.add_parser(
+        "serde", help="Avro encode/decode records/s: fastavro vs confluent-kafka, one core"
+    )
+    serde.add_argument("--records", type=int, default=50_000, help="records per measure")
+    serde.set_defaults(func=_bench_serde)
+
+    from deploy.bench import produce
+
+    parser = benchmarks.add_parser(
+        "produce",
+        help="events/s of tipsync produce vs Kafka's Java ProducerPerformance, one core",
+    )
+    produce.register_arguments(parser)
+    parser.set_defaults(func=produce.run_bench)
+
+    from deploy.bench import er_pipeline
+
+    parser = benchmarks.add_parser(
+        "er",
+        help="entity resolution quality (precision, recall, F1, blocking recall) on the "
+        "FEBRL sets, against Splink; --through-pipeline also through producer, Kafka, "
+        "stream app and sink on a private stack",
+    )
+    er_pipeline.register_arguments(parser)
+    parser.set_defaults(func=er_pipeline.run_bench_er)
+
+    from deploy.bench import stream
+
+    parser = benchmarks.add_parser(
+        "stream",
+        help="ingest events/s per worker through Kafka, and resolve records/s with people "
+        "already resolved",
+    )
+    stream.register_arguments(parser)
+    parser.set_defaults(func=stream.run)
+
+    from deploy.bench import resolve
+
+    parser = benchmarks.add_parser(
+        "resolve",
+        help="resolve records/s in-process (no Kafka) with people already resolved",
+    )
+    resolve.register_arguments(parser)
+    parser.set_defaults(func=resolve.run)
+
+    sink = benchmarks.add_parser(
+        "sink", help="sink write path rows/s against a plain COPY ceiling (1M changes)"
+    )
+    sink.add_argument("--changes", type=int, default=1_000_000)
+    sink.add_argument("--keys", type=int, default=100_000)
+    sink.add_argument("--batch-size", type=int, default=None,
+                      help="changes per transaction (default: the sink's)")
+    sink.add_argument("--seed", type=int, default=7)
+    sink.set_defaults(func=_bench_sink)
+
+    from deploy.bench import e2e
+
+    parser = benchmarks.add_parser(
+        "e2e",
+        help="end to end on a private stack: backfill of agency files into PostgreSQL "
+             "(events/s, total time) and freshness at a steady rate (p50/p99)",
+    )
+    e2e.register_arguments(parser)
+    parser.set_defaults(func=e2e.run_bench_e2e)
+
+
+def _bench_serde(args: argparse.Namespace) -> int:
+    from deploy.bench.serde import bench_serde, pin_to_one_core, report
+
+    pinned = pin_to_one_core()
+    measures, size = bench_serde(load_settings().registry_url, args.records)
+    print(report(measures, size, pinned))
+    return 0
+
+
+def _bench_sink(args: argparse.Namespace) -> int:
+    from deploy.bench.sink import run_benchmark
+
+    return run_benchmark(load_settings(), args.changes, args.keys, args.batch_size, args.seed)
