@@ -28,7 +28,7 @@ import phonenumbers
 
 from producers.canonical import Choice
 from schemas.enums import PARISH_NAMES, DatePrecision, Parish
-from schemas.models import COUNTRY_CODES, EMAIL_PATTERN
+from schemas.values import COUNTRY_CODES, EMAIL_PATTERN
 
 # How many distinct values each memoised parser remembers: enough for the repeated values of a
 # large export, not every unique one (a full cache of phone numbers holds about 14 MB).

@@ -20,7 +20,8 @@ import fastavro
 
 from schemas.avro import avro_schema, schema_file_text, schema_text
 from schemas.entities import ENTITIES, RECONCILED_OUTPUTS, RECONCILED_PREFIX, SCHEMA_NAMES
-from schemas.models import EVENT_MODELS, RECONCILED_MODELS, ContractModel
+from schemas.models import EVENT_MODELS, ContractModel
+from schemas.reconciled import RECONCILED_MODELS
 
 AVSC_DIRECTORY = Path(__file__).resolve().parent / "avsc"
 

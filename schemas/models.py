@@ -24,16 +24,12 @@ serializer writes.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Collection, Mapping
-from datetime import UTC, date, datetime
-from typing import Annotated, Any, ClassVar, Self
+from datetime import date
+from typing import Any, ClassVar, Self
 
-import phonenumbers
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -42,12 +38,11 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.agencies import UnknownAgencyError, validate_agency_id
+from schemas.agencies import UnknownAgencyError
 from schemas.entities import (
     AGENCY_NAMESPACE,
     COMMON_NAMESPACE,
     ENTITIES,
-    RECONCILED_NAMESPACE,
     check_entity,
 )
 from schemas.enums import (
@@ -60,102 +55,21 @@ from schemas.enums import (
     LegalBasis,
     LinkRole,
     LocationRole,
-    MatchOutcome,
     Operation,
     OrganisationType,
-    Parish,
     ReportChannel,
     Sex,
-    parish_from_text,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Value types: each checks one kind of value and says what was expected.
-
-
-def _check_uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError(
-            f"'{value}' is not a UUID (expected 36 characters like "
-            "'123e4567-e89b-42d3-a456-426614174000')"
-        ) from None
-
-
-def _utc_millis(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"'{value.isoformat()}' has no time zone (add one, e.g. '-05:00' for Jamaica or 'Z')"
-        )
-    # Avro timestamp-millis keeps milliseconds; dropping the rest here makes a round trip exact.
-    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-# ISO 3166-1 alpha-2: the regions the phone-number library knows, less its two non-ISO ones,
-# plus the territories that have no telephone service of their own.
-COUNTRY_CODES: frozenset[str] = frozenset(
-    (phonenumbers.SUPPORTED_REGIONS - {"AC", "TA"}) | {"AQ", "BV", "GS", "HM", "PN", "TF", "UM"}
+from schemas.values import (
+    AgencyId,
+    CountryCode,
+    EmailAddress,
+    ParishSymbol,
+    PhoneNumber,
+    Text,
+    Timestamp,
+    Uuid,
 )
-
-
-def _check_country(value: str) -> str:
-    code = value.strip().upper()
-    if code not in COUNTRY_CODES:
-        raise ValueError(
-            f"'{value}' is not an ISO 3166 alpha-2 country code (expected two letters, e.g. JM)"
-        )
-    return code
-
-
-E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-def _check_phone(value: str) -> str:
-    if not E164_PATTERN.match(value):
-        raise ValueError(
-            f"'{value}' is not an E.164 phone number "
-            "(expected '+', the country code and the number, digits only, e.g. +18765550123)"
-        )
-    if not phonenumbers.is_possible_number(phonenumbers.parse(value)):
-        raise ValueError(f"'{value}' has the wrong number of digits for its country code")
-    return value
-
-
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _check_email(value: str) -> str:
-    address = value.strip().lower()
-    if not EMAIL_PATTERN.match(address):
-        raise ValueError(f"'{value}' is not an email address (expected name@domain.tld)")
-    return address
-
-
-def _check_text(value: str) -> str:
-    text = value.strip()
-    if not text:
-        raise ValueError("is empty (leave the field out, or null, when there is no value)")
-    if any(ord(character) < 32 and character not in "\n\t" for character in text):
-        raise ValueError("contains control characters (remove them at the source)")
-    return text
-
-
-def _parish(value: object) -> object:
-    # Agencies write parishes as people do ('St. Andrew'); the contract keeps the symbol.
-    if isinstance(value, str) and value not in Parish.__members__:
-        return parish_from_text(value).value
-    return value
-
-
-Uuid = Annotated[str, AfterValidator(_check_uuid)]
-Timestamp = Annotated[datetime, AfterValidator(_utc_millis)]
-CountryCode = Annotated[str, AfterValidator(_check_country)]
-PhoneNumber = Annotated[str, AfterValidator(_check_phone)]
-EmailAddress = Annotated[str, AfterValidator(_check_email)]
-Text = Annotated[str, AfterValidator(_check_text)]
-AgencyId = Annotated[str, AfterValidator(validate_agency_id)]
-ParishSymbol = Annotated[Parish, BeforeValidator(_parish)]
 
 # Each field's ``description`` becomes its Avro ``doc``; ``json_schema_extra={"htcds": ...}``
 # names its HTCDS v2 counterpart, listed in docs/DATA_MODEL.md.
@@ -595,156 +509,6 @@ EVENT_MODELS: dict[str, type[EventEnvelope]] = {
     "link": LinkEvent,
 }
 assert tuple(EVENT_MODELS) == ENTITIES
-
-# ---------------------------------------------------------------------------------------------
-# Reconciled records (streams -> sink).
-
-
-class SourceRecord(ContractModel):
-    """One agency record that contributes to a golden record."""
-
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceRecord"
-
-    agency_id: str = Field(description="Agency that holds the record.")
-    source_record_id: str = Field(description="The record's id in that agency.")
-    source_version: int = Field(description="Latest version of it that was applied.")
-    event_time: Timestamp = Field(description="When that version changed at the agency.")
-    deleted: bool = Field(False, description="True once the agency deleted the record.")
-
-
-class FieldLineage(ContractModel):
-    """Where one golden field's value came from."""
-
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.FieldLineage"
-
-    field: str = Field(description="Golden field name, e.g. date_of_birth.")
-    agency_id: str = Field(description="Agency whose value survived.")
-    source_record_id: str = Field(description="Record the value came from.")
-    source_version: int = Field(description="Version of that record.")
-    event_time: Timestamp = Field(description="When that version changed at the agency.")
-
-
-class GoldenRecordFields(ContractModel):
-    """What every golden record carries besides its entity's fields."""
-
-    golden_version: int = Field(
-        ge=0, description="Increases with every change of this golden record."
-    )
-    classification: Classification = Field(
-        Classification.VICTIM_PROTECTED,
-        description="Most protective classification among the sources.",
-    )
-    sources: list[SourceRecord] = Field([], description="Every agency record merged into this one.")
-
-
-class GoldenPerson(PersonPayload, GoldenRecordFields):
-    """A person as the task force sees them, across agencies. Key: person_id."""
-
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenPerson"
-    key_field: ClassVar[str | None] = "person_id"
-
-    person_id: Uuid = Field(description="Stable golden id; the older id survives a merge.")
-    merged_into: Uuid | None = Field(
-        None,
-        description="Set when this id was merged into a surviving one; the rest is then empty.",
-    )
-    first_seen: Timestamp = Field(
-        description="When the first source record of this person arrived."
-    )
-    last_updated: Timestamp = Field(description="When this golden record last changed.")
-    lineage: list[FieldLineage] = Field(
-        [], description="For each golden field, the source its value came from."
-    )
-
-
-class GoldenCase(CasePayload, GoldenRecordFields):
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenCase"
-    key_field: ClassVar[str | None] = "case_id"
-    case_id: Uuid = Field(
-        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
-    )
-
-
-class GoldenReport(ReportPayload, GoldenRecordFields):
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenReport"
-    key_field: ClassVar[str | None] = "report_id"
-    report_id: Uuid = Field(
-        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
-    )
-
-
-class GoldenOrganisation(OrganisationPayload, GoldenRecordFields):
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenOrganisation"
-    key_field: ClassVar[str | None] = "organisation_id"
-    organisation_id: Uuid = Field(
-        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
-    )
-
-
-class GoldenLocation(LocationPayload, GoldenRecordFields):
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLocation"
-    key_field: ClassVar[str | None] = "location_id"
-    location_id: Uuid = Field(
-        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
-    )
-
-
-class GoldenLink(GoldenRecordFields):
-    """A link between two golden records (both ends are golden ids)."""
-
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.GoldenLink"
-    key_field: ClassVar[str | None] = "link_id"
-
-    link_id: Uuid = Field(
-        description="Golden id: uuid5 of '<agency_id>:<source_record_id>' for now."
-    )
-    from_entity: EntityType = Field(description="Entity type of the start.")
-    from_id: Uuid = Field(description="Golden id of the start (person_id, case_id, ...).")
-    to_entity: EntityType = Field(description="Entity type of the end.")
-    to_id: Uuid = Field(description="Golden id of the end.")
-    link_role: LinkRole = Field(
-        LinkRole.OTHER,
-        description="What the link says.",
-        json_schema_extra={"htcds": "per_RoleInProcess"},
-    )
-    valid_from: date | None = Field(None, description="First day the relation held.")
-    valid_to: date | None = Field(None, description="Last day the relation held.")
-
-
-class SourceKey(ContractModel):
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.SourceKey"
-
-    agency_id: str = Field(description="Agency of the record.")
-    source_record_id: str = Field(description="The record's id in that agency.")
-
-
-class MatchDecision(ContractModel):
-    """Why entity resolution linked (or did not link) two source records."""
-
-    avro_name: ClassVar[str] = f"{RECONCILED_NAMESPACE}.MatchDecision"
-
-    left: SourceKey = Field(description="One record of the pair.")
-    right: SourceKey = Field(description="The other record of the pair.")
-    score: float = Field(description="Overall match score.")
-    features: dict[str, float] = Field(
-        {}, description="Per-field contribution to the score (name -> weight)."
-    )
-    rule: str = Field(description="Name of the rule or model version that decided.")
-    decision: MatchOutcome = Field(
-        MatchOutcome.REVIEW, description="MATCH, NON_MATCH or REVIEW (a human decides)."
-    )
-    decided_at: Timestamp = Field(description="When the decision was taken.")
-
-
-RECONCILED_MODELS: dict[str, type[ContractModel]] = {
-    "person": GoldenPerson,
-    "case": GoldenCase,
-    "report": GoldenReport,
-    "organisation": GoldenOrganisation,
-    "location": GoldenLocation,
-    "link": GoldenLink,
-    "match_decision": MatchDecision,
-}
 
 # ---------------------------------------------------------------------------------------------
 # Validation with errors people can act on.

@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from schemas.dead_letters import Rejected
-from schemas.models import RECONCILED_MODELS
+from schemas.reconciled import RECONCILED_MODELS
 from schemas.topics import source_key
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
 
