@@ -44,13 +44,11 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
-from deploy.demo.run import (
-    DEMO_SEED,
-    LIVE_AGENCY,
+from deploy.demo.run import DEMO_SEED, LIVE_AGENCY, demo_data
+from deploy.operations.drive import (
     PIPELINE_GROUPS,
-    DemoError,
     ProduceResult,
-    demo_data,
+    StepError,
     percentile,
     prepare,
     produce,
@@ -169,7 +167,7 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
                 print_steady(figures["steady"])
         figures["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
         succeeded = True
-    except (BenchError, DemoError, PipelineError, StackError, OperationsError) as error:
+    except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
         print(f"tipsync bench e2e: {error}", file=sys.stderr)
     finally:
         if not args.keep_stack:

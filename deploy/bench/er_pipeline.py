@@ -92,7 +92,7 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
 def run_bench_er(args: argparse.Namespace) -> int:
     from deploy.bench import er as bench_er
     from deploy.bench.e2e import BenchError
-    from deploy.demo.run import DemoError
+    from deploy.operations.drive import StepError
     from deploy.operations.offsets import OperationsError
     from deploy.operations.supervisor import PipelineError
     from deploy.stack.layout import StackError
@@ -111,7 +111,7 @@ def run_bench_er(args: argparse.Namespace) -> int:
 
     try:
         return bench_er.run(args, through_pipeline)
-    except (BenchError, DemoError, PipelineError, StackError, OperationsError) as error:
+    except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
         print(f"tipsync bench er: {error}", file=sys.stderr)
         return 1
 
@@ -223,7 +223,7 @@ def resolve_through_pipeline(
 
     from deploy.bench.e2e import BenchError, wait_until_consuming, warm_up
     from deploy.bench.er import fit_model
-    from deploy.demo.run import prepare, produce_all, read_predicted, wait_for_drain
+    from deploy.operations.drive import prepare, produce_all, read_predicted, wait_for_drain
     from deploy.operations.supervisor import Pipeline
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings

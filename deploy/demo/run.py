@@ -21,72 +21,38 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from deploy.demo.generate import ExportFile, Manifest, generate
+from deploy.demo.generate import Manifest, generate
 from deploy.demo.world import PHONE_EXCHANGES
+from deploy.operations.drive import (
+    ProduceResult,
+    StepError,
+    checked,
+    percentile,
+    prepare,
+    produce_all,
+    read_predicted,
+    say,
+    wait_for_drain,
+)
 from deploy.operations.supervisor import Pipeline, PipelineError
 from deploy.stack.layout import StackError, StateLayout
-from deploy.stack.stack import LocalStack
 from schemas.config import Settings, load_settings
-from schemas.topics import TOPICS
 
 DEMO_SEED = 20261130
 DEMO_PEOPLE = 1500
 LIVE_AGENCY = "police-ctu"  # exports the canonical columns, so live rows need no mapping
-PRODUCER_CONCURRENCY = 3
-DRAIN_TIMEOUT_SECONDS = 600
-# The pipeline's consumer groups (the stream app's id and the sink's default group); named
-# explicitly so leftovers of other runs on a shared broker never hold the demo up.
-PIPELINE_GROUPS = (TOPICS.stream_group, TOPICS.sink_group)
-
-
-class DemoError(Exception):
-    """A demo step failed; the message names the step and what to look at."""
-
-
-# --------------------------------------------------------------------------- steps
-
-
-def tipsync(*arguments: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run one ``tipsync`` command as a separate process, as an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *arguments],
-        capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
-    )
-
-
-def checked(step: str, *arguments: str, timeout: float = 900) -> str:
-    result = tipsync(*arguments, timeout=timeout)
-    if result.returncode != 0:
-        raise DemoError(
-            f"{step} (`tipsync {' '.join(arguments)}`) failed with exit {result.returncode}:\n"
-            f"{(result.stderr or result.stdout).strip()[-3000:]}"
-        )
-    return result.stdout
-
-
-def prepare(settings: Settings) -> None:
-    report = LocalStack(settings).up()
-    say(f"stack up ({report.seconds:.1f}s)")
-    checked("registering the schemas", "schemas", "register")
-    checked("creating the topics", "topics", "create")
-    checked("migrating the reconciled store", "db", "migrate")
-    say("schemas registered, topics created, store migrated")
 
 
 def demo_data(settings: Settings, people: int, seed: int) -> Manifest:
@@ -96,45 +62,7 @@ def demo_data(settings: Settings, people: int, seed: int) -> Manifest:
     return generate(out_dir, people=people, seed=seed, updates=True)
 
 
-@dataclass
-class ProduceResult:
-    file: ExportFile
-    summary: dict[str, Any]
-
-
-def produce(file: ExportFile, full_export: bool) -> ProduceResult:
-    arguments = ["produce", "--agency", file.agency, "--entity", file.entity,
-                 "--file", str(file.path), "--no-progress"]
-    if file.mapping is not None:
-        arguments += ["--mapping", str(file.mapping)]
-    if full_export:
-        arguments.append("--full-export")
-    output = checked(f"publishing {file.agency}'s {file.entity} export", *arguments)
-    return ProduceResult(file, json.loads(output.strip().splitlines()[-1]))
-
-
-def produce_all(files: Sequence[ExportFile], full_export: bool) -> list[ProduceResult]:
-    # Agencies publish side by side, as they would in the field.
-    with ThreadPoolExecutor(PRODUCER_CONCURRENCY) as pool:
-        return list(pool.map(lambda file: produce(file, full_export), files))
-
-
-def wait_for_drain(timeout: float = DRAIN_TIMEOUT_SECONDS) -> float:
-    began = time.monotonic()
-    groups = [argument for group in PIPELINE_GROUPS for argument in ("--group", group)]
-    checked("waiting for the pipeline to drain", "lag", "--wait-zero", "--timeout",
-            str(int(timeout)), *groups, timeout=timeout + 60)
-    return time.monotonic() - began
-
-
 # --------------------------------------------------------------------------- summary
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * percent // 100))
-    return ordered[int(rank) - 1]
 
 
 def pairs(size: int) -> int:
@@ -165,14 +93,6 @@ def read_truth(path: Path) -> dict[tuple[str, str], str]:
             (row["agency_id"], row["source_record_id"]): row["true_person_id"]
             for row in csv.DictReader(handle)
         }
-
-
-def read_predicted(connection: psycopg.Connection[Any]) -> dict[tuple[str, str], str]:
-    rows = connection.execute(
-        "select agency_id, source_record_id, person_id::text "
-        "from reconciled.person_source where not deleted"
-    ).fetchall()
-    return {(agency, record): person for agency, record, person in rows}
 
 
 def summarise(settings: Settings, manifest: Manifest, results: Iterable[ProduceResult]) -> None:
@@ -327,10 +247,6 @@ def wait_visible(connection: psycopg.Connection[Any], entity: str, record_id: st
 # --------------------------------------------------------------------------- command
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     began = time.monotonic()
@@ -350,7 +266,7 @@ def run_demo(args: argparse.Namespace) -> int:
             summarise(settings, manifest, results)
             live_minute(settings, manifest, args.live_seconds)
             pipeline.check()
-    except (DemoError, PipelineError, StackError) as error:
+    except (StepError, PipelineError, StackError) as error:
         print(f"tipsync demo: {error}", file=sys.stderr)
         return 1
     say(f"demo finished in {time.monotonic() - began:.0f}s. Try next:")

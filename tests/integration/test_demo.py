@@ -14,7 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from private_stack import running_private_stack, tipsync
 
 from deploy.demo.generate import Manifest
-from deploy.demo.run import pairwise_accuracy, read_predicted, read_truth
+from deploy.demo.run import pairwise_accuracy, read_truth
+from deploy.operations.drive import read_predicted
 from schemas.config import Settings, load_settings
 from schemas.topics import DLQ_STAGES, TOPICS
 
