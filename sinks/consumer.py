@@ -77,8 +77,10 @@ class SinkOptions:
     @classmethod
     def under(cls, names: TopicNames, **overrides: Any) -> SinkOptions:
         """The options of a sink reading the topics under ``names``' root (tests, staging)."""
-        return cls(topics=default_topics(names), consumer_group=names.sink_group,
-                   dead_letter_topic=names.dlq("sink"), **overrides)
+        values: dict[str, Any] = {"topics": default_topics(names),
+                                  "consumer_group": names.sink_group,
+                                  "dead_letter_topic": names.dlq("sink")}
+        return cls(**{**values, **overrides})
 
 
 @dataclass
