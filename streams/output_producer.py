@@ -7,10 +7,10 @@ producer. aiokafka's producer is pure Python and cost the worker ~60 us of CPU p
 work in C, on threads of its own.
 
 At-least-once is kept the way faust keeps it: before it commits offsets (and when partitions
-are revoked, and when it stops) faust flushes ``app.producer``; ``StreamApp`` makes that flush
-also wait until every message given to this producer is acknowledged. A message that still
-cannot be delivered after librdkafka's retries stops the worker, so no input whose output was
-lost is ever committed.
+are revoked, and when it stops) faust flushes ``app.producer``; ``StreamApp``
+(``streams.app``) makes that flush also wait until every message given to this producer is
+acknowledged. A message that still cannot be delivered after librdkafka's retries stops the
+worker, so no input whose output was lost is ever committed.
 
 Delivery reports are served on the event loop's thread (``poll(0)`` after each message and
 while flushing), so their callbacks may touch the app's state without locks.

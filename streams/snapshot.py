@@ -1,8 +1,8 @@
 """Snapshots of the resolve stage, so a restarted worker does not replay the whole resolve topic.
 
 Without a snapshot a worker that gets the resolve partition loads every message of
-``<prefix>.internal.resolve`` before its committed offset (``StreamApp.rebuild``): minutes at a
-million people. With one, it loads the newest usable snapshot and replays only the messages
+``<prefix>.internal.resolve`` before its committed offset (``streams.recovery``): minutes at
+a million people. With one, it loads the newest usable snapshot and replays only the messages
 after the snapshot's offset.
 
 What a snapshot holds: the resolver's persistent state (``Resolver.to_state``'s content:
@@ -65,7 +65,8 @@ KEEP_SNAPSHOTS: Final = 2
 MAX_WRITE_SHARE: Final = 0.1
 _NAME = re.compile(r"^resolve-(\d{20})\.snapshot$")
 
-# The line StreamApp.rebuild logs when done (the benchmark reads it back from the worker log).
+# The line ResolveRecovery.rebuild (streams.recovery) logs when done (the benchmark reads it
+# back from the worker log).
 REBUILT_LINE: Final = re.compile(
     r"resolve: rebuilt from (?P<records>\d+) records in (?P<seconds>[\d.]+) s "
     r"\((?P<source>[^:]*): (?P<read>\d+) messages read\)"

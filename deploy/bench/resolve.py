@@ -6,7 +6,7 @@ known to a second agency), one record at a time, as the worker feeds it:
 
 1. ``--people`` people are loaded (their records resolved, outputs built and dropped);
 2. like the worker after its rebuild, what is alive is moved out of the garbage collector's
-   way (``gc.freeze``, see ``streams.app.FREEZE_EVERY_RECORDS``);
+   way (``gc.freeze``, see ``streams.recovery.FREEZE_EVERY_RECORDS``);
 3. ``--burst`` new people are resolved one at a time and timed: records per second of wall
    clock and per CPU second of this process (the machine is shared), the time per record
    (p50, p99, max) and the time spent in full garbage collections.

@@ -88,17 +88,17 @@ def run(stack: Settings) -> Iterator[tuple[StreamHarness, int]]:
         harness.teardown()
 
 
-def _golden_versions(harness: StreamHarness, suffix: str, key: str) -> list[int | None]:
+def _golden_versions(harness: StreamHarness, topic: str, key: str) -> list[int | None]:
     return [
         None if message.value is None else harness.decode(message.value)["golden_version"]
-        for message in harness.read(suffix) if message.key == key.encode()
+        for message in harness.read(topic) if message.key == key.encode()
     ]
 
 
 def test_replayed_and_stale_events_are_dropped(run: tuple[StreamHarness, int]) -> None:
     harness, _ = run
     case_one = entity_golden_id("case", POLICE, "C-1")
-    assert _golden_versions(harness, "reconciled.case", case_one) == [1, 2]
+    assert _golden_versions(harness, harness.topics.reconciled("case"), case_one) == [1, 2]
     forwarded = [m.key for m in harness.read(harness.topics.resolve)]
     assert forwarded.count(b"person:police-ctu:P-1") == 1
 

@@ -31,10 +31,10 @@ QUOTED_FIELDS = "Odessa Inventa"
 
 def _install_faults() -> None:
     """Make ingest fail on case C-FAIL and resolve fail on person P-FAIL."""
-    import streams.app
+    import streams.ingest_handler
     import streams.resolve_stage
 
-    golden_entity = streams.app.golden_entity
+    golden_entity = streams.ingest_handler.golden_entity
     person_fields = streams.resolve_stage.person_fields
 
     def failing_golden_entity(event: Any) -> Any:
@@ -47,7 +47,7 @@ def _install_faults() -> None:
             raise KeyError(f"no cluster for {QUOTED_FIELDS}")
         return person_fields(event)
 
-    streams.app.golden_entity = failing_golden_entity  # type: ignore[assignment]
+    streams.ingest_handler.golden_entity = failing_golden_entity  # type: ignore[assignment]
     streams.resolve_stage.person_fields = failing_person_fields  # type: ignore[assignment]
 
 

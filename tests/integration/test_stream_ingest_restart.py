@@ -1,9 +1,10 @@
 """A restarted worker still drops replays: ingest's table comes back from its changelog
 (real stack, real worker processes, topics of this module's own).
 
-Ingest writes its table's changelog itself (``StreamApp._hold``), so this pins what faust
-would otherwise guarantee: a worker restarted on its RocksDB state reads the changelog from
-the offset it noted, and a worker without local state reads it all.
+Ingest writes its table's changelog itself (``streams.ingest_handler``'s
+``IngestHandler._hold``), so this pins what faust would otherwise guarantee: a worker
+restarted on its RocksDB state reads the changelog from the offset it noted, and a worker
+without local state reads it all.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ def test_monitor_refuses_a_bad_port_before_connecting(
 
 
 def test_the_stream_worker_follows_the_same_rule() -> None:
-    from streams.app import StreamOptions
     from streams.metrics import DEFAULT_METRICS_PORT
+    from streams.options import StreamOptions
 
     assert StreamOptions.from_environment({}).metrics_port == DEFAULT_METRICS_PORT
     variable = "TIPSYNC_STREAM_METRICS_PORT"

@@ -12,8 +12,8 @@ import pytest
 
 from schemas.agencies import Agency
 from schemas.examples import EXAMPLE_TIME, example_delete, example_event
-from streams.app import StreamOptions
 from streams.ingest import AgencyEvent, check_event, entity_golden_id
+from streams.options import StreamOptions
 from streams.resolve import Resolver
 from streams.resolve.model_file import (
     DEFAULT_MODEL_FILE,

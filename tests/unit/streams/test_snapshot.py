@@ -16,8 +16,8 @@ import pytest
 from deploy.bench.resolve import checked_people
 from schemas.agencies import load_agencies
 from schemas.examples import example_event
-from streams.app import StreamOptions
 from streams.ingest import AgencyEvent, check_event
+from streams.options import StreamOptions
 from streams.resolve import Resolver
 from streams.resolve_stage import Output, ResolveStage, trust_ranks
 from streams.snapshot import (

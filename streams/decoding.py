@@ -1,0 +1,57 @@
+"""Turning the bytes of an agency event into a checked ``AgencyEvent``, for ingest, resolve
+and resolve's rebuild.
+
+Values travel as raw bytes and are decoded here with the contract's deserializer, so bytes
+that do not decode become dead letters (``Rejected``) instead of crashing an agent. A schema
+registry that cannot be reached is not the message's fault: decoding waits for it rather than
+reject good data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from schemas.dead_letters import Rejected
+from schemas.errors import RegistryUnavailableError, WireFormatError
+from streams.ingest import AgencyEvent, check_event, split_held_key
+
+log = logging.getLogger("tipsync.streams")
+
+REGISTRY_RETRY_SECONDS = 5.0
+
+
+class Deserializer(Protocol):
+    """``schemas.serde.AvroDeserializer``: its result has the decoded ``record``."""
+
+    def __call__(self, data: bytes, expected: str | None = None) -> Any: ...
+
+
+class EventDecoder:
+    def __init__(self, deserializer: Deserializer,
+                 retry_seconds: float = REGISTRY_RETRY_SECONDS) -> None:
+        self._deserializer = deserializer
+        self._retry_seconds = retry_seconds
+
+    async def agency_event(
+        self, value: bytes | None, agency_id: str, entity: str, key: bytes | None
+    ) -> AgencyEvent:
+        """The event of an agency topic's message (its agency and entity come from the
+        topic's name); raises ``Rejected`` for a message that is not a valid event."""
+        while True:
+            try:
+                decoded = self._deserializer(value, expected=entity)  # type: ignore[arg-type]
+                return check_event(agency_id, entity, key, decoded.record)
+            except WireFormatError as error:
+                raise Rejected(error.reason, str(error)) from None
+            except RegistryUnavailableError as error:
+                # Not the message's fault: wait for the registry rather than reject good data.
+                log.error("%s; retrying in %.0f s", error, self._retry_seconds)
+                await asyncio.sleep(self._retry_seconds)
+
+    async def resolve_event(self, key: bytes, value: bytes | None) -> AgencyEvent:
+        """The event of a resolve-topic message, keyed by ingest's held key."""
+        entity, agency_id, _ = split_held_key(key.decode())
+        source_key = key.decode().split(":", 1)[1].encode()
+        return await self.agency_event(value, agency_id, entity, source_key)

@@ -1,0 +1,89 @@
+"""Finding the agency topics on the broker, for ingest's subscription.
+
+faust's ``pattern=`` subscription silently subscribes to nothing (faust-streaming issue #62,
+``# XXX pattern does not work`` in its aiokafka driver), so the app finds the agency topics
+itself: at start and then every ``discovery_interval_seconds`` it lists the broker's topics,
+and adds the new ones matching the agency pattern to the ingest subscription; a new agency
+needs no redeploy, only its topics (``tipsync topics create``).
+
+Ingest's table is partitioned like its input, so every agency topic it reads must have the
+same partition count: the count most agency topics have is chosen, and a topic with another
+count is skipped with an error saying how to fix it. Nothing here knows faust: the app hands
+over the subscription list it gave faust and a callable telling faust that the list grew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient
+
+from schemas.topics import TopicNames, TopicSettings
+
+log = logging.getLogger("tipsync.streams")
+
+
+def agency_topics_on_broker(bootstrap: str, topics: TopicNames) -> dict[str, int]:
+    """Agency topic -> partition count, for the topics the broker has now."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    return {
+        name: len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if topics.parse_agency(name) is not None
+    }
+
+
+def common_partition_count(found: Mapping[str, int]) -> int:
+    """The partition count most agency topics have (the larger one on a tie); with no agency
+    topic yet, the count ``tipsync topics create`` gives new ones (TIPSYNC_PARTITIONS)."""
+    if not found:
+        return TopicSettings.from_environment().partitions
+    counts: dict[int, int] = {}
+    for count in found.values():
+        counts[count] = counts.get(count, 0) + 1
+    return max(counts, key=lambda count: (counts[count], count))
+
+
+def fitting_topics(found: Mapping[str, int], partitions: int) -> list[str]:
+    """The agency topics ingest can read: those with ``partitions`` partitions, sorted."""
+    return sorted(name for name, count in found.items() if count == partitions)
+
+
+def warn_misfits(found: Mapping[str, int], partitions: int) -> None:
+    for name, count in sorted(found.items()):
+        if count != partitions:
+            log.error(
+                "agency topic %s has %d partitions, the other agency topics %d; ingest "
+                "cannot keep its table partitioned like it, so it skips the topic: "
+                "recreate it with %d partitions (TIPSYNC_PARTITIONS)",
+                name, count, partitions, partitions,
+            )
+
+
+@dataclass
+class AgencyDiscovery:
+    """Grows ``subscribed`` (the very list ingest's faust channel reads its topics from) with
+    the agency topics created since the last look."""
+
+    list_topics: Callable[[], Mapping[str, int]]  # agency topic -> partition count, now
+    partitions: int
+    subscribed: list[str] = field(default_factory=list)
+    # called after ``subscribed`` grew (the app: faust's conductor resubscribes on its next
+    # turn)
+    on_new: Callable[[], None] = lambda: None
+
+    async def discover(self) -> list[str]:
+        """Subscribe ingest to agency topics created since the last look; returns them."""
+        found = await asyncio.to_thread(self.list_topics)
+        new = sorted(
+            name for name, count in found.items()
+            if count == self.partitions and name not in self.subscribed
+        )
+        if new:
+            log.warning("ingest subscribes to new agency topics: %s", ", ".join(new))
+            self.subscribed.extend(new)
+            self.on_new()
+        return new

@@ -1,0 +1,74 @@
+"""How one stream worker runs (``StreamOptions``): its topic root, store, ports, discovery
+interval, scoring model file and snapshot schedule.
+
+Kept apart from the app so the CLI, the tests and the benchmarks can build and read options
+without importing faust. The TIPSYNC_* variables it reads are read here and nowhere else in
+``streams``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.config import metrics_port
+from schemas.topics import ROOT, TopicNames
+from streams.metrics import DEFAULT_METRICS_PORT
+from streams.snapshot import SnapshotPolicy
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How one worker runs. ``topic_root`` replaces ``tip`` in every topic name (tests use a
+    root of their own so parallel runs never share topics or consumer groups)."""
+
+    topic_root: str = ROOT
+    app_id: str | None = None  # default '<root>.internal.stream' (also the consumer group)
+    store: str = "rocksdb"  # rocksdb | memory
+    worker_index: int = 0
+    web_port: int | None = None  # None: faust's web server stays off
+    metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint
+    discovery_interval_seconds: float = 30.0
+    partitions: int | None = None  # of agency topics; None: as the broker has them
+    loglevel: str = "warning"
+    # A scoring model file (`tipsync model fit`); None: the reasoned default weights.
+    model_path: str | None = None
+    # Resolve snapshots (streams.snapshot): every so many resolve messages or seconds;
+    # TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns them off (every restart replays the topic).
+    snapshot_every_records: int = SnapshotPolicy.every_records
+    snapshot_every_seconds: float = SnapshotPolicy.every_seconds
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_root)
+
+    @property
+    def group_id(self) -> str:
+        return self.app_id or self.topics.stream_group
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> (
+        StreamOptions
+    ):
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if env.get("TIPSYNC_STREAM_METRICS_PORT", "").strip():
+            values["metrics_port"] = metrics_port(
+                "TIPSYNC_STREAM_METRICS_PORT", DEFAULT_METRICS_PORT, environ=env
+            )
+        if env.get("TIPSYNC_RESOLVE_MODEL"):
+            values["model_path"] = env["TIPSYNC_RESOLVE_MODEL"]
+        for name, option in (("TIPSYNC_RESOLVE_SNAPSHOT_RECORDS", "snapshot_every_records"),
+                             ("TIPSYNC_RESOLVE_SNAPSHOT_SECONDS", "snapshot_every_seconds")):
+            text = env.get(name)
+            if text:
+                if not text.isdigit():
+                    raise ValueError(
+                        f"{name}='{text}' is not a whole number; set e.g. 100000 records or "
+                        "900 seconds (TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns snapshots off)"
+                    )
+                values[option] = int(text)
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,70 @@
+"""Agency topic discovery without a broker: which partition count ingest follows, which
+topics it subscribes to at start and which ones a later look adds. Nothing running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from schemas.topics import TopicNames
+from streams.discovery import (
+    AgencyDiscovery,
+    common_partition_count,
+    fitting_topics,
+    warn_misfits,
+)
+
+TOPICS = TopicNames("tdisc")
+POLICE_PERSON = TOPICS.agency("police-ctu", "person")
+POLICE_CASE = TOPICS.agency("police-ctu", "case")
+CUSTOMS_PERSON = TOPICS.agency("customs", "person")
+
+
+def test_the_partition_count_most_agency_topics_have_is_chosen() -> None:
+    found = {POLICE_PERSON: 6, POLICE_CASE: 6, CUSTOMS_PERSON: 3}
+    assert common_partition_count(found) == 6
+    assert fitting_topics(found, 6) == sorted([POLICE_PERSON, POLICE_CASE])
+
+
+def test_on_a_tie_the_larger_partition_count_is_chosen() -> None:
+    assert common_partition_count({POLICE_PERSON: 3, CUSTOMS_PERSON: 12}) == 12
+
+
+def test_without_agency_topics_the_configured_partition_count_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIPSYNC_PARTITIONS", "4")
+    assert common_partition_count({}) == 4
+
+
+def test_a_topic_with_another_partition_count_is_reported_with_the_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="tipsync.streams"):
+        warn_misfits({POLICE_PERSON: 6, CUSTOMS_PERSON: 3}, 6)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert CUSTOMS_PERSON in message and "recreate it with 6 partitions" in message
+
+
+def test_a_later_look_adds_only_new_topics_with_the_partition_count_in_place() -> None:
+    on_broker = {POLICE_PERSON: 6}
+    subscribed = fitting_topics(on_broker, 6)
+    flagged: list[int] = []
+    discovery = AgencyDiscovery(lambda: dict(on_broker), 6, subscribed,
+                                on_new=lambda: flagged.append(1))
+
+    assert asyncio.run(discovery.discover()) == []
+    assert flagged == []
+
+    on_broker.update({POLICE_CASE: 6, CUSTOMS_PERSON: 2})
+    assert asyncio.run(discovery.discover()) == [POLICE_CASE]
+    # the very list handed over grew (faust's channel reads it), and faust was told once
+    assert discovery.subscribed is subscribed
+    assert subscribed == [POLICE_PERSON, POLICE_CASE]
+    assert flagged == [1]
+
+    assert asyncio.run(discovery.discover()) == []
+    assert flagged == [1]
