@@ -1,7 +1,7 @@
 """What a producer has published, kept per agency, entity and source, safe against crashes.
 
 A SQLite database (Python's standard library) under
-``<TIPSYNC_HOME>/producers/<agency>/<entity>/<source-hash>/checkpoint.sqlite3``. Rows are
+``<state folder>/producers/<agency>/<entity>/<source-hash>/checkpoint.sqlite3``. Rows are
 written only after Kafka acknowledged the events, in transactions with ``synchronous=FULL``,
 so a ``kill -9`` at any moment leaves either the old or the new state of a record, never a
 torn one; a rerun republishes whatever was not acknowledged (downstream drops repeats).

@@ -12,6 +12,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from schemas import config
+
 # Throughput without losing the guarantees: batches of up to 1 MiB, 20 ms to fill them,
 # lz4 (cheap on one core), and a queue deep enough to keep the broker busy.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -47,7 +49,7 @@ class Publisher:
         except KafkaException as error:
             raise DeliveryError(
                 f"Kafka at {self.bootstrap} did not answer within {timeout:g} s ({error}); "
-                "check that it runs (tipsync stack status) or set TIPSYNC_KAFKA_BOOTSTRAP"
+                f"check that it runs (tipsync stack status) or set {config.KAFKA_BOOTSTRAP}"
             ) from None
         missing = [topic for topic in topics if topic not in metadata.topics]
         if missing:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from producers.canonical import Entity
 from producers.events import Governance, change_event
-from producers.records import SourceRecord
+from producers.records import NormalisedRecord
 from producers.tracker import Serialize
 from schemas.config import Settings
 
@@ -43,7 +43,7 @@ def check_run_envelope(agency_id: str, governance: Governance, entities: Iterabl
 
     moment = datetime.now(UTC)
     for entity in entities:
-        probe = SourceRecord(
+        probe = NormalisedRecord(
             entity=entity,
             source_record_id="envelope-check",
             deleted=True,

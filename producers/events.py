@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from producers.records import SourceRecord
+from producers.records import NormalisedRecord
 from schemas.topics import source_key
 
 # event_id is derived from what the event says, not drawn at random: the same change
@@ -54,7 +54,7 @@ def event_id(agency_id: str, entity: str, source_record_id: str, version: int, d
 
 def change_event(
     agency_id: str,
-    record: SourceRecord,
+    record: NormalisedRecord,
     source_version: int,
     content_hash: str,
     produced_at: datetime,

@@ -38,8 +38,12 @@ class RowError(ValueError):
 
 
 @dataclass(frozen=True)
-class SourceRecord:
-    """One record of an agency's system, normalised, ready to become change events."""
+class NormalisedRecord:
+    """One record of an agency's system, normalised, ready to become change events.
+
+    Not to be confused with the contract's ``schemas.models.SourceRecord`` (a golden record's
+    lineage entry) or the resolver's ``streams.resolve.records.SourceRecord`` (a record it
+    holds): this is what a producer makes of one row before anything is published."""
 
     entity: Entity
     source_record_id: str
@@ -48,14 +52,14 @@ class SourceRecord:
     explicit_version: int | None
     payload: dict[str, Any]
     # Records this row implies in other entities (today: a person's link to a case).
-    derived: tuple[SourceRecord, ...] = field(default=())
+    derived: tuple[NormalisedRecord, ...] = field(default=())
 
 
 def to_source_record(
     entity: Entity,
     row: Mapping[str, str],
     date_formats: Mapping[str, list[str]] | None = None,
-) -> SourceRecord:
+) -> NormalisedRecord:
     """Normalise one canonical row; raises ``RowError`` naming every bad column."""
     formats = date_formats or {}
     errors: list[str] = []
@@ -90,14 +94,14 @@ def to_source_record(
     if errors:
         raise RowError("; ".join(errors))
 
-    derived: tuple[SourceRecord, ...] = ()
+    derived: tuple[NormalisedRecord, ...] = ()
     if entity is Entity.PERSON:
         derived = _person_case_link(
             source_record_id, reader, deleted, updated_at, explicit_version, errors
         )
         if errors:
             raise RowError("; ".join(errors))
-    return SourceRecord(
+    return NormalisedRecord(
         entity=entity,
         source_record_id=source_record_id,
         deleted=deleted,
@@ -348,7 +352,7 @@ def _person_case_link(
     updated_at: datetime | None,
     explicit_version: int | None,
     errors: list[str],
-) -> tuple[SourceRecord, ...]:
+) -> tuple[NormalisedRecord, ...]:
     role = reader.coded("role")
     case_ref = reader.optional_text("case_ref")
     if bool(role) != bool(case_ref):
@@ -358,7 +362,7 @@ def _person_case_link(
         return ()
     if not role:
         return ()
-    link = SourceRecord(
+    link = NormalisedRecord(
         entity=Entity.LINK,
         source_record_id=person_id + CASE_LINK_SUFFIX,
         deleted=deleted,

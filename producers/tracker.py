@@ -1,7 +1,7 @@
 """Publishes the records that changed and advances the checkpoint once Kafka acknowledged them.
 
 The one place that joins the pure parts (versions, events) to the I/O (Kafka, checkpoint).
-Both sources, files and SQL tables, hand it normalised ``SourceRecord``s.
+Both sources, files and SQL tables, hand it ``NormalisedRecord``s.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, PublishedState
 from producers.delivery import Publisher
 from producers.events import Governance, change_event, kafka_key
-from producers.records import RowError, SourceRecord
+from producers.records import NormalisedRecord, RowError
 from producers.versions import Change, content_hash, decide, deletion_version, epoch_millis
 
 Serialize = Callable[[Entity, dict[str, Any]], bytes]
@@ -74,7 +74,7 @@ class ChangeTracker:
         self._acknowledged: list[tuple[str, PublishedState]] = []
         self._last_save = time.monotonic()
 
-    def offer(self, record: SourceRecord) -> Change:
+    def offer(self, record: NormalisedRecord) -> Change:
         """Publish ``record`` if it changed since the last published state.
 
         Raises ``RowError`` when the contract refuses the record's events (nothing is sent).
@@ -130,8 +130,8 @@ class ChangeTracker:
 
     def _send(
         self,
-        record: SourceRecord,
-        derived: Iterable[SourceRecord],
+        record: NormalisedRecord,
+        derived: Iterable[NormalisedRecord],
         version: int,
         digest: str,
         state: PublishedState,
@@ -208,8 +208,8 @@ class ChangeTracker:
 
 def _deletion_of(
     source_record_id: str, entity: Entity, updated_at: datetime | None
-) -> SourceRecord:
-    return SourceRecord(
+) -> NormalisedRecord:
+    return NormalisedRecord(
         entity=entity,
         source_record_id=source_record_id,
         deleted=True,

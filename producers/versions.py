@@ -24,7 +24,7 @@ import orjson
 
 from producers.canonical import Entity
 from producers.checkpoint import PublishedState
-from producers.records import SourceRecord
+from producers.records import NormalisedRecord
 
 # Payloads with floats (coordinates) are hashed by the standard library only: orjson writes
 # some floats differently (1e-05 as 1e-5), which would change their hashes.
@@ -44,7 +44,7 @@ class Decision:
     content_hash: str
 
 
-def content_hash(record: SourceRecord) -> str:
+def content_hash(record: NormalisedRecord) -> str:
     """A hash of what downstream sees of the record (normalised, so spacing does not count)."""
     document = {
         "deleted": record.deleted,
@@ -75,7 +75,7 @@ def epoch_millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def decide(record: SourceRecord, previous: PublishedState | None, now_millis: int) -> Decision:
+def decide(record: NormalisedRecord, previous: PublishedState | None, now_millis: int) -> Decision:
     digest = content_hash(record)
     if previous is not None and previous.content_hash == digest:
         return Decision(Change.UNCHANGED, previous.source_version, digest)

@@ -1,15 +1,14 @@
 """The agency registry: who may publish, and how far each agency is trusted per field group.
 
-``deploy/agencies.yaml`` (or the file named by ``TIPSYNC_AGENCIES``) lists the task force.
-Trust is a rank from 1 (least) to 10 (most trusted) per *field group*; survivorship in the
-resolve stage keeps, for each group, the value from the most trusted source. An agency gives
-a ``default`` rank and overrides it for the groups where it is the authority (the passport
-office for identifiers, the police for names of suspects, ...).
+``deploy/agencies.yaml`` (or the file its variable names, ``schemas.config.AGENCIES``) lists
+the task force. Trust is a rank from 1 (least) to 10 (most trusted) per *field group*;
+survivorship in the resolve stage keeps, for each group, the value from the most trusted
+source. An agency gives a ``default`` rank and overrides it for the groups where it is the
+authority (the passport office for identifiers, the police for names of suspects, ...).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 
+from schemas import config
 from schemas.enums import Classification, LegalBasis
 
 AGENCY_ID_PATTERN: Final = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
@@ -107,14 +107,13 @@ class Agency:
 
 
 def default_agencies_path() -> Path:
-    configured = os.environ.get("TIPSYNC_AGENCIES")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(__file__).resolve().parents[1] / "deploy" / "agencies.yaml"
+    """The file the environment names (``config.AGENCIES``), else the checkout's own."""
+    configured = config.agencies_file()
+    return configured or Path(__file__).resolve().parents[1] / "deploy" / "agencies.yaml"
 
 
 def load_agencies(path: Path | str | None = None) -> dict[str, Agency]:
-    """Read the agency registry (default: TIPSYNC_AGENCIES or deploy/agencies.yaml).
+    """Read the agency registry (default: ``config.AGENCIES`` or deploy/agencies.yaml).
 
     Raises AgencyRegistryError naming the file, the agency and the problem.
     """
@@ -124,7 +123,7 @@ def load_agencies(path: Path | str | None = None) -> dict[str, Agency]:
     except OSError as error:
         raise AgencyRegistryError(
             f"agency registry {source} cannot be read ({error.strerror}); "
-            "set TIPSYNC_AGENCIES to the file or create deploy/agencies.yaml"
+            f"set {config.AGENCIES} to the file or create deploy/agencies.yaml"
         ) from None
     except yaml.YAMLError as error:
         raise AgencyRegistryError(f"agency registry {source} is not valid YAML: {error}") from None

@@ -1,13 +1,16 @@
 """The one configuration surface of tipsync: environment variables with a ``TIPSYNC_`` prefix.
 
-Every default points at the local stack (``tipsync stack up``), so the same code runs
-unchanged against a production cluster once the three connection variables are set:
+This module is the only one that names or reads a ``TIPSYNC_*`` variable (a unit test,
+tests/unit/schemas/test_settings_surface.py, keeps it so). Every variable is declared once,
+as data, in ``VARIABLES``: its name, its default as a user reads it, and what it sets; the
+README's Configuration table lists exactly these (the same test compares them). Other
+modules import the name constants below when a message or a help text must mention a
+variable, and the typed readers below when they need a value, so a variable is spelt, read
+and validated in one place.
 
-``TIPSYNC_KAFKA_BOOTSTRAP``  Kafka bootstrap servers, ``host:port[,host:port]``
-``TIPSYNC_REGISTRY_URL``     the schema registry's Confluent-compatible API base URL
-``TIPSYNC_DATABASE_URL``     PostgreSQL connection URI of the reconciled store
-``TIPSYNC_HOME``             the local state folder (stack data, checkpoints, rejects)
-``TIPSYNC_CACHE``            where the stack keeps its downloads (default ``$TIPSYNC_HOME/cache``)
+Every default points at the local stack (``tipsync stack up``), so the same code runs
+unchanged against a production cluster once the three connection variables are set
+(``KAFKA_BOOTSTRAP``, ``REGISTRY_URL``, ``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 DEFAULT_KAFKA_PORT = 19092
@@ -24,9 +28,135 @@ DEFAULT_POSTGRES_PORT = 15432
 LOOPBACK = "127.0.0.1"
 
 # The local stack's PostgreSQL password is generated on first start and kept in this file
-# (mode 0600) under TIPSYNC_HOME; libpq reads it through the URI's passfile parameter, so no
-# secret ever appears in the repository, a URI or a log line.
+# (mode 0600) under the state folder (HOME); libpq reads it through the URI's passfile
+# parameter, so no secret ever appears in the repository, a URI or a log line.
 PGPASS_RELATIVE = Path("secrets") / "pgpass"
+
+DEFAULT_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+DEFAULT_STREAM_METRICS_PORT = 19100  # worker i of `tipsync stream --workers N` uses + i
+DEFAULT_SINK_METRICS_PORT = 19101
+DEFAULT_OPERATIONS_METRICS_PORT = 19102
+DAY_MS: Final = 24 * 60 * 60 * 1000
+# The stream's resolve snapshots (streams.snapshot.SnapshotPolicy has the same defaults; the
+# settings-surface test keeps them equal until the stream takes them from here).
+DEFAULT_SNAPSHOT_EVERY_RECORDS = 100_000
+DEFAULT_SNAPSHOT_EVERY_SECONDS = 900
+
+# ---------------------------------------------------------------------------------------------
+# The names. Import these to mention a variable (messages, help texts), never spell them out.
+
+KAFKA_BOOTSTRAP: Final = "TIPSYNC_KAFKA_BOOTSTRAP"
+REGISTRY_URL: Final = "TIPSYNC_REGISTRY_URL"
+DATABASE_URL: Final = "TIPSYNC_DATABASE_URL"
+HOME: Final = "TIPSYNC_HOME"
+CACHE: Final = "TIPSYNC_CACHE"
+JAVA_HOME: Final = "TIPSYNC_JAVA_HOME"
+POSTGRES_BIN: Final = "TIPSYNC_POSTGRES_BIN"
+POSTGRES_PASSWORD: Final = "TIPSYNC_POSTGRES_PASSWORD"  # read by docker compose only
+AGENCIES: Final = "TIPSYNC_AGENCIES"
+PARTITIONS: Final = "TIPSYNC_PARTITIONS"
+REPLICATION_FACTOR: Final = "TIPSYNC_REPLICATION_FACTOR"
+AGENCY_RETENTION_MS: Final = "TIPSYNC_AGENCY_RETENTION_MS"
+DLQ_RETENTION_MS: Final = "TIPSYNC_DLQ_RETENTION_MS"
+STREAM_METRICS_PORT: Final = "TIPSYNC_STREAM_METRICS_PORT"
+SINK_METRICS_PORT: Final = "TIPSYNC_SINK_METRICS_PORT"
+OPERATIONS_METRICS_PORT: Final = "TIPSYNC_OPERATIONS_METRICS_PORT"
+RESOLVE_MODEL: Final = "TIPSYNC_RESOLVE_MODEL"
+RESOLVE_SNAPSHOT_RECORDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_RECORDS"
+RESOLVE_SNAPSHOT_SECONDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable of tipsync, as the README's Configuration table shows it:
+    ``default_text`` and ``meaning`` are that table's cells (Markdown), for people to read;
+    the typed readers below hold the defaults the code uses."""
+
+    name: str
+    default_text: str
+    meaning: str
+
+
+VARIABLES: Final[tuple[Variable, ...]] = (
+    Variable(
+        KAFKA_BOOTSTRAP, f"`{LOOPBACK}:{DEFAULT_KAFKA_PORT}`",
+        "Kafka bootstrap servers; the local broker listens on this port (its controller on"
+        " port + 1)",
+    ),
+    Variable(
+        REGISTRY_URL, f"`http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7`",
+        "Confluent-compatible registry API; the local registry listens on this port"
+        " (management on port + 1)",
+    ),
+    Variable(
+        DATABASE_URL,
+        f"`postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
+        f"?passfile=<home>/{PGPASS_RELATIVE.as_posix()}`",
+        "the reconciled store; the local PostgreSQL listens on this port",
+    ),
+    Variable(HOME, "`.tipsync/` in the checkout (else `~/.tipsync`)", "state folder"),
+    Variable(CACHE, f"`${HOME}/cache`", "downloaded jars and archives"),
+    Variable(
+        JAVA_HOME, "first suitable JDK found",
+        "the only Java used for Kafka (17+) and the registry (21+ for 3.3, else 3.0.9)",
+    ),
+    Variable(POSTGRES_BIN, f"`{DEFAULT_POSTGRES_BIN}`", "PostgreSQL server binaries"),
+    Variable(
+        POSTGRES_PASSWORD, "none: Docker only",
+        "the PostgreSQL password `deploy/compose.yaml` gives its database and registry;"
+        f" tipsync never reads it (put it in `{DATABASE_URL}`, as that file's header shows)",
+    ),
+    Variable(
+        AGENCIES, "`deploy/agencies.yaml`",
+        "the agency registry: who may publish, and how far each agency is trusted",
+    ),
+    Variable(PARTITIONS, "`6`", "partitions of every topic `tipsync topics create` makes"),
+    Variable(REPLICATION_FACTOR, "`1`", "replicas of every topic"),
+    Variable(
+        AGENCY_RETENTION_MS, f"`{30 * DAY_MS}` (30 days)", "how long agency change events stay"
+    ),
+    Variable(
+        DLQ_RETENTION_MS, f"`{30 * DAY_MS}` (30 days)",
+        "how long dead letters stay for an operator to act",
+    ),
+    Variable(
+        STREAM_METRICS_PORT, f"`{DEFAULT_STREAM_METRICS_PORT}`",
+        "Prometheus endpoint of `tipsync stream` on 127.0.0.1 (worker i: port + i; 0: none;"
+        " `--metrics-port` overrides)",
+    ),
+    Variable(
+        SINK_METRICS_PORT, f"`{DEFAULT_SINK_METRICS_PORT}`",
+        "Prometheus endpoint of `tipsync sink` on 127.0.0.1 (0: none; `--metrics-port`"
+        " overrides)",
+    ),
+    Variable(
+        OPERATIONS_METRICS_PORT, f"`{DEFAULT_OPERATIONS_METRICS_PORT}`",
+        "Prometheus endpoint of `tipsync monitor` on 127.0.0.1 (`--port` overrides)",
+    ),
+    Variable(
+        RESOLVE_MODEL, "the reasoned default weights",
+        "the scoring model file resolve uses (`tipsync model fit`; `tipsync stream --model`"
+        " overrides)",
+    ),
+    Variable(
+        RESOLVE_SNAPSHOT_RECORDS, f"`{DEFAULT_SNAPSHOT_EVERY_RECORDS}`",
+        "a resolve snapshot after this many resolve messages (0 turns snapshots off)",
+    ),
+    Variable(
+        RESOLVE_SNAPSHOT_SECONDS, f"`{DEFAULT_SNAPSHOT_EVERY_SECONDS}`",
+        "a resolve snapshot after this many seconds, if anything changed",
+    ),
+)
+
+
+def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The mapping a reader reads: the one given (tests, a child's environment) or the
+    process environment."""
+    return os.environ if environ is None else environ
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections and state: Kafka, the registry, PostgreSQL, the state folder and the cache.
 
 
 def project_root() -> Path | None:
@@ -72,15 +202,116 @@ def _port_of(host_port: str, default: int) -> int:
     return int(port) if port.isdigit() else default
 
 
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (or the mapping given), with local defaults."""
+    env = _environment(environ)
+    home = Path(env.get(HOME) or default_home()).expanduser().resolve()
+    bootstrap = env.get(KAFKA_BOOTSTRAP) or f"{LOOPBACK}:{DEFAULT_KAFKA_PORT}"
+    registry = (
+        env.get(REGISTRY_URL)
+        or f"http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
+    ).rstrip("/")
+    database = env.get(DATABASE_URL) or (
+        f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
+        f"?passfile={home / PGPASS_RELATIVE}"
+    )
+    cache = Path(env.get(CACHE) or home / "cache").expanduser().resolve()
+    return Settings(
+        home=home,
+        cache=cache,
+        kafka_bootstrap=bootstrap,
+        registry_url=registry,
+        database_url=database,
+    )
+
+
+def connection_environment(settings: Settings) -> dict[str, str]:
+    """The variables that make ``load_settings`` return ``settings``: what a process passes
+    to the ``tipsync`` processes it starts so they use the same stack (the benchmarks'
+    private stacks)."""
+    return {
+        HOME: str(settings.home),
+        CACHE: str(settings.cache),
+        KAFKA_BOOTSTRAP: settings.kafka_bootstrap,
+        REGISTRY_URL: settings.registry_url,
+        DATABASE_URL: settings.database_url,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The local stack's programs.
+
+
+def java_home(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The Java installation the user chose for the stack, or None to let the stack look
+    for one (JAVA_HOME, PATH, /usr/lib/jvm)."""
+    chosen = _environment(environ).get(JAVA_HOME)
+    return Path(chosen) if chosen else None
+
+
+def postgres_bin(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of the PostgreSQL 15 server programs (initdb, pg_ctl, postgres), read when
+    the stack needs them rather than when the module is imported."""
+    return Path(_environment(environ).get(POSTGRES_BIN, str(DEFAULT_POSTGRES_BIN)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The agency registry and the topic plan.
+
+
+def agencies_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The agency registry file the user named, or None for the one in the checkout
+    (schemas.agencies knows where that is)."""
+    configured = _environment(environ).get(AGENCIES)
+    return Path(configured).expanduser() if configured else None
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """How ``tipsync topics create`` (and the stream app, for its own topics) sizes topics."""
+
+    partitions: int = 6
+    replication_factor: int = 1
+    agency_retention_ms: int = 30 * DAY_MS
+    dlq_retention_ms: int = 30 * DAY_MS
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
+        """The sizing the environment asks for; a value that is not a positive whole number
+        is refused with the variable named."""
+        env = _environment(environ)
+        defaults = cls()
+        return cls(
+            partitions=_positive(env, PARTITIONS, defaults.partitions),
+            replication_factor=_positive(env, REPLICATION_FACTOR, defaults.replication_factor),
+            agency_retention_ms=_positive(env, AGENCY_RETENTION_MS, defaults.agency_retention_ms),
+            dlq_retention_ms=_positive(env, DLQ_RETENTION_MS, defaults.dlq_retention_ms),
+        )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number from ``name``, or ``default`` when it is unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{name}='{raw}' is not a positive whole number (default {default})")
+    return int(raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics endpoints.
+
+
 def metrics_port(
     variable: str, default: int, option: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> int | None:
     """The port a process serves its Prometheus metrics on: the command-line option first,
     then the environment variable, then the default; None when it is 0 (no endpoint).
-    The one rule for every ``TIPSYNC_*_METRICS_PORT`` (stream, sink, monitor)."""
+    The one rule for every ``*_METRICS_PORT`` variable (stream, sink, monitor)."""
     if option is None:
-        env = os.environ if environ is None else environ
+        env = _environment(environ)
         configured = env.get(variable, "").strip()
         if not configured:
             return default
@@ -98,24 +329,66 @@ def metrics_port(
     return option or None
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read the settings from the environment (or the mapping given), with local defaults."""
-    env = os.environ if environ is None else environ
-    home = Path(env.get("TIPSYNC_HOME") or default_home()).expanduser().resolve()
-    bootstrap = env.get("TIPSYNC_KAFKA_BOOTSTRAP") or f"{LOOPBACK}:{DEFAULT_KAFKA_PORT}"
-    registry = (
-        env.get("TIPSYNC_REGISTRY_URL")
-        or f"http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
-    ).rstrip("/")
-    database = env.get("TIPSYNC_DATABASE_URL") or (
-        f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
-        f"?passfile={home / PGPASS_RELATIVE}"
-    )
-    cache = Path(env.get("TIPSYNC_CACHE") or home / "cache").expanduser().resolve()
-    return Settings(
-        home=home,
-        cache=cache,
-        kafka_bootstrap=bootstrap,
-        registry_url=registry,
-        database_url=database,
+def stream_metrics_port(
+    option: int | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """A stream worker's base port: ``--metrics-port``, then STREAM_METRICS_PORT, then 19100."""
+    return metrics_port(STREAM_METRICS_PORT, DEFAULT_STREAM_METRICS_PORT, option, environ)
+
+
+def sink_metrics_port(
+    option: int | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """The sink's port: ``--metrics-port``, then SINK_METRICS_PORT, then 19101."""
+    return metrics_port(SINK_METRICS_PORT, DEFAULT_SINK_METRICS_PORT, option, environ)
+
+
+def operations_metrics_port(
+    option: int | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """The monitor's port: ``--port``, then OPERATIONS_METRICS_PORT, then 19102."""
+    return metrics_port(OPERATIONS_METRICS_PORT, DEFAULT_OPERATIONS_METRICS_PORT, option, environ)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream's resolve stage.
+
+
+@dataclass(frozen=True)
+class ResolveSettings:
+    """What the environment sets for the resolve stage; None where it sets nothing (the
+    stream's own defaults, or its command-line options, then apply)."""
+
+    model_path: str | None = None
+    snapshot_every_records: int | None = None
+    snapshot_every_seconds: int | None = None
+
+    def options(self) -> dict[str, str | int]:
+        """The values set, by the names ``streams.app.StreamOptions`` gives them."""
+        values = {
+            "model_path": self.model_path,
+            "snapshot_every_records": self.snapshot_every_records,
+            "snapshot_every_seconds": self.snapshot_every_seconds,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None) -> ResolveSettings:
+    """The resolve stage's model file and snapshot cadence from the environment; a cadence
+    that is not a whole number is refused with the variable named and an example."""
+    env = _environment(environ)
+    cadence: dict[str, int] = {}
+    for name in (RESOLVE_SNAPSHOT_RECORDS, RESOLVE_SNAPSHOT_SECONDS):
+        text = env.get(name)
+        if text:
+            if not text.isdigit():
+                raise ValueError(
+                    f"{name}='{text}' is not a whole number; set e.g. 100000 records or "
+                    f"900 seconds ({RESOLVE_SNAPSHOT_RECORDS}=0 turns snapshots off)"
+                )
+            cadence[name] = int(text)
+    return ResolveSettings(
+        model_path=env.get(RESOLVE_MODEL) or None,
+        snapshot_every_records=cadence.get(RESOLVE_SNAPSHOT_RECORDS),
+        snapshot_every_seconds=cadence.get(RESOLVE_SNAPSHOT_SECONDS),
     )

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from schemas import config
 from schemas.errors import (
     RegistryError,
     RegistryUnavailableError,
@@ -111,7 +112,7 @@ class SchemaRegistry:
         raise RegistryUnavailableError(
             f"schema registry at {self.url} did not answer {method} {path} after "
             f"{self.attempts} attempts ({last_problem}); check that it runs "
-            "(`tipsync stack status`) and that TIPSYNC_REGISTRY_URL points at it"
+            f"(`tipsync stack status`) and that {config.REGISTRY_URL} points at it"
         )
 
     def _failure(self, response: httpx.Response, what: str) -> RegistryError:

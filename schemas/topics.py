@@ -10,23 +10,19 @@
   agency, in its rejects file.
 - ``tip.internal.<name>``: topics private to the stream processors.
 
-Sizing comes from the environment (defaults suit one machine):
-
-``TIPSYNC_PARTITIONS``            partitions of every topic (6)
-``TIPSYNC_REPLICATION_FACTOR``    replicas of every topic (1)
-``TIPSYNC_AGENCY_RETENTION_MS``   how long agency change events stay (30 days)
-``TIPSYNC_DLQ_RETENTION_MS``      how long rejects stay for an operator to act (30 days)
+Sizing (partitions, replication factor, retention of agency and dead-letter topics) comes
+from the environment through ``schemas.config.TopicSettings``; the defaults suit one machine.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from schemas.agencies import AGENCY_ID_PATTERN, validate_agency_id
+from schemas.config import DAY_MS, PARTITIONS, REPLICATION_FACTOR, TopicSettings
 from schemas.entities import ENTITIES, RECONCILED_OUTPUTS, check_entity
 
 ROOT: Final = "tip"
@@ -34,8 +30,6 @@ DLQ_STAGES: Final[tuple[str, ...]] = ("ingest", "resolve", "sink")
 
 _INTERNAL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _ROOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-DAY_MS: Final = 24 * 60 * 60 * 1000
 
 
 class AgencyTopic(NamedTuple):
@@ -192,38 +186,6 @@ def parse_source_key(key: str | bytes) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class TopicSettings:
-    partitions: int = 6
-    replication_factor: int = 1
-    agency_retention_ms: int = 30 * DAY_MS
-    dlq_retention_ms: int = 30 * DAY_MS
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
-        env = os.environ if environ is None else environ
-        defaults = cls()
-        return cls(
-            partitions=_positive(env, "TIPSYNC_PARTITIONS", defaults.partitions),
-            replication_factor=_positive(
-                env, "TIPSYNC_REPLICATION_FACTOR", defaults.replication_factor
-            ),
-            agency_retention_ms=_positive(
-                env, "TIPSYNC_AGENCY_RETENTION_MS", defaults.agency_retention_ms
-            ),
-            dlq_retention_ms=_positive(env, "TIPSYNC_DLQ_RETENTION_MS", defaults.dlq_retention_ms),
-        )
-
-
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise ValueError(f"{name}='{raw}' is not a positive whole number (default {default})")
-    return int(raw)
-
-
-@dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
@@ -310,7 +272,7 @@ def create_topics(
         raise RuntimeError(
             f"Kafka at {bootstrap} refused to create {len(failures)} topic(s): "
             + "; ".join(failures)
-            + " (check `tipsync stack status` and the TIPSYNC_PARTITIONS / "
-            "TIPSYNC_REPLICATION_FACTOR settings)"
+            + f" (check `tipsync stack status` and the {PARTITIONS} / "
+            f"{REPLICATION_FACTOR} settings)"
         )
     return outcome

@@ -1,7 +1,7 @@
 """Prometheus metrics of the sink, on their own registry (no process-wide globals).
 
 ``tipsync sink`` serves them on http://127.0.0.1:<port>/metrics, the port from
-``--metrics-port`` or ``TIPSYNC_SINK_METRICS_PORT`` (default 19101; 0 turns it off). The
+``--metrics-port`` or ``config.SINK_METRICS_PORT`` (default 19101; 0 turns it off). The
 names are the ones agreed in ``deploy/operations/metric_names.py`` and docs/OPERATIONS.md.
 
 A batch is counted once, after its transaction commits: a batch retried after a failure, or
@@ -27,8 +27,8 @@ from sinks.store import Written
 
 log = logging.getLogger("tipsync.sink")
 
-METRICS_PORT_VARIABLE = "TIPSYNC_SINK_METRICS_PORT"
-DEFAULT_METRICS_PORT = 19101
+METRICS_PORT_VARIABLE = config.SINK_METRICS_PORT
+DEFAULT_METRICS_PORT = config.DEFAULT_SINK_METRICS_PORT
 
 # A batch of up to 50,000 messages takes from milliseconds (a trickle) to tens of seconds (a
 # backlog on a busy machine; docs/BENCHMARKS.md).
@@ -40,9 +40,9 @@ FRESHNESS_BUCKETS = (
 )
 
 def metrics_port(option: int | None, environ: Mapping[str, str]) -> int | None:
-    """The sink's port: ``--metrics-port``, then TIPSYNC_SINK_METRICS_PORT, then 19101;
+    """The sink's port: ``--metrics-port``, then ``config.SINK_METRICS_PORT``, then 19101;
     None when it is 0 (no endpoint)."""
-    return config.metrics_port(METRICS_PORT_VARIABLE, DEFAULT_METRICS_PORT, option, environ)
+    return config.sink_metrics_port(option, environ)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.supervisor import Pipeline, PipelineError
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
+from schemas import config
 from schemas.config import Settings, load_settings
 from schemas.topics import TOPICS, agency_topic
 
@@ -67,7 +68,7 @@ PRODUCER_PROCESSES = 2
 # Below Linux's ephemeral range (32768-60999): a port there can be taken at any moment by
 # an outgoing connection's source port, and the broker then fails to bind it.
 PRIVATE_PORTS = {"kafka": 30092, "registry": 30081, "postgres": 30432}
-STACK_FOLDER = "stack"  # the private stack's TIPSYNC_HOME, inside the benchmark's folder
+STACK_FOLDER = "stack"  # the private stack's state folder, inside the benchmark's folder
 COUNT_EVERY_SECONDS = 1.0
 PROGRESS_EVERY_SECONDS = 30.0
 # After the producers finish, a person_source count that stays put this long means some
@@ -109,7 +110,7 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backfill-timeout", type=float, default=7200.0,
                         help="give up the backfill after this many seconds (default 7200)")
     parser.add_argument("--home", type=Path, default=None,
-                        help="the benchmark's folder (default <TIPSYNC_HOME>/bench-e2e): "
+                        help=f"the benchmark's folder (default <{config.HOME}>/bench-e2e): "
                              "generated data, and the private stack under stack/")
     parser.add_argument("--kafka-port", type=int, default=PRIVATE_PORTS["kafka"])
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
@@ -122,7 +123,7 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
         shared = load_settings()
         bench_home = (args.home or shared.home / "bench-e2e").resolve()
         environment = private_environment(shared, bench_home / STACK_FOLDER, args)
-        if Path(environment["TIPSYNC_HOME"]) == shared.home:
+        if Path(environment[config.HOME]) == shared.home:
             raise BenchError(
                 f"--home {bench_home} would put the private stack in the shared state folder "
                 f"{shared.home}; give a folder of its own"
@@ -201,17 +202,18 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def private_environment(shared: Settings, home: Path, args: argparse.Namespace) -> dict[str, str]:
-    """TIPSYNC_* for a stack of the benchmark's own (the shared download cache)."""
-    return {
-        "TIPSYNC_HOME": str(home),
-        "TIPSYNC_CACHE": str(shared.cache),
-        "TIPSYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{args.kafka_port}",
-        "TIPSYNC_REGISTRY_URL": f"http://127.0.0.1:{args.registry_port}/apis/ccompat/v7",
-        "TIPSYNC_DATABASE_URL": (
+    """The connection variables of a stack of the benchmark's own (the shared download
+    cache), for this process and every ``tipsync`` process it starts."""
+    return config.connection_environment(Settings(
+        home=home,
+        cache=shared.cache,
+        kafka_bootstrap=f"127.0.0.1:{args.kafka_port}",
+        registry_url=f"http://127.0.0.1:{args.registry_port}/apis/ccompat/v7",
+        database_url=(
             f"postgresql://tipsync@127.0.0.1:{args.postgres_port}/tipsync"
             f"?passfile={home / 'secrets' / 'pgpass'}"
         ),
-    }
+    ))
 
 
 def machine() -> dict[str, Any]:

@@ -38,17 +38,18 @@ from typing import Any
 
 from deploy.bench.er import Quality, pairs_within
 from deploy.demo.generate import ExportFile
+from schemas import config
 
 # Port base 32000, below Linux's ephemeral range (32768-60999): a port in that range can be
 # taken at any moment as an outgoing connection's source port (33082 and 33092 were, by
 # clients of another stack, during the first runs), and the stack then refuses to start.
 PRIVATE_PORTS = {"kafka": 32092, "registry": 32081, "postgres": 32032}
-STACK_FOLDER = "stack"  # the private stack's TIPSYNC_HOME, inside the benchmark's folder
+STACK_FOLDER = "stack"  # the private stack's state folder, inside the benchmark's folder
 EXPORTS_FOLDER = "exports"
 MODEL_FILE = "person-model.json"  # in the benchmark's folder, beside the agency files
 DRAIN_TIMEOUT_SECONDS = 900.0
 # No Prometheus endpoints: the shared stack's stream app and sink hold the default ports.
-NO_METRICS = {"TIPSYNC_STREAM_METRICS_PORT": "0", "TIPSYNC_SINK_METRICS_PORT": "0"}
+NO_METRICS = {config.STREAM_METRICS_PORT: "0", config.SINK_METRICS_PORT: "0"}
 STREAM_ARGUMENTS = ("--metrics-port", "0")
 SINK_ARGUMENTS = ("--metrics-port", "0")
 PERSON_COLUMNS = (
@@ -79,8 +80,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-stack", action="store_true",
                         help="leave the private stack running, with its data, at the end")
     parser.add_argument("--home", type=Path, default=None,
-                        help="the benchmark's folder (default <TIPSYNC_HOME>/bench-er-pipeline): "
-                             "agency files, and the private stack under stack/")
+                        help=f"the benchmark's folder (default <{config.HOME}>/"
+                             "bench-er-pipeline): agency files, and the private stack under"
+                             " stack/")
     parser.add_argument("--kafka-port", type=int, default=PRIVATE_PORTS["kafka"])
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
     parser.add_argument("--postgres-port", type=int, default=PRIVATE_PORTS["postgres"])
@@ -192,15 +194,15 @@ def pipeline_quality(
 
 @contextlib.contextmanager
 def private_stack_environment(args: argparse.Namespace) -> Iterator[dict[str, str]]:
-    """TIPSYNC_* pointing at the private stack, for this process and every ``tipsync``
-    process it starts; the caller's environment comes back afterwards."""
+    """The connection variables of the private stack, for this process and every
+    ``tipsync`` process it starts; the caller's environment comes back afterwards."""
     from deploy.bench.e2e import BenchError, private_environment
     from schemas.config import load_settings
 
     shared = load_settings()
     bench_home = (args.home or shared.home / "bench-er-pipeline").resolve()
     environment = {**private_environment(shared, bench_home / STACK_FOLDER, args), **NO_METRICS}
-    if Path(environment["TIPSYNC_HOME"]) == shared.home:
+    if Path(environment[config.HOME]) == shared.home:
         raise BenchError(
             f"--home {bench_home} would put the private stack in the shared state folder "
             f"{shared.home}; give a folder of its own"

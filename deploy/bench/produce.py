@@ -1,6 +1,6 @@
 """``tipsync bench produce``: our producer against Kafka's own Java producer, on one core.
 
-1. builds (once, cached under TIPSYNC_HOME/bench) a synthetic person CSV of ``--rows`` rows;
+1. builds (once, cached under <state folder>/bench) a synthetic person CSV of ``--rows`` rows;
 2. pins itself to one CPU and runs the whole producer on it: read, normalise, validate
    against the contract, Avro-encode, publish with acks=all and idempotence, checkpoint;
 3. runs ``org.apache.kafka.tools.ProducerPerformance`` (kafka-tools, from the local stack's

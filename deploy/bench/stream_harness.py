@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from schemas import config
 from schemas.config import Settings
 from schemas.registration import register_all
 from schemas.registry import SchemaRegistry
@@ -159,7 +160,7 @@ class StreamHarness:
              "--worker-index", str(index), "--store", store, "--metrics-port", "0",
              "--discovery-interval", "5", *extra],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "TIPSYNC_HOME": str(self.settings.home), **(environment or {})},
+            env={**os.environ, config.HOME: str(self.settings.home), **(environment or {})},
         )
         self.workers.append(process)
         return process

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from schemas import config
 from schemas.config import load_settings
 
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument(
         "--agencies",
-        help="agency registry file (default: TIPSYNC_AGENCIES or deploy/agencies.yaml)",
+        help=f"agency registry file (default: {config.AGENCIES} or deploy/agencies.yaml)",
     )
     create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
     create.set_defaults(func=_topics_create)

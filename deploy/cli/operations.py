@@ -24,13 +24,10 @@ import psycopg
 from deploy.operations.exporter import Monitor
 from deploy.operations.freshness import render_histogram, watch_freshness
 from deploy.operations.lag import GroupLag, Thresholds, still_behind
-from deploy.operations.metric_names import (
-    DEFAULT_OPERATIONS_METRICS_PORT,
-    OPERATIONS_METRICS_PORT_VARIABLE,
-)
 from deploy.operations.offsets import OperationsError
 from deploy.operations.survey import survey_lag
-from schemas.config import Settings, load_settings, metrics_port
+from schemas import config
+from schemas.config import Settings, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -75,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     lag.add_argument(
         "--history", type=Path, default=None, metavar="FILE",
-        help="where the window of samples is kept (default <TIPSYNC_HOME>/operations/"
+        help=f"where the window of samples is kept (default <{config.HOME}>/operations/"
         "lag-history.json)",
     )
     lag.add_argument(
@@ -110,8 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     monitor.add_argument(
         "--port", type=int, default=None,
-        help=f"metrics port (default {OPERATIONS_METRICS_PORT_VARIABLE} or"
-        f" {DEFAULT_OPERATIONS_METRICS_PORT})",
+        help=f"metrics port (default {config.OPERATIONS_METRICS_PORT} or"
+        f" {config.DEFAULT_OPERATIONS_METRICS_PORT})",
     )
     monitor.add_argument("--every", type=float, default=15.0, metavar="SECONDS",
                          help="seconds between polls (default 15)")
@@ -223,7 +220,7 @@ def freshness_command(args: argparse.Namespace) -> int:
         print(
             f"tipsync freshness: the reconciled store ({settings.database_url.split('?')[0]})"
             f" could not be read ({str(error).strip()}); start the stack (`tipsync stack up`)"
-            " or check TIPSYNC_DATABASE_URL",
+            f" or check {config.DATABASE_URL}",
             file=sys.stderr,
         )
         return 2
@@ -238,15 +235,14 @@ def freshness_command(args: argparse.Namespace) -> int:
 
 def monitor_command(args: argparse.Namespace) -> int:
     try:
-        port = metrics_port(
-            OPERATIONS_METRICS_PORT_VARIABLE, DEFAULT_OPERATIONS_METRICS_PORT, args.port
-        )
+        port = config.operations_metrics_port(args.port)
     except ValueError as error:
         print(f"tipsync monitor: {error}", file=sys.stderr)
         return 2
     if port is None:
         print("tipsync monitor: port 0 turns the metrics endpoint off, and serving it is all"
-              f" the monitor does; give a free port such as {DEFAULT_OPERATIONS_METRICS_PORT}",
+              " the monitor does; give a free port such as"
+              f" {config.DEFAULT_OPERATIONS_METRICS_PORT}",
               file=sys.stderr)
         return 2
     monitor = Monitor(load_settings(), groups=args.group, prefix=args.group_prefix)

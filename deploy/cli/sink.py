@@ -11,8 +11,11 @@ from types import FrameType
 from typing import Any
 
 from deploy.cli.options import add_topic_root
+from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TOPICS, TopicNames
+
+DATABASE_URL_HELP = f"libpq URI (default: {config.DATABASE_URL})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_commands.required = True
     migrate = db_commands.add_parser("migrate", help="apply pending SQL migrations")
-    migrate.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    migrate.add_argument("--database-url", help=DATABASE_URL_HELP)
     migrate.set_defaults(func=_migrate)
 
     sink = subparsers.add_parser(
@@ -37,13 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--batch-size", type=int, default=None, help="messages per transaction")
     sink.add_argument("--batch-seconds", type=float, default=None,
                       help="longest wait to fill a batch")
-    sink.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    sink.add_argument("--database-url", help=DATABASE_URL_HELP)
     sink.add_argument("--no-migrate", action="store_true",
                       help="do not apply migrations on start (run as a role that cannot)")
     sink.add_argument(
         "--metrics-port", type=int, default=None,
-        help="Prometheus endpoint on 127.0.0.1 (default TIPSYNC_SINK_METRICS_PORT or 19101;"
-             " 0: none)",
+        help=f"Prometheus endpoint on 127.0.0.1 (default {config.SINK_METRICS_PORT} or"
+             f" {config.DEFAULT_SINK_METRICS_PORT}; 0: none)",
     )
     sink.add_argument("--verbose", action="store_true", help="log every retry and batch")
     sink.set_defaults(func=_sink)
@@ -56,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     person.add_argument("name", help='a name, e.g. "Tamika Brown"')
     person.add_argument("--dob", type=_iso_date, help="date of birth YYYY-MM-DD (ranks higher)")
-    person.add_argument("--database-url", help="libpq URI (default: TIPSYNC_DATABASE_URL)")
+    person.add_argument("--database-url", help=DATABASE_URL_HELP)
     person.set_defaults(func=_search_person)
 
 
@@ -148,7 +151,7 @@ def _search_person(args: argparse.Namespace) -> int:
             rows = search_person(connection, args.name, args.dob)
     except psycopg.OperationalError as error:
         print(f"tipsync search person: cannot reach PostgreSQL ({error}); check"
-              " `tipsync stack status` and TIPSYNC_DATABASE_URL", file=sys.stderr)
+              f" `tipsync stack status` and {config.DATABASE_URL}", file=sys.stderr)
         return 1
     except psycopg.errors.UndefinedFunction:
         print("tipsync search person: the reconciled store has no search function yet;"

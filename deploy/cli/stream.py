@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 from deploy.cli.options import add_topic_root
+from schemas import config
 from streams.metrics import DEFAULT_METRICS_PORT
 
 
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     stream.add_argument(
         "--metrics-port", type=int, default=None,
-        help=f"Prometheus port (default TIPSYNC_STREAM_METRICS_PORT or {DEFAULT_METRICS_PORT}; "
+        help=f"Prometheus port (default {config.STREAM_METRICS_PORT} or {DEFAULT_METRICS_PORT}; "
         "0 turns it off); worker i uses port + i",
     )
     add_topic_root(stream)
@@ -56,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     stream.add_argument(
         "--model", default=None, metavar="PATH",
         help="resolve with this scoring model file (tipsync model fit; default "
-        "TIPSYNC_RESOLVE_MODEL, else the reasoned default weights); a model other than the "
+        f"{config.RESOLVE_MODEL}, else the reasoned default weights); a model other than the "
         "one the published view was made with re-resolves every person record once",
     )
     stream.set_defaults(func=run_stream)

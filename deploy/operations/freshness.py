@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from deploy.operations.offsets import OperationsError
+from schemas import config
 
 SOURCE_TABLES = (
     "person_source", "case_source", "report_source", "organisation_source",
@@ -139,7 +140,8 @@ class FreshnessWatcher:
             raise OperationsError(
                 f"the database at {database_url.split('?')[0]} has no reconciled.*_source"
                 " table, so no change can become visible there yet; run the sink (its"
-                " migrations create them) or point TIPSYNC_DATABASE_URL at the reconciled store"
+                f" migrations create them) or point {config.DATABASE_URL} at the reconciled"
+                " store"
             )
         self._seen: dict[tuple[str, str, str, int], int] = {}  # change -> its xid
         self._lower_xid = self._oldest_running_xid()

@@ -2,7 +2,7 @@
 
 Burrow's statuses need history, and an operator runs ``tipsync lag`` now and then rather
 than keeping a daemon: so every invocation appends what it saw to
-``<TIPSYNC_HOME>/operations/lag-history.json`` and judges over the last samples of each
+``<state folder>/operations/lag-history.json`` and judges over the last samples of each
 partition. The file holds offsets and times only (no record content), is rewritten
 atomically, and a damaged file is set aside rather than stopping the command.
 """

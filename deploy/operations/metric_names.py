@@ -31,9 +31,6 @@ class MetricName:
         return (self.name,)
 
 
-OPERATIONS_METRICS_PORT_VARIABLE = "TIPSYNC_OPERATIONS_METRICS_PORT"  # default 19102
-DEFAULT_OPERATIONS_METRICS_PORT = 19102
-
 STREAM = (
     MetricName("tipsync_stream_events_in_total", "counter", ("agency", "entity"),
                "agency events read by ingest", "stream"),
@@ -59,7 +56,7 @@ STREAM = (
                "stream"),
 )
 
-# Served by the sink (sinks/metrics.py) on TIPSYNC_SINK_METRICS_PORT.
+# Served by the sink (sinks/metrics.py) on schemas.config.SINK_METRICS_PORT.
 SINK = (
     MetricName("tipsync_sink_events_in_total", "counter", ("topic", "entity"),
                "reconciled events the sink read and committed", "sink"),

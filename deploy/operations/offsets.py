@@ -26,6 +26,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from schemas import config
 from schemas.config import Settings
 from schemas.topics import TOPICS
 
@@ -87,7 +88,7 @@ class OffsetReader:
         return OperationsError(
             f"Kafka at {self.settings.kafka_bootstrap} did not answer when asked for {what}"
             f" ({error}); start the local stack with `tipsync stack up`, or point"
-            " TIPSYNC_KAFKA_BOOTSTRAP at a running cluster"
+            f" {config.KAFKA_BOOTSTRAP} at a running cluster"
         )
 
     # --- groups and commits -------------------------------------------------------------
@@ -164,7 +165,7 @@ class OffsetReader:
                 f"PostgreSQL ({self.settings.database_url.split('?')[0]}) could not be read for"
                 f" the sink's offsets ({str(error).strip()}); groups that keep their offsets"
                 " there are missing below. Start the stack (`tipsync stack up`) or check"
-                " TIPSYNC_DATABASE_URL"
+                f" {config.DATABASE_URL}"
             )
         commits: dict[str, dict[Partition, int]] = {}
         for group, topic, partition, next_offset in rows:

@@ -25,6 +25,7 @@ from deploy.stack.layout import (
     StackError,
     StateLayout,
 )
+from schemas import config
 
 POM = Path(__file__).with_name("pom.xml")
 COMPLETE = ".complete"
@@ -37,10 +38,10 @@ def _java_major(java: str) -> int:
 
 
 def _java_candidates() -> list[str]:
-    chosen = os.environ.get("TIPSYNC_JAVA_HOME")
+    chosen = config.java_home()
     if chosen:
         # An explicit choice is the only candidate: the user knows which Java they vetted.
-        return [str(Path(chosen) / "bin" / "java")]
+        return [str(chosen / "bin" / "java")]
     candidates = []
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
@@ -59,9 +60,9 @@ def java_executable(minimum: int = 17) -> str:
         if _java_major(java) >= minimum:
             return java
     raise StackError(
-        f"no Java {minimum} or newer was found (looked at TIPSYNC_JAVA_HOME, JAVA_HOME, PATH "
+        f"no Java {minimum} or newer was found (looked at {config.JAVA_HOME}, JAVA_HOME, PATH "
         f"and /usr/lib/jvm). Kafka needs Java 17 and Apicurio Registry {REGISTRY_VERSION} "
-        "needs Java 21: install one (e.g. Temurin 21 or 25) and set TIPSYNC_JAVA_HOME to it."
+        f"needs Java 21: install one (e.g. Temurin 21 or 25) and set {config.JAVA_HOME} to it."
     )
 
 

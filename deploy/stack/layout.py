@@ -1,6 +1,6 @@
 """Where the local stack keeps its files, and the versions it runs.
 
-Everything lives under the state folder (``TIPSYNC_HOME``, default ``.tipsync/``):
+Everything lives under the state folder (``schemas.config.HOME``, default ``.tipsync/``):
 
 ``cache/``      downloaded jars and archives (kept by ``stack reset``)
 ``kafka/``      broker configuration and log segments

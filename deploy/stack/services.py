@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -35,9 +34,9 @@ from deploy.stack.processes import (
     tail,
     wait_until,
 )
+from schemas import config
 from schemas.config import Settings
 
-POSTGRES_BIN = Path(os.environ.get("TIPSYNC_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 ADMIN_ROLE = "tipsync_admin"
 APP_ROLE = "tipsync"
 ANALYST_ROLE = "tipsync_analyst"
@@ -114,7 +113,7 @@ def _unprivileged_user() -> str | None:
 
 class Postgres(Service):
     name = "postgres"
-    variable = "TIPSYNC_DATABASE_URL"
+    variable = config.DATABASE_URL
 
     @property
     def url(self) -> SplitResult:
@@ -154,12 +153,13 @@ class Postgres(Service):
             )
 
     def _binary(self, name: str) -> str:
-        binary = POSTGRES_BIN / name
+        folder = config.postgres_bin()
+        binary = folder / name
         if not binary.exists():
             raise StackError(
-                f"PostgreSQL 15 was not found at {POSTGRES_BIN}. Install it (Debian: "
+                f"PostgreSQL 15 was not found at {folder}. Install it (Debian: "
                 "`apt-get install postgresql-15 postgresql-contrib`) or point "
-                "TIPSYNC_POSTGRES_BIN at its bin folder."
+                f"{config.POSTGRES_BIN} at its bin folder."
             )
         return str(binary)
 
@@ -181,7 +181,7 @@ class Postgres(Service):
         if probe.returncode != 0:
             raise StackError(
                 f"PostgreSQL runs as the unprivileged user '{user}', who cannot enter the state "
-                f"folder {self.layout.home}. Set TIPSYNC_HOME to a folder every user can "
+                f"folder {self.layout.home}. Set {config.HOME} to a folder every user can "
                 "traverse (e.g. /var/tmp/tipsync) and run `tipsync stack up` again."
             )
 
@@ -383,7 +383,7 @@ def _silent_logger() -> logging.Logger:
 
 class Kafka(Service):
     name = "kafka"
-    variable = "TIPSYNC_KAFKA_BOOTSTRAP"
+    variable = config.KAFKA_BOOTSTRAP
 
     @property
     def host(self) -> str:
@@ -513,7 +513,7 @@ class Kafka(Service):
 
 class Registry(Service):
     name = "registry"
-    variable = "TIPSYNC_REGISTRY_URL"
+    variable = config.REGISTRY_URL
 
     def __init__(self, settings: Settings, layout: StateLayout, postgres: Postgres) -> None:
         super().__init__(settings, layout)

@@ -10,6 +10,7 @@ from typing import Any
 
 from deploy.stack.layout import MARKER_FILE, STATE_FORMAT, StackError, StateLayout
 from deploy.stack.services import Kafka, Postgres, Registry, Service
+from schemas import config
 from schemas.config import Settings
 
 
@@ -57,7 +58,7 @@ class LocalStack:
         if home.exists() and any(home.iterdir()):
             raise StackError(
                 f"{home} is not empty and is not a tipsync state folder (no {MARKER_FILE}). "
-                "Point TIPSYNC_HOME at an empty or new folder, or run "
+                f"Point {config.HOME} at an empty or new folder, or run "
                 "`tipsync stack reset --yes` if it is an old tipsync folder you can discard."
             )
         home.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from deploy.bench.synthetic import person_rows
 from producers.canonical import CODED_COLUMNS, LIST_COLUMNS, Entity
 from producers.encoding import EncodingSetupError, check_run_envelope
 from producers.events import Governance, change_event
-from producers.records import RowError, SourceRecord, to_source_record
+from producers.records import NormalisedRecord, RowError, to_source_record
 from producers.versions import decide
 from schemas.catalogue import governed_schema
 from schemas.models import InvalidEventError, validate_event
@@ -78,7 +78,7 @@ def _avro(entity: str, record: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def _events(record: SourceRecord) -> list[tuple[str, dict[str, Any]]]:
+def _events(record: NormalisedRecord) -> list[tuple[str, dict[str, Any]]]:
     decision = decide(record, None, 0)
     return [
         (item.entity.value, change_event(
@@ -88,7 +88,7 @@ def _events(record: SourceRecord) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def assert_contract_agrees(record: SourceRecord) -> None:
+def assert_contract_agrees(record: NormalisedRecord) -> None:
     for entity, event in _events(record):
         model = validate_event(entity, event)
         assert _avro(entity, event) == _avro(entity, model.to_record()), event
@@ -194,7 +194,7 @@ def test_the_boundaries_the_producer_keeps_are_the_contracts() -> None:
     assert_contract_agrees(earliest)
     payload = dict(earliest.payload, date_of_birth="1879-12-31")
     event = change_event(
-        "police-ctu", SourceRecord(Entity.PERSON, "P-1", False, None, None, payload), 1, "h",
+        "police-ctu", NormalisedRecord(Entity.PERSON, "P-1", False, None, None, payload), 1, "h",
         NOW, GOVERNANCE,
     )
     with pytest.raises(InvalidEventError, match="before 1880"):

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, PublishedState, source_folder
-from producers.records import SourceRecord
+from producers.records import NormalisedRecord
 from producers.versions import Change, decide, epoch_millis
 
 NOW = 1_800_000_000_000
 UPDATED = datetime(2024, 5, 1, tzinfo=UTC)
 
 
-def record(**changes: object) -> SourceRecord:
-    base = SourceRecord(
+def record(**changes: object) -> NormalisedRecord:
+    base = NormalisedRecord(
         entity=Entity.CASE, source_record_id="C-1", deleted=False, updated_at=UPDATED,
         explicit_version=None, payload={"title": "A"},
     )
@@ -69,7 +69,7 @@ def test_content_hashes_stay_those_of_the_standard_library_json_text() -> None:
 
     from producers.versions import content_hash
 
-    def reference(item: SourceRecord) -> str:
+    def reference(item: NormalisedRecord) -> str:
         document = {
             "deleted": item.deleted,
             "payload": None if item.deleted else item.payload,
