@@ -223,7 +223,7 @@ class StreamApp:
         self.dlq_topics = {
             stage: app.topic(
                 topics.dlq(stage), internal=True, deleting=True,
-                # the same retention `tipsync topics create` gives them (TIPSYNC_DLQ_RETENTION_MS)
+                # the same retention `tipsync topics create` gives them (config.DLQ_RETENTION_MS)
                 retention=TopicSettings.from_environment().dlq_retention_ms / 1000,
                 **raw,
             )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient
 
+from schemas import config
 from schemas.topics import TopicNames, TopicSettings
 
 log = logging.getLogger("tipsync.streams")
@@ -38,7 +39,7 @@ def agency_topics_on_broker(bootstrap: str, topics: TopicNames) -> dict[str, int
 
 def common_partition_count(found: Mapping[str, int]) -> int:
     """The partition count most agency topics have (the larger one on a tie); with no agency
-    topic yet, the count ``tipsync topics create`` gives new ones (TIPSYNC_PARTITIONS)."""
+    topic yet, the count ``tipsync topics create`` gives new ones (``config.PARTITIONS``)."""
     if not found:
         return TopicSettings.from_environment().partitions
     counts: dict[int, int] = {}
@@ -58,8 +59,8 @@ def warn_misfits(found: Mapping[str, int], partitions: int) -> None:
             log.error(
                 "agency topic %s has %d partitions, the other agency topics %d; ingest "
                 "cannot keep its table partitioned like it, so it skips the topic: "
-                "recreate it with %d partitions (TIPSYNC_PARTITIONS)",
-                name, count, partitions, partitions,
+                "recreate it with %d partitions (%s)",
+                name, count, partitions, partitions, config.PARTITIONS,
             )
 
 

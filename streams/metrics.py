@@ -1,6 +1,6 @@
 """Prometheus counters of the stream app, on their own registry (no process-wide globals).
 
-Served over HTTP on ``TIPSYNC_STREAM_METRICS_PORT`` (default 19100; worker ``i`` of
+Served over HTTP on ``schemas.config.STREAM_METRICS_PORT`` (default 19100; worker ``i`` of
 ``tipsync stream --workers N`` uses port + i). Labels carry agency ids, entities, stages and
 reason codes only: never a record id, never personal data.
 """
@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-DEFAULT_METRICS_PORT = 19100
+from schemas import config
+
+DEFAULT_METRICS_PORT = config.DEFAULT_STREAM_METRICS_PORT
 RESOLVE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 

@@ -2,8 +2,8 @@
 interval, scoring model file and snapshot schedule.
 
 Kept apart from the app so the CLI, the tests and the benchmarks can build and read options
-without importing faust. The TIPSYNC_* variables it reads are read here and nowhere else in
-``streams``.
+without importing faust. Its environment variables are read through ``schemas.config``, the
+one settings surface.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.config import metrics_port
+from schemas import config
 from schemas.topics import ROOT, TopicNames
 from streams.metrics import DEFAULT_METRICS_PORT
 from streams.snapshot import SnapshotPolicy
@@ -36,7 +36,7 @@ class StreamOptions:
     # A scoring model file (`tipsync model fit`); None: the reasoned default weights.
     model_path: str | None = None
     # Resolve snapshots (streams.snapshot): every so many resolve messages or seconds;
-    # TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns them off (every restart replays the topic).
+    # config.RESOLVE_SNAPSHOT_RECORDS=0 turns them off (every restart replays the topic).
     snapshot_every_records: int = SnapshotPolicy.every_records
     snapshot_every_seconds: float = SnapshotPolicy.every_seconds
 
@@ -54,21 +54,8 @@ class StreamOptions:
     ):
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        if env.get("TIPSYNC_STREAM_METRICS_PORT", "").strip():
-            values["metrics_port"] = metrics_port(
-                "TIPSYNC_STREAM_METRICS_PORT", DEFAULT_METRICS_PORT, environ=env
-            )
-        if env.get("TIPSYNC_RESOLVE_MODEL"):
-            values["model_path"] = env["TIPSYNC_RESOLVE_MODEL"]
-        for name, option in (("TIPSYNC_RESOLVE_SNAPSHOT_RECORDS", "snapshot_every_records"),
-                             ("TIPSYNC_RESOLVE_SNAPSHOT_SECONDS", "snapshot_every_seconds")):
-            text = env.get(name)
-            if text:
-                if not text.isdigit():
-                    raise ValueError(
-                        f"{name}='{text}' is not a whole number; set e.g. 100000 records or "
-                        "900 seconds (TIPSYNC_RESOLVE_SNAPSHOT_RECORDS=0 turns snapshots off)"
-                    )
-                values[option] = int(text)
+        if env.get(config.STREAM_METRICS_PORT, "").strip():
+            values["metrics_port"] = config.stream_metrics_port(None, env)
+        values.update(config.resolve_settings(env).options())
         values.update(overrides)
         return cls(**values)

@@ -53,6 +53,7 @@ from typing import IO, Any, Final
 
 import orjson
 
+from schemas import config
 from streams.resolve import Resolver
 from streams.resolve.resolver import READABLE_STATE_FORMATS, STATE_FORMAT
 from streams.resolve_stage import ResolveStage
@@ -107,8 +108,8 @@ class SnapshotPolicy:
     ``every_seconds`` (with at least one message), but never so often that writing takes
     more than ``MAX_WRITE_SHARE`` of the time. ``every_records`` 0 turns snapshots off."""
 
-    every_records: int = 100_000
-    every_seconds: float = 900.0
+    every_records: int = config.DEFAULT_SNAPSHOT_EVERY_RECORDS
+    every_seconds: float = config.DEFAULT_SNAPSHOT_EVERY_SECONDS
 
     @property
     def enabled(self) -> bool:

@@ -21,7 +21,6 @@ EXCLUDED_FILES = {"schemas/config.py", "README.md"}
 EXCLUDED_FOLDERS = (
     "docs/",
     "tests/",
-    "streams/",  # streams/ switches over after its split
 )
 # Files read by a program other than tipsync, which cannot import a name from schemas.config:
 # they may name a variable, but only one VARIABLES declares.
