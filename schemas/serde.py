@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping, Sequence
 from io import BytesIO
 from typing import Any, NamedTuple
 
 import fastavro
+from fastavro.logical_writers import LOGICAL_WRITERS
 from fastavro.validation import ValidationError as FastavroValidationError
 from fastavro.validation import validate as fastavro_validate
 from pydantic import BaseModel
@@ -89,6 +91,7 @@ class AvroSerializer:
         self._parsed = parsed
         self._header = HEADER.pack(MAGIC_BYTE, schema_id)
         self._nullable_records = _nullable_record_fields(schema)
+        self._field_names = _schema_field_names(schema)
 
     def __call__(self, record: dict[str, Any] | BaseModel) -> bytes:
         if isinstance(record, BaseModel):
@@ -110,19 +113,139 @@ class AvroSerializer:
         return buffer.getvalue()
 
     def _explain(self, record: Any, error: Exception) -> str:
-        # Writing failed; the validator walks the record again to name the offending field.
-        detail = f"{type(error).__name__}: {error}"
+        """Why ``record`` does not fit: field paths and expected types, never a value.
+
+        The message goes into the dead-letter ``tipsync.detail`` header and the log, where
+        personal data must not go; fastavro's own texts quote the offending value (``phones is
+        <+1876...>``, ``'Zyxwv' is not in list``), so none of them is passed on.
+        """
         try:
             fastavro_validate(record, self._parsed, raise_errors=True)
         except FastavroValidationError as validation:
-            fields = sorted({str(item).split(" is not ")[0] for item in validation.errors})
-            detail = "fields that do not match: " + ", ".join(fields)
-        except Exception:  # noqa: BLE001 - the validator's own failure must not hide the cause
-            pass
+            detail = "fields that do not match: " + _field_problems(validation.errors)
+        except Exception as validator_error:  # noqa: BLE001 - its failure must not hide the cause
+            # A logical type's conversion (a date, a timestamp) failed inside the validator.
+            fields = _unconvertible_fields(record, self._parsed, {}, "")
+            detail = (
+                f"values that do not convert to their Avro type "
+                f"({_error_kind(validator_error, self._field_names)}): "
+                + (", ".join(sorted(set(fields))) or "field not found")
+            )
+        else:
+            detail = f"the Avro writer failed ({_error_kind(error, self._field_names)})"
         return (
             f"a '{self.name}' record does not fit schema {self.subject} (id {self.schema_id}): "
             f"{detail}; validate it with schemas.models.validate_event first"
         )
+
+
+def _field_problems(errors: Sequence[Any]) -> str:
+    """``<field path>: <type> given, expected <type> or <type>`` per field, from fastavro's
+    ValidationErrorData (its ``datum`` is the value and is read for its type name only)."""
+    given: dict[str, str] = {}
+    expected: dict[str, list[str]] = {}
+    for item in errors:
+        field = str(getattr(item, "field", "") or "the record")
+        datum = getattr(item, "datum", None)
+        given.setdefault(field, "nothing" if datum is None else type(datum).__name__)
+        wanted = expected.setdefault(field, [])
+        name = _type_name(getattr(item, "schema", None))
+        if name not in wanted:
+            wanted.append(name)
+    return ", ".join(
+        f"{field}: {given[field]} given, expected {' or '.join(expected[field])}"
+        for field in sorted(given)
+    )
+
+
+def _type_name(schema: Any) -> str:
+    """A short name of an Avro type (``string``, ``enum tipsync.common.Sex``, ``array of
+    string``): the schema's enum symbols and docs would only lengthen the detail."""
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return " or ".join(_type_name(branch) for branch in schema)
+    if isinstance(schema, dict):
+        kind = schema.get("logicalType") or schema.get("type")
+        if kind == "array":
+            return "array of " + _type_name(schema.get("items"))
+        if kind == "map":
+            return "map of " + _type_name(schema.get("values"))
+        if kind in ("record", "enum", "fixed") and schema.get("name"):
+            return f"{kind} {schema['name']}"
+        return _type_name(kind)
+    return "an Avro type"
+
+
+def _error_kind(error: BaseException, field_names: frozenset[str]) -> str:
+    """An exception named by its type alone: fastavro's and Python's texts quote values
+    (``'Zyxwv' is not in list``, ``invalid literal for int() with base 10: ...``). A KeyError
+    keeps its key when that key is a field of the schema (a missing field), which is no data."""
+    if isinstance(error, KeyError) and error.args and error.args[0] in field_names:
+        return f"KeyError: field {error.args[0]!r} missing"
+    return type(error).__name__
+
+
+def _unconvertible_fields(
+    datum: Any, schema: Any, named: dict[str, Any], path: str
+) -> list[str]:
+    """Paths of the fields whose value fastavro's logical-type writer (date, timestamp-millis)
+    refuses: the validator stops at the first with a bare exception and no field name."""
+    if isinstance(schema, str):
+        schema = named.get(schema, schema)
+    if datum is None or isinstance(schema, str):
+        return []
+    if isinstance(schema, list):
+        if isinstance(datum, tuple) and len(datum) == 2 and isinstance(datum[0], str):
+            datum = datum[1]  # the union branch named in tuple notation (see __call__)
+        return [found for branch in schema
+                for found in _unconvertible_fields(datum, branch, named, path)]
+    if not isinstance(schema, dict):
+        return []
+    kind = schema.get("type")
+    if isinstance(kind, dict | list):
+        return _unconvertible_fields(datum, kind, named, path)
+    if schema.get("name") and kind in ("record", "enum", "fixed"):
+        named.setdefault(schema["name"], schema)
+    logical = schema.get("logicalType")
+    if logical:
+        prepare = LOGICAL_WRITERS.get(f"{kind}-{logical}")
+        try:
+            if prepare:
+                prepare(datum, schema)
+        except Exception:  # noqa: BLE001 - any failure here is the one being looked for
+            return [path or "the record"]
+        return []
+    if kind == "record" and isinstance(datum, Mapping):
+        return [found for field in schema.get("fields", ())
+                for found in _unconvertible_fields(
+                    datum.get(field["name"]), field["type"], named,
+                    f"{schema['name']}.{field['name']}")]
+    if kind == "array" and isinstance(datum, list | tuple):
+        return [found for item in datum
+                for found in _unconvertible_fields(item, schema.get("items"), named, path)]
+    if kind == "map" and isinstance(datum, Mapping):
+        return [found for value in datum.values()
+                for found in _unconvertible_fields(value, schema.get("values"), named, path)]
+    return []
+
+
+def _schema_field_names(schema: Any) -> frozenset[str]:
+    """Every record field name in ``schema``, nested records included."""
+    names: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            for field in node.get("fields", ()):
+                names.add(field["name"])
+                pending.append(field.get("type"))
+            pending.extend(node[key] for key in ("items", "values") if key in node)
+            if isinstance(node.get("type"), dict | list):
+                pending.append(node["type"])
+    return frozenset(names)
 
 
 def _nullable_record_fields(schema: dict[str, Any]) -> list[tuple[str, str]]:
@@ -186,9 +309,12 @@ class AvroDeserializer:
         try:
             record = fastavro.schemaless_reader(buffer, reader.writer, reader.reader)
         except Exception as error:  # noqa: BLE001 - fastavro raises many types on bad bytes
+            # The exception's text is left out: it can quote the bytes being decoded (a
+            # UnicodeDecodeError names the byte, a SchemaResolutionError the datum), and this
+            # message goes into dead-letter headers and logs.
             raise WireFormatError(
                 f"message of {len(data)} bytes with schema id {schema_id} ({reader.subject}) "
-                f"does not decode ({type(error).__name__}: {error}); it is truncated or was "
+                f"does not decode ({type(error).__name__}); it is truncated or was "
                 "written with another schema"
             ) from None
         if buffer.tell() != len(data):

@@ -1,9 +1,18 @@
 """Comparison keys: the normalised forms that matching and blocking compare.
 
 Agencies type the same person differently (accents, case, punctuation, "Bill" for "William",
-a phone with or without the country code). Everything here is a pure function from what an
-agency sent to a form in which equal means "the same value", so that scoring and blocking
-never have to care about spelling conventions.
+a phone with or without the country code, Cyrillic or Arabic script or its Latin
+transliteration). Everything here is a pure function from what an agency sent to a form in
+which equal means "the same value", so that scoring and blocking never have to care about
+spelling conventions.
+
+Names and addresses are transliterated to ASCII with ``anyascii`` (ISC licence) before they are
+folded: ``"Иван Петров"`` -> ``"ivan petrov"``, ``"Łukasz"`` -> ``"lukasz"``, ``"王伟"`` ->
+``"wangwei"``. Dropping what is not ASCII instead would erase every name written in another
+script, and victims of trafficking are often foreign nationals. These forms are matching keys
+only: the golden record keeps each agency's original text (``spelling_key`` decides which
+spellings are the same alias without transliterating). anyascii is pinned in pyproject.toml:
+a release that romanises a character differently changes matching keys.
 """
 
 from __future__ import annotations
@@ -13,10 +22,17 @@ import unicodedata
 from functools import lru_cache
 
 import jellyfish
+from anyascii import anyascii
 
 _NOT_LETTER_OR_SPACE = re.compile(r"[^a-z ]+")
+# Apostrophes join (O'Brien): anyascii writes ' for the Cyrillic soft sign and the Arabic hamza
+# and ` for the Arabic ain, all inside a word, so they join as well (El'tsin, Ja`far).
+_JOINING_MARKS = str.maketrans("", "", "'`")
+# The apostrophes agencies type (ASCII, typographic, modifier letter) and the ` of the ain.
+_APOSTROPHES = frozenset("'`\u2019\u02bc")
 _NOT_ALPHANUMERIC = re.compile(r"[^0-9A-Z]+")
 _NOT_DIGIT = re.compile(r"\D+")
+_NOT_ADDRESS_CHARACTER = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
 
 # Common English and Caribbean diminutives -> the formal given name. A nickname is not a typo:
@@ -50,19 +66,59 @@ NICKNAMES: dict[str, str] = {
 }
 
 
+def _transliterated(value: str) -> str:
+    """``value`` in ASCII letters, lower case: other scripts romanised, accents dropped.
+
+    anyascii maps each character on its own (``Ł`` -> ``L``, ``Ж`` -> ``Zh``, ``王`` -> ``Wang``)
+    and drops combining marks and what it cannot map; ASCII text comes back unchanged, at the
+    cost of one ``str.isascii`` check.
+    """
+    return anyascii(value).lower()
+
+
 @lru_cache(maxsize=200_000)
 def normalise_name(value: str | None) -> str:
-    """Lower case, accents and punctuation removed, hyphens and spaces collapsed to one space.
+    """Transliterated to ASCII, lower case, punctuation removed, spaces collapsed to one.
 
-    ``"  O'Brien-Smith "`` -> ``"obrien smith"``; an empty or missing name is ``""``.
+    ``"  O'Brien-Smith "`` -> ``"obrien smith"``, ``"Иван Петров"`` -> ``"ivan petrov"``,
+    ``"Łukasz"`` -> ``"lukasz"``; an empty or missing name is ``""``. A name of symbols only,
+    or of characters anyascii cannot map, is ``""`` as well: blocking and scoring read it as
+    missing.
     """
     if not value:
         return ""
-    decomposed = unicodedata.normalize("NFKD", value)
-    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii").lower()
+    if not value.isascii():
+        # anyascii spells symbols out (an emoji becomes ":rose:"): in a name they are not
+        # letters of it, and a word made of one would match strangers.
+        value = "".join(char for char in value if unicodedata.category(char)[0] != "S")
     # Apostrophes join (O'Brien), hyphens separate (Smith-Jones): agencies write both ways.
-    ascii_only = ascii_only.replace("'", "").replace("-", " ")
-    return _SPACES.sub(" ", _NOT_LETTER_OR_SPACE.sub(" ", ascii_only)).strip()
+    folded = _transliterated(value).translate(_JOINING_MARKS).replace("-", " ")
+    return _SPACES.sub(" ", _NOT_LETTER_OR_SPACE.sub(" ", folded)).strip()
+
+
+@lru_cache(maxsize=200_000)
+def spelling_key(value: str | None, *, digits: bool = False) -> str:
+    """The written form up to case, accents and punctuation, in its own script.
+
+    Survivorship uses it to tell which spellings of a name (or address) are the same alias:
+    ``"José"`` and ``"jose"`` are one spelling, but ``"Иван Петров"`` and ``"Ivan Petrov"`` are
+    two, so an analyst searching in the script an agency used still finds the person.
+    Matching compares ``normalise_name`` instead, where those two agree. ``digits`` keeps
+    digits (house numbers in addresses).
+    """
+    if not value:
+        return ""
+    kept: list[str] = []
+    # Under NFKD accents come apart as nonspacing marks (Mn); dropping them folds é onto e.
+    for char in unicodedata.normalize("NFKD", value).casefold():
+        category = unicodedata.category(char)
+        if category == "Mn" or char in _APOSTROPHES:
+            continue  # accents go, apostrophes join (O'Brien), as in normalise_name
+        if category[0] in "LM" or (digits and category == "Nd"):
+            kept.append(char)  # letters and spacing vowel signs (Mc) of any script
+        else:
+            kept.append(" ")
+    return _SPACES.sub(" ", "".join(kept)).strip()
 
 
 @lru_cache(maxsize=200_000)
@@ -102,9 +158,7 @@ def normalise_address(value: str | None) -> str:
     """Same treatment as names, keeping digits (house numbers and postcodes carry weight)."""
     if not value:
         return ""
-    decomposed = unicodedata.normalize("NFKD", value)
-    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii").lower()
-    return _SPACES.sub(" ", re.sub(r"[^a-z0-9 ]+", " ", ascii_only)).strip()
+    return _SPACES.sub(" ", _NOT_ADDRESS_CHARACTER.sub(" ", _transliterated(value))).strip()
 
 
 def date_of_birth_key(value: str | None, precision: str | None) -> str:

@@ -19,11 +19,10 @@ from functools import lru_cache
 from typing import Any
 
 from streams.resolve.normalise import (
-    normalise_address,
     normalise_email,
     normalise_identifier,
-    normalise_name,
     normalise_phone,
+    spelling_key,
 )
 from streams.resolve.records import (
     SourceRecord,
@@ -126,15 +125,18 @@ def _lineage(field: str, record: SourceRecord, event_time: datetime) -> dict[str
     }
 
 
+# When two list items are the same item. Names and addresses compare as spelled (case, accents
+# and punctuation aside), not transliterated: "Иван Петров" next to "Ivan Petrov" is a second
+# spelling an analyst may search for, though matching reads both as one name.
 _LIST_IDENTITY: dict[str, Callable[[Any], Any]] = {
-    "aliases": lambda item: normalise_name(item),
+    "aliases": spelling_key,
     "citizenship": lambda item: (item or "").upper(),
     "identifiers": lambda item: (
         item.get("scheme"), normalise_identifier(item.get("value")), item.get("issuing_country")
     ),
     "phones": normalise_phone,
     "emails": normalise_email,
-    "addresses": lambda item: (normalise_address(item.get("line")), item.get("parish")),
+    "addresses": lambda item: (spelling_key(item.get("line"), digits=True), item.get("parish")),
 }
 _LIST_GROUP = {
     "aliases": "name", "citizenship": "citizenship", "identifiers": "identifiers",
@@ -210,12 +212,13 @@ def golden_person(
 
     # Other sources' spellings of the name are kept as aliases: an analyst searching for the
     # name an agency used must still find the person.
-    golden_name = normalise_name(_full_name(golden))
-    known = {normalise_name(alias) for alias in golden["aliases"]} | {golden_name}
+    # Golden values are the winning agency's own text; only this comparison is folded.
+    golden_name = spelling_key(_full_name(golden))
+    known = {spelling_key(alias) for alias in golden["aliases"]} | {golden_name}
     for record in in_preference_order("name"):
         name = _record_full_name(record)
-        if name and normalise_name(name) not in known:
-            known.add(normalise_name(name))
+        if name and spelling_key(name) not in known:
+            known.add(spelling_key(name))
             golden["aliases"].append(name)
 
     labels = [str(record.classification) for record in held if record.classification]
