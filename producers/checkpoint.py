@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,11 +51,20 @@ def source_folder(home: Path, agency_id: str, entity: str, source: str) -> Path:
     return home / "producers" / agency_id / entity / digest
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` mode 0600 if missing (SQLite gives its -wal and -shm files the mode of
+    the database file), whatever the process umask."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 class CheckpointStore:
     def __init__(self, folder: Path, source: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        # Private to the user (source names, record ids): 0700 folder, 0600 files.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_file(folder / "source.txt")
         (folder / "source.txt").write_text(source + "\n", encoding="utf-8")
         self.folder = folder
+        _private_file(folder / "checkpoint.sqlite3")
         self.connection = sqlite3.connect(folder / "checkpoint.sqlite3", isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=FULL")

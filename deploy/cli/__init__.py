@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from deploy.stack.layout import PRIVATE_UMASK
 
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Checkpoints, logs, table stores, Kafka segments: whatever tipsync and the processes it
+    # starts (Kafka, the registry, PostgreSQL, workers, sink) create is the user's only.
+    os.umask(PRIVATE_UMASK)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -9,10 +9,16 @@ Everything lives under the state folder (``schemas.config.HOME``, default ``.tip
 ``secrets/``    generated passwords (mode 0700), never committed, never logged
 ``logs/``       one log file per service
 ``run/``        pid files of the processes ``stack up`` started
+
+Everything in it is private to the user who runs tipsync: files 0600, folders 0700 (the
+``tipsync`` command sets the umask 077, and the processes it starts inherit it). One exception:
+when tipsync runs as root, PostgreSQL runs as ``postgres`` and must pass through the state
+folder and ``logs/``; those two get 0711 (enter by name, never list or read).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +31,20 @@ REGISTRY_VERSION = "3.3.3"
 REGISTRY_VERSION_FOR_JAVA_17 = "3.0.9"
 STATE_FORMAT = 1
 MARKER_FILE = "tipsync-state.json"
+# Files 0600, folders 0700: what tipsync and every process it starts create is the user's only.
+PRIVATE_UMASK = 0o077
 
 
 class StackError(Exception):
     """A problem the user can fix; the message says what happened and what to do."""
+
+
+def private_folder(folder: Path, *, traversable: bool = False) -> None:
+    """Make ``folder`` (if missing) and give it mode 0700, or 0711 when another user must pass
+    through it; a folder someone else owns is left as it is."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.stat().st_uid == os.geteuid():
+        folder.chmod(0o711 if traversable else 0o700)
 
 
 @dataclass(frozen=True)

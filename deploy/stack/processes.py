@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from deploy.stack.layout import StackError
+from deploy.stack.layout import PRIVATE_UMASK, StackError
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -87,6 +87,7 @@ def start_background(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=PRIVATE_UMASK,  # its files are private even when not started by `tipsync`
         )
     if pidfile is not None:
         pidfile.parent.mkdir(parents=True, exist_ok=True)

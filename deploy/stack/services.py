@@ -17,6 +17,8 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -25,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from deploy.stack import artifacts
-from deploy.stack.layout import StackError, StateLayout
+from deploy.stack.layout import PRIVATE_UMASK, StackError, StateLayout, private_folder
 from deploy.stack.processes import (
     read_pid,
     require_free_port,
@@ -144,7 +146,8 @@ class Postgres(Service):
     def _run(self, command: list[str], what: str) -> None:
         user = _unprivileged_user()
         result = subprocess.run(
-            command, capture_output=True, text=True, user=user, cwd=self.layout.postgres_dir
+            command, capture_output=True, text=True, user=user, cwd=self.layout.postgres_dir,
+            umask=PRIVATE_UMASK,
         )
         if result.returncode != 0:
             raise StackError(
@@ -167,22 +170,30 @@ class Postgres(Service):
     def initialised(self) -> bool:
         return (self.layout.postgres_dir / ".initialised").is_file()
 
+    @property
+    def traversed_folders(self) -> list[Path]:
+        """Folders of ours that PostgreSQL's unprivileged user (when we are root) must pass
+        through, never list: the state folder (to reach postgres/, its own) and logs/ (it
+        writes logs/postgres.log, a file it owns). Empty when PostgreSQL runs as us or is
+        external. The stack gives exactly these the traversal bits (mode 0711)."""
+        if not self.local or _unprivileged_user() is None:
+            return []
+        return [self.layout.home, self.layout.logs]
+
     def _check_reachable_by(self, user: str | None) -> None:
         if user is None:
             return
-        home = self.layout.home
-        if home.stat().st_uid == os.geteuid():
-            # Our own folder: letting others traverse it (not list it) is all PostgreSQL needs;
-            # what must stay private (secrets/) has its own 0700 mode.
-            home.chmod(home.stat().st_mode | 0o011)
+        for folder in self.traversed_folders:
+            private_folder(folder, traversable=True)
+        # A folder above the state folder may still shut the user out.
         probe = subprocess.run(
-            ["test", "-x", str(self.layout.home)], user=user, capture_output=True
+            ["test", "-x", str(self.layout.logs)], user=user, capture_output=True
         )
         if probe.returncode != 0:
             raise StackError(
                 f"PostgreSQL runs as the unprivileged user '{user}', who cannot enter the state "
-                f"folder {self.layout.home}. Set {config.HOME} to a folder every user can "
-                "traverse (e.g. /var/tmp/tipsync) and run `tipsync stack up` again."
+                f"folder {self.layout.home} (or its logs/). Set {config.HOME} to a folder every "
+                "user can traverse (e.g. /var/tmp/tipsync) and run `tipsync stack up` again."
             )
 
     def _write_passwords(self) -> dict[str, str]:
@@ -298,7 +309,9 @@ class Postgres(Service):
         require_free_port(self.port, "PostgreSQL", self.variable)
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.layout.postgres_socket_dir}"
+            f"-c unix_socket_directories={self.layout.postgres_socket_dir} "
+            # The socket is private like everything else (clients use TCP on loopback).
+            "-c unix_socket_permissions=0700"
         )
         self._run(
             [
@@ -370,6 +383,26 @@ logger.state.level = WARN
 logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
 """
+
+
+# Kafka's reserved ids (org.apache.kafka.common.Uuid.RESERVED): ZERO_UUID and ONE_UUID (which
+# is also METADATA_TOPIC_ID).
+RESERVED_KAFKA_IDS = frozenset({bytes(16), bytes(15) + b"\x01"})
+
+
+def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A KRaft cluster id made the way Kafka's ``Uuid.randomUuid()`` makes one.
+
+    Kafka draws a random (version 4) UUID and draws again while the id is reserved or its
+    URL-safe base64 form (22 characters, no padding) starts with '-': StorageTool would read
+    such an id as an option (``argument --cluster-id/-t: expected one argument``). About one
+    draw in 64 starts with '-'. Doing it here spares a second JVM start (``random-uuid``).
+    """
+    while True:
+        candidate = uuid.UUID(bytes=random_bytes(16), version=4).bytes
+        text = base64.urlsafe_b64encode(candidate).decode("ascii").rstrip("=")
+        if candidate not in RESERVED_KAFKA_IDS and not text.startswith("-"):
+            return text
 
 
 def _silent_logger() -> logging.Logger:
@@ -475,11 +508,10 @@ class Kafka(Service):
                 f"{data} holds files but no meta.properties (corrupt or foreign state). Run "
                 "`tipsync stack reset --yes` to start afresh."
             )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+            self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c",
                        str(properties)),
-            capture_output=True, text=True,
+            capture_output=True, text=True, umask=PRIVATE_UMASK,
         )
         if result.returncode != 0:
             raise StackError(
@@ -580,6 +612,9 @@ class Registry(Service):
             [
                 java, "-Xms128m", "-Xmx512m", "-XX:+UseG1GC",
                 f"-Djava.io.tmpdir={self.layout.registry_dir}",
+                # Named, Quarkus leaves Vert.x's file cache to Vert.x (mode 0700); left to
+                # default, Quarkus makes it world-readable and writable under java.io.tmpdir.
+                f"-Dvertx.cacheDirBase={self.layout.registry_dir / 'vertx-cache'}",
                 "-jar", str(runner),
             ],
             log=self.layout.log(self.name),

@@ -6,9 +6,16 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from deploy.stack.layout import MARKER_FILE, STATE_FORMAT, StackError, StateLayout
+from deploy.stack.layout import (
+    MARKER_FILE,
+    STATE_FORMAT,
+    StackError,
+    StateLayout,
+    private_folder,
+)
 from deploy.stack.services import Kafka, Postgres, Registry, Service
 from schemas import config
 from schemas.config import Settings
@@ -55,20 +62,37 @@ class LocalStack:
                     "`tipsync stack reset --yes` to start afresh."
                 )
             return
-        if home.exists() and any(home.iterdir()):
+        if home.exists() and any(entry not in self._kept_by_reset() for entry in home.iterdir()):
             raise StackError(
                 f"{home} is not empty and is not a tipsync state folder (no {MARKER_FILE}). "
                 f"Point {config.HOME} at an empty or new folder, or run "
                 "`tipsync stack reset --yes` if it is an old tipsync folder you can discard."
             )
+        # New, empty, or holding only what a reset keeps (a reset by an older tipsync removed
+        # the marker too): ours to claim.
         home.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"format": STATE_FORMAT}) + "\n")
+        self._write_marker()
+
+    def _kept_by_reset(self) -> set[Path]:
+        return {self.layout.cache}
+
+    def _write_marker(self) -> None:
+        self.layout.marker.write_text(json.dumps({"format": STATE_FORMAT}) + "\n")
+
+    def protect_state_folder(self) -> None:
+        """The state folder and logs/ 0700; 0711 for the ones PostgreSQL's unprivileged user
+        must pass through when we are root (see ``Postgres.traversed_folders``). What is
+        inside is made private by the umask tipsync runs under."""
+        traversed = self.postgres.traversed_folders
+        for folder in (self.layout.home, self.layout.logs):
+            private_folder(folder, traversable=folder in traversed)
 
     # ------------------------------------------------------------------ commands
 
     def up(self) -> UpReport:
         began = time.monotonic()
         self.check_state_folder()
+        self.protect_state_folder()
         report = UpReport(0.0, [], [], [])
         for service in self.services:
             if not service.local:
@@ -122,15 +146,17 @@ class LocalStack:
         return result
 
     def reset(self) -> None:
-        """Stop everything and delete all state except the download cache."""
+        """Stop everything and delete all state except the download cache; the folder stays
+        a tipsync state folder (marker rewritten), so ``up`` starts afresh in it."""
         self.down()
         home = self.layout.home
         if not home.exists():
             return
         for entry in home.iterdir():
-            if entry == self.layout.cache:
+            if entry in self._kept_by_reset():
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+        self._write_marker()

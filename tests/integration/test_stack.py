@@ -1,12 +1,19 @@
 """The local stack itself: real Kafka, a real registry and a real PostgreSQL on loopback.
 
 The restart test runs a second, private stack (own state folder and ports, shared download
-cache) so it can stop and start it without disturbing the shared one.
+cache) so it can stop and start it without disturbing the shared one; the state-folder tests
+(modes, reset then up) a third.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import pwd
+import re
+import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from private_stack import running_private_stack, tipsync
 
+from producers.canonical import Entity, columns_of
 from schemas.config import Settings
 
 
@@ -135,3 +143,96 @@ def test_schemas_survive_down_and_up_and_down_leaves_nothing(
     latest = SchemaRegistryClient({"url": registry_url}).get_latest_version(subject)
     assert latest.schema_id == registered_id
     assert json.loads(latest.schema.schema_str)["name"] == "Sample"
+
+
+# ------------------------------------------------------------------ the state folder
+
+# When tipsync runs as root, PostgreSQL runs as `postgres` and must pass through these folders
+# (relative to the state folder; "." is the folder itself): mode 0711, enter by name, never
+# list or read. Nothing else may carry a group or world bit (deploy/stack/layout.py).
+TRAVERSED_BY_POSTGRES = {".", "logs"}
+RUNNING_AS_ROOT = os.geteuid() == 0
+
+
+def exposed_to_others(home: Path) -> list[str]:
+    """Files and folders under ``home`` (and itself) with any group/world bit beyond the
+    traversal above. Modes, not access: as root every access test would pass."""
+    exposed = []
+    for folder, _, files in os.walk(home):
+        for path in (Path(folder), *(Path(folder) / name for name in files)):
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:  # a running service removed it meanwhile
+                continue
+            if stat.S_ISLNK(mode):
+                continue
+            name = path.relative_to(home).as_posix()
+            traversal = RUNNING_AS_ROOT and stat.S_ISDIR(mode) and name in TRAVERSED_BY_POSTGRES
+            if stat.S_IMODE(mode) & 0o077 & ~(0o011 if traversal else 0):
+                exposed.append(f"{name} {stat.filemode(mode)}")
+    return exposed
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[dict[str, str]]:
+    with running_private_stack(port_base=41000) as env:
+        yield env
+
+
+def test_the_state_folder_is_private_to_its_user(
+    own_stack: dict[str, str], tmp_path: Path
+) -> None:
+    home = Path(own_stack["TIPSYNC_HOME"])
+    for step in (("schemas", "register"), ("topics", "create")):
+        done = tipsync(own_stack, *step)
+        assert done.returncode == 0, done.stderr
+    columns = list(columns_of(Entity.PERSON))
+    export = tmp_path / "people.csv"
+    with export.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        for record_id, sex in (("P-1", "F"), ("P-2", "Q")):  # P-2 is rejected (sex 'Q')
+            row = dict.fromkeys(columns, "")
+            row.update(source_record_id=record_id, given_name="Ann", family_name="Brown",
+                       date_of_birth="1990-05-17", sex=sex, updated_at="2024-05-01T10:00:00Z")
+            writer.writerow(row)
+    produced = tipsync(own_stack, "produce", "--agency", "police-ctu", "--entity", "person",
+                       "--file", str(export), "--no-progress")
+    assert produced.returncode == 0, produced.stderr
+    summary = json.loads(
+        [line for line in produced.stdout.splitlines() if line.startswith("{")][-1]
+    )
+    assert (summary["published"], summary["rejected"]) == (1, 1), summary
+
+    # The walk covers what the defect was about: checkpoints, source.txt, rejects, service
+    # logs, Kafka segments, PostgreSQL's cluster, the passwords, pid files.
+    names = {path.relative_to(home).as_posix() for path in home.rglob("*")}
+    for pattern in (r"producers/.*/checkpoint\.sqlite3", r"producers/.*/source\.txt",
+                    r"producers/.*/rejects-.*\.jsonl", r"logs/(kafka|registry|postgres)\.log",
+                    r"kafka/data/tip\..*/0+\.log", r"postgres/data/PG_VERSION",
+                    r"secrets/pgpass", r"run/kafka\.pid", r"tipsync-state\.json"):
+        assert any(re.fullmatch(pattern, name) for name in names), pattern
+    assert exposed_to_others(home) == []
+    if RUNNING_AS_ROOT:
+        data = home / "postgres" / "data"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert pwd.getpwuid(data.stat().st_uid).pw_name == "postgres"
+        # An unprivileged user may pass through the state folder but read nothing in it.
+        rejects = next(home.glob("producers/*/*/*/rejects-*.jsonl"))
+        for probe in (["ls", str(home)], ["cat", str(rejects)],
+                      ["cat", str(home / "logs" / "kafka.log")]):
+            denied = subprocess.run(probe, user="nobody", capture_output=True)
+            assert denied.returncode != 0, probe
+
+
+def test_reset_then_up_starts_afresh(own_stack: dict[str, str]) -> None:
+    home = Path(own_stack["TIPSYNC_HOME"])
+    reset = tipsync(own_stack, "stack", "reset", "--yes")
+    assert reset.returncode == 0, reset.stderr
+    assert not (home / "kafka").exists() and (home / "tipsync-state.json").is_file()
+    up = tipsync(own_stack, "stack", "up")
+    assert up.returncode == 0, up.stderr
+    assert "started postgres, kafka, registry" in up.stdout
+    status = tipsync(own_stack, "stack", "status", "--json")
+    assert status.returncode == 0, status.stdout
+    assert exposed_to_others(home) == []

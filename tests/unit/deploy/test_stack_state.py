@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from deploy.stack.layout import StackError
+from deploy.stack import services
+from deploy.stack.layout import StackError, private_folder
 from deploy.stack.processes import require_free_port
 from deploy.stack.stack import LocalStack
 from schemas.config import load_settings
@@ -70,5 +75,82 @@ def test_a_new_state_folder_is_claimed_and_reset_keeps_the_downloads(tmp_path: P
     (home / "cache" / "kafka.jar").write_text("jar")
     (home / "kafka").mkdir()
     stack.reset()
-    assert sorted(path.name for path in home.iterdir()) == ["cache"]
+    assert sorted(path.name for path in home.iterdir()) == ["cache", "tipsync-state.json"]
     assert (home / "cache" / "kafka.jar").exists()
+
+
+def test_up_accepts_the_folder_reset_leaves(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(home)}))
+    stack.check_state_folder()
+    (home / "cache").mkdir()
+    (home / "kafka").mkdir()
+    stack.reset()
+    stack.check_state_folder()  # what `up` checks first: no "not a tipsync state folder"
+    assert json.loads((home / "tipsync-state.json").read_text()) == {"format": 1}
+
+
+def test_a_folder_an_older_reset_left_holding_only_downloads_is_claimed(tmp_path: Path) -> None:
+    # Older tipsync versions' reset deleted the marker too, leaving only cache/.
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "kafka.jar").write_text("jar")
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
+    stack.check_state_folder()
+    assert json.loads((tmp_path / "tipsync-state.json").read_text()) == {"format": 1}
+    assert (tmp_path / "cache" / "kafka.jar").exists()
+
+
+def test_downloads_beside_a_foreign_file_are_still_refused(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "notes.txt").write_text("not ours")
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
+    with pytest.raises(StackError, match="not a tipsync state folder"):
+        stack.check_state_folder()
+
+
+def test_a_private_folder_is_0700_or_0711_when_another_user_passes_through(
+    tmp_path: Path,
+) -> None:
+    private_folder(tmp_path / "a" / "b")
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    (tmp_path / "open").mkdir(mode=0o755)
+    private_folder(tmp_path / "open", traversable=True)
+    assert stat.S_IMODE((tmp_path / "open").stat().st_mode) == 0o711
+
+
+@pytest.mark.parametrize(
+    ("postgres_user", "expected"), [(None, 0o700), ("postgres", 0o711)],
+    ids=["postgres-runs-as-us", "we-are-root-postgres-runs-as-postgres"],
+)
+def test_the_state_folder_and_logs_are_private_but_for_postgres_traversal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_user: str | None, expected: int
+) -> None:
+    monkeypatch.setattr(services, "_unprivileged_user", lambda: postgres_user)
+    home = tmp_path / "state"
+    home.mkdir(mode=0o755)
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(home)}))
+    stack.check_state_folder()
+    stack.protect_state_folder()
+    assert stat.S_IMODE(home.stat().st_mode) == expected
+    assert stat.S_IMODE((home / "logs").stat().st_mode) == expected
+
+
+def test_the_tipsync_command_writes_private_files(tmp_path: Path) -> None:
+    """``main`` sets the umask 077: a reset run as a command rewrites the marker 0600."""
+    home = tmp_path / "state"
+    LocalStack(load_settings({"TIPSYNC_HOME": str(home)})).check_state_folder()
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("TIPSYNC_")}
+    # Addresses nothing listens on: the reset's `down` has nothing to stop in any case.
+    environment.update({
+        "TIPSYNC_HOME": str(home),
+        "TIPSYNC_KAFKA_BOOTSTRAP": "127.0.0.1:42992",
+        "TIPSYNC_REGISTRY_URL": "http://127.0.0.1:42981/apis/ccompat/v7",
+        "TIPSYNC_DATABASE_URL": "postgresql://tipsync@127.0.0.1:42932/tipsync",
+    })
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "stack", "reset", "--yes"],
+        env=environment, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((home / "tipsync-state.json").stat().st_mode) == 0o600

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,3 +93,18 @@ def test_content_hashes_stay_those_of_the_standard_library_json_text() -> None:
     ]
     for sample in samples:
         assert content_hash(sample) == reference(sample), sample
+
+
+def test_the_checkpoint_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    folder = source_folder(tmp_path, "police-ctu", "case", "/exports/cases.csv")
+    previous = os.umask(0o022)  # a library caller that never set tipsync's umask
+    try:
+        store = CheckpointStore(folder, "/exports/cases.csv")
+        store.save([("C-1", PublishedState("h1", 1, False))])
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+        store.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert modes["source.txt"] == modes["checkpoint.sqlite3"] == 0o600
+    assert modes.get("checkpoint.sqlite3-wal", 0o600) == 0o600
