@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from schemas.dead_letters import DeadLetter, read_dead_letter_headers
@@ -13,6 +12,7 @@ from schemas.topics import TopicNames
 from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, ResolvePublisher
 from streams.resolve_stage import MAPPING, Output
+from tests.unit.streams.test_ingest_handler import Message
 
 TOPICS = TopicNames("touts")
 
@@ -23,15 +23,6 @@ class Sent(list[tuple[str, bytes | None, bytes | None, Any]]):
                        headers: list[tuple[str, bytes]] | None = None,
                        on_delivered: Any = None) -> None:
         self.append((topic, key, value, headers))
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def test_outputs_go_to_their_topics_serialized_and_counted() -> None:
