@@ -175,7 +175,8 @@ def exposed_to_others(home: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[dict[str, str]]:
-    with running_private_stack(port_base=41000) as env:
+    # below the ephemeral range (32768-60999), where an outgoing connection may hold a port
+    with running_private_stack(port_base=25000) as env:
         yield env
 
 
