@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from producers.canonical import Entity, columns_of
 from producers.mapping import AgencyMapping
+from producers.normalise import FieldError, clean_text, record_id
 from producers.readers import FileError, RawRow, open_export, read_csv, read_jsonl
 from producers.records import RowError, to_source_record
 from producers.rejects import RejectsFile
@@ -50,25 +51,30 @@ def produce_file(options: FileOptions, tracker: ChangeTracker, rejects: RejectsF
             )
             _check_header(header, options.entity, mapping, name)
         else:
-            rows, lines = read_jsonl(stream, name, encoding)
+            id_key = mapping.columns.get("source_record_id") if mapping else None
+            rows, lines = read_jsonl(stream, name, encoding, id_key or "source_record_id")
         total = options.path.stat().st_size
         bar = tqdm(
             total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr,
             disable=not (options.progress and sys.stderr.isatty()),
         )
         read = 0
+        # Ids as published (normalise.record_id), each with the row that first had it.
         seen: dict[str, int] = {}
+        # Ids of rows refused for their id itself, in the spelling an earlier version
+        # published them in: a refused row is still in the export, so it is not deleted.
+        refused_ids: set[str] = set()
         canonical_columns = frozenset(columns_of(options.entity))
         for raw in rows:
             read += 1
-            _produce_row(raw, options, tracker, rejects, seen, canonical_columns)
+            _produce_row(raw, options, tracker, rejects, seen, refused_ids, canonical_columns)
             tracker.pump()
             if read % 2_000 == 0:
                 bar.update(lines.bytes_read - bar.n)
         bar.update(lines.bytes_read - bar.n)
         bar.close()
     if options.full_export:
-        tracker.delete_missing(set(seen), options.entity)
+        tracker.delete_missing(set(seen) | refused_ids, options.entity)
     return read
 
 
@@ -78,6 +84,7 @@ def _produce_row(
     tracker: ChangeTracker,
     rejects: RejectsFile,
     seen: dict[str, int],
+    refused_ids: set[str],
     canonical_columns: frozenset[str],
 ) -> None:
     if raw.values is None:
@@ -96,12 +103,21 @@ def _produce_row(
                 "rename them or write a mapping file (--mapping)",
             )
             return
-    source_record_id = (canonical.get("source_record_id") or "").strip()
+    # The id is normalised once, here, exactly as to_source_record publishes it: the duplicate
+    # check, the ids a full export keeps and the checkpoint all compare the same text.
+    raw_id = canonical.get("source_record_id") or ""
+    try:
+        source_record_id = record_id("source_record_id", raw_id)
+    except FieldError:
+        # to_source_record refuses the row and names this problem with the row's others.
+        refused_ids.add(clean_text(raw_id))
+        source_record_id = ""
     if source_record_id in seen:
         rejects.add(
             raw.number, raw.original,
-            f"source_record_id {source_record_id!r} appears again (first at row "
-            f"{seen[source_record_id]}); keep one row per record",
+            f"source_record_id appears again (first at row {seen[source_record_id]}, again at "
+            f"row {raw.number}; ids that differ only in spaces or Unicode composition are one "
+            "id); keep one row per record",
         )
         return
     if source_record_id:

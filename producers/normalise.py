@@ -83,6 +83,30 @@ def clean_text(value: str) -> str:
     return _WHITESPACE.sub(" ", composed).strip()
 
 
+# Whitespace that exports put around or inside a cell: tidied like spaces, not refused.
+_WHITESPACE_CONTROLS = frozenset("\t\n\r")
+
+
+def record_id(column: str, value: str) -> str:
+    """A record's id as it is published, compared and kept in the checkpoint.
+
+    The text of ``clean_text``: raw ids that differ only in spaces (``A  2``, ``A\u00a02``) or
+    Unicode composition are one id. A control or invisible formatting character (NUL, ESC,
+    a zero-width space) is refused, not turned into a space: such an id is a broken export.
+    """
+    if value.isascii() and value.isprintable():
+        return " ".join(value.split())
+    for position, char in enumerate(value, start=1):
+        if char not in _WHITESPACE_CONTROLS and unicodedata.category(char) in _CONTROL_CATEGORIES:
+            raise FieldError(
+                column,
+                f"{column} holds a control or invisible formatting character (U+{ord(char):04X}, "
+                f"character {position}), and an id with one is not an id; remove it from the "
+                "id in your system",
+            )
+    return clean_text(value)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def name(column: str, value: str) -> str | None:
     """A personal or organisation name: cleaned, never re-cased (``McDonald`` stays)."""
@@ -193,7 +217,25 @@ def _plausible(column: str, value: str, parsed: date) -> date:
             f"{column} {value!r} is not a plausible date (the year must be between "
             f"{EARLIEST_YEAR} and {LATEST_YEAR}); check the value in your system",
         )
+    if column in PAST_DATES and parsed > _latest_today():
+        # A valid answer is memoised, an error is not: a date refused today is read again
+        # (and accepted once its day has come) by a producer that runs for days.
+        raise FieldError(
+            column,
+            f"{column} is in the future, which a {column.replace('_', ' ')} cannot be; check "
+            "the value in your system (a mistyped year, or a day and month swapped?)",
+        )
     return parsed
+
+
+# Dates of what has already happened: one after today is a mistake. For a date known only to
+# the month or year, its first day is compared (this year's "2024" is not in the future).
+PAST_DATES = frozenset({"date_of_birth"})
+
+
+def _latest_today() -> date:
+    """Today where it is latest on Earth (UTC+14): a birth today anywhere is not refused."""
+    return (datetime.now(UTC) + timedelta(hours=14)).date()
 
 
 def _date_from_formats(

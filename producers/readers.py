@@ -162,14 +162,51 @@ def _csv_rows(lines: _Lines, header: list[str], delimiter: str) -> Iterator[RawR
 
 
 def read_jsonl(
-    stream: BinaryIO, source_name: str, encoding: str = "utf-8"
+    stream: BinaryIO,
+    source_name: str,
+    encoding: str = "utf-8",
+    record_id_key: str = "source_record_id",
 ) -> tuple[Iterator[RawRow], _Lines]:
-    """An iterator over the objects of a JSON Lines export, nested keys joined with dots."""
+    """An iterator over the objects of a JSON Lines export, nested keys joined with dots.
+
+    ``record_id_key`` is the (dotted) key that holds the record's id: it must be a JSON
+    string or a whole number, so that ``1``, ``1.0`` and ``true`` are not three ids.
+    """
     lines = _Lines(stream, encoding)
-    return _jsonl_rows(lines), lines
+    return _jsonl_rows(lines, record_id_key), lines
 
 
-def _jsonl_rows(lines: _Lines) -> Iterator[RawRow]:
+class _FloatText(str):
+    """A JSON number with a fraction or an exponent, as the file wrote it (``18.50``)."""
+
+    __slots__ = ()
+
+
+class _DuplicateKeys(ValueError):
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.keys = keys
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        repeated: dict[str, None] = {}
+        for key, _ in pairs:
+            if key in seen:
+                repeated[key] = None
+            seen.add(key)
+        raise _DuplicateKeys(list(repeated))
+    return document
+
+
+# One decoder for every line (json.loads with hooks would build a new one per call). Objects
+# are built by the C parser; the hook only compares two lengths, unless a key is repeated.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_FloatText)
+
+
+def _jsonl_rows(lines: _Lines, record_id_key: str) -> Iterator[RawRow]:
     for number, line in enumerate(lines, start=1):
         original, invalid = lines.take_consumed()
         if not line.strip():
@@ -189,9 +226,17 @@ def _jsonl_rows(lines: _Lines) -> Iterator[RawRow]:
             )
             continue
         try:
-            document = json.loads(line)
+            document = _DECODER.decode(line)
         except json.JSONDecodeError as error:
             yield RawRow(number, original, None, f"the line is not valid JSON ({error.msg})")
+            continue
+        except _DuplicateKeys as error:
+            keys = error.keys
+            yield RawRow(
+                number, original, None,
+                f"the object has the key{'s' if len(keys) > 1 else ''} {', '.join(keys)} more "
+                "than once, and only one value can be read; keep one of each key",
+            )
             continue
         if not isinstance(document, dict):
             yield RawRow(
@@ -201,7 +246,7 @@ def _jsonl_rows(lines: _Lines) -> Iterator[RawRow]:
             continue
         values: dict[str, str] = {}
         problems: list[str] = []
-        _flatten(document, "", values, problems)
+        _flatten(document, "", values, problems, record_id_key)
         if problems:
             yield RawRow(number, original, None, "; ".join(problems))
         else:
@@ -209,12 +254,23 @@ def _jsonl_rows(lines: _Lines) -> Iterator[RawRow]:
 
 
 def _flatten(
-    document: dict[str, Any], prefix: str, out: dict[str, str], problems: list[str]
+    document: dict[str, Any],
+    prefix: str,
+    out: dict[str, str],
+    problems: list[str],
+    record_id_key: str,
 ) -> None:
     for key, value in document.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _flatten(value, path + ".", out, problems)
+        if path == record_id_key and not (
+            value is None or type(value) is str or type(value) is int  # bool is an int
+        ):
+            problems.append(
+                f"{path} (the record's id) is {_json_kind(value)}; an id must be a JSON "
+                'string or a whole number, e.g. "P-17" or 17: write it as one'
+            )
+        elif isinstance(value, dict):
+            _flatten(value, path + ".", out, problems, record_id_key)
         elif isinstance(value, list):
             if any(isinstance(item, dict | list) for item in value):
                 problems.append(
@@ -227,11 +283,22 @@ def _flatten(
 
 
 def _scalar_text(value: Any) -> str:
+    """A JSON value as text: strings as they are, numbers as written, true/false, null empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, _FloatText | float):
+        return "a number with a fraction or an exponent"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
 
 
 def open_export(path: Path) -> BinaryIO:

@@ -72,10 +72,17 @@ def to_source_record(
     if errors:
         raise RowError("; ".join(errors))
 
-    source_record_id = normalise.clean_text(row.get("source_record_id", ""))
-    if not source_record_id:
-        errors.append("source_record_id is empty; every row needs the record's id in your system")
-    elif len(source_record_id) > MAX_SOURCE_RECORD_ID_LENGTH:
+    source_record_id = ""
+    try:
+        source_record_id = normalise.record_id("source_record_id", row.get("source_record_id", ""))
+    except FieldError as error:
+        errors.append(str(error))
+    else:
+        if not source_record_id:
+            errors.append(
+                "source_record_id is empty; every row needs the record's id in your system"
+            )
+    if len(source_record_id) > MAX_SOURCE_RECORD_ID_LENGTH:
         errors.append(
             f"source_record_id is longer than {MAX_SOURCE_RECORD_ID_LENGTH} characters"
         )
@@ -321,9 +328,9 @@ def _link_payload(reader: _FieldReader) -> dict[str, Any]:
         )
     payload = {
         "from_entity": reader.coded("from_entity"),
-        "from_record_id": reader.optional_text("from_record_id"),
+        "from_record_id": reader.get("from_record_id", normalise.record_id),
         "to_entity": reader.coded("to_entity"),
-        "to_record_id": reader.optional_text("to_record_id"),
+        "to_record_id": reader.get("to_record_id", normalise.record_id),
         "link_role": reader.coded("link_role"),
         "valid_from": valid_from,
         "valid_to": valid_to,

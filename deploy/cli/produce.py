@@ -26,7 +26,12 @@ from producers.file_source import FileOptions, produce_file
 from producers.mapping import AgencyMapping, MappingError, load_mapping
 from producers.readers import FileError
 from producers.rejects import RejectsFile
-from producers.sql_source import SourceTableError, TableOptions, produce_table
+from producers.sql_source import (
+    SourceTableError,
+    TableOptions,
+    dsn_without_secrets,
+    produce_table,
+)
 from producers.tracker import ChangeTracker, UnacknowledgedError
 from schemas.config import Settings, load_settings
 from schemas.topics import TopicNames
@@ -108,7 +113,8 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         if not args.file.is_file():
             raise FatalError(f"{args.file} is not a file; check the path")
     else:
-        source = args.source_name or f"{_without_password(args.sql)} {args.table}"
+        # Parsed before anything is written: a password never reaches source.txt or a log.
+        source = args.source_name or f"{dsn_without_secrets(args.sql)} {args.table}"
     topics = _topics(args.agency, args.topic_root)
     publisher = Publisher(settings.kafka_bootstrap)
     entities: list[Entity] = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
@@ -116,6 +122,13 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     serialize = make_serializer(settings, entities, args.agency, governance)
 
     folder = source_folder(settings.home, args.agency, entity.value, source)
+    if args.sql and not args.source_name:
+        _adopt_checkpoint_named_with_a_password(
+            source_folder(settings.home, args.agency, entity.value,
+                          f"{_legacy_source_name(args.sql)} {args.table}"),
+            folder,
+            source,
+        )
     store = CheckpointStore(folder, source)
     rejects = RejectsFile(folder, args.file.name if args.file else args.table)
     tracker = ChangeTracker(args.agency, store, publisher, serialize, topics, governance)
@@ -165,14 +178,33 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     return exit_code
 
 
-def _without_password(dsn: str) -> str:
+def _legacy_source_name(dsn: str) -> str:
+    """The source name earlier versions gave a DSN, which kept a key=value or ?password=."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", "@")
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        return dsn
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", "@")
         return urlunsplit(parts._replace(netloc=netloc))
     return dsn
+
+
+def _adopt_checkpoint_named_with_a_password(legacy: Path, folder: Path, source: str) -> None:
+    """Move a checkpoint kept under a name that held the DSN's password to its new folder.
+
+    Its source.txt held the password: the store rewrites it in the new folder, and a legacy
+    folder left beside an existing new one gets the name without the password.
+    """
+    if legacy == folder or not legacy.is_dir():
+        return
+    if folder.exists():
+        (legacy / "source.txt").write_text(source + "\n", encoding="utf-8")
+    else:
+        legacy.rename(folder)
 
 
 def _governance(args: argparse.Namespace) -> Governance:

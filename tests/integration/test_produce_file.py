@@ -227,7 +227,7 @@ def test_every_kind_of_bad_row_lands_in_the_rejects_file_and_good_rows_are_publi
         3: "date_of_birth '31/02/1990' is not a date",
         4: "sex 'Q' is not a known code",
         5: "source_record_id is empty",
-        6: "appears again (first at row 2)",
+        6: "appears again (first at row 2, again at row 6;",
         7: "the row has 3 columns but the header has",
         8: "not valid text in the file's encoding",
         9: "address is 5000 characters long",
@@ -355,3 +355,31 @@ def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
     assert identifiers == {f"P-{index:07d}" for index in range(1, 3_001)}
     if killed:
         assert summary["unchanged"] < 3_000  # the rerun did work the killed run had not
+
+
+def test_a_full_export_deletes_no_record_whose_id_it_had_to_tidy(
+    run: Run, tmp_path: Path
+) -> None:
+    # "A  2" is published as "A 2"; it must count as present, on this run and every next one.
+    # "A\u00a02" is the same id once tidied: a duplicate of row 2, named by both rows.
+    export = write_csv(tmp_path / "people.csv", [
+        person("A  2"), person(" B-1 "), person("A\u00a02", given_name="Bo"),
+    ])
+    arguments = ("--agency", AGENCY, "--entity", "person", "--file", str(export),
+                 "--full-export")
+    code, summary, stderr = run.produce(*arguments)
+    assert code == 0, stderr
+    assert summary is not None
+    rejects = [json.loads(line) for line in Path(summary["rejects_file"]).read_text().splitlines()]
+    assert [(reject["row"], "first at row 2, again at row 4" in reject["reason"])
+            for reject in rejects] == [(4, True)]
+    assert (summary["published"], summary["deleted"], summary["rejected"]) == (2, 0, 1)
+
+    code, summary, stderr = run.produce(*arguments)
+    assert code == 0, stderr
+    assert summary is not None
+    assert (summary["published"], summary["unchanged"], summary["deleted"]) == (0, 2, 0)
+    published = [(event["source_record_id"], event["op"]) for event in run.events("person")]
+    assert sorted(published) == [("A 2", "UPSERT"), ("B-1", "UPSERT")]
+    assert next(e for e in run.events("person") if e["source_record_id"] == "A 2")[
+        "payload"]["given_name"] == "Ann"  # the first row, not the duplicate

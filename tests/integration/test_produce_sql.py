@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from producers.checkpoint import source_folder
 from schemas.config import Settings
 from schemas.registration import register_all
 from schemas.registry import SchemaRegistry
@@ -140,3 +141,80 @@ def test_a_table_is_published_incrementally_and_resumes_after_a_restart(
     assert latest["1"]["payload"]["identifiers"] == [
         {"scheme": "PASSPORT", "value": "A1234567", "issuing_country": "JM"}
     ]
+
+
+def test_a_full_comparison_deletes_only_the_records_that_left_the_table(
+    settings: Settings, source: dict[str, Any]
+) -> None:
+    schema = source["table"].split(".")[0]
+    connection = source["connection"]
+    # A text key that the producer tidies ("A  2" is published as "A 2"), and a table whose
+    # source_record_id column is not its primary key.
+    connection.execute(
+        f"CREATE TABLE {schema}.agent (ref text PRIMARY KEY, given_name text, "
+        "family_name text, updated_at timestamptz NOT NULL)"
+    )
+    connection.execute(
+        f"INSERT INTO {schema}.agent VALUES ('A  2', 'Ann', 'Brown', now()), "
+        "(' B-1 ', 'Bo', 'Reid', now()), ('C-3', 'Cy', 'Grant', now())"
+    )
+    connection.execute(
+        f"CREATE TABLE {schema}.member (id integer PRIMARY KEY, source_record_id text, "
+        "given_name text, family_name text, updated_at timestamptz NOT NULL)"
+    )
+    connection.execute(
+        f"INSERT INTO {schema}.member VALUES (1, 'M-1', 'Di', 'Lee', now()), "
+        "(2, 'M-2', 'Ed', 'Hall', now())"
+    )
+    agent = ("--table", f"{schema}.agent", "--primary-key", "ref", "--full-compare-every", "1")
+    member = ("--table", f"{schema}.member", "--primary-key", "id", "--full-compare-every", "1")
+    first = produce(settings, source, *agent)
+    assert (first["published"], first["deleted"]) == (3, 0)
+    first = produce(settings, source, *member)
+    assert (first["published"], first["deleted"]) == (2, 0)
+    connection.execute(f"DELETE FROM {schema}.agent WHERE ref = 'C-3'")
+    again = produce(settings, source, *agent)
+    assert (again["published"], again["deleted"]) == (1, 1)  # only C-3 left the table
+    assert produce(settings, source, *member)["deleted"] == 0
+
+    published = sorted((event["source_record_id"], event["op"]) for event in events(
+        settings, source["topic"]))
+    assert published == [("A 2", "UPSERT"), ("B-1", "UPSERT"), ("C-3", "DELETE"),
+                         ("C-3", "UPSERT"), ("M-1", "UPSERT"), ("M-2", "UPSERT")]
+
+
+def test_a_password_in_the_dsn_is_neither_written_nor_shown(
+    settings: Settings, source: dict[str, Any]
+) -> None:
+    canary = "Canary-Pw-7f3"
+    table = source["table"]
+    # Port 1 refuses at once: the run stops at the connection, after the checkpoint folder
+    # was made (where source.txt names the source).
+    dsns = {
+        f"host=127.0.0.1 port=1 dbname=tipsync password={canary} connect_timeout=5":
+            "host=127.0.0.1 port=1 dbname=tipsync connect_timeout=5",
+        f"postgresql://tipsync@127.0.0.1:1/tipsync?password={canary}&connect_timeout=5":
+            "postgresql://tipsync@127.0.0.1:1/tipsync?connect_timeout=5",
+        f"postgresql://tipsync:{canary}@127.0.0.1:1/tipsync":
+            "postgresql://tipsync@127.0.0.1:1/tipsync",
+        f"host=127.0.0.1 port=1 password=two words{canary}": None,  # cannot be parsed
+    }
+    home = source["home"]
+    for dsn, without in dsns.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "produce", "--agency", AGENCY, "--entity",
+             "person", "--sql", dsn, "--table", table, "--primary-key", "id",
+             "--topic-root", source["prefix"], "--no-progress"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "TIPSYNC_HOME": str(home)},
+        )
+        assert result.returncode == 1, result.stderr
+        assert canary not in result.stderr + result.stdout
+        assert "--sql" in result.stderr
+        for path in home.rglob("*"):
+            if path.is_file():
+                assert canary.encode() not in path.read_bytes(), (path, path.read_bytes())
+        if without is not None:
+            # The folder of the same DSN without its password: one checkpoint per database.
+            folder = source_folder(home, AGENCY, "person", f"{without} {table}")
+            assert (folder / "source.txt").read_text() == f"{without} {table}\n"

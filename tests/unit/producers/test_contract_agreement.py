@@ -170,7 +170,7 @@ REFUSED_BY_BOTH: list[tuple[Entity, dict[str, str], str]] = [
                    "to_record_id": "C-1", "link_role": "other"}, "from_entity 'link' is not a "
      "known code"),
     (Entity.LINK, {"from_entity": "person", "from_record_id": "\x01", "to_entity": "case",
-                   "to_record_id": "C-1", "link_role": "victim"}, "from_record_id is empty"),
+                   "to_record_id": "C-1", "link_role": "victim"}, "from_record_id holds a control"),
     (Entity.LINK, {"from_entity": "person", "from_record_id": "P-1", "to_entity": "case",
                    "to_record_id": "C-1", "link_role": "victim", "valid_from": "2024-02-01",
                    "valid_to": "2024-01-31"}, "valid_to 2024-01-31 is before valid_from"),

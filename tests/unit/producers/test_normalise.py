@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -187,3 +187,46 @@ def test_memoised_parsers_still_refuse_a_bad_value_every_time() -> None:
             normalise.phone("phone", "876-000-0000")
         with pytest.raises(FieldError, match="two parishes"):
             normalise.parish("parish", "KSA")
+
+
+@pytest.mark.parametrize(
+    "raw", ["A 2", "A  2", " A 2 ", "A\u00a02", "A\t2", "A\u20032", "A 2\r\n"]
+)
+def test_record_ids_that_differ_only_in_spaces_are_one_id(raw: str) -> None:
+    assert normalise.record_id("source_record_id", raw) == "A 2"
+
+
+def test_a_record_id_is_nfc_like_any_text() -> None:
+    assert normalise.record_id("source_record_id", "Jose\u0301-1") == "Jos\u00e9-1"
+
+
+@pytest.mark.parametrize("raw", ["A\x002", "A\x1b2", "\x7fA2", "A\u200b2", "\ufeffA2", "A\x0b2"])
+def test_a_record_id_with_a_control_character_is_refused(raw: str) -> None:
+    with pytest.raises(FieldError, match="control") as raised:
+        normalise.record_id("source_record_id", raw)
+    assert "A2" not in str(raised.value) and "A\x002" not in str(raised.value)
+
+
+def test_a_date_of_birth_after_today_is_refused_without_quoting_it() -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date()
+    for value, formats in [
+        (tomorrow.isoformat(), None),
+        (f"{tomorrow.year + 1}", None),
+        (tomorrow.strftime("%d/%m/%Y"), ["%d/%m/%Y"]),
+    ]:
+        with pytest.raises(FieldError, match="in the future") as raised:
+            normalise.partial_date("date_of_birth", value, formats)
+        assert value not in str(raised.value)
+
+
+def test_a_date_of_birth_this_year_or_month_or_today_is_accepted() -> None:
+    today = datetime.now(UTC).date()
+    assert normalise.partial_date("date_of_birth", today.isoformat()).value == today
+    assert normalise.partial_date("date_of_birth", today.strftime("%Y-%m")).value.month == (
+        today.month
+    )
+    assert normalise.partial_date("date_of_birth", str(today.year)).value.year == today.year
+
+
+def test_other_dates_may_be_in_the_future() -> None:
+    assert normalise.partial_date("valid_to", "2199-01-01").value.year == 2199

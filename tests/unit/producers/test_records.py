@@ -81,3 +81,30 @@ def test_a_link_needs_both_ends_unless_deleted() -> None:
         )
     deleted = to_source_record(Entity.LINK, {"source_record_id": "L-1", "deleted": "true"})
     assert deleted.deleted
+
+
+def test_a_record_id_is_published_in_its_cleaned_spelling() -> None:
+    assert to_source_record(Entity.PERSON, person_row(source_record_id=" A\u00a0 2 ")) \
+        .source_record_id == "A 2"
+
+
+def test_a_record_id_with_a_nul_is_refused_with_the_rows_other_problems() -> None:
+    with pytest.raises(RowError) as raised:
+        to_source_record(Entity.PERSON, person_row(source_record_id="P\x001", sex="Q"))
+    message = str(raised.value)
+    assert "source_record_id" in message and "holds a control" in message
+    assert "sex" in message and "empty" not in message
+
+
+def test_a_link_end_with_a_control_character_is_refused() -> None:
+    row = {"source_record_id": "L-1", "from_entity": "person", "from_record_id": "P\x1f1",
+           "to_entity": "case", "to_record_id": "C  1", "link_role": "victim"}
+    with pytest.raises(RowError, match="from_record_id holds a control"):
+        to_source_record(Entity.LINK, row)
+    row["from_record_id"] = "P 1"
+    assert to_source_record(Entity.LINK, row).payload["to_record_id"] == "C 1"
+
+
+def test_a_date_of_birth_in_the_future_is_an_invalid_date_of_birth() -> None:
+    with pytest.raises(RowError, match="date_of_birth is in the future"):
+        to_source_record(Entity.PERSON, person_row(date_of_birth="2199-01-01"))
