@@ -155,6 +155,23 @@ class Address(ContractModel):
     )
 
 
+class QualityIssue(ContractModel):
+    """A value the producer left out of a record because it could not be normalised.
+
+    The record is still published (without that value); the issue says which column and what
+    was wrong with it, never the value itself."""
+
+    avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.QualityIssue"
+
+    field: str = Field(
+        description="The canonical column whose value was left out, e.g. date_of_birth.",
+    )
+    problem: str = Field(
+        description="Short code of what was wrong, e.g. impossible_date, not_e164, too_long; "
+        "never the value.",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The envelope every agency change event carries.
 
@@ -196,6 +213,11 @@ class EventEnvelope(ContractModel):
     )
     retention_until: date | None = Field(
         None, description="Date after which the record must be erased or anonymised."
+    )
+    quality_issues: list[QualityIssue] = Field(
+        [],
+        description="Values of the agency's row that were left out of the payload because "
+        "they could not be normalised (data-quality issues), one per field and problem.",
     )
 
     @model_validator(mode="after")
@@ -245,6 +267,12 @@ class PersonPayload(ContractModel):
     dob_precision: DatePrecision | None = Field(
         None, description="How much of date_of_birth is known: DAY, MONTH or YEAR."
     )
+    date_of_birth_text: Text | None = Field(
+        None,
+        description="The date of birth as the agency wrote it when it is not a valid date "
+        "(date_of_birth is then null), rearranged to YYYY-MM-DD where its shape allows; kept "
+        "for matching only.",
+    )
     sex: Sex = Field(
         Sex.UNKNOWN,
         description="Sex as recorded by the agency.",
@@ -272,6 +300,11 @@ class PersonPayload(ContractModel):
 
     @model_validator(mode="after")
     def _date_of_birth_with_precision(self) -> Self:
+        if self.date_of_birth is not None and self.date_of_birth_text is not None:
+            raise ValueError(
+                "date_of_birth_text is only kept when date_of_birth is not a valid date; "
+                "leave it null when date_of_birth is set"
+            )
         if self.date_of_birth is None:
             if self.dob_precision is not None:
                 raise ValueError("dob_precision is set but date_of_birth is missing")
