@@ -156,20 +156,11 @@ class Address(ContractModel):
 
 
 class QualityIssue(ContractModel):
-    """A value the producer left out of a record because it could not be normalised.
-
-    The record is still published (without that value); the issue says which column and what
-    was wrong with it, never the value itself."""
+    """A value the producer left out of a published record as invalid; never the value."""
 
     avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.QualityIssue"
-
-    field: str = Field(
-        description="The canonical column whose value was left out, e.g. date_of_birth.",
-    )
-    problem: str = Field(
-        description="Short code of what was wrong, e.g. impossible_date, not_e164, too_long; "
-        "never the value.",
-    )
+    field: str = Field(description="The canonical column whose value was left out.")
+    problem: str = Field(description="Short code of what was wrong, e.g. impossible_date.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,9 +206,7 @@ class EventEnvelope(ContractModel):
         None, description="Date after which the record must be erased or anonymised."
     )
     quality_issues: list[QualityIssue] = Field(
-        [],
-        description="Values of the agency's row that were left out of the payload because "
-        "they could not be normalised (data-quality issues), one per field and problem.",
+        [], description="Values left out of the payload as invalid (data-quality issues)."
     )
 
     @model_validator(mode="after")
@@ -268,10 +257,7 @@ class PersonPayload(ContractModel):
         None, description="How much of date_of_birth is known: DAY, MONTH or YEAR."
     )
     date_of_birth_text: Text | None = Field(
-        None,
-        description="The date of birth as the agency wrote it when it is not a valid date "
-        "(date_of_birth is then null), rearranged to YYYY-MM-DD where its shape allows; kept "
-        "for matching only.",
+        None, description="An invalid date of birth's text (YYYY-MM-DD shape), for matching."
     )
     sex: Sex = Field(
         Sex.UNKNOWN,
@@ -301,10 +287,7 @@ class PersonPayload(ContractModel):
     @model_validator(mode="after")
     def _date_of_birth_with_precision(self) -> Self:
         if self.date_of_birth is not None and self.date_of_birth_text is not None:
-            raise ValueError(
-                "date_of_birth_text is only kept when date_of_birth is not a valid date; "
-                "leave it null when date_of_birth is set"
-            )
+            raise ValueError("date_of_birth_text is only kept when date_of_birth is null")
         if self.date_of_birth is None:
             if self.dob_precision is not None:
                 raise ValueError("dob_precision is set but date_of_birth is missing")

@@ -39,9 +39,7 @@ class SourceRecord(ContractModel):
     event_time: Timestamp = Field(description="When that version changed at the agency.")
     deleted: bool = Field(False, description="True once the agency deleted the record.")
     quality_issues: list[QualityIssue] = Field(
-        [],
-        description="Data-quality issues of the version applied: values the agency's row "
-        "had that were left out (field and problem, never the value).",
+        [], description="Data-quality issues of the version applied (values left out)."
     )
 
 
