@@ -153,3 +153,54 @@ CODED_COLUMNS: dict[tuple[Entity, str], Choice] = {
     (Entity.LINK, "from_entity"): ENTITY_NAME,
     (Entity.LINK, "to_entity"): ENTITY_NAME,
 }
+
+
+# --- invalid values: leave the value out and flag it, or reject the row ----------------------
+
+
+class OnInvalid(StrEnum):
+    """What a value that cannot be normalised does to its row (a mapping file's
+    ``on_invalid`` setting per column)."""
+
+    KEEP = "keep"  # publish the record without the value, with a data-quality issue
+    REJECT = "reject"  # reject the whole row (the agency wants strictness for this column)
+
+
+# Columns without which a row is not an identifiable record (or not a change at all): a value
+# there that cannot be read always rejects the row, whatever the mapping says. A person also
+# needs one usable name (checked in producers.records).
+CONTROL_COLUMNS: frozenset[str] = frozenset(
+    {"source_record_id", "updated_at", "deleted", "source_version"}
+)
+IDENTIFYING_COLUMNS: dict[Entity, frozenset[str]] = {
+    Entity.PERSON: frozenset(),
+    Entity.CASE: frozenset({"case_ref"}),
+    Entity.REPORT: frozenset(),
+    Entity.ORGANISATION: frozenset({"name"}),
+    Entity.LOCATION: frozenset(),
+    Entity.LINK: frozenset(
+        {"from_entity", "from_record_id", "to_entity", "to_record_id", "link_role"}
+    ),
+}
+PERSON_NAME_COLUMNS: tuple[str, ...] = ("given_name", "middle_name", "family_name", "aliases")
+
+
+def always_rejects(entity: Entity, column: str) -> bool:
+    """Whether an unreadable value in ``column`` rejects the row whatever the policy."""
+    return column in CONTROL_COLUMNS or column in IDENTIFYING_COLUMNS[entity]
+
+
+@dataclass(frozen=True)
+class InvalidValuePolicy:
+    """Per column, whether an invalid value is left out and flagged or rejects the row."""
+
+    columns: tuple[tuple[str, OnInvalid], ...] = ()
+    default: OnInvalid = OnInvalid.KEEP
+
+    def keeps(self, entity: Entity, column: str) -> bool:
+        if always_rejects(entity, column):
+            return False
+        return dict(self.columns).get(column, self.default) is OnInvalid.KEEP
+
+
+KEEP_INVALID = InvalidValuePolicy()

@@ -81,5 +81,8 @@ def change_event(
         "legal_basis": governance.legal_basis,
         "consent_ref": governance.consent_ref,
         "retention_until": retention_until,
+        "quality_issues": [
+            {"field": column, "problem": problem} for column, problem in record.quality_issues
+        ],
         "payload": None if record.deleted else record.payload,
     }

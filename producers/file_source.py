@@ -14,7 +14,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from producers.canonical import Entity, columns_of
+from producers.canonical import KEEP_INVALID, Entity, columns_of
 from producers.mapping import AgencyMapping
 from producers.normalise import FieldError, clean_text, record_id
 from producers.readers import FileError, RawRow, open_export, read_csv, read_jsonl
@@ -124,10 +124,15 @@ def _produce_row(
         # A bad row still counts as present: a full export must not DELETE it.
         seen[source_record_id] = raw.number
     try:
-        record = to_source_record(options.entity, canonical, mapping.dates if mapping else None)
+        record = to_source_record(
+            options.entity, canonical, mapping.dates if mapping else None,
+            mapping.invalid_value_policy if mapping else KEEP_INVALID,
+        )
         tracker.offer(record)
     except RowError as error:
         rejects.add(raw.number, raw.original, str(error))
+        return
+    rejects.flag(raw.number, record.source_record_id, record.quality_issues)
 
 
 def _check_header(

@@ -9,6 +9,7 @@ key, never a file of silently empty values.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,9 @@ from producers.canonical import (
     DATE_COLUMNS,
     TIMESTAMP_COLUMNS,
     Entity,
+    InvalidValuePolicy,
+    OnInvalid,
+    always_rejects,
     columns_of,
 )
 from producers.normalise import clean_text
@@ -57,6 +61,8 @@ class AgencyMapping(BaseModel):
     dates: dict[str, list[str]] = Field(default_factory=dict)
     codes: dict[str, dict[str, str]] = Field(default_factory=dict)
     constants: dict[str, str] = Field(default_factory=dict)
+    # canonical column (or "default") -> keep | reject: what an invalid value does to its row
+    on_invalid: dict[str, OnInvalid] = Field(default_factory=dict)
 
     @field_validator("delimiter")
     @classmethod
@@ -123,6 +129,18 @@ class AgencyMapping(BaseModel):
             check(f"codes.{column}", column)
         for column in self.constants:
             check(f"constants.{column}", column)
+        for column, policy in self.on_invalid.items():
+            if column == "default":
+                continue
+            check(f"on_invalid.{column}", column)
+            if column in known and policy is OnInvalid.KEEP and always_rejects(
+                self.entity, column
+            ):
+                problems.append(
+                    f"on_invalid.{column}: {column} cannot be kept without its value (a row "
+                    "without it cannot be identified or is not a change); remove the line, "
+                    "its invalid values always reject the row"
+                )
         targets = [*self.columns, *self.constants]
         for split in self.split.values():
             targets.extend(split.into)
@@ -143,6 +161,17 @@ class AgencyMapping(BaseModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @functools.cached_property
+    def invalid_value_policy(self) -> InvalidValuePolicy:
+        """The ``on_invalid`` setting: per column keep (the default) or reject."""
+        return InvalidValuePolicy(
+            columns=tuple(
+                (column, policy) for column, policy in self.on_invalid.items()
+                if column != "default"
+            ),
+            default=self.on_invalid.get("default", OnInvalid.KEEP),
+        )
 
     def translate(self, row: Mapping[str, str]) -> dict[str, str]:
         """The agency's row as canonical columns (codes translated, dates still as text)."""
@@ -229,7 +258,7 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         message = (
             "is not a mapping key; the keys are agency, entity, format, delimiter, encoding, "
-            "columns, split, dates, codes, constants"
+            "columns, split, dates, codes, constants, on_invalid"
         )
     if error["type"] == "missing":
         message = "is required"

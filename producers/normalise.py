@@ -45,11 +45,16 @@ JAMAICA_TIME = timezone(timedelta(hours=-5), "America/Jamaica")
 
 
 class FieldError(ValueError):
-    """One value that cannot be normalised; ``str()`` is a sentence for the agency."""
+    """One value that cannot be normalised; ``str()`` is a sentence for the agency.
 
-    def __init__(self, column: str, message: str) -> None:
+    ``problem`` is a short code of what is wrong (``not_a_date``, ``not_e164``, ...): what a
+    data-quality issue records when the value is left out instead of rejecting the row. It
+    never holds the value (the message does, and it stays in the agency's rejects file)."""
+
+    def __init__(self, column: str, message: str, problem: str = "invalid") -> None:
         super().__init__(message)
         self.column = column
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ def name(column: str, value: str) -> str | None:
         return None
     if not any(char.isalpha() for char in cleaned):
         raise FieldError(
-            column, f"{column} {value!r} has no letters; write the name or leave it empty"
+            column, f"{column} {value!r} has no letters; write the name or leave it empty",
+            "no_letters",
         )
     return cleaned
 
@@ -150,6 +156,7 @@ def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
             column,
             f"{column} {value!r} is not a phone number ({error._msg}); write it like "
             "876-555-1234 or +44 20 7946 0958",
+            "not_e164",
         ) from None
     # Most numbers are Jamaican: checking the default region's patterns first spares the
     # search over the 25 regions that share +1 (a number valid there is valid, full stop).
@@ -161,6 +168,7 @@ def phone(column: str, value: str, region: str = DEFAULT_PHONE_REGION) -> str:
             column,
             f"{column} {value!r} is not a valid phone number for its country; check the "
             "digits, and add the country code (+...) for numbers outside Jamaica",
+            "not_e164",
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
@@ -170,7 +178,8 @@ def email(column: str, value: str) -> str:
     cleaned = clean_text(value).lower()
     if not EMAIL_PATTERN.match(cleaned):
         raise FieldError(
-            column, f"{column} {value!r} is not an e-mail address; write it like name@example.org"
+            column, f"{column} {value!r} is not an e-mail address; write it like name@example.org",
+            "not_an_email",
         )
     return cleaned
 
@@ -207,6 +216,7 @@ def _partial_date(column: str, value: str, formats: tuple[str, ...] | None) -> P
         f"{column} {value!r} is not a date (expected YYYY-MM-DD, or YYYY-MM / YYYY when only "
         "the month or year is known); fix the value or give its format under dates: in the "
         "mapping file",
+        "impossible_date" if match else "not_a_date",
     )
 
 
@@ -216,6 +226,7 @@ def _plausible(column: str, value: str, parsed: date) -> date:
             column,
             f"{column} {value!r} is not a plausible date (the year must be between "
             f"{EARLIEST_YEAR} and {LATEST_YEAR}); check the value in your system",
+            "year_out_of_range",
         )
     if column in PAST_DATES and parsed > _latest_today():
         # A valid answer is memoised, an error is not: a date refused today is read again
@@ -257,7 +268,44 @@ def _date_from_formats(
         column,
         f"{column} {value!r} matches none of the mapping's formats {list(formats)}; fix the value "
         "or add its format under dates: in the mapping file",
+        "impossible_date" if _date_shape(cleaned, formats) else "not_a_date",
     )
+
+
+# A date's shape without its validity: what an invalid date of birth is kept as, for matching.
+_ISO_DATE_SHAPE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
+_SHAPE_DIRECTIVES = {"%d": r"(?P<d>\d{1,2})", "%m": r"(?P<m>\d{1,2})", "%Y": r"(?P<Y>\d{4})"}
+_DIRECTIVE = re.compile(r"%.")
+
+
+def _date_shape(cleaned: str, formats: tuple[str, ...] | None) -> str | None:
+    """``YYYY-MM-DD`` from the digits of a value shaped like a full date (ISO, or one of the
+    mapping's formats with %d, %m and %Y), whether or not that date exists; else None."""
+    if not formats:
+        match = _ISO_DATE_SHAPE.match(cleaned)
+        if match:
+            year, month, day = match.groups()
+            return f"{year}-{month:0>2}-{day:0>2}"
+        return None
+    for date_format in formats:
+        directives = _DIRECTIVE.findall(date_format)
+        if sorted(directives) != ["%Y", "%d", "%m"]:
+            continue
+        pattern = "".join(
+            _SHAPE_DIRECTIVES[part] if part in _SHAPE_DIRECTIVES else re.escape(part)
+            for part in re.split(r"(%.)", date_format) if part
+        )
+        found = re.fullmatch(pattern, cleaned)
+        if found:
+            return f"{found['Y']}-{found['m']:0>2}-{found['d']:0>2}"
+    return None
+
+
+def date_text(value: str, formats: list[str] | tuple[str, ...] | None = None) -> str | None:
+    """The text kept for matching of a date that is not valid (``1943-01-77``): the digits
+    rearranged to ``YYYY-MM-DD`` when the value has a full date's shape, else None (free text
+    such as ``unknown`` is no evidence and is not kept)."""
+    return _date_shape(clean_text(value), tuple(formats) if formats else None)
 
 
 def timestamp(
@@ -283,6 +331,7 @@ def _timestamp(column: str, value: str, formats: tuple[str, ...] | None) -> date
                 column,
                 f"{column} {value!r} matches none of the mapping's formats {list(formats)}; "
                 "fix the value or add its format under dates: in the mapping file",
+                "not_a_time",
             )
     else:
         try:
@@ -293,6 +342,7 @@ def _timestamp(column: str, value: str, formats: tuple[str, ...] | None) -> date
                 f"{column} {value!r} is not an ISO 8601 time (expected e.g. "
                 "2024-05-01T14:30:00-05:00 or 2024-05-01 14:30); fix the value or give its "
                 "format under dates: in the mapping file",
+                "not_a_time",
             ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=JAMAICA_TIME)
@@ -309,6 +359,7 @@ def choice(column: str, value: str, allowed: Choice) -> str:
             column,
             f"{column} {value!r} is not a known code (expected one of {allowed.describe()}); "
             f"fix the value or translate it under codes.{column} in the mapping file",
+            "unknown_code",
         )
     return key
 
@@ -323,6 +374,7 @@ def boolean(column: str, value: str) -> bool:
         column,
         f"{column} {value!r} is not true or false; write true/false or translate it under "
         f"codes.{column} in the mapping file",
+        "not_a_boolean",
     )
 
 
@@ -375,11 +427,13 @@ def parish_name(column: str, value: str) -> str:
             column,
             f"{column} {value!r} means {_AMBIGUOUS_PARISHES[key]}, which is two parishes; "
             "write Kingston or St. Andrew",
+            "ambiguous_parish",
         )
     raise FieldError(
         column,
         f"{column} {value!r} is not one of Jamaica's 14 parishes ({', '.join(PARISHES)}); "
         "fix the spelling or translate it under codes.parish in the mapping file",
+        "unknown_parish",
     )
 
 
@@ -401,7 +455,8 @@ def trn(column: str, value: str) -> str:
     digits = _TRN_SEPARATORS.sub("", value)
     if not _TRN.fullmatch(digits):
         raise FieldError(
-            column, f"{column} {value!r} is not a TRN (expected 9 digits, e.g. 123-456-789)"
+            column, f"{column} {value!r} is not a TRN (expected 9 digits, e.g. 123-456-789)",
+            "not_a_trn",
         )
     return digits
 
@@ -413,6 +468,7 @@ def passport_number(column: str, value: str) -> str:
         raise FieldError(
             column,
             f"{column} {value!r} is not a passport number (expected 5 to 12 letters and digits)",
+            "not_a_passport_number",
         )
     return cleaned
 
@@ -423,7 +479,8 @@ def national_id(column: str, value: str) -> str:
     if not _NATIONAL_ID.fullmatch(cleaned):
         raise FieldError(
             column, f"{column} {value!r} is not a national identification number "
-            "(expected 5 to 20 letters and digits)"
+            "(expected 5 to 20 letters and digits)",
+            "not_a_nin",
         )
     return cleaned
 
@@ -434,6 +491,7 @@ def country(column: str, value: str) -> str:
         raise FieldError(
             column,
             f"{column} {value!r} is not an ISO 3166 two-letter country code (e.g. JM, US, GB)",
+            "not_a_country_code",
         )
     return code
 
@@ -447,6 +505,7 @@ def coordinate(column: str, value: str, limit: float) -> float:
         raise FieldError(
             column,
             f"{column} {value!r} is not a decimal number between -{limit:g} and {limit:g}",
+            "out_of_range",
         )
     return number
 
@@ -464,5 +523,6 @@ def integer(column: str, value: str) -> int:
         raise FieldError(
             column,
             f"{column} {value!r} is not a whole number between 0 and {LARGEST_INTEGER}",
+            "not_a_whole_number",
         )
     return number

@@ -4,6 +4,14 @@ Pure: no I/O, no Kafka. Every problem found in a row is collected, so the reject
 the agency everything to fix in one pass rather than one problem per run. A record that leaves
 here satisfies the contract, including its rules across fields (a case closed before it was
 opened, a link that ends before it starts): the contract's model is not run again per event.
+
+A value that cannot be normalised does not cost the agency the whole record: under the
+column's ``keep`` policy (the default; ``producers.canonical.InvalidValuePolicy``) it is left
+out and recorded as a data-quality issue ``(column, problem code)``, and an invalid date of
+birth is kept as text for matching (``date_of_birth_text``). Only a row that cannot be
+identified (no usable source_record_id; a person without any usable name because its names
+were invalid; a case without case_ref, ...) or is not a change (unreadable updated_at,
+deleted, source_version) is rejected, and every value of a column whose policy is ``reject``.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ from typing import Any
 from producers import normalise
 from producers.canonical import (
     CODED_COLUMNS,
+    KEEP_INVALID,
     LIST_COLUMNS,
+    PERSON_NAME_COLUMNS,
     SHORTEST_MAX_LENGTH,
     Entity,
+    InvalidValuePolicy,
     max_length,
 )
 from producers.normalise import FieldError
@@ -53,24 +64,35 @@ class NormalisedRecord:
     payload: dict[str, Any]
     # Records this row implies in other entities (today: a person's link to a case).
     derived: tuple[NormalisedRecord, ...] = field(default=())
+    # Values left out because they could not be normalised: (column, problem code).
+    quality_issues: tuple[tuple[str, str], ...] = field(default=())
 
 
 def to_source_record(
     entity: Entity,
     row: Mapping[str, str],
     date_formats: Mapping[str, list[str]] | None = None,
+    on_invalid: InvalidValuePolicy = KEEP_INVALID,
 ) -> NormalisedRecord:
-    """Normalise one canonical row; raises ``RowError`` naming every bad column."""
+    """Normalise one canonical row; raises ``RowError`` naming every bad column that
+    ``on_invalid`` does not let the record keep without its value."""
     formats = date_formats or {}
     errors: list[str] = []
+    too_long: dict[str, str] = {}
     for column, value in row.items():
         if len(value) > SHORTEST_MAX_LENGTH and len(value) > max_length(column):
-            errors.append(
+            message = (
                 f"{column} is {len(value)} characters long, more than the {max_length(column)} "
                 "allowed; check the export for a broken cell or an unclosed quote"
             )
+            if on_invalid.keeps(entity, column):
+                too_long[column] = message
+            else:
+                errors.append(message)
     if errors:
         raise RowError("; ".join(errors))
+    if too_long:
+        row = {column: value for column, value in row.items() if column not in too_long}
 
     source_record_id = ""
     try:
@@ -87,7 +109,8 @@ def to_source_record(
             f"source_record_id is longer than {MAX_SOURCE_RECORD_ID_LENGTH} characters"
         )
 
-    reader = _FieldReader(entity, row, formats, errors)
+    reader = _FieldReader(entity, row, formats, errors, on_invalid)
+    reader.issues.extend((column, "too_long", message) for column, message in too_long.items())
     deleted = reader.get("deleted", normalise.boolean) or False
     reader.deleted = deleted
     updated_at = reader.get("updated_at", _timestamp_reader(formats))
@@ -116,6 +139,10 @@ def to_source_record(
         explicit_version=explicit_version,
         payload=payload,
         derived=derived,
+        # A DELETE carries no values, so none of them can be flagged.
+        quality_issues=() if deleted else tuple(dict.fromkeys(
+            (column, problem) for column, problem, _ in reader.issues
+        )),
     )
 
 
@@ -128,13 +155,32 @@ class _FieldReader:
         row: Mapping[str, str],
         formats: Mapping[str, list[str]],
         errors: list[str],
+        on_invalid: InvalidValuePolicy = KEEP_INVALID,
     ) -> None:
         self.entity = entity
         self.row = row
         self.formats = formats
         self.errors = errors
+        self.on_invalid = on_invalid
+        # Values left out under the keep policy: (column, problem code, message).
+        self.issues: list[tuple[str, str, str]] = []
         self.failed: set[str] = set()
         self.deleted = False
+
+    def fail(self, error: FieldError) -> None:
+        """A value that cannot be normalised: flagged and left out, or the row's error."""
+        self.failed.add(error.column)
+        self.problem(error.column, error.problem, str(error))
+
+    def problem(self, column: str, code: str, message: str) -> None:
+        """A problem with ``column``'s value; the policy decides: flag it or reject the row."""
+        if self.on_invalid.keeps(self.entity, column):
+            self.issues.append((column, code, message))
+        else:
+            self.errors.append(message)
+
+    def flagged(self, column: str) -> bool:
+        return any(issue[0] == column for issue in self.issues)
 
     def text(self, column: str) -> str:
         value = self.row.get(column)
@@ -147,8 +193,7 @@ class _FieldReader:
         try:
             return normaliser(column, value)
         except FieldError as error:
-            self.errors.append(str(error))
-            self.failed.add(column)
+            self.fail(error)
             return None
 
     def many(self, column: str, normaliser: Callable[[str, str], Any]) -> list[Any]:
@@ -163,14 +208,14 @@ class _FieldReader:
             try:
                 return [normaliser(column, item)]
             except FieldError as error:
-                self.errors.append(str(error))
+                self.fail(error)
                 return []
         results: list[Any] = []
         for item in normalise.split_list(value):
             try:
                 value = normaliser(column, item)
             except FieldError as error:
-                self.errors.append(str(error))
+                self.fail(error)
                 continue
             if value not in results:
                 results.append(value)
@@ -195,8 +240,9 @@ class _FieldReader:
         if partial is None:
             return None
         if partial.precision is not normalise.DatePrecision.DAY:
-            self.errors.append(
-                f"{column} {self.row.get(column)!r} is not a full date; write YYYY-MM-DD"
+            self.problem(
+                column, "not_a_full_date",
+                f"{column} {self.row.get(column)!r} is not a full date; write YYYY-MM-DD",
             )
             return None
         return partial.value
@@ -211,6 +257,11 @@ def _timestamp_reader(formats: Mapping[str, list[str]]) -> Callable[[str, str], 
 
 def _person_payload(reader: _FieldReader) -> dict[str, Any]:
     date_of_birth = reader.date("date_of_birth")
+    raw_date_of_birth = reader.row.get("date_of_birth")
+    date_of_birth_text = (
+        normalise.date_text(raw_date_of_birth, reader.formats.get("date_of_birth"))
+        if raw_date_of_birth and reader.flagged("date_of_birth") else None
+    )
     identifiers: list[dict[str, Any]] = []
     trn = reader.get("trn", normalise.trn)
     if trn:
@@ -220,11 +271,18 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
         identifiers.append({"scheme": "NIN", "value": nin, "issuing_country": "JM"})
     passport = reader.get("passport_number", normalise.passport_number)
     passport_country = reader.get("passport_country", normalise.country)
-    if passport and not passport_country and "passport_country" not in reader.failed:
-        reader.errors.append(
-            "passport_country is empty; a passport number needs the two-letter code of the "
-            "country that issued it (e.g. JM)"
-        )
+    if passport and not passport_country:
+        if reader.on_invalid.keeps(reader.entity, "passport_number"):
+            reader.issues.append((
+                "passport_number", "no_passport_country",
+                "passport_number has no valid passport_country",
+            ))
+            passport = None
+        elif "passport_country" not in reader.failed:
+            reader.errors.append(
+                "passport_country is empty; a passport number needs the two-letter code of the "
+                "country that issued it (e.g. JM)"
+            )
     if passport:
         identifiers.append(
             {"scheme": "PASSPORT", "value": passport, "issuing_country": passport_country}
@@ -234,7 +292,7 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
     addresses = (
         [{"line": address, "parish": parish, "country": "JM"}] if address or parish else []
     )
-    return {
+    payload = {
         "given_name": reader.get("given_name", normalise.name),
         "middle_name": reader.get("middle_name", normalise.name),
         "family_name": reader.get("family_name", normalise.name),
@@ -248,6 +306,24 @@ def _person_payload(reader: _FieldReader) -> dict[str, Any]:
         "emails": reader.many("email", normalise.email),
         "addresses": addresses,
     }
+    if date_of_birth_text is not None:
+        # Only when there is one: a record without it hashes as it always did.
+        payload["date_of_birth_text"] = date_of_birth_text
+    _person_identifiable(reader, payload)
+    return payload
+
+
+def _person_identifiable(reader: _FieldReader, payload: Mapping[str, Any]) -> None:
+    """A person whose every name was invalid cannot be identified: its name problems reject
+    the row (a person row that simply has no name is published as before)."""
+    if reader.deleted or any(payload[column] for column in PERSON_NAME_COLUMNS):
+        return
+    name_issues = [issue for issue in reader.issues if issue[0] in PERSON_NAME_COLUMNS]
+    if not name_issues:
+        return
+    reader.issues = [issue for issue in reader.issues if issue[0] not in PERSON_NAME_COLUMNS]
+    reader.errors.extend(message for _, _, message in name_issues)
+    reader.errors.append("no usable name is left; a person needs one to be identified")
 
 
 def _case_payload(reader: _FieldReader) -> dict[str, Any]:
@@ -256,9 +332,12 @@ def _case_payload(reader: _FieldReader) -> dict[str, Any]:
     opened_on = reader.day("opened_on")
     closed_on = reader.day("closed_on")
     if opened_on and closed_on and closed_on < opened_on:
-        reader.errors.append(
-            f"closed_on {closed_on} is before opened_on {opened_on}; fix one of the dates"
+        reader.problem(
+            "closed_on", "before_opened_on",
+            f"closed_on {closed_on} is before opened_on {opened_on}; fix one of the dates",
         )
+        if reader.flagged("closed_on"):
+            closed_on = None
     return {
         "case_ref": reader.optional_text("case_ref"),
         "title": reader.optional_text("title"),
@@ -307,7 +386,14 @@ def _location_payload(reader: _FieldReader) -> dict[str, Any]:
         "longitude", lambda column, value: normalise.coordinate(column, value, 180)
     )
     if (latitude is None) != (longitude is None):
-        reader.errors.append("latitude and longitude must be given together or both left empty")
+        alone = "latitude" if latitude is not None else "longitude"
+        other = "longitude" if alone == "latitude" else "latitude"
+        reader.problem(
+            alone, f"without_{other}",
+            "latitude and longitude must be given together or both left empty",
+        )
+        if reader.flagged(alone):
+            latitude = longitude = None
     return {
         "name": reader.get("name", normalise.name),
         "address": reader.optional_text("address"),
@@ -323,9 +409,12 @@ def _link_payload(reader: _FieldReader) -> dict[str, Any]:
     valid_from = reader.day("valid_from")
     valid_to = reader.day("valid_to")
     if valid_from and valid_to and valid_to < valid_from:
-        reader.errors.append(
-            f"valid_to {valid_to} is before valid_from {valid_from}; fix one of the dates"
+        reader.problem(
+            "valid_to", "before_valid_from",
+            f"valid_to {valid_to} is before valid_from {valid_from}; fix one of the dates",
         )
+        if reader.flagged("valid_to"):
+            valid_to = None
     payload = {
         "from_entity": reader.coded("from_entity"),
         "from_record_id": reader.get("from_record_id", normalise.record_id),
@@ -362,9 +451,13 @@ def _person_case_link(
 ) -> tuple[NormalisedRecord, ...]:
     role = reader.coded("role")
     case_ref = reader.optional_text("case_ref")
+    if reader.flagged("role"):
+        return ()  # an invalid role was left out: no link to publish
     if bool(role) != bool(case_ref):
-        errors.append(
-            "role and case_ref go together (a person's role in a case); give both or neither"
+        present = "role" if role else "case_ref"
+        reader.problem(
+            present, "without_role" if present == "case_ref" else "without_case_ref",
+            "role and case_ref go together (a person's role in a case); give both or neither",
         )
         return ()
     if not role:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from producers.canonical import Entity, columns_of
+from producers.canonical import KEEP_INVALID, Entity, columns_of
 from producers.mapping import AgencyMapping
 from producers.normalise import FieldError, clean_text, record_id
 from producers.records import RowError, to_source_record
@@ -307,8 +307,13 @@ def _offer_row(
         known = set(columns_of(options.entity))
         canonical = {column: value for column, value in canonical.items() if column in known}
     try:
-        record = to_source_record(options.entity, canonical, mapping.dates if mapping else None)
+        record = to_source_record(
+            options.entity, canonical, mapping.dates if mapping else None,
+            mapping.invalid_value_policy if mapping else KEEP_INVALID,
+        )
         tracker.offer(record)
     except RowError as error:
         original = json.dumps(values, ensure_ascii=False)
         rejects.add(number, original, f"primary key {row[_KEY_ALIAS]!r}: {error}")
+        return
+    rejects.flag(number, record.source_record_id, record.quality_issues)

@@ -46,7 +46,7 @@ class Decision:
 
 def content_hash(record: NormalisedRecord) -> str:
     """A hash of what downstream sees of the record (normalised, so spacing does not count)."""
-    document = {
+    document: dict[str, Any] = {
         "deleted": record.deleted,
         "payload": None if record.deleted else record.payload,
         "derived": [
@@ -54,6 +54,9 @@ def content_hash(record: NormalisedRecord) -> str:
             for derived in record.derived
         ],
     }
+    if record.quality_issues:
+        # Only when there are some: a record without issues hashes as it always did.
+        document["quality_issues"] = [list(issue) for issue in record.quality_issues]
     # The hash is stored in checkpoints, so its text must stay what json.dumps wrote first.
     # orjson writes the same bytes ten times faster for ASCII text without floats; for other
     # text (json.dumps escapes non-ASCII characters, orjson does not) the slow path stays.

@@ -34,6 +34,7 @@ def example_envelope(entity: str, agency_id: str = "police-ctu", record: str = "
         "legal_basis": "ADMINISTRATION_OF_JUSTICE",
         "consent_ref": None,
         "retention_until": date(2036, 3, 14),
+        "quality_issues": [],
     }
 
 
@@ -45,6 +46,7 @@ EXAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
         "aliases": ["TJ", "Tami Example"],
         "date_of_birth": "1998-07-01",
         "dob_precision": "MONTH",
+        "date_of_birth_text": None,
         "sex": "FEMALE",
         "citizenship": ["JM"],
         "identifiers": [
@@ -129,13 +131,16 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _source(agency_id: str, record: str) -> dict[str, Any]:
+def _source(
+    agency_id: str, record: str, quality_issues: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     return {
         "agency_id": agency_id,
         "source_record_id": record,
         "source_version": 3,
         "event_time": EXAMPLE_TIME,
         "deleted": False,
+        "quality_issues": quality_issues or [],
     }
 
 
@@ -154,7 +159,10 @@ def example_reconciled(output: str) -> dict[str, Any]:
     golden: dict[str, Any] = {
         "golden_version": 2,
         "classification": "SENSITIVE",
-        "sources": [_source("police-ctu", "R-1001"), _source("immigration", "IMM-77")],
+        "sources": [
+            _source("police-ctu", "R-1001", [{"field": "phone", "problem": "not_e164"}]),
+            _source("immigration", "IMM-77"),
+        ],
     }
     if output == "link":
         golden.update(

@@ -155,6 +155,14 @@ class Address(ContractModel):
     )
 
 
+class QualityIssue(ContractModel):
+    """A value the producer left out of a published record as invalid; never the value."""
+
+    avro_name: ClassVar[str] = f"{COMMON_NAMESPACE}.QualityIssue"
+    field: str = Field(description="The canonical column whose value was left out.")
+    problem: str = Field(description="Short code of what was wrong, e.g. impossible_date.")
+
+
 # ---------------------------------------------------------------------------------------------
 # The envelope every agency change event carries.
 
@@ -196,6 +204,9 @@ class EventEnvelope(ContractModel):
     )
     retention_until: date | None = Field(
         None, description="Date after which the record must be erased or anonymised."
+    )
+    quality_issues: list[QualityIssue] = Field(
+        [], description="Values left out of the payload as invalid (data-quality issues)."
     )
 
     @model_validator(mode="after")
@@ -245,6 +256,9 @@ class PersonPayload(ContractModel):
     dob_precision: DatePrecision | None = Field(
         None, description="How much of date_of_birth is known: DAY, MONTH or YEAR."
     )
+    date_of_birth_text: Text | None = Field(
+        None, description="An invalid date of birth's text (YYYY-MM-DD shape), for matching."
+    )
     sex: Sex = Field(
         Sex.UNKNOWN,
         description="Sex as recorded by the agency.",
@@ -272,6 +286,8 @@ class PersonPayload(ContractModel):
 
     @model_validator(mode="after")
     def _date_of_birth_with_precision(self) -> Self:
+        if self.date_of_birth is not None and self.date_of_birth_text is not None:
+            raise ValueError("date_of_birth_text is only kept when date_of_birth is null")
         if self.date_of_birth is None:
             if self.dob_precision is not None:
                 raise ValueError("dob_precision is set but date_of_birth is missing")

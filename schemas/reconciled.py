@@ -21,6 +21,7 @@ from schemas.models import (
     LocationPayload,
     OrganisationPayload,
     PersonPayload,
+    QualityIssue,
     ReportPayload,
     Timestamp,
     Uuid,
@@ -37,6 +38,9 @@ class SourceRecord(ContractModel):
     source_version: int = Field(description="Latest version of it that was applied.")
     event_time: Timestamp = Field(description="When that version changed at the agency.")
     deleted: bool = Field(False, description="True once the agency deleted the record.")
+    quality_issues: list[QualityIssue] = Field(
+        [], description="Data-quality issues of the version applied (values left out)."
+    )
 
 
 class FieldLineage(ContractModel):

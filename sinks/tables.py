@@ -39,6 +39,7 @@ PERSON = EntityTable(
         Column("aliases", "text[]"),
         Column("date_of_birth", "date", check_date),
         Column("dob_precision", "text"),
+        Column("date_of_birth_text", "text"),
         Column("sex", "text"),
         Column("citizenship", "text[]"),
         Column("identifiers", "jsonb"),

@@ -202,10 +202,16 @@ def golden_entity(event: AgencyEvent) -> tuple[str, dict[str, Any] | None]:
 
 
 def source_of(event: AgencyEvent) -> dict[str, Any]:
-    return {
+    """The golden record's lineage entry of this event's source record, with the event's
+    data-quality issues (values the producer left out) when it has any."""
+    source = {
         "agency_id": event.agency_id,
         "source_record_id": event.source_record_id,
         "source_version": event.source_version,
         "event_time": event.event_time,
         "deleted": event.op == "DELETE",
     }
+    issues = event.record.get("quality_issues")
+    if issues and event.op != "DELETE":
+        source["quality_issues"] = [dict(issue) for issue in issues]
+    return source

@@ -125,6 +125,7 @@ def person_fields(event: AgencyEvent) -> dict[str, Any]:
         "source_version": event.source_version,
         "event_time": event.event_time,
         "classification": event.record.get("classification"),
+        "quality_issues": event.record.get("quality_issues") or [],
     }
 
 

@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="publish an agency's changes (export file or SQL table) to Kafka",
         description=(
             "Publish the changes of an agency's export file (CSV or JSON Lines) or SQL table. "
-            "Prints one JSON line: read, published, unchanged, rejected, rejects_file. "
+            "Prints one JSON line: read, published, unchanged, rejected, rejects_file, "
+            "flagged (values left out as data-quality issues), quality_file. "
             "See docs/PRODUCERS.md."
         ),
     )
@@ -170,6 +171,8 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         "unchanged": counts.unchanged,
         "rejected": rejects.count,
         "rejects_file": rejects.written,
+        "flagged": rejects.flagged,
+        "quality_file": rejects.quality_written,
         "deleted": counts.deleted,
         "stale": counts.stale,
         "events": counts.events,

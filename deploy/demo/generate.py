@@ -67,6 +67,13 @@ BAD_ROW_KINDS: tuple[str, ...] = (
     "duplicate_source_record_id", "wrong_column_count", "oversized_field",
 )
 BAD_ROW_AFTER: tuple[int, ...] = (3, 8, 13, 21, 34, 55)
+# Of those, the rows whose only fault is one invalid optional value: the producer keeps the
+# record without that value and flags it (a data-quality issue in its quality file, in the
+# event and in the store) instead of rejecting it. The others cannot be identified or are not
+# a record, and are rejected.
+FLAGGED_BAD_ROW_KINDS: frozenset[str] = frozenset(
+    {"unparseable_date", "unknown_code", "oversized_field"}
+)
 OVERSIZED_LENGTH = 5_000  # characters: far above any name, well below one CSV record's limit
 
 
@@ -308,6 +315,7 @@ class _BadRowPlanter:
             "reason": kind,
             "field": field_name,
             "detail": detail,
+            "outcome": "flagged" if kind in FLAGGED_BAD_ROW_KINDS else "rejected",
         }
         self.truth.write(json.dumps(entry, ensure_ascii=False) + "\n")
 

@@ -99,13 +99,14 @@ def summarise(settings: Settings, manifest: Manifest, results: Iterable[ProduceR
     per_agency: dict[str, Counter[str]] = defaultdict(Counter)
     for result in results:
         counts = per_agency[result.file.agency]
-        for key in ("read", "published", "unchanged", "rejected"):
-            counts[key] += int(result.summary.get(key, 0))
-    say("records per agency (read / published / unchanged / rejected to the rejects file):")
+        for key in ("read", "published", "unchanged", "rejected", "flagged"):
+            counts[key] += int(result.summary.get(key) or 0)
+    say("records per agency (read / published / unchanged / rejected to the rejects file / "
+        "values flagged in the quality file):")
     for agency in sorted(per_agency):
         counts = per_agency[agency]
         say(f"  {agency:<20} {counts['read']:>6} / {counts['published']:>6} / "
-            f"{counts['unchanged']:>6} / {counts['rejected']:>3}")
+            f"{counts['unchanged']:>6} / {counts['rejected']:>3} / {counts['flagged']:>3}")
 
     with psycopg.connect(settings.database_url) as connection:
         golden, multi, sources = connection.execute(

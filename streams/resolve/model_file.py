@@ -7,7 +7,7 @@ The file is JSON and holds only probabilities and counts, never a record or a na
 
     {
       "format": "tipsync.scoring-model",
-      "version": 1,
+      "version": 2,
       "match_threshold": 13.42,
       "review_threshold": 7.42,
       "levels": {"given_name": {"exact": {"m": 0.93, "u": 0.011}, ...}, ...},
@@ -38,7 +38,12 @@ from typing import Any
 from streams.resolve.scoring import DEFAULT_LEVELS, Levels, ScoringModel
 
 FORMAT = "tipsync.scoring-model"
-VERSION = 1
+# Version 2 added the field date_of_birth_text (the text of an invalid date of birth). A
+# version 1 document (a file, or the model recorded on tip.internal.resolve-model) is still
+# read: it gets that field's reasoned default levels.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+_ADDED_IN_VERSION_2 = ("date_of_birth_text",)
 _FITTED_FIELDS = ("records", "candidate_pairs", "random_pairs", "expected_matches",
                   "iterations", "fitted_at")
 
@@ -152,9 +157,10 @@ def from_document(document: Any, source: str) -> ModelFile:
         found = document.get("format") if isinstance(document, Mapping) else type(document)
         raise refuse(f"format is {found!r}, not {FORMAT!r}",
                      "give a file written by `tipsync model fit --out`")
-    if document.get("version") != VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise refuse(f"version {document.get('version')!r} is not supported (this tipsync "
-                     f"reads version {VERSION})", "refit the model with this tipsync")
+                     f"reads versions {', '.join(map(str, READABLE_VERSIONS))})",
+                     "refit the model with this tipsync")
     unknown_keys = set(document) - {"format", "version", "match_threshold",
                                     "review_threshold", "levels", "fitted"}
     if unknown_keys:
@@ -168,7 +174,14 @@ def from_document(document: Any, source: str) -> ModelFile:
             "a pair reaches review before match: lower review_threshold or raise "
             "match_threshold",
         )
-    levels = _levels(document.get("levels"), refuse)
+    given_levels = document.get("levels")
+    if document.get("version") == 1 and isinstance(given_levels, Mapping):
+        given_levels = {
+            **{field: {level: {"m": m, "u": u} for level, (m, u) in DEFAULT_LEVELS[field].items()}
+               for field in _ADDED_IN_VERSION_2},
+            **given_levels,
+        }
+    levels = _levels(given_levels, refuse)
     fitted = _fitted(document.get("fitted"), refuse)
     model = ScoringModel(levels=levels, match_threshold=match, review_threshold=review)
     return ModelFile(model, fitted)

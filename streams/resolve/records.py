@@ -36,8 +36,12 @@ SourceKey = str  # "<agency_id>:<source_record_id>", the identity of one agency'
 PERSON_FIELDS: tuple[str, ...] = (
     "given_name", "middle_name", "family_name", "aliases", "date_of_birth", "dob_precision",
     "sex", "citizenship", "identifiers", "phones", "emails", "addresses", "classification",
+    # the raw text of an invalid date of birth, and the envelope's data-quality issues
+    "date_of_birth_text", "quality_issues",
 )
-_LIST_FIELDS = frozenset({"aliases", "citizenship", "identifiers", "phones", "emails", "addresses"})
+_LIST_FIELDS = frozenset({
+    "aliases", "citizenship", "identifiers", "phones", "emails", "addresses", "quality_issues",
+})
 
 
 class InvalidPersonRecord(ValueError):
@@ -61,6 +65,22 @@ _SHARED_SCALARS = frozenset({
 def share(value: str) -> str:
     """The one copy of a string that repeats across records (names, dates, labels)."""
     return sys.intern(value)
+
+
+# The raw text of an invalid date of birth is compared only as 8 digits YYYYMMDD; these are
+# placeholders for "unknown", not a typo of a real date, and say nothing.
+_PLACEHOLDER_DATES = frozenset(digit * 8 for digit in "0123456789") | {"19000000"}
+
+
+def date_of_birth_text_key(text: str | None) -> str:
+    """The digits of an invalid date of birth's text when they read as YYYYMMDD (a date with
+    a mistyped digit, ``1943-01-77`` -> ``19430177``), else ""."""
+    if not text:
+        return ""
+    digits = "".join(char for char in text if char.isdigit())
+    if len(digits) != 8 or digits in _PLACEHOLDER_DATES or digits.startswith("0000"):
+        return ""
+    return digits
 
 
 # Item fields whose values are one person's own (an identifier's value): not worth sharing.
@@ -117,6 +137,8 @@ class SourceRecord(Mapping[str, Any]):
     emails: tuple[str, ...]
     addresses: tuple[Any, ...]  # (key tuple, *values) per address
     classification: str | None
+    date_of_birth_text: str | None
+    quality_issues: tuple[Any, ...]  # (key tuple, *values) per {field, problem}
     first_event_time: int  # the earliest event time resolve saw for this record
 
     def __init__(self, record: Mapping[str, Any], first_event_time: int) -> None:
@@ -235,6 +257,8 @@ class PersonFeatures:
     # (given, family) of every alias, normalised; a name match may come from any of them
     alias_names: tuple[tuple[str, str], ...]
     date_of_birth: str
+    # the digits of date_of_birth_text when the typed date is missing: weaker evidence
+    date_of_birth_text: str
     sex: str
     identifiers: dict[str, frozenset[str]]  # "<scheme>:<issuing country>" -> values
     phones: frozenset[str]
@@ -304,6 +328,7 @@ def person_features(record: Mapping[str, Any], key: SourceKey | None = None) -> 
     sex = record.get("sex") or ""
     address = normalise_address(first_address.get("line"))
     address_tokens = address.split(" ") if address else []
+    date_key = date_of_birth_key(record.get("date_of_birth"), record.get("dob_precision"))
     return PersonFeatures(
         key=key if key is not None else source_key(record["agency_id"],
                                                    record["source_record_id"]),
@@ -315,8 +340,9 @@ def person_features(record: Mapping[str, Any], key: SourceKey | None = None) -> 
             pair for pair in (_split_alias(alias) for alias in record.get("aliases") or [])
             if pair[0]
         ),
-        date_of_birth=share(
-            date_of_birth_key(record.get("date_of_birth"), record.get("dob_precision"))
+        date_of_birth=share(date_key),
+        date_of_birth_text=(
+            "" if date_key else share(date_of_birth_text_key(record.get("date_of_birth_text")))
         ),
         sex=share("" if sex == "UNKNOWN" else sex),
         identifiers={

@@ -58,6 +58,17 @@ DEFAULT_LEVELS: dict[str, Levels] = {
         "different": (0.03, 0.97),
     },
     "date_of_birth_month": {"exact": (0.9, 1.2e-3), "different": (0.1, 0.9988)},
+    # A date of birth the agency mistyped into no date at all (1943-01-77, 1950-19-05): the
+    # producer keeps its text, compared as a string with the other record's date (or text).
+    # The same person's true date is usually one keystroke away from it; strangers land there
+    # about as often as on a typed date's one-edit level (a few valid neighbours per text).
+    # Weaker than an equal typed date by design: a text that is no date is an error already,
+    # and two equal texts may be the same copied mistake or a shared placeholder.
+    "date_of_birth_text": {
+        "exact": (0.3, 2e-4),
+        "one_edit": (0.6, 1.5e-3),  # one edit, transposition or day/month swap away
+        "different": (0.1, 0.9983),
+    },
     "date_of_birth_year": {"exact": (0.9, 0.014), "different": (0.1, 0.986)},
     "sex": {"exact": (0.96, 0.5), "different": (0.04, 0.5)},
     # A strong identifier is unique to a person; a typo in one digit still points at them.
@@ -211,6 +222,23 @@ def _date_of_birth(left: str, right: str) -> tuple[str, str]:
     return "date_of_birth", level
 
 
+def _date_of_birth_text(left: str, right: str) -> tuple[str, str]:
+    """(field, level) when one side (or both) has only the text of an invalid date.
+
+    Two full dates' digits (a text, or a day-precision date) are compared as strings: equal,
+    one edit or a day/month swap away, or different. Against a date known only to the month
+    or year, the text's known part is compared as a date of that precision would be."""
+    if len(left) != 8 or len(right) != 8:
+        return _date_of_birth(left, right)
+    if left == right:
+        return "date_of_birth_text", "exact"
+    if DamerauLevenshtein.distance(left, right) == 1 or (
+        left[:4] == right[:4] and left[4:6] == right[6:8] and left[6:8] == right[4:6]
+    ):
+        return "date_of_birth_text", "one_edit"
+    return "date_of_birth_text", "different"
+
+
 def _identifier_level(left: frozenset[str], right: frozenset[str]) -> str:
     if left & right:
         return "exact"
@@ -261,6 +289,12 @@ def _other_levels(a: PersonFeatures, b: PersonFeatures, levels: dict[str, str]) 
     if a.date_of_birth and b.date_of_birth:
         name, level = _date_of_birth(a.date_of_birth, b.date_of_birth)
         levels[name] = level
+    elif a.date_of_birth_text or b.date_of_birth_text:
+        left = a.date_of_birth or a.date_of_birth_text
+        right = b.date_of_birth or b.date_of_birth_text
+        if left and right:
+            name, level = _date_of_birth_text(left, right)
+            levels[name] = level
     if a.sex and b.sex:
         levels["sex"] = "exact" if a.sex == b.sex else "different"
     shared_schemes = a.identifiers.keys() & b.identifiers.keys()

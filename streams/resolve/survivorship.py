@@ -154,6 +154,21 @@ def _record_full_name(record: SourceRecord) -> str:
     return " ".join(part for part in parts if part)
 
 
+def _source(record: SourceRecord, event_time: datetime) -> dict[str, Any]:
+    """A golden person's lineage entry of one source record, with its data-quality issues
+    when it has any (the key is left out otherwise: the Avro default is an empty list)."""
+    source: dict[str, Any] = {
+        "agency_id": record.agency_id,
+        "source_record_id": record.source_record_id,
+        "source_version": record.source_version,
+        "event_time": event_time,
+        "deleted": False,
+    }
+    if record.quality_issues:
+        source["quality_issues"] = record.list_values("quality_issues")
+    return source
+
+
 def golden_person(
     person_id: str, records: Sequence[Mapping[str, Any]], trust: TrustRanks
 ) -> dict[str, Any]:
@@ -189,6 +204,14 @@ def golden_person(
                 lineage.append(_lineage(field, winner, event_times[id(winner)]))
     if golden["date_of_birth"] and not golden["dob_precision"]:
         golden["dob_precision"] = "DAY"
+    elif not golden["date_of_birth"]:
+        # No source has a valid date: the text of an invalid one, by the same preference as
+        # the date (the key is left out when there is none: such records stay as they were).
+        texts = [record for record in held if record.date_of_birth_text]
+        if texts:
+            winner = min(texts, key=_preference(trust, "date_of_birth"))
+            golden["date_of_birth_text"] = winner.date_of_birth_text
+            lineage.append(_lineage("date_of_birth_text", winner, event_times[id(winner)]))
     if golden["sex"] is None:
         golden["sex"] = "UNKNOWN"
 
@@ -231,13 +254,7 @@ def golden_person(
     golden["first_seen"] = from_epoch_millis(min(r.first_event_time for r in held))
     golden["last_updated"] = from_epoch_millis(max(r.event_time for r in held))
     golden["sources"] = [
-        {
-            "agency_id": record.agency_id,
-            "source_record_id": record.source_record_id,
-            "source_version": record.source_version,
-            "event_time": event_times[id(record)],
-            "deleted": False,
-        }
+        _source(record, event_times[id(record)])
         for record in (held if len(held) == 1 else sorted(
             held, key=lambda r: (r.agency_id, r.source_record_id)
         ))

@@ -87,9 +87,10 @@ def test_only_the_planted_bad_rows_are_rejected_and_no_dead_letters(
 ) -> None:
     settings, _ = demo_run
     manifest = Manifest.load(settings.home / "demo" / f"seed-{SEED}-people-{PEOPLE}")
+    truth = list(map(json.loads, manifest.bad_rows.read_text().splitlines()))
     planted = {
-        (row["agency"], row["entity"], row["row"])
-        for row in map(json.loads, manifest.bad_rows.read_text().splitlines())
+        (row["agency"], row["entity"], row["row"]) for row in truth
+        if row["outcome"] == "rejected"
     }
     rejected = {}
     for rejects_file in Path(settings.home, "producers").glob("*/*/*/rejects-*.jsonl"):
@@ -100,3 +101,31 @@ def test_only_the_planted_bad_rows_are_rejected_and_no_dead_letters(
     assert set(rejected) == planted
     assert all(f"row {key[2]} of" in reason for key, reason in rejected.items())
     assert dead_letters(settings) == {"ingest": 0, "resolve": 0, "sink": 0}
+
+
+def test_the_planted_invalid_values_are_flagged_and_visible_in_the_store(
+    demo_run: tuple[Settings, str],
+) -> None:
+    """A bad date of birth, an unknown sex code, an oversized name: the person is kept
+    without that value, the agency's quality file names the field, and so does the store."""
+    settings, _ = demo_run
+    manifest = Manifest.load(settings.home / "demo" / f"seed-{SEED}-people-{PEOPLE}")
+    truth = [row for row in map(json.loads, manifest.bad_rows.read_text().splitlines())
+             if row["outcome"] == "flagged"]
+    assert truth
+    planted = {(row["agency"], row["entity"], row["row"], row["field"]) for row in truth}
+    flagged = set()
+    for quality_file in Path(settings.home, "producers").glob("*/*/*/quality-*.jsonl"):
+        agency, entity = quality_file.parts[-4], quality_file.parts[-3]
+        for line in quality_file.read_text().splitlines():
+            issue = json.loads(line)
+            flagged.add((agency, entity, issue["row"], issue["field"]))
+    assert flagged == planted
+    with psycopg.connect(settings.database_url) as connection:
+        stored = {
+            (agency, record_id, field) for agency, record_id, field in connection.execute(
+                "select agency_id, source_record_id, field from reconciled.data_quality_issue"
+                " where entity = 'person'"
+            )
+        }
+    assert stored == {(row["agency"], row["source_record_id"], row["field"]) for row in truth}

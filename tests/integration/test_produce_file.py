@@ -139,7 +139,8 @@ def test_a_file_becomes_events_equal_to_its_rows_and_a_rerun_publishes_nothing(
                                         "--file", str(export))
     assert code == 0, stderr
     assert summary == {"read": 3, "published": 3, "unchanged": 0, "rejected": 0,
-                       "rejects_file": None, "deleted": 0, "stale": 0, "events": 4}
+                       "rejects_file": None, "flagged": 0, "quality_file": None, "deleted": 0,
+                       "stale": 0, "events": 4}
     events = {event["source_record_id"]: event for event in run.events("person")}
     assert set(events) == {"P-1", "P-2", "P-3"}
     second = events["P-2"]
@@ -216,12 +217,20 @@ def test_every_kind_of_bad_row_lands_in_the_rejects_file_and_good_rows_are_publi
     ]
     export = tmp_path / "bad.csv"
     export.write_bytes(b"\n".join(lines) + b"\n")
+    # With every column strict (on_invalid: {default: reject}), each bad row is rejected.
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(
+        f"agency: {AGENCY}\nentity: person\ncolumns:\n"
+        + "".join(f"  {column}: {column}\n" for column in PERSON_COLUMNS)
+        + "on_invalid: {default: reject}\n"
+    )
     code, summary, stderr = run.produce("--agency", AGENCY, "--entity", "person",
-                                        "--file", str(export))
+                                        "--file", str(export), "--mapping", str(strict))
     assert code == 0, stderr
     assert summary is not None
     rejects = [json.loads(line) for line in Path(summary["rejects_file"]).read_text().splitlines()]
     assert (summary["read"], summary["published"], summary["rejected"]) == (10, 1, 9), rejects
+    assert summary["flagged"] == 0
     reasons = {reject["row"]: reject["reason"] for reject in rejects}
     expected = {
         3: "date_of_birth '31/02/1990' is not a date",
@@ -238,6 +247,29 @@ def test_every_kind_of_bad_row_lands_in_the_rejects_file_and_good_rows_are_publi
         assert fragment in reasons[row], (row, reasons[row])
     assert next(r for r in rejects if r["row"] == 7)["original"] == "P-5,Ann,Brown"
     assert [event["source_record_id"] for event in run.events("person")] == ["P-1"]
+
+    # The default policy (no mapping: keep): a row that cannot be identified or is not a
+    # record is rejected; one invalid optional value is left out and flagged, the person kept.
+    code, summary, stderr = run.produce("--agency", AGENCY, "--entity", "person",
+                                        "--file", str(export))
+    assert code == 0, stderr
+    assert summary is not None
+    rejects = [json.loads(line) for line in Path(summary["rejects_file"]).read_text().splitlines()]
+    assert (summary["read"], summary["published"], summary["rejected"]) == (10, 5, 4), rejects
+    assert {reject["row"] for reject in rejects} == {5, 6, 7, 8}
+    flagged = [json.loads(line) for line in Path(summary["quality_file"]).read_text().splitlines()]
+    assert summary["flagged"] == len(flagged) == 5
+    assert {(line["row"], line["source_record_id"], line["field"], line["problem"])
+            for line in flagged} == {
+        (3, "P-2", "date_of_birth", "not_a_date"), (4, "P-3", "sex", "unknown_code"),
+        (9, "P-7", "address", "too_long"), (10, "P-8", "parish", "ambiguous_parish"),
+        (11, "P-9", "phone", "not_e164"),
+    }
+    events = {event["source_record_id"]: event for event in run.events("person")}
+    assert set(events) == {"P-1", "P-2", "P-3", "P-7", "P-8", "P-9"}
+    assert events["P-2"]["payload"]["date_of_birth"] is None
+    assert events["P-2"]["quality_issues"] == [{"field": "date_of_birth", "problem": "not_a_date"}]
+    assert events["P-1"]["quality_issues"] == []
 
 
 def test_a_differently_shaped_agency_export_is_read_through_its_mapping(

@@ -259,3 +259,44 @@ def test_refused_changes_are_isolated_and_the_others_written(
     assert {type(error).__name__ for _, error in refused} == {"CheckViolation"}
     assert one(connection, "SELECT count(*) FROM reconciled.person WHERE person_id = ANY(%s)",
                [uuid.UUID(golden_id) for golden_id in ids]) == 7
+
+
+def test_a_source_s_quality_issues_are_stored_and_counted_per_agency(
+    connection: psycopg.Connection,
+) -> None:
+    """Issue 13 item 3: a person kept without an invalid date of birth shows its issue in the
+    store, per source record and per agency, and an analyst can read both views."""
+    person_id = new_id()
+    flagged, clean = f"Q-{person_id[:8]}", f"C-{person_id[:8]}"
+    agency = f"quality-{person_id[:8]}"
+    record = person(3, sources=[(agency, flagged, 3), (agency, clean, 3)], date_of_birth=None,
+                    dob_precision=None, date_of_birth_text="1943-01-77")
+    record["sources"][0]["quality_issues"] = [
+        {"field": "date_of_birth", "problem": "impossible_date"},
+        {"field": "phone", "problem": "not_e164"},
+    ]
+    write(connection, (person_id, record))
+    issues = dict(connection.execute(
+        "SELECT source_record_id, quality_issues FROM reconciled.person_source"
+        " WHERE person_id = %s", (person_id,),
+    ).fetchall())
+    assert issues == {flagged: record["sources"][0]["quality_issues"], clean: []}
+    assert one(connection, "SELECT date_of_birth_text FROM reconciled.person"
+               " WHERE person_id = %s", person_id) == "1943-01-77"
+    rows = connection.execute(
+        "SELECT field, problem, values_flagged, records_flagged, records"
+        " FROM reconciled.data_quality_by_agency WHERE agency_id = %s AND entity = 'person'"
+        " ORDER BY field", (agency,),
+    ).fetchall()
+    assert rows == [("date_of_birth", "impossible_date", 1, 1, 2), ("phone", "not_e164", 1, 1, 2)]
+    # The next version of the record without the issue clears it.
+    fixed = person(4, sources=[(agency, flagged, 4), (agency, clean, 3)])
+    write(connection, (person_id, fixed))
+    assert one(connection, "SELECT count(*) FROM reconciled.data_quality_issue"
+               " WHERE agency_id = %s", agency) == 0
+    connection.execute("SET ROLE tipsync_analyst")
+    try:
+        assert one(connection, "SELECT count(*) FROM reconciled.data_quality_by_agency") >= 0
+        assert one(connection, "SELECT count(*) FROM reconciled.data_quality_issue") >= 0
+    finally:
+        connection.execute("RESET ROLE")

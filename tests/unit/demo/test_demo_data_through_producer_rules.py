@@ -1,5 +1,7 @@
 """The generated exports, read with the producer's own rules (no Kafka): every row is
-accepted except the planted bad rows, and each planted row is rejected.
+accepted except the planted bad rows; each planted row that cannot be identified or is not a
+record is rejected, and each one whose only fault is an invalid optional value is kept with
+exactly that value flagged.
 
 This is the unit-level half of the demo's promise that "nothing is left in the DLQ except
 the deliberately bad rows"; the integration test does the same through the real pipeline.
@@ -24,8 +26,11 @@ def data_set(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     return generate(tmp_path_factory.mktemp("demo") / "data", 600, seed=23, updates=True)
 
 
-def rejected_rows(manifest: Manifest) -> dict[tuple[str, int], str]:
-    """(file, row) -> the producer's reason, for every row its rules refuse."""
+def rejected_rows(
+    manifest: Manifest, flagged: dict[tuple[str, int], set[str]] | None = None
+) -> dict[tuple[str, int], str]:
+    """(file, row) -> the producer's reason, for every row its rules refuse; ``flagged``
+    receives (file, row) -> the fields left out of every row kept with quality issues."""
     rejected: dict[tuple[str, int], str] = {}
     for file in manifest.files:
         mapping = load_mapping(file.mapping) if file.mapping else None
@@ -55,22 +60,36 @@ def rejected_rows(manifest: Manifest) -> dict[tuple[str, int], str]:
                         if record.source_record_id in seen:
                             reason = "duplicate source_record_id"
                         seen.add(record.source_record_id)
+                        if record.quality_issues and flagged is not None and not reason:
+                            flagged[(relative, raw.number)] = {
+                                field for field, _ in record.quality_issues
+                            }
                 if reason:
                     rejected[(relative, raw.number)] = reason
     return rejected
 
 
-def test_only_the_planted_rows_are_rejected(data_set: Manifest) -> None:
+def test_only_the_planted_rows_are_rejected_or_flagged(data_set: Manifest) -> None:
+    truth = list(map(json.loads, data_set.bad_rows.read_text().splitlines()))
+    assert len(truth) == 72
     planted = {
-        (bad["file"], bad["row"]): bad["reason"]
-        for bad in map(json.loads, data_set.bad_rows.read_text().splitlines())
+        (bad["file"], bad["row"]): bad["reason"] for bad in truth if bad["outcome"] == "rejected"
     }
-    rejected = rejected_rows(data_set)
+    planted_flagged = {
+        (bad["file"], bad["row"]): {bad["field"]} for bad in truth if bad["outcome"] == "flagged"
+    }
+    # Each agency's bad date, unknown sex code and oversized name: kept, flagged (36 rows).
+    assert len(planted_flagged) == 36
+    assert {bad["reason"] for bad in truth if bad["outcome"] == "flagged"} == {
+        "unparseable_date", "unknown_code", "oversized_field"
+    }
+    flagged: dict[tuple[str, int], set[str]] = {}
+    rejected = rejected_rows(data_set, flagged)
     unexpected = {key: rejected[key] for key in set(rejected) - set(planted)}
     missed = {key: planted[key] for key in set(planted) - set(rejected)}
     assert not unexpected, unexpected
     assert not missed, missed
-    assert len(planted) == 72
+    assert flagged == planted_flagged
 
 
 def test_reading_does_not_depend_on_where_the_data_set_lies(

@@ -9,6 +9,7 @@ contract refuses is refused by the producer first, with a message for the agency
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,14 @@ import phonenumbers
 import pytest
 
 from deploy.bench.synthetic import person_rows
-from producers.canonical import CODED_COLUMNS, LIST_COLUMNS, Entity
+from producers.canonical import (
+    CODED_COLUMNS,
+    LIST_COLUMNS,
+    Entity,
+    InvalidValuePolicy,
+    OnInvalid,
+    always_rejects,
+)
 from producers.encoding import EncodingSetupError, check_run_envelope
 from producers.events import Governance, change_event
 from producers.records import NormalisedRecord, RowError, to_source_record
@@ -177,13 +185,35 @@ REFUSED_BY_BOTH: list[tuple[Entity, dict[str, str], str]] = [
 ]
 
 
+STRICT = InvalidValuePolicy(default=OnInvalid.REJECT)
+
+
 @pytest.mark.parametrize(("entity", "values", "reason"), REFUSED_BY_BOTH)
 def test_what_the_contract_refuses_the_producer_refuses_first_with_the_reason(
     entity: Entity, values: dict[str, str], reason: str
 ) -> None:
     with pytest.raises(RowError) as raised:
-        to_source_record(entity, {"source_record_id": "X-1", **values})
+        to_source_record(entity, {"source_record_id": "X-1", **values}, on_invalid=STRICT)
     assert reason in str(raised.value)
+
+
+@pytest.mark.parametrize(("entity", "values", "reason"), REFUSED_BY_BOTH)
+def test_under_the_keep_policy_what_the_contract_refuses_is_left_out_and_flagged(
+    entity: Entity, values: dict[str, str], reason: str
+) -> None:
+    """The same values under the default policy: the record is published without the value
+    the contract refuses (what is published still agrees with the contract), and the value is
+    flagged; a column that identifies the record (or the change) still rejects the row."""
+    row = {"source_record_id": "X-1", **values}
+    if always_rejects(entity, reason.split()[0]):  # each reason starts with its column
+        with pytest.raises(RowError, match=re.escape(reason)):
+            to_source_record(entity, row)
+        return
+    record = to_source_record(entity, row)
+    assert record.quality_issues, "the value left out is flagged"
+    flagged = {column for column, _ in record.quality_issues}
+    assert flagged <= set(values), flagged
+    assert_contract_agrees(record)
 
 
 def test_the_boundaries_the_producer_keeps_are_the_contracts() -> None:

@@ -74,3 +74,27 @@ def test_given_family_split_puts_inner_tokens_in_the_middle_name() -> None:
     }
     two = Split(into=["given_name", "family_name"], style=SplitStyle.GIVEN_FAMILY)
     assert split_name("Ann Marie Brown", two) == {"given_name": "Ann Marie", "family_name": "Brown"}
+
+
+def test_on_invalid_sets_the_policy_per_column_keep_by_default(tmp_path: Path) -> None:
+    from producers.canonical import Entity, OnInvalid
+
+    mapping = load_mapping(write(tmp_path, CHILD_PROTECTION + "on_invalid:\n  sex: reject\n"))
+    policy = mapping.invalid_value_policy
+    assert mapping.on_invalid == {"sex": OnInvalid.REJECT}
+    assert not policy.keeps(Entity.PERSON, "sex")
+    assert policy.keeps(Entity.PERSON, "date_of_birth")
+    assert not policy.keeps(Entity.PERSON, "source_record_id")  # identifies the record
+    strict = load_mapping(write(tmp_path, CHILD_PROTECTION + "on_invalid: {default: reject}\n"))
+    assert not strict.invalid_value_policy.keeps(Entity.PERSON, "date_of_birth")
+
+
+def test_on_invalid_refuses_unknown_columns_policies_and_keeping_an_id(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="on_invalid.phone: Input should be 'keep' or 'reject'"):
+        load_mapping(write(tmp_path, CHILD_PROTECTION + "on_invalid:\n  phone: drop\n"))
+    text = CHILD_PROTECTION + "on_invalid:\n  date_of_brith: keep\n  source_record_id: keep\n"
+    with pytest.raises(MappingError) as raised:
+        load_mapping(write(tmp_path, text))
+    message = str(raised.value)
+    assert "on_invalid.date_of_brith" in message and "did you mean date_of_birth" in message
+    assert "on_invalid.source_record_id: source_record_id cannot be kept" in message

@@ -94,7 +94,21 @@ def test_a_file_of_another_format_is_refused() -> None:
 
 
 def test_a_file_of_another_version_is_refused() -> None:
-    assert "version 2 is not supported" in _refusal({**_document(), "version": 2})
+    assert "version 3 is not supported" in _refusal({**_document(), "version": 3})
+
+
+def test_a_version_1_file_reads_with_the_default_levels_of_the_date_of_birth_text() -> None:
+    """Version 2 added the field date_of_birth_text; a file (or recorded model) of version 1
+    lacks it and is read with its reasoned default levels, every other weight unchanged."""
+    document = _document()
+    assert document["version"] == 2
+    del document["levels"]["date_of_birth_text"]
+    read = loads(json.dumps({**document, "version": 1}), "models/person.json")
+    assert read.model.levels["date_of_birth_text"] == DEFAULT_LEVELS["date_of_birth_text"]
+    assert read.model.levels == _fitted_model().levels
+    assert read.fingerprint == ModelFile(_fitted_model(), FITTED).fingerprint
+    # version 2 without the field is incomplete, as before
+    assert "date_of_birth_text missing from levels" in _refusal(document)
 
 
 def test_an_unknown_field_is_refused() -> None:

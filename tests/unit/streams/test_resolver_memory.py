@@ -20,7 +20,8 @@ STORED = {
     "identifiers": [{"scheme": "TRN", "value": "123-456-789", "issuing_country": "JM"}],
     "phones": ["+18765550101"], "emails": ["t.reid@example.org"],
     "addresses": [{"line": "12 Hope Road", "parish": "ST_ANDREW", "country": "JM"}],
-    "classification": "SENSITIVE",
+    "classification": "SENSITIVE", "date_of_birth_text": None,
+    "quality_issues": [{"field": "phone", "problem": "not_e164"}],
 }
 
 
