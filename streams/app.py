@@ -82,9 +82,9 @@ class StreamApp:
         self.options = options
         self.settings = settings or load_settings()
         self.topics = topics = options.topics
-        bootstrap = self.settings.kafka_bootstrap
+        bootstrap = self.settings.client  # the servers and how to authenticate
         self.metrics = StreamMetrics()
-        registry = SchemaRegistry(self.settings.registry_url)
+        registry = SchemaRegistry(bootstrap.registry())
         self.serializers = Serializers(registry)
         decoder = EventDecoder(AvroDeserializer(registry))
         self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
@@ -103,7 +103,7 @@ class StreamApp:
 
         self.app = faust.App(
             options.group_id,
-            broker=[f"kafka://{host}" for host in bootstrap.split(",")],
+            **bootstrap.faust(),  # broker and broker_credentials
             store="memory://" if options.store == "memory" else "rocksdb://",
             datadir=str(self.data_dir),
             web_enabled=options.web_port is not None,

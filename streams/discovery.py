@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from confluent_kafka.admin import AdminClient
 
 from schemas import config
+from schemas.client_config import ClientConfig
 from schemas.topics import TopicNames, TopicSettings
 
 log = logging.getLogger("tipsync.streams")
 
 
-def agency_topics_on_broker(bootstrap: str, topics: TopicNames) -> dict[str, int]:
+def agency_topics_on_broker(bootstrap: str | ClientConfig, topics: TopicNames) -> dict[str, int]:
     """Agency topic -> partition count, for the topics the broker has now."""
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    metadata = AdminClient(ClientConfig.of(bootstrap).librdkafka()).list_topics(timeout=15)
     return {
         name: len(topic.partitions)
         for name, topic in metadata.topics.items()
