@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import config
+from schemas.client_config import ClientConfig
 
 # Throughput without losing the guarantees: batches of up to 1 MiB, 20 ms to fill them,
 # lz4 (cheap on one core), and a queue deep enough to keep the broker busy.
@@ -36,11 +37,12 @@ class DeliveryError(RuntimeError):
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, overrides: dict[str, Any] | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.producer = Producer(
-            {"bootstrap.servers": bootstrap, **DEFAULT_CONFIG, **(overrides or {})}
-        )
+    def __init__(
+        self, bootstrap: str | ClientConfig, overrides: dict[str, Any] | None = None
+    ) -> None:
+        client = ClientConfig.of(bootstrap)  # the servers, or Settings.client
+        self.bootstrap = client.bootstrap
+        self.producer = Producer(client.librdkafka({**DEFAULT_CONFIG, **(overrides or {})}))
 
     def check_topics(self, topics: list[str], timeout: float = 15.0) -> None:
         """Fail early, before reading a row, when Kafka or a topic is not there."""

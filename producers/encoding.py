@@ -78,7 +78,7 @@ def make_serializer(
     from schemas.serde import AvroSerializer
 
     check_run_envelope(agency_id, governance, entities)
-    registry = SchemaRegistry(settings.registry_url)
+    registry = SchemaRegistry(settings.client.registry())
     try:
         writers = {entity: AvroSerializer(registry, entity.value) for entity in entities}
     except RegistryError as error:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from schemas.client_config import ClientConfig, ClientConfigError, load_client_config
+
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_REGISTRY_PORT = 18081
 DEFAULT_POSTGRES_PORT = 15432
@@ -64,6 +66,7 @@ OPERATIONS_METRICS_PORT: Final = "TIPSYNC_OPERATIONS_METRICS_PORT"
 RESOLVE_MODEL: Final = "TIPSYNC_RESOLVE_MODEL"
 RESOLVE_SNAPSHOT_RECORDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_RECORDS"
 RESOLVE_SNAPSHOT_SECONDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS"
+CLIENT_CONFIG: Final = "TIPSYNC_CLIENT_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         f"`postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
         f"?passfile=<home>/{PGPASS_RELATIVE.as_posix()}`",
         "the reconciled store; the local PostgreSQL listens on this port",
+    ),
+    Variable(
+        CLIENT_CONFIG, "none: PLAINTEXT Kafka, the registry without auth",
+        "the Kafka client properties file every command reads (`--client-config` overrides):"
+        " bootstrap servers, security protocol, SASL and TLS, `schema.registry.*`; its"
+        " bootstrap and registry URL win over the two variables above (docs/SECURITY.md)",
     ),
     Variable(HOME, "`.tipsync/` in the checkout (else `~/.tipsync`)", "state folder"),
     Variable(CACHE, f"`${HOME}/cache`", "downloaded jars and archives"),
@@ -172,13 +181,24 @@ def default_home() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where tipsync finds Kafka, the registry, PostgreSQL and its own state."""
+    """Where tipsync finds Kafka, the registry, PostgreSQL and its own state. ``client`` is
+    how every Kafka and registry client connects (``schemas.client_config``)."""
 
     home: Path
     cache: Path
     kafka_bootstrap: str
     registry_url: str
     database_url: str
+    # the client properties file (CLIENT_CONFIG), or None: PLAINTEXT and no registry auth
+    client_properties: ClientConfig | None = None
+
+    @property
+    def client(self) -> ClientConfig:
+        """The configuration of every Kafka and registry client: the properties file's, or
+        the bootstrap servers and registry URL alone."""
+        return self.client_properties or ClientConfig.plain(
+            self.kafka_bootstrap, self.registry_url
+        )
 
     @property
     def kafka_port(self) -> int:
@@ -216,25 +236,49 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         f"?passfile={home / PGPASS_RELATIVE}"
     )
     cache = Path(env.get(CACHE) or home / "cache").expanduser().resolve()
+    if "@" in urlsplit(registry).netloc:
+        raise ClientConfigError(
+            f"{REGISTRY_URL} carries credentials in the URL, where logs and messages would"
+            f" show them; remove them and put them in a client properties file"
+            f" ({CLIENT_CONFIG}, docs/SECURITY.md)"
+        )
+    client = None
+    client_file = env.get(CLIENT_CONFIG, "").strip()
+    if client_file:
+        client = load_client_config(
+            Path(client_file), default_bootstrap=bootstrap, default_registry_url=registry,
+            named_by=f"{CLIENT_CONFIG} or --client-config",
+        )
+        bootstrap, registry = client.bootstrap, client.registry_url
     return Settings(
         home=home,
         cache=cache,
         kafka_bootstrap=bootstrap,
         registry_url=registry,
         database_url=database,
+        client_properties=client,
     )
+
+
+def use_client_config(path: Path) -> None:
+    """Make ``path`` the client properties file of this process and of every process it
+    starts (``--client-config`` wins over the variable this way): only the path travels,
+    never a secret on a command line."""
+    os.environ[CLIENT_CONFIG] = str(Path(path).expanduser().resolve())
 
 
 def connection_environment(settings: Settings) -> dict[str, str]:
     """The variables that make ``load_settings`` return ``settings``: what a process passes
     to the ``tipsync`` processes it starts so they use the same stack (the benchmarks'
-    private stacks)."""
+    private stacks). The client properties file travels by its path (empty: none)."""
+    source = settings.client_properties.source if settings.client_properties else None
     return {
         HOME: str(settings.home),
         CACHE: str(settings.cache),
         KAFKA_BOOTSTRAP: settings.kafka_bootstrap,
         REGISTRY_URL: settings.registry_url,
         DATABASE_URL: settings.database_url,
+        CLIENT_CONFIG: str(source) if source else "",
     }
 
 

@@ -39,6 +39,9 @@ REASONS: Final[dict[str, str]] = {
     "key_mismatch": "the message key is not the identity of its payload (source key or golden id)",
     "bad_key": "the message has no key, or its key is not a golden id (UUID)",
     "invalid_envelope": "the envelope breaks a rule of the contract (op and payload, version)",
+    "future_version": "the source_version is above now in epoch milliseconds + 1 day (forged or"
+    " broken: it would make every later change of the record stale)",
+    "future_event_time": "the event_time is more than 1 day ahead of the stream's clock",
     "invalid_record": "the reconciled record breaks a rule the store needs (a date, a version)",
     "unresolvable": "the resolve stage refused the record (see the detail)",
     "refused_by_postgresql": "PostgreSQL refused the row (a constraint, a value out of range)",

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from schemas import config
+from schemas.client_config import RegistryConnection
 from schemas.errors import (
     RegistryError,
     RegistryUnavailableError,
@@ -45,7 +46,8 @@ class CompatibilityResult:
 
 class SchemaRegistry:
     """Client of one registry. ``url`` is the Confluent-compatible API base, e.g.
-    ``http://127.0.0.1:18081/apis/ccompat/v7`` (``Settings.registry_url``).
+    ``http://127.0.0.1:18081/apis/ccompat/v7`` (``Settings.registry_url``), or a
+    ``RegistryConnection`` with credentials and a CA (``Settings.client.registry()``).
 
     ``attempts`` and ``backoff_seconds`` bound the wait when the registry is down:
     the delays double from ``backoff_seconds`` (0.25 s, 0.5 s, 1 s, 2 s: about 4 s in all).
@@ -53,17 +55,19 @@ class SchemaRegistry:
 
     def __init__(
         self,
-        url: str,
+        url: str | RegistryConnection,
         *,
         timeout_seconds: float = 5.0,
         attempts: int = 5,
         backoff_seconds: float = 0.25,
     ) -> None:
-        self.url = url.rstrip("/")
+        connection = url if isinstance(url, RegistryConnection) else RegistryConnection(url)
+        self.url = connection.url.rstrip("/")
         self.attempts = max(1, attempts)
         self.backoff_seconds = backoff_seconds
         self._client = httpx.Client(
-            base_url=self.url, timeout=timeout_seconds, headers={"Accept": CONTENT_TYPE}
+            base_url=self.url, timeout=timeout_seconds, headers={"Accept": CONTENT_TYPE},
+            auth=connection.auth, verify=connection.verify,
         )
         self._text_by_id: dict[int, str] = {}
         self._id_by_subject_text: dict[tuple[str, str], int] = {}

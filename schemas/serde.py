@@ -5,7 +5,7 @@ against confluent-kafka's AvroSerializer; see docs/BENCHMARKS.md).
 
 Usage::
 
-    registry = SchemaRegistry(settings.registry_url)
+    registry = SchemaRegistry(settings.client.registry())
     serialize = AvroSerializer(registry, "person")             # agency Person events
     serialize_golden = AvroSerializer(registry, "reconciled.person")  # GoldenPerson
     data = serialize(event_dict)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from schemas.agencies import AGENCY_ID_PATTERN, validate_agency_id
+from schemas.client_config import ClientConfig
 from schemas.config import DAY_MS, PARTITIONS, REPLICATION_FACTOR, TopicSettings
 from schemas.entities import ENTITIES, RECONCILED_OUTPUTS, check_entity
 
@@ -229,17 +230,18 @@ def topic_plan(
 
 
 def create_topics(
-    bootstrap: str, plan: Iterable[TopicSpec], timeout_seconds: float = 30.0
+    bootstrap: str | ClientConfig, plan: Iterable[TopicSpec], timeout_seconds: float = 30.0
 ) -> dict[str, str]:
     """Create the planned topics that do not exist yet (existing ones are left as they are).
 
+    ``bootstrap``: the servers, or the client config (``Settings.client``).
     Returns topic -> "created" | "exists". Raises RuntimeError naming the topic and Kafka's
     reason for any other failure.
     """
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
     specs = list(plan)
     if not specs:
         return {}

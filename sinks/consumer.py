@@ -155,13 +155,10 @@ class ReconciledSink:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> SinkStatistics:
         if self.options.apply_migrations:
             self._wait_for(lambda: migrate(self.database_url), "applying migrations")
-        registry = SchemaRegistry(self.settings.registry_url)
+        registry = SchemaRegistry(self.settings.client.registry())
         decode = avro_decoder(AvroDeserializer(registry))
-        dead_letters = DeadLetterPublisher(
-            self.settings.kafka_bootstrap, self.options.dead_letter_topic
-        )
+        dead_letters = DeadLetterPublisher(self.settings.client, self.options.dead_letter_topic)
         config: dict[str, Any] = {
-            "bootstrap.servers": self.settings.kafka_bootstrap,
             "group.id": self.options.consumer_group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -170,7 +167,7 @@ class ReconciledSink:
         }
         if self.options.instance_id:
             config["group.instance.id"] = self.options.instance_id
-        self._consumer = Consumer(config)
+        self._consumer = Consumer(self.settings.client.librdkafka(config))
         self._consumer.subscribe(
             list(self.options.topics),
             on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from schemas.client_config import ClientConfig
 from schemas.dead_letters import dead_letter_headers
 from sinks.batch import Rejection
 
@@ -21,15 +22,16 @@ STAGE = "sink"
 class DeadLetterPublisher:
     """Idempotent producer of dead letters; ``publish`` returns once Kafka has them all."""
 
-    def __init__(self, bootstrap: str, topic: str, timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self, bootstrap: str | ClientConfig, topic: str, timeout_seconds: float = 30.0
+    ) -> None:
         self.topic = topic
         self.timeout_seconds = timeout_seconds
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
+        self._producer = Producer(ClientConfig.of(bootstrap).librdkafka({
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-        })
+        }))
         self._failures: list[KafkaError] = []
 
     def publish(self, rejections: Sequence[Rejection]) -> None:

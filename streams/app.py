@@ -18,7 +18,7 @@
 This module only wires: it builds the faust app, its topics, table, agents and timers, and
 hands each agent the collaborator that does the work, each a plain class of its own module:
 
-- ``streams.discovery``: the agency topics on the broker, now and every
+- ``streams.discovery``: the registered agencies' topics on the broker, now and every
   ``discovery_interval_seconds`` (faust's ``pattern=`` subscription subscribes to nothing);
 - ``streams.ingest_handler``: one agency message (decode, judge, publish, hold);
 - ``streams.resolve_handler``: one resolve message, with ``streams.recovery`` (the rebuild),
@@ -51,6 +51,7 @@ from schemas.topics import TopicSettings, compacted_config
 from streams.decoding import EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
+    RegisteredAgencies,
     agency_topics_on_broker,
     common_partition_count,
     fitting_topics,
@@ -82,13 +83,14 @@ class StreamApp:
         self.options = options
         self.settings = settings or load_settings()
         self.topics = topics = options.topics
-        bootstrap = self.settings.kafka_bootstrap
+        bootstrap = self.settings.client  # the servers and how to authenticate
         self.metrics = StreamMetrics()
-        registry = SchemaRegistry(self.settings.registry_url)
+        registry = SchemaRegistry(bootstrap.registry())
         self.serializers = Serializers(registry)
         decoder = EventDecoder(AvroDeserializer(registry))
         self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
-        trust = trust_ranks(load_agencies())
+        agencies = load_agencies()
+        trust = trust_ranks(agencies)
         # Read at start, so a bad model file stops the worker before it consumes anything.
         model_file = load_model(options.model_path)
         log.warning("resolve: scoring model %s (%s)", model_file.fingerprint,
@@ -97,13 +99,15 @@ class StreamApp:
             self.settings.home / "streams" / options.group_id / f"worker-{options.worker_index}"
         )
 
-        found = agency_topics_on_broker(bootstrap, topics)
+        # only the registered agencies' topics: identity comes from the topic (streams.discovery)
+        registered = RegisteredAgencies(frozenset(agencies), topics)
+        found = registered(agency_topics_on_broker(bootstrap, topics))
         self.partitions = options.partitions or common_partition_count(found)
         warn_misfits(found, self.partitions)
 
         self.app = faust.App(
             options.group_id,
-            broker=[f"kafka://{host}" for host in bootstrap.split(",")],
+            **bootstrap.faust(),  # broker and broker_credentials
             store="memory://" if options.store == "memory" else "rocksdb://",
             datadir=str(self.data_dir),
             web_enabled=options.web_port is not None,
@@ -134,7 +138,7 @@ class StreamApp:
         )
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
-            functools.partial(agency_topics_on_broker, bootstrap, topics), self.partitions,
+            lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
             # the channel's own list: discovery grows it in place
             subscribed=self.agency_channel.topics,  # type: ignore[arg-type]
             # the conductor resubscribes on its next turn

@@ -3,8 +3,13 @@
 faust's ``pattern=`` subscription silently subscribes to nothing (faust-streaming issue #62,
 ``# XXX pattern does not work`` in its aiokafka driver), so the app finds the agency topics
 itself: at start and then every ``discovery_interval_seconds`` it lists the broker's topics,
-and adds the new ones matching the agency pattern to the ingest subscription; a new agency
-needs no redeploy, only its topics (``tipsync topics create``).
+and adds the new ones matching the agency pattern to the ingest subscription.
+
+Only agencies of the agency registry (``schemas.agencies``, read when the worker starts) are
+read: a topic matching the pattern whose agency is not registered is skipped, and logged once
+(its name only), so creating ``tip.agency.<anyone>.person`` on the broker gives nobody a way
+in. A new agency needs its registry entry, a (rolling) restart of the workers, and its topics
+(``tipsync topics create``).
 
 Ingest's table is partitioned like its input, so every agency topic it reads must have the
 same partition count: the count most agency topics have is chosen, and a topic with another
@@ -22,19 +27,44 @@ from dataclasses import dataclass, field
 from confluent_kafka.admin import AdminClient
 
 from schemas import config
+from schemas.client_config import ClientConfig
 from schemas.topics import TopicNames, TopicSettings
 
 log = logging.getLogger("tipsync.streams")
 
 
-def agency_topics_on_broker(bootstrap: str, topics: TopicNames) -> dict[str, int]:
+def agency_topics_on_broker(bootstrap: str | ClientConfig, topics: TopicNames) -> dict[str, int]:
     """Agency topic -> partition count, for the topics the broker has now."""
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    metadata = AdminClient(ClientConfig.of(bootstrap).librdkafka()).list_topics(timeout=15)
     return {
         name: len(topic.partitions)
         for name, topic in metadata.topics.items()
         if topics.parse_agency(name) is not None
     }
+
+
+@dataclass
+class RegisteredAgencies:
+    """Keeps the agency topics of registered agencies; logs each other topic once."""
+
+    registered: frozenset[str]
+    topics: TopicNames
+    skipped: set[str] = field(default_factory=set)
+
+    def __call__(self, found: Mapping[str, int]) -> dict[str, int]:
+        kept: dict[str, int] = {}
+        for name, count in sorted(found.items()):
+            parsed = self.topics.parse_agency(name)
+            if parsed is not None and parsed.agency_id in self.registered:
+                kept[name] = count
+            elif name not in self.skipped:
+                self.skipped.add(name)
+                log.error(
+                    "ingest skips topic %s: its agency is not in the agency registry; add the"
+                    " agency to the registry (%s) and restart the workers, or delete the topic",
+                    name, config.AGENCIES,
+                )
+        return kept
 
 
 def common_partition_count(found: Mapping[str, int]) -> int:

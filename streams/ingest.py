@@ -16,10 +16,15 @@ older than the remembered window is still dropped, as stale (its version is not 
 nothing replayed is ever applied twice; only the counter it lands in differs.
 
 Events that cannot be processed at all raise ``schemas.dead_letters.Rejected`` with a reason code.
+So do events from the implausible future (``check_plausible``): a version is a counter or an
+updated-at in epoch milliseconds, so one above now + ``FUTURE_TOLERANCE_MS``, or an event time
+that far ahead, is forged or broken, and accepting it would make every later genuine change
+of the record "stale" (``source_version`` 2**63-1 would freeze it for good).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +38,9 @@ from schemas.topics import source_key
 from streams.resolve.survivorship import GOLDEN_ID_NAMESPACE
 
 REMEMBERED_EVENT_IDS: Final = 4
+# How far ahead of now a version (as epoch milliseconds) or an event time may be: clocks drift
+# and an agency's updated_at may run ahead, but not by a day.
+FUTURE_TOLERANCE_MS: Final = 24 * 60 * 60 * 1000
 
 # Entities resolve reconciles across sources; the others get one golden record per source
 # record, straight from ingest.
@@ -123,10 +131,39 @@ def split_held_key(key: str) -> tuple[str, str, str]:
     return entity, agency_id, source_record_id
 
 
+def check_plausible(
+    entity: str, agency_id: str, source_version: int, event_time: datetime | int | None,
+    now_ms: int,
+) -> None:
+    """Refuse a version or an event time more than ``FUTURE_TOLERANCE_MS`` ahead of
+    ``now_ms``: Rejected ``future_version`` or ``future_event_time`` (ids and sizes only)."""
+    limit = now_ms + FUTURE_TOLERANCE_MS
+    if source_version > limit:
+        raise Rejected(
+            "future_version",
+            f"{entity} event of agency '{agency_id}' has a source_version above now in epoch"
+            " milliseconds + 1 day, which no counter or updated-at reaches; it would make every"
+            " later change of the record stale: the producer must send a counter or the"
+            " record's updated-at in milliseconds",
+        )
+    if isinstance(event_time, datetime):
+        event_ms: int | None = int(event_time.timestamp() * 1000)
+    else:  # epoch milliseconds; anything else is the decoder's to refuse
+        event_ms = event_time if isinstance(event_time, int) else None
+    if event_ms is not None and event_ms > limit:
+        raise Rejected(
+            "future_event_time",
+            f"{entity} event of agency '{agency_id}' has an event_time more than 1 day ahead"
+            " of the stream's clock; fix the producer's clock or the time it sends",
+        )
+
+
 def check_event(
-    topic_agency: str, entity: str, key: bytes | None, record: Mapping[str, Any]
+    topic_agency: str, entity: str, key: bytes | None, record: Mapping[str, Any],
+    now_ms: int | None = None,
 ) -> AgencyEvent:
-    """Check a decoded event against its topic and key; Rejected names what is wrong."""
+    """Check a decoded event against its topic, its key and the clock (``now_ms``, epoch
+    milliseconds; default the current time); Rejected names what is wrong."""
     agency_id = record.get("agency_id")
     source_record_id = record.get("source_record_id")
     if agency_id != topic_agency:
@@ -160,6 +197,8 @@ def check_event(
             f"{entity} event of agency '{agency_id}' has source_version {version!r}; it must "
             "be a whole number >= 0 that grows with every change of the record",
         )
+    check_plausible(entity, str(agency_id), version, record.get("event_time"),
+                    int(time.time() * 1000) if now_ms is None else now_ms)
     return AgencyEvent(
         entity=entity,
         agency_id=str(agency_id),

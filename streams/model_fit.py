@@ -45,10 +45,10 @@ def read_person_records(settings: Settings, topics: TopicNames) -> ResolveTopicC
     from streams.resolve_stage import PERSON, person_fields
 
     topic = topics.resolve
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": topics.internal("model-fit"),
+    consumer = Consumer(settings.client.librdkafka({
+        "group.id": topics.internal("model-fit"),
         "enable.auto.commit": False, "enable.partition.eof": True,
-    })
+    }))
     latest: dict[bytes, bytes | None] = {}
     messages = 0
     try:
@@ -79,7 +79,7 @@ def read_person_records(settings: Settings, topics: TopicNames) -> ResolveTopicC
     finally:
         consumer.close()
 
-    registry = SchemaRegistry(settings.registry_url)
+    registry = SchemaRegistry(settings.client.registry())
     deserializer = AvroDeserializer(registry)
     records: list[dict[str, Any]] = []
     deleted = undecodable = 0

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.client_config import ClientConfig
 from schemas.dead_letters import DeadLetter
 from schemas.topics import TopicNames
 from streams.outputs import DeadLetterSender, InputMessage, Send
@@ -37,8 +38,8 @@ def marker_model(topics: TopicNames, message: InputMessage) -> ModelFile:
 
 class ModelRollout:
     def __init__(
-        self, *, bootstrap: str, topics: TopicNames, model_file: ModelFile, send: Send,
-        publish: Callable[[Output], Awaitable[None]], dead_letter: DeadLetterSender,
+        self, *, bootstrap: str | ClientConfig, topics: TopicNames, model_file: ModelFile,
+        send: Send, publish: Callable[[Output], Awaitable[None]], dead_letter: DeadLetterSender,
     ) -> None:
         self._bootstrap = bootstrap
         self.topics = topics
@@ -51,7 +52,8 @@ class ModelRollout:
         """The model the published view was made with and the resolve offset it took effect
         at, as recorded on the model topic; None before any model change."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None,
+            **ClientConfig.of(self._bootstrap).aiokafka(), enable_auto_commit=False,
+            group_id=None,
         )
         await consumer.start()
         partition = TopicPartition(self.topics.resolve_model, 0)

@@ -24,6 +24,8 @@ from typing import Any
 
 import confluent_kafka
 
+from schemas.client_config import ClientConfig
+
 # How long a flush sleeps between looks at what is still unacknowledged (seconds).
 FLUSH_POLL_SECONDS = 0.002
 
@@ -35,9 +37,11 @@ DeliveryCallback = Callable[[str, int, int], None]  # topic, partition, offset
 
 
 class OutputProducer:
-    def __init__(self, bootstrap: str, on_failure: Callable[[str], None]) -> None:
-        self._producer = confluent_kafka.Producer({
-            "bootstrap.servers": bootstrap,
+    def __init__(
+        self, bootstrap: str | ClientConfig, on_failure: Callable[[str], None]
+    ) -> None:
+        # ``bootstrap``: the servers, or the client config (``Settings.client``)
+        self._producer = confluent_kafka.Producer(ClientConfig.of(bootstrap).librdkafka({
             "linger.ms": 20,
             # per partition: in order, and no duplicates when librdkafka retries
             "enable.idempotence": True,
@@ -45,7 +49,7 @@ class OutputProducer:
             # partition it had before (compacted topics, the sink's per-key order)
             "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 1_000_000,
-        })
+        }))
         self._on_failure = on_failure
         # The first delivery that failed: every later flush raises, so faust, which flushes
         # before it commits offsets, never commits past an input whose output is lost (the

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
+from schemas.client_config import ClientConfig
 from schemas.dead_letters import Rejected
 from schemas.topics import TopicNames
 from streams.decoding import EventDecoder
@@ -52,9 +53,9 @@ log = logging.getLogger("tipsync.streams")
 FREEZE_EVERY_RECORDS = 20_000
 
 
-def resolve_topic_id(bootstrap: str, topics: TopicNames) -> str | None:
+def resolve_topic_id(bootstrap: str | ClientConfig, topics: TopicNames) -> str | None:
     """The resolve topic's id (a recreated topic has another), None if unknown."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
     name = topics.resolve
     try:
         description = admin.describe_topics(TopicCollection([name]))[name].result()
@@ -73,7 +74,7 @@ def model_at(offset: int, recorded: tuple[ModelFile, int] | None) -> ModelFile:
 
 class ResolveRecovery:
     def __init__(
-        self, *, bootstrap: str, topics: TopicNames, trust: TrustRanks,
+        self, *, bootstrap: str | ClientConfig, topics: TopicNames, trust: TrustRanks,
         snapshot_policy: SnapshotPolicy, snapshot_dir: Path, decoder: EventDecoder,
         recorded_model: Callable[[], Awaitable[tuple[ModelFile, int] | None]],
     ) -> None:
@@ -106,7 +107,7 @@ class ResolveRecovery:
         log.warning("resolve: rebuilding from %s up to offset %d", self.topics.resolve,
                     until_offset)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **ClientConfig.of(self._bootstrap).aiokafka(),
             enable_auto_commit=False,
             group_id=None,
         )

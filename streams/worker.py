@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from faust.types import TopicT
 from mode.utils.times import want_seconds
 
+from schemas.client_config import ClientConfig
 from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class _Worker(faust.Worker):
         logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
 
 
-def ensure_internal_topics(topics: Iterable[TopicT], default_partitions: int, bootstrap: str,
+def ensure_internal_topics(topics: Iterable[TopicT], default_partitions: int,
+                           bootstrap: str | ClientConfig,
                            timeout: float = 60.0) -> None:
     """Create the topics faust would declare (table changelog, resolve, outputs, dead letters)
     and wait until the broker's metadata shows them, before the worker starts.
@@ -84,7 +86,7 @@ def ensure_internal_topics(topics: Iterable[TopicT], default_partitions: int, bo
         plan.append(TopicSpec(topic.get_topic_name(), topic.partitions or default_partitions,
                               replication, config))
     create_topics(bootstrap, plan)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=10).topics
@@ -102,7 +104,7 @@ def run_worker(stream_app: StreamApp) -> None:
     """Run one faust worker until SIGINT or SIGTERM (then it stops cleanly and returns)."""
     stream_app.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_internal_topics(stream_app.internal_topics(), stream_app.partitions,
-                           stream_app.settings.kafka_bootstrap)
+                           stream_app.settings.client)
     # faust polls Kafka in a thread of its own; with the default 5 ms switch interval the
     # event loop waits up to 5 ms for the GIL after each socket write to the broker.
     sys.setswitchinterval(0.0005)

@@ -255,7 +255,7 @@ def warm_up(settings: Settings, stream_arguments: Sequence[str]) -> None:
     began = time.monotonic()
     with Pipeline(settings, stream_arguments) as pipeline:
         wait_until_consuming(settings, pipeline)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(settings.client.librdkafka())
         while time.monotonic() - began < READY_TIMEOUT_SECONDS:
             pipeline.check()
             topics = admin.list_topics(timeout=10).topics
@@ -550,7 +550,7 @@ def steady(settings: Settings, manifest: Manifest, args: argparse.Namespace) -> 
                          "person export in the canonical columns; generate it again")
     governance = Governance()
     serialize = make_serializer(settings, [Entity.PERSON], LIVE_AGENCY, governance)
-    publisher = Publisher(settings.kafka_bootstrap)
+    publisher = Publisher(settings.client)
     topic = agency_topic(LIVE_AGENCY, "person")
     publisher.check_topics([topic])
     acknowledged = {"ok": 0, "failed": 0}

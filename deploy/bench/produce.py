@@ -57,7 +57,7 @@ def run_bench(args: argparse.Namespace) -> int:
     names = TopicNames(f"bench-{run_id}")
     topics = [names.agency(AGENCY, entity) for entity in ("person", "link")]
     java_topic = names.internal("java")
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     _create_topics(admin, [*topics, java_topic])
     try:
         python = _python_run(settings, data, names)
@@ -88,7 +88,7 @@ def _python_run(settings: Settings, data: Path, names: TopicNames) -> dict[str, 
         folder = source_folder(Path(home), AGENCY, "person", str(data))
         store = CheckpointStore(folder, str(data))
         rejects = RejectsFile(folder, data.name)
-        publisher = Publisher(settings.kafka_bootstrap)
+        publisher = Publisher(settings.client)
         governance = Governance()
         serialize = make_serializer(settings, [Entity.PERSON, Entity.LINK], AGENCY, governance)
         tracker = ChangeTracker(

@@ -17,6 +17,7 @@ from typing import Any
 import fastavro
 
 from schemas.catalogue import governed_schema
+from schemas.client_config import ClientConfig
 from schemas.examples import example_event
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaRegistry
 from schemas.topics import agency_topic
@@ -63,10 +64,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def bench_serde(registry_url: str, records: int) -> tuple[list[Measure], int]:
+def bench_serde(client: ClientConfig, records: int) -> tuple[list[Measure], int]:
     """Measure both libraries; returns the measures and the encoded size in bytes."""
     event = example_event("person")
-    registry = SchemaRegistry(registry_url)
+    registry = SchemaRegistry(client.registry())
     serialize = AvroSerializer(registry, "person")
     deserialize = AvroDeserializer(registry)
     data = serialize(event)
@@ -79,17 +80,19 @@ def bench_serde(registry_url: str, records: int) -> tuple[list[Measure], int]:
             "fastavro (tipsync serde)", "decode", records, _time(lambda: deserialize(data), records)
         ),
     ]
-    measures += _bench_confluent(registry_url, event, records)
+    measures += _bench_confluent(client, event, records)
     return measures, len(data)
 
 
-def _bench_confluent(registry_url: str, event: dict[str, Any], records: int) -> list[Measure]:
+def _bench_confluent(
+    client_config: ClientConfig, event: dict[str, Any], records: int
+) -> list[Measure]:
     from confluent_kafka.schema_registry import SchemaRegistryClient, record_subject_name_strategy
     from confluent_kafka.schema_registry.avro import AvroDeserializer as ConfluentDeserializer
     from confluent_kafka.schema_registry.avro import AvroSerializer as ConfluentSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    client = SchemaRegistryClient({"url": registry_url})
+    client = SchemaRegistryClient(client_config.confluent_registry())
     governed = governed_schema("person")
     serializer = ConfluentSerializer(
         client,

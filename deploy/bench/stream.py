@@ -196,8 +196,9 @@ def bench_ingest(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _committed(harness: StreamHarness) -> int:
-    consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
-                         "group.id": harness.topics.stream_group})
+    consumer = Consumer(
+        harness.settings.client.librdkafka({"group.id": harness.topics.stream_group})
+    )
     try:
         [partition] = consumer.committed(
             [TopicPartition(harness.topics.resolve, 0)], timeout=10
@@ -265,7 +266,7 @@ def _preload_people(harness: StreamHarness, people: int, rng: random.Random) -> 
     after them: to the worker they are people resolved before it (re)started. Returns the
     number of source records (messages) put there."""
     topic = harness.topics.resolve
-    create_topics(harness.settings.kafka_bootstrap, [
+    create_topics(harness.settings.client, [
         TopicSpec(topic, 1, TopicSettings.from_environment().replication_factor,
                   compacted_config()),
     ])
@@ -282,7 +283,7 @@ def _preload_people(harness: StreamHarness, people: int, rng: random.Random) -> 
                 harness.producer.poll(0)
     harness.flush()
     group = harness.topics.stream_group
-    admin = AdminClient({"bootstrap.servers": harness.settings.kafka_bootstrap})
+    admin = AdminClient(harness.settings.client.librdkafka())
     futures = admin.alter_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, records)])]
     )
@@ -471,8 +472,9 @@ def _output_times(harness: StreamHarness, keys: set[str]) -> (
     """Source key -> timestamp (ms) of its first mapping message, for the keys asked."""
     topic = harness.topics.person_mapping
     total = harness.count(harness.topics.person_mapping)
-    consumer = Consumer({"bootstrap.servers": harness.settings.kafka_bootstrap,
-                         "group.id": f"{harness.prefix}-times", "enable.auto.commit": False})
+    consumer = Consumer(harness.settings.client.librdkafka(
+        {"group.id": f"{harness.prefix}-times", "enable.auto.commit": False}
+    ))
     found: dict[str, float] = {}
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]

@@ -64,14 +64,14 @@ class StreamHarness:
         self.agencies = tuple(agencies)
         self.entities = tuple(entities)
         self.partitions = partitions
-        self.registry = SchemaRegistry(settings.registry_url)
+        self.registry = SchemaRegistry(settings.client.registry())
         self.deserializer = AvroDeserializer(self.registry)
         self._serializers: dict[str, AvroSerializer] = {}
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-        self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "acks": "all",
+        self.admin = AdminClient(settings.client.librdkafka())
+        self.producer = Producer(settings.client.librdkafka(
+            {"linger.ms": 20, "acks": "all",
              "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000}
-        )
+        ))
         self.workers: list[subprocess.Popen[bytes]] = []
         self._watcher: Consumer | None = None
         self.logs = Path(settings.home) / "streams" / "harness-logs"
@@ -173,10 +173,9 @@ class StreamHarness:
 
     def read(self, topic: str, timeout: float = 5.0) -> list[Received]:
         """Every message of ``topic`` now (all partitions, from the start)."""
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"{self.prefix}-read",
-            "enable.auto.commit": False,
-        })
+        consumer = Consumer(self.settings.client.librdkafka({
+            "group.id": f"{self.prefix}-read", "enable.auto.commit": False,
+        }))
         try:
             metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
             if metadata is None or metadata.error is not None:
@@ -245,8 +244,9 @@ class StreamHarness:
     def count(self, topic: str) -> int:
         """Messages in ``topic`` now (sum over partitions of high - low)."""
         if self._watcher is None:
-            self._watcher = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                                      "group.id": f"{self.prefix}-count"})
+            self._watcher = Consumer(
+                self.settings.client.librdkafka({"group.id": f"{self.prefix}-count"})
+            )
         try:
             metadata = self._watcher.list_topics(topic, timeout=10).topics.get(topic)
             if metadata is None or metadata.error is not None:
@@ -278,8 +278,9 @@ class StreamHarness:
             }
         except KafkaException:
             return False  # the resolve topic is not there until a worker created it
-        group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                          "group.id": self.topics.stream_group})
+        group = Consumer(
+            self.settings.client.librdkafka({"group.id": self.topics.stream_group})
+        )
         try:
             committed = group.committed(partitions, timeout=10)
         finally:
@@ -290,8 +291,9 @@ class StreamHarness:
 
     def committed(self, topic: str, partition: int = 0) -> int:
         """The offset the app's consumer group committed on ``topic``."""
-        group = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                          "group.id": self.topics.stream_group})
+        group = Consumer(
+            self.settings.client.librdkafka({"group.id": self.topics.stream_group})
+        )
         try:
             [committed] = group.committed([TopicPartition(topic, partition)],
                                           timeout=10)

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from deploy.stack.layout import PRIVATE_UMASK
+from schemas import config
+from schemas.client_config import ClientConfigError
 
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
@@ -52,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "client_config", None) is not None:
+            config.use_client_config(args.client_config)
+        if hasattr(args, "client_config"):
+            config.load_settings()  # a bad client properties file stops here, named
         return int(args.func(args) or 0)
+    except ClientConfigError as error:
+        print(f"tipsync: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from deploy.cli.options import add_client_config
 from schemas.config import load_settings
 
 
@@ -19,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "serde", help="Avro encode/decode records/s: fastavro vs confluent-kafka, one core"
     )
     serde.add_argument("--records", type=int, default=50_000, help="records per measure")
+    add_client_config(serde)
     serde.set_defaults(func=_bench_serde)
 
     from deploy.bench import produce
@@ -28,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="events/s of tipsync produce vs Kafka's Java ProducerPerformance, one core",
     )
     produce.register_arguments(parser)
+    add_client_config(parser)
     parser.set_defaults(func=produce.run_bench)
 
     from deploy.bench import er_pipeline
@@ -49,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "already resolved",
     )
     stream.register_arguments(parser)
+    add_client_config(parser)
     parser.set_defaults(func=stream.run)
 
     from deploy.bench import resolve
@@ -85,7 +89,7 @@ def _bench_serde(args: argparse.Namespace) -> int:
     from deploy.bench.serde import bench_serde, pin_to_one_core, report
 
     pinned = pin_to_one_core()
-    measures, size = bench_serde(load_settings().registry_url, args.records)
+    measures, size = bench_serde(load_settings().client, args.records)
     print(report(measures, size, pinned))
     return 0
 

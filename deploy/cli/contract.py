@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from deploy.cli.options import add_client_config
 from schemas import config
 from schemas.config import load_settings
 
@@ -24,6 +25,7 @@ def register(subparsers: Any) -> None:
             default="",
             help="prefix every subject (a scratch copy of the contract, e.g. for tests)",
         )
+        add_client_config(command)
         command.set_defaults(func=func)
     schema_commands.add_parser(
         "export", help="write schemas/avsc/*.avsc from the pydantic models"
@@ -40,6 +42,7 @@ def register(subparsers: Any) -> None:
         help=f"agency registry file (default: {config.AGENCIES} or deploy/agencies.yaml)",
     )
     create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
+    add_client_config(create)
     create.set_defaults(func=_topics_create)
 
 
@@ -47,7 +50,7 @@ def register(subparsers: Any) -> None:
 def _registry() -> Any:
     from schemas.serde import SchemaRegistry
 
-    return SchemaRegistry(load_settings().registry_url)
+    return SchemaRegistry(load_settings().client.registry())
 
 
 def _local_schemas(prefix: str) -> list[Any]:
@@ -103,7 +106,7 @@ def _topics_create(args: argparse.Namespace) -> int:
             settings = ", ".join(f"{key}={value}" for key, value in spec.config.items())
             print(f"{spec.name}  partitions={spec.partitions}  {settings}")
         return 0
-    bootstrap = load_settings().kafka_bootstrap
+    bootstrap = load_settings().client
     outcome = create_topics(bootstrap, plan)
     created = sorted(name for name, state in outcome.items() if state == "created")
     for name in created:

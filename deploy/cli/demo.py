@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deploy.cli.options import add_client_config
 from deploy.demo.run import DEMO_PEOPLE, DEMO_SEED, run_demo
 
 
@@ -16,4 +17,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="generator seed")
     demo.add_argument("--live-seconds", type=float, default=60.0,
                       help="how long to play live changes (default 60; 0 skips)")
+    add_client_config(demo)
     demo.set_defaults(func=run_demo)

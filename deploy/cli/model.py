@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy.cli.options import add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root
 from schemas.config import load_settings
 from schemas.topics import TopicNames
 from streams.model_fit import MINIMUM_RECORDS, ModelFitError, fit_model_file, read_person_records
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     fit.add_argument("--out", type=Path, required=True, help="the model file to write")
     add_topic_root(fit)
+    add_client_config(fit)
     fit.add_argument("--min-records", type=int, default=MINIMUM_RECORDS,
                      help=f"refuse to fit on fewer person records (default {MINIMUM_RECORDS})")
     fit.add_argument("--random-pairs", type=int, default=300_000,

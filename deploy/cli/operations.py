@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from deploy.cli.options import add_client_config
 from deploy.operations.exporter import Monitor
 from deploy.operations.freshness import render_histogram, watch_freshness
 from deploy.operations.lag import GroupLag, Thresholds, still_behind
@@ -83,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--timeout", type=float, default=300.0, metavar="SECONDS",
         help="with --wait-zero: give up after SECONDS (default 300)",
     )
+    add_client_config(lag)
     lag.set_defaults(func=lag_command)
 
     freshness = subparsers.add_parser(
@@ -116,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="only this group (repeatable); default: the pipeline's groups")
     monitor.add_argument("--group-prefix", default="", metavar="PREFIX",
                          help="without --group: only groups whose name starts with PREFIX")
+    add_client_config(monitor)
     monitor.set_defaults(func=monitor_command)
 
 

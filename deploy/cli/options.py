@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from schemas import config
 from schemas.topics import ROOT
 
 
@@ -14,4 +16,16 @@ def add_topic_root(parser: argparse.ArgumentParser) -> None:
         "--topic-root", default=ROOT, metavar="ROOT",
         help=f"replaces '{ROOT}' in every topic and consumer-group name (tests, staging and "
         f"benchmarks use their own; default {ROOT})",
+    )
+
+
+def add_client_config(parser: argparse.ArgumentParser) -> None:
+    """``--client-config``: the Kafka client properties file (``schemas.client_config``) of
+    every command that talks to Kafka or the registry; it wins over the variable, and the
+    processes the command starts get the file's path (never its secrets) in the variable."""
+    parser.add_argument(
+        "--client-config", type=Path, default=None, metavar="FILE",
+        help="Kafka client properties file: bootstrap.servers, security.protocol, sasl.*,"
+        f" ssl.ca.location, schema.registry.* (default {config.CLIENT_CONFIG}; without"
+        f" either, {config.KAFKA_BOOTSTRAP} and {config.REGISTRY_URL}; docs/SECURITY.md)",
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deploy.cli.options import add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DeliveryError, Publisher
@@ -88,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     produce.add_argument("--consent-ref", help="consent record (with --legal-basis CONSENT)")
     produce.add_argument("--retention-days", type=int, help="override the agency's retention")
     add_topic_root(produce)
+    add_client_config(produce)
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
     produce.set_defaults(func=run_produce)
 
@@ -117,7 +118,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         # Parsed before anything is written: a password never reaches source.txt or a log.
         source = args.source_name or f"{dsn_without_secrets(args.sql)} {args.table}"
     topics = _topics(args.agency, args.topic_root)
-    publisher = Publisher(settings.kafka_bootstrap)
+    publisher = Publisher(settings.client)
     entities: list[Entity] = [entity, Entity.LINK] if entity is Entity.PERSON else [entity]
     publisher.check_topics([topics(item) for item in entities])
     serialize = make_serializer(settings, entities, args.agency, governance)

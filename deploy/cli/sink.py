@@ -10,7 +10,7 @@ from datetime import date
 from types import FrameType
 from typing import Any
 
-from deploy.cli.options import add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root
 from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TOPICS, TopicNames
@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--group", default=None,
                       help=f"consumer group (default {TOPICS.sink_group}, under --topic-root)")
     add_topic_root(sink)
+    add_client_config(sink)
     sink.add_argument(
         "--instance-id", default=None,
         help="static group member id: a restarted sink takes its partitions back at once"

@@ -16,7 +16,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from deploy.cli.options import add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root
 from schemas import config
 from streams.metrics import DEFAULT_METRICS_PORT
 
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "0 turns it off); worker i uses port + i",
     )
     add_topic_root(stream)
+    add_client_config(stream)
     stream.add_argument(
         "--discovery-interval", type=float, default=30.0,
         help="seconds between looks for new agency topics (default 30)",

@@ -82,7 +82,7 @@ class OffsetReader:
     def __init__(self, settings: Settings, timeout_seconds: float = 10.0) -> None:
         self.settings = settings
         self.timeout = timeout_seconds
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.admin = AdminClient(settings.client.librdkafka())
 
     def _kafka_error(self, what: str, error: Exception) -> OperationsError:
         return OperationsError(
@@ -222,9 +222,8 @@ class OffsetReader:
         consumed. A record removed by retention or compaction gives way to the next one."""
         if not positions:
             return {}
-        consumer = Consumer(
+        consumer = Consumer(self.settings.client.librdkafka(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
                 # Needed by the client, never joined: partitions are assigned by hand and
                 # nothing is committed, so this tool cannot disturb the group it inspects.
                 "group.id": f"tipsync-lag-reader-{uuid.uuid4()}",
@@ -234,7 +233,7 @@ class OffsetReader:
                 "enable.partition.eof": True,
                 "fetch.max.bytes": 1_048_576,
             }
-        )
+        ))
         timestamps: dict[Partition, float] = {}
         try:
             consumer.assign(

@@ -225,6 +225,7 @@ def test_connection_environment_gives_a_child_the_same_settings(tmp_path: Path) 
     environment = config.connection_environment(settings)
     assert set(environment) == {
         config.HOME, config.CACHE, config.KAFKA_BOOTSTRAP, config.REGISTRY_URL,
-        config.DATABASE_URL,
+        config.DATABASE_URL, config.CLIENT_CONFIG,
     }
+    assert environment[config.CLIENT_CONFIG] == ""  # none: a child must not inherit one
     assert config.load_settings(environment) == settings

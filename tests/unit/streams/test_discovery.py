@@ -68,3 +68,33 @@ def test_a_later_look_adds_only_new_topics_with_the_partition_count_in_place() -
 
     assert asyncio.run(discovery.discover()) == []
     assert flagged == [1]
+
+
+def test_only_registered_agencies_topics_are_kept_and_others_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streams.discovery import RegisteredAgencies
+
+    intruder = TOPICS.agency("nobody-registered", "person")
+    registered = RegisteredAgencies(frozenset({"police-ctu", "customs"}), TOPICS)
+    found = {POLICE_PERSON: 6, CUSTOMS_PERSON: 6, intruder: 6, "tdisc.reconciled.person": 6}
+    with caplog.at_level(logging.ERROR, logger="tipsync.streams"):
+        assert registered(found) == {POLICE_PERSON: 6, CUSTOMS_PERSON: 6}
+        assert registered(found) == {POLICE_PERSON: 6, CUSTOMS_PERSON: 6}
+    skipped = [record.getMessage() for record in caplog.records if intruder in
+               record.getMessage()]
+    assert len(skipped) == 1  # once, not at every look
+    assert "not in the agency registry" in skipped[0]
+
+
+def test_discovery_through_the_registry_never_subscribes_an_unregistered_agency() -> None:
+    from streams.discovery import RegisteredAgencies
+
+    intruder = TOPICS.agency("nobody-registered", "person")
+    on_broker = {POLICE_PERSON: 6}
+    registered = RegisteredAgencies(frozenset({"police-ctu", "customs"}), TOPICS)
+    subscribed = fitting_topics(registered(on_broker), 6)
+    discovery = AgencyDiscovery(lambda: registered(on_broker), 6, subscribed)
+    on_broker.update({intruder: 6, CUSTOMS_PERSON: 6})
+    assert asyncio.run(discovery.discover()) == [CUSTOMS_PERSON]
+    assert intruder not in subscribed
