@@ -235,6 +235,7 @@ def _plausible(column: str, value: str, parsed: date) -> date:
             column,
             f"{column} is in the future, which a {column.replace('_', ' ')} cannot be; check "
             "the value in your system (a mistyped year, or a day and month swapped?)",
+            "future_date",
         )
     return parsed
 
