@@ -180,10 +180,13 @@ class StreamHarness:
             metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
             if metadata is None or metadata.error is not None:
                 return []
-            bounds = {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                for p in metadata.partitions
-            }
+            try:
+                bounds = {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                    for p in metadata.partitions
+                }
+            except KafkaException:
+                return []  # a topic just created has no leader yet: nothing to read so far
             wanted = {p: (low, high) for p, (low, high) in bounds.items() if high > low}
             if not wanted:
                 return []
