@@ -328,44 +328,59 @@ class Published:
 
 
 def read_topics(bootstrap: str, topics: Iterable[str]) -> Iterable[Any]:
-    """Every message of ``topics``, partition by partition, from the start to the end."""
+    """Every message of ``topics``, from the start to the end offsets of now."""
     import confluent_kafka
+    from confluent_kafka.admin import AdminClient, OffsetSpec
 
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(timeout=30)
+    partitions = [confluent_kafka.TopicPartition(topic, partition)
+                  for topic in sorted(topics)
+                  for partition in sorted(metadata.topics[topic].partitions)]
+    if not partitions:
+        return
+
+    def offsets(spec: Any) -> dict[tuple[str, int], int]:
+        futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=30)
+        return {(tp.topic, tp.partition): future.result().offset
+                for tp, future in futures.items()}
+
+    low, high = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
+    pending = {key for key in high if high[key] > low[key]}
+    if not pending:
+        return
     consumer = confluent_kafka.Consumer({
         "bootstrap.servers": bootstrap, "group.id": "tipsync-bench-faults-reader",
         "enable.auto.commit": False, "enable.partition.eof": False,
     })
     try:
-        metadata = consumer.list_topics(timeout=30)
-        for topic in sorted(topics):
-            for partition in sorted(metadata.topics[topic].partitions):
-                low, high = consumer.get_watermark_offsets(
-                    confluent_kafka.TopicPartition(topic, partition), timeout=30)
-                if high <= low:
-                    continue
-                consumer.assign([confluent_kafka.TopicPartition(topic, partition, low)])
-                offset = low
-                while offset < high - 1:
-                    message = consumer.poll(10)
-                    if message is None:
-                        raise RuntimeError(f"{topic}[{partition}] gave nothing at {offset}")
-                    if message.error():
-                        continue
-                    offset = message.offset() or 0
-                    yield message
+        consumer.assign([confluent_kafka.TopicPartition(topic, partition, low[(topic, partition)])
+                         for topic, partition in sorted(pending)])
+        while pending:
+            message = consumer.poll(30)
+            if message is None:
+                raise RuntimeError(f"nothing more to read, still pending: {sorted(pending)[:5]}")
+            if message.error():
+                continue
+            key = (message.topic() or "", message.partition() or 0)
+            if key not in pending:
+                continue
+            if (message.offset() or 0) >= high[key] - 1:
+                pending.discard(key)
+            yield message
     finally:
         consumer.close()
 
 
 def published_records(settings: Any) -> Published:
-    import confluent_kafka
+    from confluent_kafka.admin import AdminClient
 
     from schemas.registry import SchemaRegistry
     from schemas.serde import AvroDeserializer
     from schemas.topics import TOPICS
     from streams.ingest import Held, Verdict, check_event, judge, remember
 
-    admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     names = admin.list_topics(timeout=30).topics
     agency_topics = [name for name in names if TOPICS.parse_agency(name) is not None]
     deserialize = AvroDeserializer(SchemaRegistry(settings.registry_url))
