@@ -306,6 +306,7 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: i
                                      for run in runs for summary in run.summaries),
         "duplicated_golden_counts": duplicated, "orphan_source_rows": orphans,
         "dead_letters": published.dead_letters, "stalled_stream_restarts": stalls,
+        "not_on_resolve_topic": published.not_on_resolve_topic,
         "seconds_producing": round(produced, 1), "seconds_to_drain": round(drained, 1),
     })
     figures["duplicated"] = duplicated + orphans
@@ -325,6 +326,7 @@ class Published:
     person_events: list[Any]  # the accepted person events, in topic order
     events: int
     dead_letters: int
+    not_on_resolve_topic: int  # live person and link records ingest never forwarded
 
 
 def read_topics(bootstrap: str, topics: Iterable[str]) -> Iterable[Any]:
@@ -404,12 +406,20 @@ def published_records(settings: Any) -> Published:
             event.source_version, event.op != "DELETE")
         if entity == "person":
             person_events.append(event)
+    # which person and link records reached the resolve topic (ingest's forward)
+    forwarded = {message.key().decode() for message in read_topics(
+        settings.kafka_bootstrap, [TOPICS.resolve]) if message.key() is not None}
+    not_forwarded = sum(
+        1 for entity in ("person", "link") for (agency_id, record_id), (_, alive)
+        in latest.get(entity, {}).items()
+        if alive and f"{entity}:{agency_id}:{record_id}" not in forwarded
+    )
     dead_letters = 0
     for stage in ("ingest", "resolve", "sink"):
         topic = TOPICS.dlq(stage)
         if topic in names:
             dead_letters += sum(1 for _ in read_topics(settings.kafka_bootstrap, [topic]))
-    return Published(dict(latest), person_events, events, dead_letters)
+    return Published(dict(latest), person_events, events, dead_letters, not_forwarded)
 
 
 # --------------------------------------------------------------------------- what was stored
@@ -515,7 +525,8 @@ def report(figures: Mapping[str, Any]) -> str:
         f"published {figures['published']:,}, stored {figures['stored']:,}, lost "
         f"{figures['lost']}, duplicated {figures['duplicated']} (golden counts "
         f"{figures['duplicated_golden_counts']}, orphan rows {figures['orphan_source_rows']}), "
-        f"dead letters {figures['dead_letters']}, stalled stream restarts "
+        f"dead letters {figures['dead_letters']}, person/link records never on the resolve "
+        f"topic {figures['not_on_resolve_topic']}, stalled stream restarts "
         f"{figures['stalled_stream_restarts']}",
         f"golden people {figures['golden_people']:,} (undisturbed run "
         f"{figures['reference_golden_people']:,}), cluster differences "
