@@ -23,9 +23,37 @@ from schemas.dead_letters import Rejected, processing_error
 from schemas.errors import SerializationError
 from schemas.topics import TopicNames
 from streams.decoding import EventDecoder
-from streams.ingest import RESOLVED_ENTITIES, Held, Verdict, golden_entity, judge, remember
+from streams.ingest import (
+    REMEMBERED_EVENT_IDS,
+    RESOLVED_ENTITIES,
+    AgencyEvent,
+    Held,
+    Verdict,
+    golden_entity,
+    judge,
+    remember,
+)
 from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, InputMessage, Send, Serialize
+
+
+def is_latest_accepted(held: Held, event_id: str, source_version: int) -> bool:
+    """Whether a replayed event is the one the table holds as the record's latest accepted
+    version: the held entry keeps that event's id last (``remember_stale``)."""
+    return held.event_ids[-1] == event_id and held.source_version == source_version
+
+
+def remember_stale(held: Held | None, event_id: str) -> Held:
+    """The held entry after a stale event: its id is remembered (its replay is a replay),
+    but before the id of the accepted latest version, which stays last, so a replay of that
+    one is still told apart (``is_latest_accepted``), even from a stale event that claimed
+    the same version. The JSON is the one ``remember`` gives, so workers of an earlier
+    release read it unchanged."""
+    if held is None:  # a stale verdict always has an entry; this keeps the types honest
+        return remember(None, event_id, 0)
+    *earlier, accepted = held.event_ids
+    return Held(held.source_version,
+                (*earlier, event_id, accepted)[-REMEMBERED_EVENT_IDS:])
 
 
 class HeldTable(Protocol):
@@ -92,27 +120,46 @@ class IngestHandler:
         held = Held.from_json(self.held.data.get(key))
         verdict = judge(held, event.event_id, event.source_version)
         if verdict is Verdict.REPLAY:  # its id is already remembered
-            counters.replays_dropped.inc()
+            assert held is not None
+            if not is_latest_accepted(held, event.event_id, event.source_version):
+                counters.replays_dropped.inc()
+                return
+            # The event the table holds as the record's latest: its output may never have
+            # reached Kafka. The table's store (local RocksDB) and its changelog message may
+            # have outlived a worker killed before the output was acknowledged, and the input,
+            # not committed, comes back: sending the output again is what keeps at-least-once
+            # across that hop (downstream is idempotent: resolve ignores a person it already
+            # holds at that version, the sink keeps the highest golden_version).
+            await self._forward(event, message)
+            counters.events_out.inc()
             return
         if verdict is Verdict.STALE:
-            await self._hold(key, remember(held, event.event_id, event.source_version), message)
+            await self._hold(key, remember_stale(held, event.event_id), message)
             counters.stale_dropped.inc()
             return
-        data: bytes | None
-        if entity in RESOLVED_ENTITIES:
-            topic, output_key, data = self.topics.resolve, key.encode(), message.value
-        else:
-            golden, value = golden_entity(event)
-            try:
-                data = None if value is None else self._serializers(entity)(value)
-            except SerializationError as error:
-                raise Rejected("invalid_envelope", str(error)) from None
-            topic, output_key = self.topics.reconciled(entity), golden.encode()
+        output = self._output(event, message)
         # The table moves forward only once the output is ready: an event that failed on the
         # way is not remembered, so publishing it again once the cause is fixed is no replay.
         await self._hold(key, remember(held, event.event_id, event.source_version), message)
-        await self._send(topic, output_key, data)
+        await self._send(*output)
         counters.events_out.inc()
+
+    async def _forward(self, event: AgencyEvent, message: InputMessage) -> None:
+        await self._send(*self._output(event, message))
+
+    def _output(
+        self, event: AgencyEvent, message: InputMessage
+    ) -> tuple[str, bytes, bytes | None]:
+        """Where an accepted event goes: (topic, key, value)."""
+        entity = event.entity
+        if entity in RESOLVED_ENTITIES:
+            return self.topics.resolve, event.held_key.encode(), message.value
+        golden, value = golden_entity(event)
+        try:
+            data = None if value is None else self._serializers(entity)(value)
+        except SerializationError as error:
+            raise Rejected("invalid_envelope", str(error)) from None
+        return self.topics.reconciled(entity), golden.encode(), data
 
     async def _hold(self, key: str, held: Held, message: InputMessage) -> None:
         """Write ``held`` to the table: its store, and its changelog partition (the input's).

@@ -84,6 +84,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e2e.register_arguments(parser)
     parser.set_defaults(func=e2e.run_bench_e2e)
 
+    from deploy.bench import faults
+
+    parser = benchmarks.add_parser(
+        "faults",
+        help="SIGKILL the stream worker, the sink and producers during a backfill on a "
+             "private stack; then count lost, duplicated and differently clustered records",
+    )
+    faults.register_arguments(parser)
+    parser.set_defaults(func=faults.run_bench_faults)
+
 
 def _bench_serde(args: argparse.Namespace) -> int:
     from deploy.bench.serde import bench_serde, pin_to_one_core, report

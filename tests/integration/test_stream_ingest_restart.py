@@ -1,4 +1,4 @@
-"""A restarted worker still drops replays: ingest's table comes back from its changelog
+"""A restarted worker still knows what it took: ingest's table comes back from its changelog
 (real stack, real worker processes, topics of this module's own).
 
 Ingest writes its table's changelog itself (``streams.ingest_handler``'s
@@ -72,8 +72,24 @@ def harness(stack: Settings) -> Iterator[StreamHarness]:
         harness.teardown()
 
 
-def test_a_restarted_worker_drops_replays_and_takes_new_versions(harness: StreamHarness) -> None:
+def test_a_restarted_worker_knows_its_table_and_takes_new_versions(harness: StreamHarness) -> None:
+    """A replay of a record's latest accepted version is sent again (its first output may
+    have died with a killed worker, issue 13; downstream is idempotent), an older one never:
+    C-1's version 1, replayed after version 2, is not published again by the worker that
+    read the whole changelog. (How often the rest is published depends on what each run had
+    committed when it stopped: at least once per run.)"""
     published = _versions(harness)
-    expected = Counter({(entity_golden_id("case", POLICE, record), 1): 1 for record in RECORDS})
-    expected[(entity_golden_id("case", POLICE, "C-1"), 2)] = 1
-    assert published == expected
+    case_one = entity_golden_id("case", POLICE, "C-1")
+    assert set(published) == {
+        *((entity_golden_id("case", POLICE, record), 1) for record in RECORDS),
+        (case_one, 2),
+    }
+    assert all(count >= 3 for (golden, version), count in published.items()
+               if golden != case_one)
+    history = [
+        harness.decode(message.value)["golden_version"]
+        for message in harness.read(harness.topics.reconciled("case"))
+        if message.key == case_one.encode() and message.value is not None
+    ]
+    assert history[-1] == 2 and history.count(2) >= 1
+    assert 1 not in history[history.index(2):]

@@ -4,6 +4,7 @@ store, a list collecting what would be sent, a deserializer that hands back the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -112,9 +113,9 @@ def test_a_replay_and_a_stale_version_are_dropped_and_counted() -> None:
     handler, table, sent, metrics = _handler()
     first = _message("case", "C-2", 0, event_id=example_uuid("first"), source_version=5)
     asyncio.run(handler.ingest_one(first))
-    asyncio.run(handler.ingest_one(first))  # the same event again
     stale = _message("case", "C-2", 2, event_id=example_uuid("older"), source_version=4)
     asyncio.run(handler.ingest_one(stale))
+    asyncio.run(handler.ingest_one(stale))  # the stale event again: a replay, dropped
 
     assert len(sent.to(TOPICS.reconciled("case"))) == 1
     assert _count(metrics, "replays_dropped", "case") == 1
@@ -123,6 +124,65 @@ def test_a_replay_and_a_stale_version_are_dropped_and_counted() -> None:
     held = Held.from_json(table.data["case:police-ctu:C-2"])
     assert held is not None and held.source_version == 5
     assert example_uuid("older") in held.event_ids
+
+
+def test_a_replay_of_the_latest_accepted_version_is_sent_again_not_held_again() -> None:
+    """Its output may not have reached Kafka before the worker died (issue 13): sent again,
+    identical; the table does not change and an older or stale event stays dropped."""
+    handler, table, sent, metrics = _handler()
+    v1 = _message("case", "C-5", 0, event_id=example_uuid("v1"), source_version=1)
+    v2 = _message("case", "C-5", 1, event_id=example_uuid("v2"), source_version=2)
+    # a different change claiming the version already taken: stale, its id remembered last
+    rival = _message("case", "C-5", 2, event_id=example_uuid("rival"), source_version=2)
+    for message in (v1, v2, rival):
+        asyncio.run(handler.ingest_one(message))
+    held_before = table.data["case:police-ctu:C-5"]
+    changelog_before = len(sent.to(CHANGELOG))
+    for message in (v1, v2, rival):  # all three again, as after a restart
+        asyncio.run(handler.ingest_one(message))
+
+    goldens = sent.to(TOPICS.reconciled("case"))
+    assert len(goldens) == 3  # v1, v2, and v2 again
+    assert goldens[2] == goldens[1]
+    assert table.data["case:police-ctu:C-5"] == held_before
+    assert len(sent.to(CHANGELOG)) == changelog_before
+    assert _count(metrics, "replays_dropped", "case") == 2  # v1 and the rival
+    assert _count(metrics, "stale_dropped", "case") == 1
+
+
+class WorkerKilled(BaseException):
+    """The worker process dies (SIGKILL): nothing of the handler runs on."""
+
+
+def test_a_worker_killed_after_the_changelog_but_before_the_forward_forwards_on_restart(
+) -> None:
+    """Issue 13: the table's store (RocksDB on local disk) and its changelog message outlive
+    a SIGKILL that the forward to the resolve topic did not; the input was not committed, so
+    the restarted worker consumes it again over the same table and must forward it."""
+    table = FakeTable()
+    delivered = Sent()
+
+    async def dies_before_the_forward(topic: str, key: bytes | None, value: bytes | None,
+                                      partition: int | None = None,
+                                      headers: list[tuple[str, bytes]] | None = None,
+                                      on_delivered: Any = None) -> None:
+        if topic != CHANGELOG:
+            raise WorkerKilled
+        await delivered(topic, key, value, partition, headers, on_delivered)
+
+    message = _message("person", "P-9", 4, event_id=example_uuid("p9"), source_version=1)
+    killed, _, _, _ = _handler()
+    killed.held, killed._send = table, dies_before_the_forward
+    with contextlib.suppress(WorkerKilled):
+        asyncio.run(killed.ingest_one(message))
+    assert delivered.to(CHANGELOG) and not delivered.to(TOPICS.resolve)
+    assert "person:police-ctu:P-9" in table.data  # the store survived the kill
+
+    restarted, _, sent, _ = _handler()
+    restarted.held = table  # the same local store, restored
+    asyncio.run(restarted.ingest_one(message))
+    [to_resolve] = sent.to(TOPICS.resolve)
+    assert (to_resolve["key"], to_resolve["value"]) == (b"person:police-ctu:P-9", message.value)
 
 
 def test_bytes_that_do_not_decode_become_a_dead_letter_and_nothing_is_held() -> None:
