@@ -31,7 +31,7 @@ from deploy.operations.analysts import (
 from schemas.config import Settings
 from schemas.examples import example_reconciled
 from sinks import store
-from sinks.migrate import migrate
+from sinks.migrate import migrate, shipped_migrations
 from sinks.records import golden_rows
 from sinks.tables import CASE, LINK, PERSON, match_decision_row
 
@@ -388,3 +388,38 @@ def test_list_shows_each_analyst_and_remove_ends_their_access(
     assert login.name not in {a.name for a in list_analysts(reconciled.admin)}
     # Never a role that is not an analyst.
     assert main(["analyst", "remove", "tipsync", "--database-url", reconciled.url]) == 2
+
+
+def test_the_migration_applies_to_a_store_that_already_holds_rows(
+    stack: Settings, tmp_path: Path,
+) -> None:
+    """A store at 0004 with people of two classifications takes 0005; the owner still sees
+    (and the sink still writes) everything, an analyst only what the clearance allows."""
+    with scratch_database(stack.database_url, "test_n2k_existing") as url:
+        shipped = shipped_migrations()
+        migrate(url, [m for m in shipped if m.version <= 4])
+        official, protected = new_id(), new_id()
+        with psycopg.connect(url, autocommit=True) as owner:
+            store.prepare_session(owner, [PERSON])
+            with owner.transaction():
+                store.write_entity(owner, PERSON, [
+                    golden_rows(PERSON, official, _person(1, "Old", "OFFICIAL",
+                                                          [(POLICE, f"E-1-{RUN}")])),
+                    golden_rows(PERSON, protected, _person(1, "Old", "VICTIM_PROTECTED",
+                                                           [(SHELTER, f"E-2-{RUN}")])),
+                ])
+        assert [m.version for m in migrate(url)] == [m.version for m in shipped
+                                                     if m.version > 4]
+        name = f"test_analyst_{RUN}_existing"
+        out = tmp_path / "existing.uri"
+        assert main(["analyst", "add", name, "--clearance", "OFFICIAL", "--out", str(out),
+                     "--database-url", url]) == 0
+        try:
+            login = AnalystLogin(name, "OFFICIAL", out)
+            with login.connect() as connection:
+                assert ids(connection, "SELECT person_id FROM reconciled.person") == {official}
+            with psycopg.connect(url) as owner:
+                assert ids(owner, "SELECT person_id FROM reconciled.person") == {
+                    official, protected}
+        finally:
+            remove_analyst(admin_conninfo(url, stack.pgpass_file), name)
