@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from datetime import date
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -60,7 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     person.add_argument("name", help='a name, e.g. "Tamika Brown"')
     person.add_argument("--dob", type=_iso_date, help="date of birth YYYY-MM-DD (ranks higher)")
-    person.add_argument("--database-url", help=DATABASE_URL_HELP)
+    where = person.add_mutually_exclusive_group()
+    where.add_argument("--database-url", help=DATABASE_URL_HELP)
+    where.add_argument(
+        "--connection", type=Path, metavar="FILE",
+        help="the connection file `tipsync analyst add` wrote: search as that analyst,"
+             " within their clearance",
+    )
     person.set_defaults(func=_search_person)
 
 
@@ -145,10 +152,17 @@ def _sink(args: argparse.Namespace) -> int:
 def _search_person(args: argparse.Namespace) -> int:
     import psycopg
 
+    from deploy.operations.analysts import AnalystError, read_connection_file
     from sinks.search import format_table, search_person
 
     try:
-        with psycopg.connect(_database_url(args), connect_timeout=10) as connection:
+        conninfo = (read_connection_file(args.connection) if args.connection
+                    else _database_url(args))
+    except AnalystError as error:
+        print(f"tipsync search person: {error}", file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(conninfo, connect_timeout=10) as connection:
             rows = search_person(connection, args.name, args.dob)
     except psycopg.OperationalError as error:
         print(f"tipsync search person: cannot reach PostgreSQL ({error}); check"
