@@ -1,8 +1,9 @@
 """The governed schemas: every schema name, its subject, its model and its committed ``.avsc``.
 
 Schema names: ``"<entity>"`` for agency events, ``"reconciled.<entity>"`` for golden records,
-``"reconciled.match_decision"``, ``"stewardship.decision"`` (a steward's decision). The subject of each is its Avro full name (subject naming by
-record name), so one subject serves every agency topic of an entity.
+``"reconciled.match_decision"``, ``"stewardship.decision"`` (a steward's decision). The
+subject of each is its Avro full name (subject naming by record name), so one subject serves
+every agency topic of an entity.
 
 The schema that is registered and written is the committed file ``schemas/avsc/<subject>.avsc``
 — the reviewed contract; the unit tests fail when it differs from what the models generate.
