@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.stream",
     "deploy.cli.model",
     "deploy.cli.sink",
+    "deploy.cli.review",
     "deploy.cli.bench",
 )
 
