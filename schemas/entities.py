@@ -2,9 +2,11 @@
 
 A *schema name* is how code asks for a governed schema: the entity for an agency change event
 (``"person"``), ``"reconciled.<entity>"`` for a golden record (``"reconciled.person"``) and
-``"reconciled.match_decision"`` for entity-resolution verdicts. Each schema is registered under
+``"reconciled.match_decision"`` for entity-resolution verdicts, and ``"stewardship.decision"``
+for a steward's decision about a pair of records. Each schema is registered under
 one subject, its Avro full name (subject naming by record name): ``tipsync.agency.Person``,
-``tipsync.reconciled.GoldenPerson``, ``tipsync.reconciled.MatchDecision``.
+``tipsync.reconciled.GoldenPerson``, ``tipsync.reconciled.MatchDecision``,
+``tipsync.stewardship.StewardDecision``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ MATCH_DECISION: Final = "match_decision"
 AGENCY_NAMESPACE: Final = "tipsync.agency"
 RECONCILED_NAMESPACE: Final = "tipsync.reconciled"
 COMMON_NAMESPACE: Final = "tipsync.common"
+STEWARDSHIP_NAMESPACE: Final = "tipsync.stewardship"
+
+# A steward's must-link / cannot-link decision (``schemas.stewardship``).
+STEWARD_DECISION: Final = "stewardship.decision"
 
 # Reconciled outputs: one per entity plus the match decisions of entity resolution.
 RECONCILED_OUTPUTS: Final[tuple[str, ...]] = (*ENTITIES, MATCH_DECISION)
@@ -26,6 +32,7 @@ RECONCILED_OUTPUTS: Final[tuple[str, ...]] = (*ENTITIES, MATCH_DECISION)
 SCHEMA_NAMES: Final[tuple[str, ...]] = (
     *ENTITIES,
     *(RECONCILED_PREFIX + output for output in RECONCILED_OUTPUTS),
+    STEWARD_DECISION,
 )
 
 

@@ -231,6 +231,19 @@ class MatchOutcome(ContractEnum):
         return cls.REVIEW
 
 
+class StewardDecisionKind(ContractEnum):
+    """What a steward decided about a pair of source records (``tipsync review decide``)."""
+
+    MUST_LINK = "MUST_LINK"
+    CANNOT_LINK = "CANNOT_LINK"
+    WITHDRAWN = "WITHDRAWN"
+
+    @classmethod
+    def avro_default(cls) -> ContractEnum:
+        # A kind an older reader cannot interpret binds nothing: the resolver decides alone.
+        return cls.WITHDRAWN
+
+
 ALL_ENUMS: tuple[type[ContractEnum], ...] = (
     Operation,
     Classification,
@@ -247,4 +260,5 @@ ALL_ENUMS: tuple[type[ContractEnum], ...] = (
     EntityType,
     LinkRole,
     MatchOutcome,
+    StewardDecisionKind,
 )

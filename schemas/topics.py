@@ -9,6 +9,8 @@
   resolve, sink; the one format is ``schemas.dead_letters``). A producer's rejects stay at the
   agency, in its rejects file.
 - ``tip.internal.<name>``: topics private to the stream processors.
+- ``tip.stewardship.decisions``: stewards' must-link / cannot-link decisions
+  (``schemas.stewardship``), keyed by the canonical pair, compacted and kept forever.
 
 Sizing (partitions, replication factor, retention of agency and dead-letter topics) comes
 from the environment through ``schemas.config.TopicSettings``; the defaults suit one machine.
@@ -126,6 +128,12 @@ class TopicNames:
         """Source key -> golden person id, as resolve decided it."""
         return self.internal("person-mapping")
 
+    @property
+    def stewardship_decisions(self) -> str:
+        """Stewards' decisions (``schemas.stewardship``): governed, compacted, kept forever,
+        keyed by the canonical pair; the stream app forwards them to the resolve topic."""
+        return f"{self.root}.stewardship.decisions"
+
     # --- consumer groups
 
     @property
@@ -200,6 +208,16 @@ def compacted_config() -> dict[str, str]:
     return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS)}
 
 
+def stewardship_config() -> dict[str, str]:
+    """Config of ``tip.stewardship.decisions``: the latest decision of every pair, forever
+    (``retention.ms=-1`` so that even a policy of compact,delete would never drop one)."""
+    return {**compacted_config(), "retention.ms": "-1"}
+
+
+# Decisions are few (made by people): one partition keeps them in one order.
+STEWARDSHIP_PARTITIONS: Final = 1
+
+
 def topic_plan(
     agency_ids: Iterable[str],
     settings: TopicSettings | None = None,
@@ -225,6 +243,8 @@ def topic_plan(
     ]
     plan += [spec(names.reconciled(output), compacted_config()) for output in RECONCILED_OUTPUTS]
     plan += [spec(names.dlq(stage), dlq_config) for stage in DLQ_STAGES]
+    plan.append(TopicSpec(names.stewardship_decisions, STEWARDSHIP_PARTITIONS,
+                          sizing.replication_factor, stewardship_config()))
     plan += [spec(names.internal(name), compacted_config()) for name in internal_compacted]
     return plan
 

@@ -7,6 +7,7 @@
                                                  --resolve-->  tip.reconciled.{person,link,
                                                                match_decision}
                                                                tip.internal.person-mapping
+    tip.stewardship.decisions  --forward-->  tip.internal.resolve (key steward:<pair>)
     (what neither stage can process)     -->  tip.dlq.ingest, tip.dlq.resolve
 
 - **ingest** runs on every agency topic, parallel by partition. Its table ``ingest_held``
@@ -21,6 +22,7 @@ hands each agent the collaborator that does the work, each a plain class of its 
 - ``streams.discovery``: the registered agencies' topics on the broker, now and every
   ``discovery_interval_seconds`` (faust's ``pattern=`` subscription subscribes to nothing);
 - ``streams.ingest_handler``: one agency message (decode, judge, publish, hold);
+- ``streams.stewardship``: one steward's decision, forwarded to the resolve partition;
 - ``streams.resolve_handler``: one resolve message, with ``streams.recovery`` (the rebuild),
   ``streams.snapshot_schedule`` and ``streams.model_rollout``;
 - ``streams.outputs``: serializers, resolve's outputs and dead letters, all sent through
@@ -47,7 +49,12 @@ from schemas.config import Settings, load_settings
 from schemas.entities import RECONCILED_OUTPUTS
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer
-from schemas.topics import TopicSettings, compacted_config
+from schemas.topics import (
+    STEWARDSHIP_PARTITIONS,
+    TopicSettings,
+    compacted_config,
+    stewardship_config,
+)
 from streams.decoding import EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
@@ -68,6 +75,7 @@ from streams.resolve_handler import ResolveHandler
 from streams.resolve_stage import MAPPING, load_model, trust_ranks
 from streams.snapshot import SnapshotPolicy, snapshot_directory
 from streams.snapshot_schedule import SnapshotSchedule
+from streams.stewardship import StewardshipForwarder
 from streams.worker import run_worker
 
 __all__ = ["StreamApp", "StreamOptions", "create_app", "run_worker"]
@@ -156,6 +164,10 @@ class StreamApp:
             decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
             metrics=self.metrics, outputs_ready=self._outputs_ready,
         )
+        self.stewardship = StewardshipForwarder(
+            topics=topics, send=send, decoder=decoder, dead_letter=dead_letter,
+            outputs_ready=self._outputs_ready,
+        )
         self.model_rollout = ModelRollout(
             bootstrap=bootstrap, topics=topics, model_file=model_file, send=send,
             publish=publish, dead_letter=dead_letter,
@@ -220,6 +232,11 @@ class StreamApp:
             topics.person_mapping, internal=True, compacting=True,
             config=compacted_config(), **raw,
         )
+        # stewards' decisions (tipsync review decide); forwarded to the resolve partition
+        self.stewardship_topic = app.topic(
+            topics.stewardship_decisions, partitions=STEWARDSHIP_PARTITIONS, internal=True,
+            compacting=True, config=stewardship_config(), **raw,
+        )
         self.model_topic = app.topic(
             topics.resolve_model, partitions=1, internal=True, compacting=True,
             config=compacted_config(), **raw,
@@ -241,12 +258,13 @@ class StreamApp:
     def internal_topics(self) -> list[Any]:
         """The topics the worker creates before it starts (``streams.worker``)."""
         return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
-                *self.output_topics.values(), *self.dlq_topics.values()]
+                self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values()]
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options
         ingest_one = self.ingest_handler.ingest_one
         resolve_one = self.resolve_handler.resolve_one
+        forward_decision = self.stewardship.forward_one
 
         @app.task
         async def declare_outputs() -> None:
@@ -279,6 +297,11 @@ class StreamApp:
         async def resolve(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 await resolve_one(event.message)
+
+        @app.agent(self.stewardship_topic, name="stewardship", concurrency=1)
+        async def stewardship(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await forward_decision(event.message)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def forget_resolver(sender: Any, revoked: set[Any], **_: Any) -> None:

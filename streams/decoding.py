@@ -1,5 +1,5 @@
 """Turning the bytes of an agency event into a checked ``AgencyEvent``, for ingest, resolve
-and resolve's rebuild.
+and resolve's rebuild; and those of a steward's decision into its checked record.
 
 Values travel as raw bytes and are decoded here with the contract's deserializer, so bytes
 that do not decode become dead letters (``Rejected``) instead of crashing an agent. A schema
@@ -14,7 +14,9 @@ import logging
 from typing import Any, Protocol
 
 from schemas.dead_letters import Rejected
+from schemas.entities import STEWARD_DECISION
 from schemas.errors import RegistryUnavailableError, WireFormatError
+from schemas.stewardship import decision_pair_key
 from streams.ingest import AgencyEvent, check_event, split_held_key
 
 log = logging.getLogger("tipsync.streams")
@@ -55,3 +57,35 @@ class EventDecoder:
         entity, agency_id, _ = split_held_key(key.decode())
         source_key = key.decode().split(":", 1)[1].encode()
         return await self.agency_event(value, agency_id, entity, source_key)
+
+    async def steward_decision(self, pair: bytes | None, value: bytes | None) -> dict[str, Any]:
+        """The record of a steward's decision (``schemas.stewardship``) whose message is keyed
+        by ``pair``, its pair key; raises ``Rejected`` for one that is not a valid decision.
+        (Details name no record: ids in a header are kept to the message's own key.)"""
+        while True:
+            try:
+                record: dict[str, Any] = self._deserializer(
+                    value, expected=STEWARD_DECISION  # type: ignore[arg-type]
+                ).record
+                break
+            except WireFormatError as error:
+                raise Rejected(error.reason, str(error)) from None
+            except RegistryUnavailableError as error:
+                log.error("%s; retrying in %.0f s", error, self._retry_seconds)
+                await asyncio.sleep(self._retry_seconds)
+        try:
+            expected = decision_pair_key(record)
+        except ValueError:
+            raise Rejected(
+                "invalid_envelope",
+                "a steward decision must name two different records as "
+                "<agency_id>:<source_record_id> (a well-formed agency id); decide again "
+                "with tipsync review decide",
+            ) from None
+        if pair is None or pair.decode(errors="replace") != expected:
+            raise Rejected(
+                "key_mismatch",
+                "a steward decision must be keyed by its pair key '<left key>|<right key>' "
+                "(canonical order); publish it with tipsync review decide",
+            )
+        return record

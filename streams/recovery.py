@@ -6,7 +6,9 @@ the resolve topic before the first offset it is handed, emitting nothing: from t
 usable snapshot (``streams.snapshot``) plus the messages after it, else from the whole topic.
 It reads with an aiokafka consumer of its own (no group, no commits), so faust's consumer and
 its offsets are untouched. The scoring model in force at each offset comes from the model
-topic and from the model-change markers met on the way (``streams.model_rollout``).
+topic and from the model-change markers met on the way (``streams.model_rollout``); the
+stewards' decisions forwarded to the topic (``streams.stewardship``) are loaded with the
+records, in topic order.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ from streams.decoding import EventDecoder
 from streams.model_rollout import marker_model
 from streams.resolve import InvalidPersonRecord, Resolver, TrustRanks
 from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile, ModelFileError
-from streams.resolve_stage import ResolveStage, is_model_change
+from streams.resolve_stage import (
+    STEWARD_PREFIX,
+    ResolveStage,
+    is_model_change,
+    is_steward_decision,
+)
 from streams.snapshot import (
     SnapshotError,
     SnapshotHeader,
@@ -170,7 +177,12 @@ class ResolveRecovery:
                             )
                     continue
                 try:
-                    stage.load(await self._decoder.resolve_event(record.key, record.value))
+                    if is_steward_decision(record.key):
+                        stage.load_decision(await self._decoder.steward_decision(
+                            record.key[len(STEWARD_PREFIX):], record.value
+                        ))
+                    else:
+                        stage.load(await self._decoder.resolve_event(record.key, record.value))
                     loaded += 1
                 except (Rejected, InvalidPersonRecord):
                     continue  # it went to the dead-letter topic when it was first seen

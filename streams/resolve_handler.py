@@ -4,8 +4,9 @@ One worker owns the single resolve partition and keeps the ``ResolveStage`` in m
 (``streams.resolve_stage`` explains versions). A message goes: rebuild the stage if there
 is none (``streams.recovery``), write a snapshot if one is due (``streams.snapshot_schedule``),
 then decode, ``ResolveStage.apply``, publish the outputs (``streams.outputs``). A model-change
-marker goes to ``streams.model_rollout`` instead; what cannot be resolved becomes a dead
-letter. Nothing here knows faust: the app hands over the collaborators.
+marker goes to ``streams.model_rollout`` instead; a steward's decision (forwarded by
+``streams.stewardship``) to ``ResolveStage.apply_decision``; what cannot be resolved becomes a
+dead letter. Nothing here knows faust: the app hands over the collaborators.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, InputMessage, ResolvePublisher
 from streams.recovery import FREEZE_EVERY_RECORDS
 from streams.resolve import InvalidPersonRecord
-from streams.resolve_stage import ResolveStage, is_model_change
+from streams.resolve_stage import (
+    STEWARD_PREFIX,
+    ResolveStage,
+    is_model_change,
+    is_steward_decision,
+)
 from streams.snapshot_schedule import SnapshotSchedule
 
 # ``ResolveRecovery.rebuild``: the stage holding every message before the offset, and how
@@ -77,9 +83,18 @@ class ResolveHandler:
             return
         started = time.perf_counter()
         try:
-            # (ingest gives every resolve message its held key)
-            event = await self._decoder.resolve_event(cast(bytes, message.key), message.value)
-            outputs = self.stage.apply(event, golden_version=message.offset)
+            if is_steward_decision(message.key):
+                entity = "steward_decision"
+                decision = await self._decoder.steward_decision(
+                    cast(bytes, message.key)[len(STEWARD_PREFIX):], message.value
+                )
+                outputs = self.stage.apply_decision(decision, golden_version=message.offset)
+            else:
+                # (ingest gives every resolve message its held key)
+                event = await self._decoder.resolve_event(cast(bytes, message.key),
+                                                          message.value)
+                entity = event.entity
+                outputs = self.stage.apply(event, golden_version=message.offset)
         except Rejected as rejected:
             await self._dead_letter("resolve", message, rejected.dead_letter)
             return
@@ -96,9 +111,9 @@ class ResolveHandler:
                 "resolve", message, processing_error("resolve", error, message.topic)
             )
             return
-        counter = self._resolved.get(event.entity)
+        counter = self._resolved.get(entity)
         if counter is None:
-            counter = self._resolved[event.entity] = self.metrics.resolved.labels(event.entity)
+            counter = self._resolved[entity] = self.metrics.resolved.labels(entity)
         counter.inc()
         for output in outputs:
             await self._publish(output)

@@ -28,6 +28,15 @@ below every version of the inputs after it. While rebuilding, a marker switches 
 silently (``load_model_change``), so a rebuilt stage resolves with the model in force at its
 offset.
 
+A steward's decision (``tipsync review decide``, ``schemas.stewardship``) is a message of
+that partition too: the stream app forwards each one from ``tip.stewardship.decisions`` with
+the key ``steward:<pair key>`` and its Avro bytes unchanged (``streams.stewardship``). At its
+offset the stage hands it to the resolver (``apply_decision``: the records involved are
+clustered again, the changes published at that offset like any input's); while rebuilding it
+is loaded silently (``load_decision``). So decisions are ordered with the records, replayed by
+every rebuild and carried by snapshots (they are part of the resolver's state), and compaction
+keeps the latest decision of every pair.
+
 Links are reconciled here too: a link's ends become golden ids (a person end through the
 resolver's mapping, other ends by ``entity_golden_id``), and a link is emitted again when a
 person it points at moves to another golden id.
@@ -69,6 +78,19 @@ MATCH_DECISION: Final = "match_decision"
 # the latest marker of every model ever used (never a record's key: those start with
 # '<entity>:').
 MODEL_CHANGE_PREFIX: Final = "model-change:"
+
+
+# Key of a steward's decision forwarded to the resolve topic: one key per pair, so compaction
+# keeps the latest decision of every pair.
+STEWARD_PREFIX: Final = "steward:"
+
+
+def steward_key(pair_key: str) -> str:
+    return f"{STEWARD_PREFIX}{pair_key}"
+
+
+def is_steward_decision(key: bytes | None) -> bool:
+    return key is not None and key.startswith(STEWARD_PREFIX.encode())
 
 
 def model_change_key(model_file: ModelFile) -> str:
@@ -229,6 +251,16 @@ class ResolveStage:
         outputs.extend(self._moved_links(moved, golden_version))
         return outputs
 
+    def load_decision(self, decision: Mapping[str, Any]) -> None:
+        """A steward's decision met while rebuilding: held, emitting nothing."""
+        self.resolver.decide(decision, decisions=False)
+
+    def apply_decision(self, decision: Mapping[str, Any], golden_version: int) -> list[Output]:
+        """A steward's decision (a decoded ``StewardDecision``): the records it binds are
+        clustered again; the outputs carry ``golden_version`` (its offset)."""
+        changes = self.resolver.decide(decision)
+        return self._person_outputs(decision["decided_at"], changes, golden_version)
+
     def finish_loading(self) -> None:
         """After ``load``: note the ends links have now, so only later moves re-emit a link."""
         for link_key, link in self.links.items():
@@ -237,7 +269,7 @@ class ResolveStage:
     def apply(self, event: AgencyEvent, golden_version: int) -> list[Output]:
         """Process an event; every output carries ``golden_version`` (the input's offset)."""
         if event.entity == PERSON:
-            return self._person_outputs(event, self._resolve(event), golden_version)
+            return self._person_outputs(event.event_time, self._resolve(event), golden_version)
         if event.entity == LINK:
             if event.op == "DELETE":
                 self._forget_link(event.source_key)
@@ -258,7 +290,7 @@ class ResolveStage:
         return self.resolver.upsert(person_fields(event))
 
     def _person_outputs(
-        self, event: AgencyEvent, changes: list[Any], golden_version: int
+        self, moment: datetime, changes: list[Any], golden_version: int
     ) -> list[Output]:
         outputs: list[Output] = []
         moved: list[str] = []
@@ -268,7 +300,7 @@ class ResolveStage:
                 outputs.append(Output(PERSON, change.person_id, value))
             elif isinstance(change, GoldenPersonMerged):
                 outputs.append(Output(PERSON, change.person_id, _merged_value(
-                    change, golden_version, event.event_time,
+                    change, golden_version, moment,
                 )))
             elif isinstance(change, GoldenPersonRemoved):
                 outputs.append(Output(PERSON, change.person_id, None))

@@ -6,11 +6,11 @@ a million people. With one, it loads the newest usable snapshot and replays only
 after the snapshot's offset.
 
 What a snapshot holds: the resolver's persistent state (``Resolver.to_state``'s content:
-the records, what was published per golden id, the edges and clusters and what they were
-derived with, written entry by entry so a million people are never copied into one dict),
-the links held by the stage, the fingerprint
-of the scoring model the state was resolved with, the id of the resolve topic it was read
-from, and the **offset** it covers: every message of the topic before it, none after.
+the records, what was published per golden id, the stewards' decisions in force, the edges
+and clusters and what they were derived with, written entry by entry so a million people are
+never copied into one dict), the links held by the stage, the fingerprint of the scoring
+model the state was resolved with, the id of the resolve topic it was read from, and the
+**offset** it covers: every message of the topic before it, none after.
 
 Why a snapshot plus the messages after it gives what the whole topic gives: the stage's state
 after messages ``0..S-1`` (the live worker's own, not a rebuilt one) plus messages ``S..U-1``
@@ -171,6 +171,9 @@ def write_snapshot(
             line(orjson.dumps(asdict(header)))
             for person_id, entry in resolver.published.items():
                 line(orjson.dumps(("published", person_id, entry)))
+            for decision in resolver.stewardship.to_state():
+                line(orjson.dumps(("decision", f"{decision['left']}|{decision['right']}",
+                                   decision)))
             for key, record in resolver.records.items():
                 line(orjson.dumps(("record", key, record.to_dict())))
             for key, pairs in resolver.edge_items():
@@ -273,8 +276,8 @@ class _Entries:
         self._back.append(entry)
 
     def section(self, kind: str) -> Iterator[Any]:
-        """The entries of one section (``published``, ``record``, ``edges``, ``cluster``,
-        ``link``), in file order."""
+        """The entries of one section (``published``, ``decision``, ``record``, ``edges``,
+        ``cluster``, ``link``), in file order."""
         while True:
             entry = self.next()
             if isinstance(entry, list) and entry[0] == kind:
@@ -291,6 +294,8 @@ def _read(
     header = _header(path, header_line)
     entries = _Entries(path, source, header_line)
     published = {entry[1]: entry[2] for entry in entries.section("published")}
+    # (a snapshot of state format 2 has none)
+    decisions = [entry[2] for entry in entries.section("decision")]
 
     class _Section:
         """One section, read as ``from_state`` iterates it (never all in memory)."""
@@ -302,7 +307,8 @@ def _read(
             return ((entry[1], entry[2]) for entry in entries.section(self.kind))
 
     state = {
-        "format": header.state_format, "published": published, "records": _Section("record"),
+        "format": header.state_format, "published": published, "decisions": decisions,
+        "records": _Section("record"),
         "derived": header.derived, "edges": _Section("edges"), "clusters": _Section("cluster"),
     }
     stage = ResolveStage(lambda: resolver_factory(state))

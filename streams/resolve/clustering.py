@@ -10,11 +10,18 @@ cluster still holds together as a whole:
   ``mean_threshold``: the clusters agree overall, not through one link;
 - *no* cross pair scores below ``floor``: no two members carry more evidence of being
   different people than of being the same one.
+
+Stewards' decisions (``streams.resolve.stewardship``) come first: the must-linked pairs are
+joined before any automatic pair, in pair order and whatever their scores, and no merge,
+automatic or must-link, may put two cannot-linked records in one cluster (checked on every
+cross pair, so a cannot-link also beats a chain A~C~B of matches). Two must-links that would
+join a cannot-linked pair contradict each other: the one that would close the gap is not
+applied (keeping people apart is the safe side), the same whatever the order of arrival.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -34,18 +41,57 @@ class Vetoed:
     reason: str
 
 
+def _cannot_linked(
+    left: list[str], right: list[str], cannot: Mapping[str, set[str]]
+) -> tuple[str, str] | None:
+    """A cannot-linked pair across two clusters, or None."""
+    if not cannot:
+        return None
+    small, large = (left, right) if len(left) <= len(right) else (right, left)
+    others = set(large)
+    for key in small:
+        for other in cannot.get(key, ()):
+            if other in others:
+                return key, other
+    return None
+
+
 def cluster_component(
     records: Iterable[str],
     match_edges: Iterable[tuple[float, str, str]],
     pair_score: Callable[[str, str], float],
     guard: ChainingGuard,
+    must_links: Iterable[tuple[str, str]] = (),
+    cannot: Mapping[str, set[str]] | None = None,
 ) -> tuple[list[list[str]], list[Vetoed]]:
-    """Clusters (each sorted) of one component, and the matching pairs the guard vetoed."""
+    """Clusters (each sorted) of one component, and the matching pairs the guard or a
+    cannot-link vetoed. ``must_links``: steward-joined pairs (both ends among ``records``);
+    ``cannot``: key -> the keys a steward said are other people."""
     cluster_of: dict[str, list[str]] = {key: [key] for key in sorted(records)}
     vetoed: list[Vetoed] = []
+    cannot = cannot or {}
+
+    def merge(left_cluster: list[str], right_cluster: list[str]) -> None:
+        merged = left_cluster + right_cluster
+        for key in merged:
+            cluster_of[key] = merged
+
+    for left, right in sorted(must_links):
+        left_cluster, right_cluster = cluster_of[left], cluster_of[right]
+        if left_cluster is not right_cluster and not _cannot_linked(
+            left_cluster, right_cluster, cannot
+        ):
+            merge(left_cluster, right_cluster)
     for score, left, right in sorted(match_edges, key=lambda edge: (-edge[0], edge[1], edge[2])):
         left_cluster, right_cluster = cluster_of[left], cluster_of[right]
         if left_cluster is right_cluster:
+            continue
+        apart = _cannot_linked(left_cluster, right_cluster, cannot)
+        if apart is not None:
+            vetoed.append(Vetoed(left, right, score, (
+                f"steward_cannot_link: {apart[0]} and {apart[1]} are different people by a "
+                "steward's decision"
+            )))
             continue
         cross = [pair_score(a, b) for a in left_cluster for b in right_cluster]
         mean = sum(cross) / len(cross)
@@ -62,9 +108,7 @@ def cluster_component(
                 f"{guard.mean_threshold:.1f}"
             )))
             continue
-        merged = left_cluster + right_cluster
-        for key in merged:
-            cluster_of[key] = merged
+        merge(left_cluster, right_cluster)
     seen: set[int] = set()
     clusters: list[list[str]] = []
     for members in cluster_of.values():

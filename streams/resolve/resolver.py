@@ -7,7 +7,9 @@ function of the *set* of source records it currently holds:
   block crosses the cap, in either direction, its members' pairs are re-derived);
 - pair scores: a fixed ``ScoringModel`` applied to the two records;
 - clusters: the guarded, strongest-first clustering of each connected component of matching
-  pairs, with ties broken by source key;
+  pairs, with ties broken by source key, under the stewards' decisions in force (must-links
+  join, cannot-links separate: ``streams.resolve.stewardship``, ``decide``), which are a pure
+  function of the set of decisions seen;
 - golden id: uuid5 of the cluster's earliest member by (first event time, agency, record id);
 - golden record: survivorship with deterministic tie-breaks.
 
@@ -64,11 +66,13 @@ from streams.resolve.scoring import (
     match_weight_reaching,
     score_pair,
 )
+from streams.resolve.stewardship import StewardDecisions
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
-# 2: the state carries the edges and clusters (and what they were derived with); 1 did not.
-STATE_FORMAT = 2
-READABLE_STATE_FORMATS = (1, 2)
+# 3: the state carries the stewards' decisions; 2: the edges and clusters (and what they were
+# derived with); 1 had neither.
+STATE_FORMAT = 3
+READABLE_STATE_FORMATS = (1, 2, 3)
 
 
 def _default_clock() -> datetime:
@@ -117,6 +121,7 @@ class Resolver:
         # persistent
         self.records: dict[SourceKey, SourceRecord] = {}
         self.published: dict[str, dict[str, Any]] = {}  # person_id -> version, hash, status
+        self.stewardship = StewardDecisions()  # the stewards' decision in force per pair
         # derived
         self._features: dict[SourceKey, PersonFeatures] = {}
         self._blocks: dict[str, Block] = {}
@@ -166,6 +171,23 @@ class Resolver:
         record = self.records.pop(key)
         changes = self._recluster(seeds, changed={key}, decisions=decisions)
         changes.append(SourceMapped(agency_id, source_record_id, record.source_version, None))
+        return changes
+
+    def decide(self, decision: Mapping[str, Any], *, decisions: bool = True) -> list[Change]:
+        """Take a steward's decision in (a ``StewardDecision`` record): when it changes what
+        binds its pair, the records involved are clustered again and what changed is returned,
+        with (``decisions``) a match decision for the pair naming the steward's rule."""
+        applied = self.stewardship.apply(decision)
+        if applied is None:
+            return []
+        seeds = {self._features[key].key for key in applied.pair if key in self.records}
+        changes = self._recluster(seeds, changed=set(), decisions=decisions) if seeds else []
+        if decisions and len(seeds) == 2:
+            # the steward's verdict on the pair, instead of the veto the re-clustering made
+            changes = [c for c in changes if not isinstance(c, MatchDecision) or {
+                source_key(c.left_agency_id, c.left_source_record_id),
+                source_key(c.right_agency_id, c.right_source_record_id)} != set(applied.pair)]
+            return self._decisions_for(applied.left, only=applied.right) + changes
         return changes
 
     def person_of(self, agency_id: str, source_record_id: str) -> str | None:
@@ -230,6 +252,7 @@ class Resolver:
         load; edges and clusters are taken as they are when ``derived`` matches)."""
         return {
             "format": STATE_FORMAT,
+            "decisions": self.stewardship.to_state(),
             "records": {key: record.to_dict() for key, record in self.records.items()},
             "published": {person: dict(entry) for person, entry in self.published.items()},
             "derived": self.derivation(),
@@ -251,6 +274,8 @@ class Resolver:
             )
         resolver = cls(**options)
         resolver.published = {p: dict(entry) for p, entry in state["published"].items()}
+        for decision in state.get("decisions", ()):
+            resolver.stewardship.apply(decision)
         reuse = state.get("derived") == resolver.derivation() and "edges" in state
         for key, record in state["records"].items():
             resolver.records[key] = SourceRecord(record, record["first_event_time"])
@@ -428,6 +453,7 @@ class Resolver:
                 continue
             found.add(key)
             frontier.extend(o for o, s in self._edges.get(key, {}).items() if s >= threshold)
+            frontier.extend(self.stewardship.must.get(key, ()))
             old = self._person_of.get(key)
             if old is not None:
                 frontier.extend(self._members.get(old, ()))
@@ -447,7 +473,10 @@ class Resolver:
             for right, score in self._edges.get(left, {}).items()
             if left < right and score >= threshold
         ]
-        clusters, vetoed = cluster_component(nodes, edges, self._pair_score, self.guard)
+        clusters, vetoed = cluster_component(
+            nodes, edges, self._pair_score, self.guard,
+            self.stewardship.must_pairs(nodes), self.stewardship.cannot,
+        )
 
         for key in nodes | seeds:
             self._person_of.pop(key, None)
@@ -527,14 +556,20 @@ class Resolver:
             pair.score, pair.features, rule, decision, self.clock(),
         )
 
-    def _decisions_for(self, key: SourceKey) -> list[Change]:
-        """Decisions about the new record's pairs worth recording (review level and above)."""
+    def _decisions_for(self, key: SourceKey, only: SourceKey | None = None) -> list[Change]:
+        """Decisions about the new record's pairs worth recording (review level and above),
+        or about the one pair ``only``; a pair a steward decided gets the steward's verdict."""
         decisions: list[Change] = []
-        for other in sorted(self._edges.get(key, {})):
+        for other in sorted(self._edges.get(key, {})) if only is None else [only]:
             pair = self.explain(key, other)
-            decisions.append(self._decision(
-                key, other, pair, self.model.decision(pair.score), pair.rule,
-            ))
+            steward = self.stewardship.binding(key, other)
+            if steward is not None:
+                verdict = "MATCH" if steward.kind == "MUST_LINK" else "NON_MATCH"
+                decisions.append(self._decision(key, other, pair, verdict, steward.rule))
+            else:
+                decisions.append(self._decision(
+                    key, other, pair, self.model.decision(pair.score), pair.rule,
+                ))
         return decisions
 
     def _veto_decisions(self, vetoed: list[Vetoed], seeds: set[SourceKey]) -> list[Change]:

@@ -68,13 +68,19 @@ def test_source_key_round_trips_and_keeps_colons_in_record_ids() -> None:
 
 def test_plan_compacts_reconciled_topics_and_retains_agency_topics() -> None:
     plan = {spec.name: spec for spec in topic_plan(["police-ctu", "customs"])}
-    assert len(plan) == 2 * 6 + 7 + 3  # no tip.dlq.produce: producers keep rejects at the agency
+    # no tip.dlq.produce: producers keep rejects at the agency; + the stewardship decisions
+    assert len(plan) == 2 * 6 + 7 + 3 + 1
     assert plan["tip.reconciled.person"].config["cleanup.policy"] == "compact"
     assert plan["tip.agency.customs.link"].config == {
         "cleanup.policy": "delete",
         "retention.ms": str(30 * 24 * 3600 * 1000),
     }
     assert plan["tip.dlq.sink"].partitions == 6
+    decisions = plan["tip.stewardship.decisions"]
+    assert decisions.partitions == 1
+    assert decisions.config["cleanup.policy"] == "compact"
+    assert decisions.config["retention.ms"] == "-1"  # kept forever
+    assert TopicNames("t1").stewardship_decisions == "t1.stewardship.decisions"
     extra = topic_plan([], internal_compacted=["ingest-latest-changelog"])
     assert extra[-1].name == "tip.internal.ingest-latest-changelog"
     assert extra[-1].config["cleanup.policy"] == "compact"

@@ -1,0 +1,1 @@
+"""Stewardship: the review queue and stewards' decisions (``tipsync review``)."""
