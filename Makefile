@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup stack test unit lint demo down clean
+.PHONY: setup stack test unit faults lint demo down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: stack
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
+
+faults: stack
+	$(BIN)/python -m pytest -m faults tests/integration/test_faults.py
 
 lint: setup
 	$(BIN)/ruff check .

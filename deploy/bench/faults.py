@@ -49,8 +49,9 @@ from schemas import config
 
 DEFAULT_PEOPLE = 1000
 DEFAULT_KILLS = 16
-# Port base 44000 (44000-46000 is this suite's), apart from the other benchmarks' stacks.
-PRIVATE_PORTS = {"kafka": 44092, "registry": 44081, "postgres": 44032}
+# Port base 26000, apart from the other benchmarks' stacks and below the ephemeral port range
+# (32768-60999), where an outgoing connection may hold a port.
+PRIVATE_PORTS = {"kafka": 26092, "registry": 26081, "postgres": 26032}
 STACK_FOLDER = "stack"
 PRODUCERS_AT_ONCE = 2
 KILL_EVERY_SECONDS = (2.0, 6.0)
