@@ -43,11 +43,11 @@ BOOTSTRAP = "bootstrap.servers"
 PROTOCOL = "security.protocol"
 MECHANISM = "sasl.mechanism"
 USERNAME = "sasl.username"
-PASSWORD = "sasl.password"  # noqa: S105 - a key's name, not a password
+SASL_PASSWORD_KEY = "sasl.password"  # noqa: S105 - a key's name, not a password
 CA_LOCATION = "ssl.ca.location"
 CERTIFICATE_LOCATION = "ssl.certificate.location"
 KEY_LOCATION = "ssl.key.location"
-KEY_PASSWORD = "ssl.key.password"  # noqa: S105 - a key's name
+SSL_KEY_PASSWORD_KEY = "ssl.key.password"  # noqa: S105 - a key's name
 REGISTRY_PREFIX = "schema.registry."
 REGISTRY_URL = "schema.registry.url"
 REGISTRY_USER_INFO = "schema.registry.basic.auth.user.info"
@@ -55,14 +55,14 @@ REGISTRY_CREDENTIALS_SOURCE = "schema.registry.basic.auth.credentials.source"
 REGISTRY_CA = "schema.registry.ssl.ca.location"
 REGISTRY_KEYS = (REGISTRY_URL, REGISTRY_USER_INFO, REGISTRY_CREDENTIALS_SOURCE, REGISTRY_CA)
 # Keys whose value opens something: a file holding one must be its owner's alone.
-SECRET_KEYS = frozenset({PASSWORD, KEY_PASSWORD, REGISTRY_USER_INFO, "sasl.jaas.config",
-                         "ssl.key.pem", "ssl.keystore.password",
+SECRET_KEYS = frozenset({SASL_PASSWORD_KEY, SSL_KEY_PASSWORD_KEY, REGISTRY_USER_INFO,
+                         "sasl.jaas.config", "ssl.key.pem", "ssl.keystore.password",
                          "sasl.oauthbearer.client.secret"})
 # Files the properties name, made absolute from the file's folder.
 PATH_KEYS = (CA_LOCATION, CERTIFICATE_LOCATION, KEY_LOCATION, REGISTRY_CA)
 # Java-only keys librdkafka does not know, and the keys to use instead.
 JAVA_ONLY = {
-    "sasl.jaas.config": f"{USERNAME} and {PASSWORD}",
+    "sasl.jaas.config": f"{USERNAME} and {SASL_PASSWORD_KEY}",
     "ssl.truststore.location": f"{CA_LOCATION} (a PEM file)",
     "ssl.keystore.location": f"{CERTIFICATE_LOCATION} and {KEY_LOCATION} (PEM files)",
 }
@@ -148,7 +148,7 @@ class ClientConfig:
         kafka = dict(self.properties)
         return create_ssl_context(
             cafile=kafka.get(CA_LOCATION), certfile=kafka.get(CERTIFICATE_LOCATION),
-            keyfile=kafka.get(KEY_LOCATION), password=kafka.get(KEY_PASSWORD),
+            keyfile=kafka.get(KEY_LOCATION), password=kafka.get(SSL_KEY_PASSWORD_KEY),
         )
 
     def aiokafka(self) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class ClientConfig:
         if self.uses_sasl:
             settings.update(
                 sasl_mechanism=kafka[MECHANISM], sasl_plain_username=kafka[USERNAME],
-                sasl_plain_password=kafka[PASSWORD],
+                sasl_plain_password=kafka[SASL_PASSWORD_KEY],
             )
         if self.uses_tls:
             settings["ssl_context"] = self.ssl_context()
@@ -180,7 +180,8 @@ class ClientConfig:
         kafka = dict(self.properties)
         if self.uses_sasl:
             settings["broker_credentials"] = faust.SASLCredentials(
-                username=kafka[USERNAME], password=kafka[PASSWORD], mechanism=kafka[MECHANISM],
+                username=kafka[USERNAME], password=kafka[SASL_PASSWORD_KEY],
+                mechanism=kafka[MECHANISM],
                 ssl_context=self.ssl_context() if self.uses_tls else None,
             )
         elif self.uses_tls:
@@ -357,7 +358,7 @@ def check_properties(
 
 
 def _check_sasl(kafka: dict[str, str], protocol: str, where: str) -> None:
-    given = sorted(key for key in (MECHANISM, USERNAME, PASSWORD) if kafka.get(key))
+    given = sorted(key for key in (MECHANISM, USERNAME, SASL_PASSWORD_KEY) if kafka.get(key))
     if not protocol.startswith("SASL_"):
         if given:
             raise ClientConfigError(
@@ -365,11 +366,11 @@ def _check_sasl(kafka: dict[str, str], protocol: str, where: str) -> None:
                 f" credentials; set {PROTOCOL}=SASL_SSL (or remove them)"
             )
         return
-    missing = [key for key in (MECHANISM, USERNAME, PASSWORD) if not kafka.get(key)]
+    missing = [key for key in (MECHANISM, USERNAME, SASL_PASSWORD_KEY) if not kafka.get(key)]
     if missing:
         raise ClientConfigError(
             f"{where}: {PROTOCOL}={protocol} needs {', '.join(missing)}; add"
-            f" {MECHANISM}=SCRAM-SHA-512, {USERNAME}=<principal> and {PASSWORD}=<secret>"
+            f" {MECHANISM}=SCRAM-SHA-512, {USERNAME}=<principal> and {SASL_PASSWORD_KEY}=<secret>"
         )
     mechanism = kafka[MECHANISM].strip().upper()
     if mechanism not in SASL_MECHANISMS:
