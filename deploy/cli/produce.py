@@ -165,6 +165,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         rejects.close()
         store.close()
+        publisher.close()
     counts = tracker.counts
     summary: dict[str, Any] = {
         "read": read if read >= 0 else None,
