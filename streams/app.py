@@ -70,7 +70,7 @@ from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
 from streams.output_producer import OutputProducer
 from streams.outputs import DeadLetterSender, ResolvePublisher, Serializers
-from streams.recovery import ResolveRecovery, resolve_topic_id
+from streams.recovery import ResolveRecovery, committed_offset, resolve_topic_id
 from streams.resolve_handler import ResolveHandler
 from streams.resolve_stage import MAPPING, load_model, trust_ranks
 from streams.snapshot import SnapshotPolicy, snapshot_directory
@@ -187,7 +187,10 @@ class StreamApp:
                 functools.partial(resolve_topic_id, bootstrap, topics),
             ),
             decoder=decoder, publish=publish, dead_letter=dead_letter, metrics=self.metrics,
-            outputs_ready=self._outputs_ready,
+            outputs_ready=self._outputs_ready, read=recovery.read,
+            committed=functools.partial(
+                asyncio.to_thread, committed_offset, bootstrap, self.app.conf.id, topics
+            ),
         )
         self._declare_agents()
         # faust waits 45 s after a subscription change before it resubscribes (to gather

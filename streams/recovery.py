@@ -22,8 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka import TopicCollection
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicCollection
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient
 
 from schemas.client_config import ClientConfig
@@ -70,6 +71,18 @@ def resolve_topic_id(bootstrap: str | ClientConfig, topics: TopicNames) -> str |
         log.warning("resolve: the id of %s could not be read (%s)", name, error)
         return None
     return str(description.topic_id)
+
+
+def committed_offset(bootstrap: str | ClientConfig, group_id: str, topics: TopicNames
+                     ) -> int | None:
+    """The resolve partition's offset committed by the worker group, None if none: every
+    message before it was resolved and its outputs delivered (faust commits only after its
+    flush, which waits for them)."""
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
+    request = ConsumerGroupTopicPartitions(group_id, [KafkaTopicPartition(topics.resolve, 0)])
+    result = admin.list_consumer_group_offsets([request])[group_id].result()
+    offsets = [tp.offset for tp in result.topic_partitions or [] if tp.partition == 0]
+    return offsets[0] if offsets and offsets[0] >= 0 else None
 
 
 def model_at(offset: int, recorded: tuple[ModelFile, int] | None) -> ModelFile:
@@ -155,6 +168,28 @@ class ResolveRecovery:
                     "scoring model %s", len(stage.resolver.records), seconds, source, replayed,
                     stage.model_fingerprint)
         return stage, replayed
+
+    async def read(self, from_offset: int, until_offset: int) -> list[ConsumerRecord]:
+        """The messages of the resolve topic from ``from_offset`` up to (not including)
+        ``until_offset``, in order (those faust did not hand over: ``ResolveHandler``)."""
+        consumer = AIOKafkaConsumer(
+            **ClientConfig.of(self._bootstrap).aiokafka(),
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        partition = TopicPartition(self.topics.resolve, 0)
+        records: list[ConsumerRecord] = []
+        try:
+            consumer.assign([partition])
+            consumer.seek(partition, from_offset)
+            while await consumer.position(partition) < until_offset:
+                batch = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
+                records.extend(record for record in batch.get(partition, [])
+                               if from_offset <= record.offset < until_offset)
+        finally:
+            await consumer.stop()
+        return records
 
     async def _replay(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
                       stage: ResolveStage, until_offset: int, applied_until: int) -> int:
