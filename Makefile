@@ -27,7 +27,7 @@ unit: setup
 	$(BIN)/python -m pytest tests/unit
 
 faults: stack
-	$(BIN)/python -m pytest -m faults tests/integration/test_faults.py
+	$(BIN)/python -m pytest -m faults tests/integration
 
 lint: setup
 	$(BIN)/ruff check .
