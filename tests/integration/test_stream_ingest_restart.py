@@ -22,6 +22,12 @@ from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
 from streams.ingest import entity_golden_id
 
+# Out of ``make test`` for now (``make faults`` runs it): its three restarts of one worker
+# failed in two fresh-clone runs of four this session, once a restarted worker that consumed
+# nothing for 90 s (the stall docs/OPERATIONS.md describes), once a replay passed on once too
+# few (faust skipping a message after a restart). Both are open under issue 13.
+pytestmark = pytest.mark.faults
+
 POLICE = "police-ctu"
 RECORDS = [f"C-{index}" for index in range(20)]
 
@@ -93,7 +99,6 @@ def test_a_restarted_worker_knows_its_table_and_takes_new_versions(harness: Stre
     assert 1 not in history[history.index(2):]
 
 
-@pytest.mark.faults
 def test_every_run_passes_on_a_replay_of_the_latest_version(harness: StreamHarness) -> None:
     """Each of the three runs is handed every replay and passes it on: at least three outputs
     per record. Out of ``make test`` (marker ``faults``, ``make faults``): in one fresh-clone
