@@ -24,17 +24,9 @@ from streams.resolve_handler import ResolveHandler
 from streams.resolve_stage import Output
 from streams.snapshot import SnapshotPolicy
 from streams.snapshot_schedule import SnapshotSchedule
+from tests.unit.streams.test_ingest_handler import Message
 
 TOPIC = "tresolve.internal.resolve"
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def _topic(count: int) -> list[Message]:
