@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.stack.kafka import Kafka
 from deploy.stack.layout import (
     MARKER_FILE,
     STATE_FORMAT,
@@ -16,7 +17,9 @@ from deploy.stack.layout import (
     StateLayout,
     private_folder,
 )
-from deploy.stack.services import Kafka, Postgres, Registry, Service
+from deploy.stack.postgres import Postgres
+from deploy.stack.registry import Registry
+from deploy.stack.services import Service
 from schemas import config
 from schemas.config import Settings
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from deploy.stack.kafka import Kafka
 from deploy.stack.layout import KAFKA_VERSION, REGISTRY_VERSION, StateLayout
-from deploy.stack.services import Kafka
 from schemas.config import (
     DEFAULT_KAFKA_PORT,
     DEFAULT_POSTGRES_PORT,

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator
 
-from deploy.stack.services import RESERVED_KAFKA_IDS, new_cluster_id
+from deploy.stack.kafka import RESERVED_KAFKA_IDS, new_cluster_id
 
 URL_SAFE_22 = re.compile(r"[A-Za-z0-9_-]{22}")
 

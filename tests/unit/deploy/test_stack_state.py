@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.stack import services
+from deploy.stack import postgres as services
 from deploy.stack.layout import StackError, private_folder
 from deploy.stack.processes import require_free_port
 from deploy.stack.stack import LocalStack

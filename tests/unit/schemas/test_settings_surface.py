@@ -188,7 +188,7 @@ def test_postgres_bin_is_not_fixed_at_import(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from deploy.stack.layout import StackError, StateLayout
-    from deploy.stack.services import Postgres
+    from deploy.stack.postgres import Postgres
 
     settings = config.load_settings({config.HOME: str(tmp_path)})
     postgres = Postgres(settings, StateLayout.of(settings))
