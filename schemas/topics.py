@@ -11,6 +11,9 @@
 - ``tip.internal.<name>``: topics private to the stream processors.
 - ``tip.stewardship.decisions``: stewards' must-link / cannot-link decisions
   (``schemas.stewardship``), keyed by the canonical pair, compacted and kept forever.
+- ``tip.outbound.<agency_id>``: what the task force sends back to one agency (only that
+  agency may read it); the agency's own consumer groups are named under
+  ``tip.outbound.<agency_id>.``.
 
 Sizing (partitions, replication factor, retention of agency and dead-letter topics) comes
 from the environment through ``schemas.config.TopicSettings``; the defaults suit one machine.
@@ -133,6 +136,21 @@ class TopicNames:
         """Stewards' decisions (``schemas.stewardship``): governed, compacted, kept forever,
         keyed by the canonical pair; the stream app forwards them to the resolve topic."""
         return f"{self.root}.stewardship.decisions"
+
+    # --- what flows back to an agency
+
+    def outbound(self, agency_id: str) -> str:
+        """``tip.outbound.<agency_id>``: the agency's feed; only that agency reads it."""
+        return f"{self.root}.outbound.{validate_agency_id(agency_id)}"
+
+    def outbound_group_prefix(self, agency_id: str) -> str:
+        """``tip.outbound.<agency_id>.``: the consumer groups an agency may use to read its
+        feed (``tipsync subscribe`` uses ``outbound_group``)."""
+        return self.outbound(agency_id) + "."
+
+    def outbound_group(self, agency_id: str) -> str:
+        """The consumer group of ``tipsync subscribe`` for one agency."""
+        return self.outbound_group_prefix(agency_id) + "subscribe"
 
     # --- consumer groups
 
