@@ -35,7 +35,11 @@ def digest(principal: str, secret: str) -> str:
 
 def list_users(layout: StateLayout) -> dict[str, Role]:
     """Principal -> role, sorted by principal."""
-    return {name: entry["role"] for name, entry in sorted(_read(layout).items())}
+    found: dict[str, Role] = {}
+    for name, entry in sorted(_read(layout).items()):
+        role = entry["role"]
+        found[name] = "admin" if role == "admin" else "reader"
+    return found
 
 
 def grant(layout: StateLayout, principal: str, secret: str, role: Role) -> None:
