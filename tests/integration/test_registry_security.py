@@ -30,7 +30,7 @@ from deploy.stack.stack import LocalStack
 from deploy.stack.tls import tls_files
 from schemas.client_config import ClientConfig, RegistryConnection
 from schemas.config import Settings
-from schemas.errors import RegistryError
+from schemas.errors import RegistryError, RegistryUnavailableError
 from schemas.registry import SchemaRegistry
 
 SCHEMA = json.dumps({"type": "record", "name": "Probe", "namespace": "test.security",
@@ -142,6 +142,8 @@ def test_a_reader_reads_and_cannot_change_anything(registry: Registry, subject: 
         ("PUT", f"/config/{subject}", json.dumps({"compatibility": "NONE"})),
         ("PUT", "/config", json.dumps({"compatibility": "NONE"})),
         ("PUT", "/mode", json.dumps({"mode": "READONLY"})),
+        # Apicurio counts a check against every version as a write (docs/SECURITY.md).
+        ("POST", f"/compatibility/subjects/{subject}/versions", register_body()),
         ("DELETE", f"/subjects/{subject}/versions/1", None),
         ("DELETE", f"/subjects/{subject}", None),
     ]
@@ -170,9 +172,22 @@ def test_our_client_reads_as_a_reader_and_is_refused_a_change(
 ) -> None:
     with SchemaRegistry(reader_connection(registry)) as reader:
         assert isinstance(reader.subjects(), list)
-        with pytest.raises(RegistryError, match="HTTP 403"):
+        with pytest.raises(RegistryError, match="HTTP 403 .*the admin's client properties"):
             reader.register(subject, SCHEMA)
         assert reader.latest(subject) is None
+    anonymous = RegistryConnection(registry.url, None, ssl.create_default_context(
+        cafile=registry.ca))
+    with SchemaRegistry(anonymous) as client, pytest.raises(
+        RegistryError, match="HTTP 401 .*schema.registry.basic.auth.user.info"
+    ):
+        client.subjects()
+    # Without the stack's CA: refused at once, saying which key to set (no retries).
+    untrusted = RegistryConnection(registry.url, reader_connection(registry).auth)
+    with SchemaRegistry(untrusted) as client, pytest.raises(
+        RegistryError, match="does not trust; give the registry's CA"
+    ) as refused:
+        client.subjects()
+    assert not isinstance(refused.value, RegistryUnavailableError)
 
 
 def test_confluent_client_reads_with_the_client_config_keys(
