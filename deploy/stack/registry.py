@@ -122,7 +122,8 @@ class Registry(Service):
         """Give the user store's grants and revocations effect: restart the local registry
         (it reads its realm only when it starts). Returns the seconds the restart took, or
         None when there was no local registry of ours running (the next start reads the
-        store anyway). Requests during the restart (about 10 s on 2 cores) are refused."""
+        store anyway). Requests during the restart (tens of seconds on 2 cores under load,
+        docs/SECURITY.md) get no answer."""
         if not self.local or self.pid() is None:
             return None
         began = time.monotonic()
