@@ -38,6 +38,7 @@ STORE_NAME = "registry-users.json"
 # letters, digits, '.', '_', '-' (no ':', which ends a basic-auth user name).
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 REALM_PREFIX = "quarkus.security.users.embedded"
+DIGEST = re.compile(r"[0-9a-f]{128}")
 
 
 def store_path(layout: StateLayout) -> Path:
@@ -103,6 +104,12 @@ def realm_properties(users: dict[str, dict[str, str]]) -> str:
             raise ValueError(
                 f"registry user store holds the name {name!r}, which the registry's realm"
                 " cannot take; revoke it (`tipsync agency revoke`) and enrol it again"
+            )
+        if not DIGEST.fullmatch(entry.get("digest", "")):
+            raise ValueError(
+                f"registry user store holds for {name!r} a digest that is not hex SHA-512"
+                " (an older form); revoke it and enrol it again (a service principal: run"
+                " `tipsync stack up`, which grants it anew)"
             )
         role: Role = "admin" if entry["role"] == "admin" else "reader"
         lines.append(f'{REALM_PREFIX}.users."{name}"={entry["digest"]}')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import ssl
 import stat
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_a_revoked_user_leaves_the_realm(tmp_path: Path) -> None:
 
 
 def test_an_unknown_role_in_the_store_becomes_a_reader() -> None:
-    text = registry_users.realm_properties({"x": {"role": "owner", "digest": "00"}})
+    text = registry_users.realm_properties({"x": {"role": "owner", "digest": "0" * 128}})
     assert f'{PREFIX}.roles."x"=sr-readonly' in text.splitlines()
 
 
@@ -71,7 +72,24 @@ def test_a_name_the_realm_cannot_take_is_refused(tmp_path: Path, name: str) -> N
     with pytest.raises(ValueError, match="registry user name"):
         registry_users.grant(layout_in(tmp_path), name, "secret", "reader")
     with pytest.raises(ValueError, match="revoke it"):
-        registry_users.realm_properties({name: {"role": "reader", "digest": "00"}})
+        registry_users.realm_properties({name: {"role": "reader", "digest": "0" * 128}})
+
+
+def test_a_digest_of_an_older_form_is_refused_and_a_service_granted_anew(
+    tmp_path: Path,
+) -> None:
+    md5 = "0" * 32
+    with pytest.raises(ValueError, match="'agency-a' a digest that is not hex SHA-512"):
+        registry_users.realm_properties({"agency-a": {"role": "reader", "digest": md5}})
+    layout = layout_in(tmp_path)
+    secrets = service_secrets(layout)
+    users = registry_users.entries(layout)
+    users["sink"]["digest"] = md5
+    registry_users.store_path(layout).write_text(json.dumps(users))
+    service_secrets(layout)
+    assert registry_users.entries(layout)["sink"]["digest"] == registry_users.digest(
+        "sink", secrets["sink"]
+    )
 
 
 def test_the_realm_file_is_private_and_made_afresh(tmp_path: Path) -> None:
