@@ -216,7 +216,8 @@ def test_the_realm_file_is_private_and_holds_no_secret(registry: Registry) -> No
 
 
 def test_a_grant_and_a_revoke_take_effect_on_reload(stack: Settings, registry: Registry) -> None:
-    name, secret = f"test-reader-{uuid.uuid4().hex[:6]}", new_secret()
+    # A "." in the name: the realm file quotes it (a key segment otherwise).
+    name, secret = f"test.reader-{uuid.uuid4().hex[:6]}", new_secret()
     local = LocalStack(stack).registry
     registry_users.grant(registry.layout, name, secret, "reader")
     try:
