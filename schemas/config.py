@@ -87,9 +87,9 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         " port + 1)",
     ),
     Variable(
-        REGISTRY_URL, f"`http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7`",
-        "Confluent-compatible registry API; the local registry listens on this port"
-        " (management on port + 1)",
+        REGISTRY_URL, f"`https://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7`",
+        "Confluent-compatible registry API; the local registry serves HTTPS only, on this"
+        " port (management on port + 1), to authenticated users (docs/SECURITY.md)",
     ),
     Variable(
         DATABASE_URL,
@@ -229,7 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     bootstrap = env.get(KAFKA_BOOTSTRAP) or f"{LOOPBACK}:{DEFAULT_KAFKA_PORT}"
     registry = (
         env.get(REGISTRY_URL)
-        or f"http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
+        or f"https://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
     ).rstrip("/")
     database = env.get(DATABASE_URL) or (
         f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"

@@ -9,6 +9,7 @@ on its own: only ``register`` (called by ``tipsync schemas register``) adds a ve
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ from schemas.errors import (
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 RETRIED_STATUSES = frozenset({502, 503, 504})
+ACCESS_HINTS = {
+    401: "; give a registry user and secret as schema.registry.basic.auth.user.info in the"
+         " client properties file",
+    403: "; this registry user may only read: registering and changing schemas take the"
+         " admin's client properties file",
+}
 # Confluent error codes for "subject not found", "version not found", "schema not found".
 
 
@@ -46,7 +53,7 @@ class CompatibilityResult:
 
 class SchemaRegistry:
     """Client of one registry. ``url`` is the Confluent-compatible API base, e.g.
-    ``http://127.0.0.1:18081/apis/ccompat/v7`` (``Settings.registry_url``), or a
+    ``https://127.0.0.1:18081/apis/ccompat/v7`` (``Settings.registry_url``), or a
     ``RegistryConnection`` with credentials and a CA (``Settings.client.registry()``).
 
     ``attempts`` and ``backoff_seconds`` bound the wait when the registry is down:
@@ -107,6 +114,13 @@ class SchemaRegistry:
                     else None,
                 )
             except httpx.TransportError as error:
+                if _untrusted_certificate(error):
+                    raise RegistryError(
+                        f"schema registry at {self.url} presented a certificate this client"
+                        " does not trust; give the registry's CA as"
+                        " schema.registry.ssl.ca.location in the client properties file (the"
+                        " local stack's is secrets/tls/ca.pem)"
+                    ) from None
                 last_problem = f"{type(error).__name__}: {error}"
                 continue
             if response.status_code in RETRIED_STATUSES:
@@ -122,7 +136,7 @@ class SchemaRegistry:
     def _failure(self, response: httpx.Response, what: str) -> RegistryError:
         return RegistryError(
             f"schema registry at {self.url} refused to {what}: HTTP {response.status_code} "
-            f"{_message_of(response)}"
+            f"{_message_of(response)}{ACCESS_HINTS.get(response.status_code, '')}"
         )
 
     # -- reading --------------------------------------------------------------------------
@@ -263,6 +277,19 @@ class SchemaRegistry:
         with self._lock:
             for key in [key for key in self._id_by_subject_text if key[0] == subject]:
                 del self._id_by_subject_text[key]
+
+
+def _untrusted_certificate(error: BaseException) -> bool:
+    """True when TLS failed because the registry's certificate is not trusted (the
+    ``ssl`` error sits at the end of the exception's cause chain)."""
+    cause: BaseException | None = error
+    for _ in range(10):  # a chain is short; the bound only guards against a cycle
+        if cause is None:
+            return False
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _segment(subject: str) -> str:

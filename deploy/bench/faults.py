@@ -386,7 +386,7 @@ def published_records(settings: Any) -> Published:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     names = admin.list_topics(timeout=30).topics
     agency_topics = [name for name in names if TOPICS.parse_agency(name) is not None]
-    deserialize = AvroDeserializer(SchemaRegistry(settings.registry_url))
+    deserialize = AvroDeserializer(SchemaRegistry(settings.client.registry()))
     held: dict[str, Held] = {}
     latest: dict[str, dict[tuple[str, str], tuple[int, bool]]] = defaultdict(dict)
     person_events = []

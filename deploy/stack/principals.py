@@ -54,8 +54,11 @@ def service_secrets(layout: StateLayout) -> dict[str, str]:
         temporary.chmod(0o600)
         temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", "utf-8")
         temporary.replace(path)
+    granted = registry_users.entries(layout)
     for name in SERVICE_PRINCIPALS:
-        if name in missing or name not in registry_users.entries(layout):
+        # Granted anew when missing from the store or stored in an older digest form.
+        stored = granted.get(name, {}).get("digest")
+        if name in missing or stored != registry_users.digest(name, known[name]):
             registry_users.grant(
                 layout, name, known[name], "admin" if name == ADMIN else "reader"
             )

@@ -1,14 +1,37 @@
-"""The local stack's Apicurio Registry, keeping its schemas in PostgreSQL."""
+"""The local stack's Apicurio Registry, keeping its schemas in PostgreSQL, served over HTTPS
+only, to authenticated users only.
+
+Apicurio's own authentication and authorization do it, with no identity server:
+
+- TLS: Quarkus serves the stack's server certificate (``deploy.stack.tls``) on the registry
+  port; ``quarkus.http.insecure-requests=disabled`` leaves the plain HTTP port closed.
+- Who: HTTP basic authentication (``quarkus.http.auth.basic``, which Apicurio's
+  authentication chain reads as its "basic" mechanism) against Quarkus' embedded properties
+  realm. Its users, digests and roles come from the registry user store
+  (``deploy.stack.registry_users``), written into a realm file (0600) at every start and
+  handed to Quarkus by ``quarkus.config.locations``; a request without valid credentials gets
+  401.
+- What: Apicurio's role-based authorization with roles from the identity
+  (``apicurio.auth.role-based-authorization``, ``role-source=token``): ``sr-readonly`` may
+  read, ``sr-admin`` may also register, delete, and change rules and configuration (403 for
+  a reader).
+
+The realm is read once, when the registry starts: ``Registry.reload`` restarts the local
+registry so that a grant or revoke in the store takes effect.
+"""
 
 from __future__ import annotations
 
 import os
+import ssl
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from deploy.stack import artifacts
-from deploy.stack.layout import StateLayout
+from deploy.stack import artifacts, principals, registry_users
+from deploy.stack.layout import StackError, StateLayout, private_folder
 from deploy.stack.postgres import REGISTRY_ROLE, Postgres
 from deploy.stack.processes import (
     require_free_port,
@@ -16,8 +39,30 @@ from deploy.stack.processes import (
     wait_until,
 )
 from deploy.stack.services import Service, accepts_tcp, is_local
+from deploy.stack.tls import ensure_tls, tls_files
 from schemas import config
+from schemas.client_config import RegistryConnection
 from schemas.config import Settings
+
+REALM_FILE = "registry-realm.properties"
+
+
+def realm_path(layout: StateLayout) -> Path:
+    return layout.secrets / REALM_FILE
+
+
+def write_realm(layout: StateLayout) -> Path:
+    """The registry's realm file, made afresh from the user store (mode 0600)."""
+    private_folder(layout.secrets)
+    path = realm_path(layout)
+    temporary = path.with_suffix(".tmp")
+    temporary.touch(mode=0o600, exist_ok=True)
+    temporary.chmod(0o600)
+    temporary.write_text(
+        registry_users.realm_properties(registry_users.entries(layout)), encoding="utf-8"
+    )
+    temporary.replace(path)
+    return path
 
 # --------------------------------------------------------------------------- Apicurio
 
@@ -46,21 +91,74 @@ class Registry(Service):
     def address(self) -> str:
         return self.settings.registry_url
 
+    def connection(self) -> RegistryConnection:
+        """How the stack itself talks to the registry: the local one as the admin principal
+        (its secret from ``principals``), trusting the stack's CA; a registry elsewhere with
+        the client properties file's credentials and CA."""
+        if not self.local:
+            return self.settings.client.registry()
+        secret = principals.service_secrets(self.layout)[principals.ADMIN]
+        return RegistryConnection(
+            self.settings.registry_url,
+            httpx.BasicAuth(principals.ADMIN, secret),
+            ssl.create_default_context(cafile=tls_files(self.layout.secrets).ca),
+        )
+
     def is_up(self) -> bool:
+        """The registry answers an authenticated read over verified TLS."""
         if self.local and not accepts_tcp("127.0.0.1", self.port):
             return False
-        response = httpx.get(f"{self.settings.registry_url}/subjects", timeout=5)
+        connection = self.connection()
+        try:
+            response = httpx.get(
+                f"{connection.url}/subjects", auth=connection.auth, verify=connection.verify,
+                timeout=5,
+            )
+        except httpx.HTTPError:  # no TLS, a certificate we do not trust, no answer
+            return False
         return response.status_code == 200
+
+    def reload(self) -> float | None:
+        """Give the user store's grants and revocations effect: restart the local registry
+        (it reads its realm only when it starts). Returns the seconds the restart took, or
+        None when there was no local registry of ours running (the next start reads the
+        store anyway). Requests during the restart (tens of seconds on 2 cores under load,
+        docs/SECURITY.md) get no answer."""
+        if not self.local or self.pid() is None:
+            return None
+        began = time.monotonic()
+        self.stop()
+        self.start()
+        self.wait()
+        return time.monotonic() - began
 
     def _environment(self) -> dict[str, str]:
         password = self.postgres.passwords()[REGISTRY_ROLE]
+        tls = ensure_tls(self.layout.secrets)
+        principals.service_secrets(self.layout)  # the admin and services are in the store
         env = dict(os.environ)
         env.update(
             {
                 "QUARKUS_HTTP_HOST": "127.0.0.1",
-                "QUARKUS_HTTP_PORT": str(self.port),
+                # HTTPS on the registry port; the plain HTTP port is never opened.
+                "QUARKUS_HTTP_SSL_PORT": str(self.port),
+                "QUARKUS_HTTP_INSECURE_REQUESTS": "disabled",
+                "QUARKUS_HTTP_SSL_CERTIFICATE_FILES": str(tls.server_certificate),
+                "QUARKUS_HTTP_SSL_CERTIFICATE_KEY_FILES": str(tls.server_key),
                 "QUARKUS_MANAGEMENT_HOST": "127.0.0.1",
                 "QUARKUS_MANAGEMENT_PORT": str(self.management_port),
+                "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_FILES": str(tls.server_certificate),
+                "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_KEY_FILES": str(tls.server_key),
+                # Basic authentication against the realm file, Apicurio's roles from the
+                # identity. Quarkus logs that quarkus.http.auth.basic is "build time fixed to
+                # 'null'": Apicurio's authentication chain reads the value given here and
+                # delegates to Quarkus' basic mechanism (checked: 401 without credentials).
+                "QUARKUS_HTTP_AUTH_BASIC": "true",
+                "QUARKUS_CONFIG_LOCATIONS": str(write_realm(self.layout)),
+                "APICURIO_AUTH_ROLE_BASED_AUTHORIZATION": "true",
+                "APICURIO_AUTH_ROLE_SOURCE": "token",
+                "APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED": "false",
+                "APICURIO_AUTH_AUTHENTICATED_READ_ACCESS_ENABLED": "false",
                 "QUARKUS_OTEL_SDK_DISABLED": "true",
                 "APICURIO_STORAGE_KIND": "sql",
                 "APICURIO_STORAGE_SQL_KIND": "postgresql",
@@ -79,6 +177,12 @@ class Registry(Service):
     def start(self) -> None:
         if not self.local or self.is_up():
             return
+        if urlsplit(self.settings.registry_url).scheme != "https":
+            raise StackError(
+                f"{self.variable}={self.settings.registry_url} names the local registry over"
+                " plain HTTP, but it serves HTTPS only; set it to"
+                f" https://127.0.0.1:{self.port}/apis/ccompat/v7"
+            )
         require_free_port(self.port, "Apicurio Registry", self.variable)
         require_free_port(
             self.management_port, "Apicurio Registry's management port (registry port + 1)",

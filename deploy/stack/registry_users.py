@@ -5,13 +5,18 @@ One entry per principal (the admin, each service, each enrolled agency), with it
 the registry user share one name and one generated secret, so a client properties file holds
 one credential. The store (``secrets/registry-users.json``, mode 0600) keeps no password, only
 the digest the registry's realm checks (``digest``), and ``deploy.stack.registry`` turns it
-into the registry's own user and role files when it starts.
+into the registry's realm file (``realm_properties``) when it starts: Quarkus' embedded
+properties realm, the one user store Apicurio's distribution carries besides OIDC.
+
+Apicurio reads the realm only when it starts, so a change here takes effect when the local
+registry restarts (``Registry.reload``, which enrolment calls after ``grant``/``revoke``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,8 +24,21 @@ from deploy.stack.layout import StateLayout, private_folder
 
 Role = Literal["admin", "reader"]
 ROLES: tuple[Role, ...] = ("admin", "reader")
-REALM = "tipsync"
+# Apicurio's roles (``apicurio.auth.roles.*``): sr-admin registers and changes schemas, rules
+# and configuration; sr-readonly reads. Apicurio's third role, sr-developer, is not given.
+APICURIO_ROLES: dict[Role, str] = {"admin": "sr-admin", "reader": "sr-readonly"}
+# The realm's name is part of the digest. Quarkus fixes it when the application is built
+# (``quarkus.security.users.embedded.realm-name``, build time); Apicurio's build keeps
+# Quarkus' default, so every digest is made with it.
+REALM = "Quarkus"
+# ``quarkus.security.users.embedded.algorithm``: hex SHA-512 of ``user:realm:password``.
+ALGORITHM = "digest-sha-512"
 STORE_NAME = "registry-users.json"
+# A principal is a basic-auth user name, a Kafka principal and a key of the realm file:
+# letters, digits, '.', '_', '-' (no ':', which ends a basic-auth user name).
+PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+REALM_PREFIX = "quarkus.security.users.embedded"
+DIGEST = re.compile(r"[0-9a-f]{128}")
 
 
 def store_path(layout: StateLayout) -> Path:
@@ -28,9 +46,9 @@ def store_path(layout: StateLayout) -> Path:
 
 
 def digest(principal: str, secret: str) -> str:
-    """The registry realm's password form: hex MD5 of ``user:realm:password`` (Quarkus'
-    properties-file realm with ``plain-text=false``)."""
-    return hashlib.md5(f"{principal}:{REALM}:{secret}".encode()).hexdigest()  # noqa: S324
+    """The registry realm's password form: hex SHA-512 of ``user:realm:password`` (Quarkus'
+    embedded realm with ``plain-text=false`` and ``algorithm=digest-sha-512``)."""
+    return hashlib.sha512(f"{principal}:{REALM}:{secret}".encode()).hexdigest()
 
 
 def list_users(layout: StateLayout) -> dict[str, Role]:
@@ -47,6 +65,11 @@ def grant(layout: StateLayout, principal: str, secret: str, role: Role) -> None:
     its users (``deploy.stack.registry``)."""
     if role not in ROLES:
         raise ValueError(f"registry role '{role}' is unknown (expected one of {ROLES})")
+    if not PRINCIPAL.fullmatch(principal):
+        raise ValueError(
+            f"registry user name {principal!r} cannot be used: give 1 to 100 letters, digits,"
+            " '.', '_' or '-', starting with a letter or digit"
+        )
     users = _read(layout)
     users[principal] = {"role": role, "digest": digest(principal, secret)}
     _write(layout, users)
@@ -64,6 +87,34 @@ def revoke(layout: StateLayout, principal: str) -> bool:
 def entries(layout: StateLayout) -> dict[str, dict[str, str]]:
     """Principal -> {"role", "digest"}: what the registry's realm files are made from."""
     return _read(layout)
+
+
+def realm_properties(users: dict[str, dict[str, str]]) -> str:
+    """The registry's realm file (Quarkus configuration, read through
+    ``quarkus.config.locations``) for ``users`` as ``entries`` gives them: each user's digest
+    and Apicurio role. Names are quoted keys, so a '.' in a name stays in the name."""
+    lines = [
+        "# Made by tipsync from secrets/registry-users.json when the registry starts; edits are",
+        "# overwritten. Digests only: hex SHA-512 of user:realm:password.",
+        f"{REALM_PREFIX}.plain-text=false",
+        f"{REALM_PREFIX}.algorithm={ALGORITHM}",
+    ]
+    for name, entry in sorted(users.items()):
+        if not PRINCIPAL.fullmatch(name):
+            raise ValueError(
+                f"registry user store holds the name {name!r}, which the registry's realm"
+                " cannot take; revoke it (`tipsync agency revoke`) and enrol it again"
+            )
+        if not DIGEST.fullmatch(entry.get("digest", "")):
+            raise ValueError(
+                f"registry user store holds for {name!r} a digest that is not hex SHA-512"
+                " (an older form); revoke it and enrol it again (a service principal: run"
+                " `tipsync stack up`, which grants it anew)"
+            )
+        role: Role = "admin" if entry["role"] == "admin" else "reader"
+        lines.append(f'{REALM_PREFIX}.users."{name}"={entry["digest"]}')
+        lines.append(f'{REALM_PREFIX}.roles."{name}"={APICURIO_ROLES[role]}')
+    return "\n".join(lines) + "\n"
 
 
 def _read(layout: StateLayout) -> dict[str, dict[str, str]]:

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from deploy.stack.layout import StateLayout
+from deploy.stack.principals import ADMIN, service_secrets
+from deploy.stack.tls import tls_files
 from schemas.config import load_settings
 
 
@@ -31,11 +34,22 @@ def private_stack_env(home: Path, port_base: int) -> dict[str, str]:
         "TIPSYNC_HOME": str(home),
         "TIPSYNC_CACHE": str(load_settings().cache),
         "TIPSYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port_base + 92}",
-        "TIPSYNC_REGISTRY_URL": f"http://127.0.0.1:{port_base + 81}/apis/ccompat/v7",
+        "TIPSYNC_REGISTRY_URL": f"https://127.0.0.1:{port_base + 81}/apis/ccompat/v7",
         "TIPSYNC_DATABASE_URL": (
             f"postgresql://tipsync@127.0.0.1:{port_base + 32}/tipsync"
             f"?passfile={home}/secrets/pgpass"
         ),
+    }
+
+
+def registry_admin_config(env: dict[str, str]) -> dict[str, str]:
+    """confluent-kafka SchemaRegistryClient settings for the private stack's registry: its
+    admin principal and the stack's CA."""
+    layout = StateLayout(Path(env["TIPSYNC_HOME"]), Path(env["TIPSYNC_CACHE"]))
+    return {
+        "url": env["TIPSYNC_REGISTRY_URL"],
+        "basic.auth.user.info": f"{ADMIN}:{service_secrets(layout)[ADMIN]}",
+        "ssl.ca.location": str(tls_files(layout.secrets).ca),
     }
 
 

@@ -31,7 +31,7 @@ from schemas.topics import TopicSpec, create_topics
 
 AGENCY = "police-ctu"
 NOWHERE_KAFKA = "127.0.0.1:9"  # nothing listens: only the file can lead to the broker
-NOWHERE_REGISTRY = "http://127.0.0.1:9/apis/ccompat/v7"
+NOWHERE_REGISTRY = "https://127.0.0.1:9/apis/ccompat/v7"
 TIMEOUT_SECONDS = 120
 
 
@@ -46,13 +46,23 @@ def harness(stack: Settings) -> Iterator[StreamHarness]:
 
 
 def properties_file(folder: Path, settings: Settings) -> Path:
+    """The stack's connection as a file; the registry's credentials and CA are those of the
+    settings' own client config (the registry refuses anonymous clients)."""
+    client = settings.client
+    registry_keys = "".join(
+        f"{key}={value}\n"
+        for key, value in (("schema.registry.basic.auth.user.info", client.registry_user_info),
+                           ("schema.registry.ssl.ca.location", client.registry_ca))
+        if value
+    )
     path = folder / "client.properties"
+    path.touch(mode=0o600)
     path.write_text(
         "# the local stack, as a production file would name a cluster\n"
         f"bootstrap.servers={settings.kafka_bootstrap}\n"
         "security.protocol=PLAINTEXT\n"
         "client.id=tipsync-clientcfg-test\n"
-        f"schema.registry.url={settings.registry_url}\n",
+        f"schema.registry.url={settings.registry_url}\n" + registry_keys,
         encoding="utf-8",
     )
     path.chmod(0o600)

@@ -34,7 +34,7 @@ from schemas.topics import create_topics, topic_plan
 
 @pytest.fixture(scope="module")
 def registry(stack: Settings) -> Iterator[SchemaRegistry]:
-    with SchemaRegistry(stack.registry_url) as client:
+    with SchemaRegistry(stack.client.registry()) as client:
         results = register_all(client)  # idempotent: the governed subjects exist afterwards
         assert all(result.ok for result in results), [r.describe() for r in results]
         yield client

@@ -222,7 +222,7 @@ class ReconciledTopics:
         create_topics(settings.kafka_bootstrap, [
             TopicSpec(name, 1, 1) for name in [*self.names, self.dead_letters]
         ])
-        with SchemaRegistry(settings.registry_url) as registry:
+        with SchemaRegistry(settings.client.registry()) as registry:
             register_all(registry)
             self.serialize_person = AvroSerializer(registry, "reconciled.person")
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})

@@ -41,7 +41,7 @@ class Run:
         self.home = home
         self.prefix = f"test-{uuid.uuid4().hex[:10]}"
         self.topics = TopicNames(self.prefix)
-        self.registry = SchemaRegistry(settings.registry_url)
+        self.registry = SchemaRegistry(settings.client.registry())
         self.deserialize = AvroDeserializer(self.registry)
 
     def topic(self, entity: str, agency: str = AGENCY) -> str:
@@ -85,7 +85,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def registered(settings: Settings) -> None:
-    with SchemaRegistry(settings.registry_url) as registry:
+    with SchemaRegistry(settings.client.registry()) as registry:
         register_all(registry)
 
 

@@ -33,7 +33,7 @@ def source(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     suffix = uuid.uuid4().hex[:10]
     schema = f"test_produce_{suffix}"
     prefix = f"test-{suffix}"
-    with SchemaRegistry(settings.registry_url) as registry:
+    with SchemaRegistry(settings.client.registry()) as registry:
         register_all(registry)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     topics = [TopicNames(prefix).agency(AGENCY, entity) for entity in ("person", "link")]
@@ -70,7 +70,7 @@ def produce(settings: Settings, source: dict[str, Any], *extra: str) -> dict[str
 
 
 def events(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    deserialize = AvroDeserializer(SchemaRegistry(settings.registry_url))
+    deserialize = AvroDeserializer(SchemaRegistry(settings.client.registry()))
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": f"{topic}.reader", "enable.auto.commit": False})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -50,7 +50,7 @@ class Topics:
         create_topics(settings.kafka_bootstrap, [
             TopicSpec(name, PARTITIONS, 1) for name in [*self.of.values(), self.dead_letters]
         ])
-        with SchemaRegistry(settings.registry_url) as registry:
+        with SchemaRegistry(settings.client.registry()) as registry:
             register_all(registry)
             self.serializers = {
                 output: AvroSerializer(registry, "reconciled." + output)

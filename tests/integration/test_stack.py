@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from private_stack import running_private_stack, tipsync
+from private_stack import registry_admin_config, running_private_stack, tipsync
 
 from producers.canonical import Entity, columns_of
 from schemas.config import Settings
@@ -116,7 +116,7 @@ def test_up_twice_is_a_no_op(private_stack: dict[str, str]) -> None:
 def test_schemas_survive_down_and_up_and_down_leaves_nothing(
     private_stack: dict[str, str],
 ) -> None:
-    registry_url = private_stack["TIPSYNC_REGISTRY_URL"]
+    registry = registry_admin_config(private_stack)
     subject = f"test.stack.Sample-{uuid.uuid4().hex[:8]}"
     schema = Schema(
         json.dumps(
@@ -125,7 +125,7 @@ def test_schemas_survive_down_and_up_and_down_leaves_nothing(
         ),
         "AVRO",
     )
-    registered_id = SchemaRegistryClient({"url": registry_url}).register_schema(subject, schema)
+    registered_id = SchemaRegistryClient(registry).register_schema(subject, schema)
 
     down = tipsync(private_stack, "stack", "down")
     assert down.returncode == 0, down.stderr
@@ -140,7 +140,7 @@ def test_schemas_survive_down_and_up_and_down_leaves_nothing(
 
     up = tipsync(private_stack, "stack", "up")
     assert up.returncode == 0, up.stderr
-    latest = SchemaRegistryClient({"url": registry_url}).get_latest_version(subject)
+    latest = SchemaRegistryClient(registry).get_latest_version(subject)
     assert latest.schema_id == registered_id
     assert json.loads(latest.schema.schema_str)["name"] == "Sample"
 

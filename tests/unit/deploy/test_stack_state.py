@@ -22,7 +22,7 @@ from schemas.config import load_settings
 def test_settings_default_to_the_local_stack(tmp_path: Path) -> None:
     settings = load_settings({"TIPSYNC_HOME": str(tmp_path)})
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
-    assert settings.registry_url == "http://127.0.0.1:18081/apis/ccompat/v7"
+    assert settings.registry_url == "https://127.0.0.1:18081/apis/ccompat/v7"
     assert settings.database_url.startswith("postgresql://tipsync@127.0.0.1:15432/tipsync")
     assert f"passfile={tmp_path}/secrets/pgpass" in settings.database_url
     assert settings.cache == tmp_path / "cache"

@@ -26,7 +26,7 @@ from schemas.registry import SchemaRegistry
 
 SECRET = "Sup3r-S3cret-Passw0rd"  # noqa: S105 - a test value that must never be shown
 REGISTRY_SECRET = "R3gistry-S3cret"  # noqa: S105
-LOCAL = "http://127.0.0.1:18081/apis/ccompat/v7"
+LOCAL = "https://127.0.0.1:18081/apis/ccompat/v7"
 
 
 def write(folder: Path, text: str, mode: int = 0o600, name: str = "client.properties") -> Path:
