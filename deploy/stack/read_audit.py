@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from deploy.stack.layout import StackError
+from schemas import config
 
 PGAUDIT_PACKAGE = "postgresql-15-pgaudit"
 # The role whose SELECT grants name the audited objects (pgaudit.role); it never logs in.
@@ -86,8 +87,8 @@ def ensure_pgaudit(bin_folder: Path) -> None:
     if not library.is_file():
         raise StackError(
             f"{PGAUDIT_PACKAGE} is installed but {library} is still missing: the package is"
-            f" for another PostgreSQL than {bin_folder}; point TIPSYNC_POSTGRES_BIN at"
-            " PostgreSQL 15"
+            f" for another PostgreSQL than {bin_folder}; point {config.POSTGRES_BIN} at"
+            " PostgreSQL 15's bin folder"
         )
 
 

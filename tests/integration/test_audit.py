@@ -116,10 +116,10 @@ def reads(reconciled: Store, analysts: dict[str, Login]) -> dict[str, str]:
                 "SELECT person_id, cases FROM reconciled.person_overview WHERE person_id = %s",
                 (reconciled.official,)).fetchall()
             connection.execute("SELECT given_name FROM reconciled.person").fetchall()
-    with analysts["VICTIM_PROTECTED"].connect() as connection:
-        with pytest.raises(_Rollback), connection.transaction():
-            connection.execute("SELECT * FROM reconciled.case_people").fetchall()
-            raise _Rollback
+    with (analysts["VICTIM_PROTECTED"].connect() as connection,
+          pytest.raises(_Rollback), connection.transaction()):
+        connection.execute("SELECT * FROM reconciled.case_people").fetchall()
+        raise _Rollback
     return {clearance: login.name for clearance, login in analysts.items()}
 
 
