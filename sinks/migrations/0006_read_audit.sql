@@ -107,6 +107,10 @@ GRANT EXECUTE ON FUNCTION reconciled.record_person_read(text, uuid[]) TO tipsync
 
 -- search_person as before (0003), and the persons it returns are recorded. VOLATILE now: it
 -- writes. The search term is not recorded.
+-- Calling a pg_trgm function loads its library, which declares the setting the function
+-- sets below; without it, a session that has not used pg_trgm yet sees an unknown setting
+-- that only a superuser may attach to a function.
+SELECT similarity('tipsync', 'tipsync');
 CREATE OR REPLACE FUNCTION reconciled.search_person(name text, dob date DEFAULT NULL)
 RETURNS TABLE (
     person_id       uuid,

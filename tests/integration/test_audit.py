@@ -109,9 +109,10 @@ def reads(reconciled: Store, analysts: dict[str, Login]) -> dict[str, str]:
     """Each analyst searches, reads a view and a table; the VICTIM_PROTECTED one also
     reads a view in a transaction it rolls back. Returns clearance -> login name."""
     for clearance in ("OFFICIAL", "VICTIM_PROTECTED"):
+        # The analyst's command: `tipsync search person --connection FILE`.
+        assert main(["search", "person", reconciled.family_name,
+                     "--connection", str(analysts[clearance].uri_file)]) == 0
         with analysts[clearance].connect() as connection:
-            connection.execute("SELECT * FROM reconciled.search_person(%s)",
-                               (reconciled.family_name,)).fetchall()
             connection.execute(
                 "SELECT person_id, cases FROM reconciled.person_overview WHERE person_id = %s",
                 (reconciled.official,)).fetchall()
