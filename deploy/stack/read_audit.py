@@ -40,8 +40,10 @@ pgaudit.log_parameter = off
 # Never the statement's text: a WHERE clause or a search term may hold a name or a number.
 pgaudit.log_statement = off
 pgaudit.log_rows = on
+# Only JSON lines, one copy of each record: the server's other messages go there too
+# (the stack's logs/postgres.log keeps what the server says before the collector starts).
 logging_collector = on
-log_destination = 'stderr,jsonlog'
+log_destination = 'jsonlog'
 log_directory = '{SERVER_LOG_FOLDER}'
 log_filename = 'postgresql-%Y-%m-%d.log'
 log_file_mode = 0600
