@@ -44,7 +44,14 @@ def _audit(args: argparse.Namespace) -> int:
 
     from deploy.cli.analyst import _connections
     from deploy.operations.analysts import AnalystError
-    from deploy.operations.audit import AuditError, Filters, parse_since, read_audit
+    from deploy.operations.audit import (
+        AUDITOR_ROLE,
+        AuditError,
+        Filters,
+        parse_since,
+        read_audit,
+        unaudited_analysts,
+    )
     from deploy.stack.layout import StateLayout
     from schemas.config import load_settings
 
@@ -57,9 +64,15 @@ def _audit(args: argparse.Namespace) -> int:
         )
         server_log = args.server_log or StateLayout.of(load_settings()).postgres_data / "log"
         entries = read_audit(admin, server_log, filters)
+        unaudited = unaudited_analysts(admin)
     except (AuditError, AnalystError) as error:
         print(f"tipsync audit: {error}", file=sys.stderr)
         return 2
+    for name in unaudited:
+        # Nothing silent: a login whose statements pgaudit skips is named on every report.
+        print(f"tipsync audit: warning: analyst {name}'s statements are not recorded by"
+              f" pgaudit (made by hand or before the read audit); as a superuser run ALTER"
+              f" ROLE {name} SET pgaudit.role = '{AUDITOR_ROLE}'", file=sys.stderr)
     if args.json:
         for entry in entries:
             print(json.dumps(entry.as_json(), sort_keys=True))

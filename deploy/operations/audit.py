@@ -265,6 +265,31 @@ def read_audit(admin: str, server_log: Path, filters: Filters) -> list[AuditEntr
     return merge(stored_person_reads(admin, filters), logged, statements, filters)
 
 
+def unaudited_analysts(admin: str) -> list[str]:
+    """Analysts whose statements pgaudit does not record: logins of the analyst group
+    without ``pgaudit.role`` set on their role (made by hand, or before the read audit)."""
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
+            rows = connection.execute(
+                """
+                SELECT r.rolname::text
+                FROM pg_auth_members AS m
+                JOIN pg_roles AS r ON r.oid = m.member
+                WHERE m.roleid = to_regrole('tipsync_analyst') AND NOT m.admin_option
+                  AND r.rolcanlogin
+                  AND NOT EXISTS (
+                      SELECT FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
+                      WHERE s.setrole = r.oid AND s.setdatabase = 0
+                        AND setting = 'pgaudit.role=' || %s)
+                ORDER BY 1
+                """,
+                (AUDITOR_ROLE,),
+            ).fetchall()
+    except psycopg.OperationalError as error:
+        raise AuditError(f"cannot connect as the administrator ({str(error).strip()})") from None
+    return [name for (name,) in rows]
+
+
 # --------------------------------------------------------------------------- analysts
 
 

@@ -262,3 +262,20 @@ def test_the_server_log_is_the_server_users_alone(stack: Settings) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_analyst_made_without_the_audit_is_named_on_every_report(
+    reconciled: Store, reads: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = f"test_audit_{RUN}_by_hand"
+    with psycopg.connect(reconciled.admin, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN IN ROLE tipsync_analyst")
+        try:
+            capsys.readouterr()
+            assert main(["audit", "--database-url", reconciled.url, "--since",
+                         "2999-01-01"]) == 0
+            warnings = capsys.readouterr().err
+        finally:
+            admin.execute(f"DROP ROLE {name}")
+    assert f"analyst {name}'s statements are not recorded" in warnings
+    assert reads["OFFICIAL"] not in warnings
