@@ -30,6 +30,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from deploy.operations.audit import audit_statements_of, read_audit_problem
+
 ANALYST_GROUP = "tipsync_analyst"
 ADMIN_ROLE = "tipsync_admin"
 CLEARANCES = ("OFFICIAL", "SENSITIVE", "VICTIM_PROTECTED")
@@ -227,6 +229,9 @@ def add_analyst(admin: str, database_url: str, name: str, clearance: str,
     password = secrets.token_urlsafe(32)
     with _admin(admin) as connection:
         _require_store(connection)
+        problem = read_audit_problem(connection)
+        if problem:
+            raise AnalystError(problem)
         if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
             raise AnalystError(f"a role {name} exists already; choose another name")
         write_private(files.passfile, passfile_line(name, password))
@@ -244,6 +249,7 @@ def add_analyst(admin: str, database_url: str, name: str, clearance: str,
                 connection.execute(
                     sql.SQL("ALTER ROLE {} SET search_path = reconciled, public").format(role)
                 )
+                audit_statements_of(connection, name)
                 # A row left by an earlier role of the same name is replaced.
                 connection.execute(
                     "INSERT INTO reconciled.analyst_clearance (role_name, clearance, agencies)"

@@ -20,6 +20,11 @@ from deploy.stack.processes import (
     tail,
     wait_until,
 )
+from deploy.stack.read_audit import (
+    CREATE_AUDITOR_ROLE,
+    add_settings,
+    ensure_pgaudit,
+)
 from deploy.stack.services import Service, accepts_tcp, is_local
 from schemas import config
 
@@ -201,6 +206,7 @@ class Postgres(Service):
                 # Lets the operators' freshness figure use exact commit times.
                 "track_commit_timestamp = on\n"
             )
+        add_settings(data / "postgresql.conf")
         if user:
             shutil.chown(data / "pg_hba.conf", user=user)
         self._start_server()
@@ -236,6 +242,12 @@ class Postgres(Service):
             # pg_trgm backs the analysts' fuzzy name search; created once by the admin.
             admin.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
+    def _create_auditor_role(self) -> None:
+        # Cluster-wide, like the analyst group; made on every start, so a cluster from before
+        # the read audit gets it too.
+        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
+            admin.execute(CREATE_AUDITOR_ROLE)
+
     def _start_server(self) -> None:
         require_free_port(self.port, "PostgreSQL", self.variable)
         options = (
@@ -255,6 +267,7 @@ class Postgres(Service):
     def start(self) -> None:
         if not self.local or self.is_up():
             return
+        ensure_pgaudit(config.postgres_bin())
         if not self.initialised:
             require_free_port(self.port, "PostgreSQL", self.variable)
             try:
@@ -266,13 +279,16 @@ class Postgres(Service):
                     self.stop()
                 shutil.rmtree(self.layout.postgres_data, ignore_errors=True)
                 raise
+            self._create_auditor_role()
             return
         if not (self.layout.postgres_data / "PG_VERSION").is_file():
             raise StackError(
                 f"{self.layout.postgres_data} is not a PostgreSQL cluster (corrupt or foreign "
                 "state). Run `tipsync stack reset --yes` to start afresh."
             )
+        add_settings(self.layout.postgres_data / "postgresql.conf")
         self._start_server()
+        self._create_auditor_role()
 
     def wait(self) -> None:
         wait_until(
