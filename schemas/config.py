@@ -229,6 +229,15 @@ def _port_of(host_port: str, default: int) -> int:
     return int(port) if port.isdigit() else default
 
 
+def local_database_url(home: Path, port: int = DEFAULT_POSTGRES_PORT) -> str:
+    """The store of the local stack whose state folder is ``home``, as its owner: the
+    password from the stack's pgpass, the server verified against the stack's CA."""
+    return (
+        f"postgresql://tipsync@{LOOPBACK}:{port}/tipsync?passfile={home / PGPASS_RELATIVE}"
+        f"&sslmode=verify-full&sslrootcert={home / STACK_CA_RELATIVE}"
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment (or the mapping given), with local defaults."""
     env = _environment(environ)
@@ -238,11 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env.get(REGISTRY_URL)
         or f"http://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
     ).rstrip("/")
-    database = env.get(DATABASE_URL) or (
-        f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
-        f"?passfile={home / PGPASS_RELATIVE}"
-        f"&sslmode=verify-full&sslrootcert={home / STACK_CA_RELATIVE}"
-    )
+    database = env.get(DATABASE_URL) or local_database_url(home)
     cache = Path(env.get(CACHE) or home / "cache").expanduser().resolve()
     if "@" in urlsplit(registry).netloc:
         raise ClientConfigError(

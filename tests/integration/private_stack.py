@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from schemas.config import load_settings
+from schemas.config import load_settings, local_database_url
 
 
 def tipsync(
@@ -32,10 +32,7 @@ def private_stack_env(home: Path, port_base: int) -> dict[str, str]:
         "TIPSYNC_CACHE": str(load_settings().cache),
         "TIPSYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port_base + 92}",
         "TIPSYNC_REGISTRY_URL": f"http://127.0.0.1:{port_base + 81}/apis/ccompat/v7",
-        "TIPSYNC_DATABASE_URL": (
-            f"postgresql://tipsync@127.0.0.1:{port_base + 32}/tipsync"
-            f"?passfile={home}/secrets/pgpass"
-        ),
+        "TIPSYNC_DATABASE_URL": local_database_url(home, port_base + 32),
     }
 
 

@@ -254,13 +254,9 @@ def private_cluster(stack: Settings) -> Iterator[Postgres]:
     hosts = ("127.0.0.1", address) if address else ("127.0.0.1",)
     home = stack.home / f"pgsec-{uuid.uuid4().hex[:8]}"
     port = free_port(*hosts)
-    pgpass = home / config.PGPASS_RELATIVE
     settings = load_settings({
         config.HOME: str(home), config.CACHE: str(stack.cache),
-        config.DATABASE_URL: (
-            f"postgresql://{APP_ROLE}@127.0.0.1:{port}/tipsync?passfile={pgpass}"
-            f"&sslmode=verify-full&sslrootcert={home / config.STACK_CA_RELATIVE}"
-        ),
+        config.DATABASE_URL: config.local_database_url(home, port),
     })
     # The server's certificate names the non-loopback address too, as a deployment's would.
     ensure_tls(StateLayout.of(settings).secrets, [address] if address else [])
