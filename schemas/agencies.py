@@ -94,7 +94,10 @@ class Agency:
 
     ``trust`` has a rank for every group of FIELD_GROUPS. ``classification`` and
     ``legal_basis`` are what its producer puts in the envelope unless a record says otherwise;
-    ``retention_days`` sets ``retention_until`` (None: no fixed end).
+    ``retention_days`` sets ``retention_until`` (None: no fixed end). ``classification`` is
+    also the agency's floor: its events are labelled at least that, unless
+    ``may_lower_classification`` (an explicit, reviewable line in the registry) allows a
+    producer run to label lower (``permits_label``).
     """
 
     id: str
@@ -104,6 +107,14 @@ class Agency:
     classification: str = Classification.SENSITIVE.value
     legal_basis: str = LegalBasis.PUBLIC_FUNCTION.value
     retention_days: int | None = None
+    may_lower_classification: bool = False
+
+    def permits_label(self, label: str | None) -> bool:
+        """Whether an event of this agency may carry ``label``: at least the agency's
+        default classification, or anything when the registry allows lowering it."""
+        return self.may_lower_classification or (
+            Classification.rank(label) >= Classification.rank(self.classification)
+        )
 
 
 def default_agencies_path() -> Path:
@@ -154,6 +165,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         "classification",
         "legal_basis",
         "retention_days",
+        "may_lower_classification",
     }
     if unknown:
         raise AgencyRegistryError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
@@ -184,6 +196,9 @@ def _parse_agency(entry: Any, where: str) -> Agency:
     retention = entry.get("retention_days")
     if retention is not None and (not isinstance(retention, int) or retention <= 0):
         raise AgencyRegistryError(f"{where}: retention_days must be a positive whole number")
+    lower = entry.get("may_lower_classification", False)
+    if not isinstance(lower, bool):
+        raise AgencyRegistryError(f"{where}: may_lower_classification must be true or false")
     return Agency(
         id=agency_id,
         name=name.strip(),
@@ -192,6 +207,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         classification=classification,
         legal_basis=legal_basis,
         retention_days=retention,
+        may_lower_classification=lower,
     )
 
 

@@ -49,6 +49,13 @@ class Classification(ContractEnum):
         # A reader that does not know a new label must protect the record as much as it can.
         return cls.VICTIM_PROTECTED
 
+    @classmethod
+    def rank(cls, label: str | None) -> int:
+        """0 for OFFICIAL up to 2 for VICTIM_PROTECTED; an unknown or missing label ranks as
+        the most protected (what ``avro_default`` reads it as)."""
+        order = cls.symbols()
+        return order.index(label) if label in order else len(order) - 1
+
 
 class LegalBasis(ContractEnum):
     """Why the agency may process and share the record (Data Protection Act 2020, Jamaica)."""

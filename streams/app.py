@@ -95,9 +95,9 @@ class StreamApp:
         self.metrics = StreamMetrics()
         registry = SchemaRegistry(bootstrap.registry())
         self.serializers = Serializers(registry)
-        decoder = EventDecoder(AvroDeserializer(registry))
-        self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         agencies = load_agencies()
+        decoder = EventDecoder(AvroDeserializer(registry), agencies=agencies)
+        self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         trust = trust_ranks(agencies)
         # Read at start, so a bad model file stops the worker before it consumes anything.
         model_file = load_model(options.model_path)

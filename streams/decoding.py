@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from schemas.agencies import Agency
 from schemas.dead_letters import Rejected
 from schemas.entities import STEWARD_DECISION
 from schemas.errors import RegistryUnavailableError, WireFormatError
@@ -32,9 +34,12 @@ class Deserializer(Protocol):
 
 class EventDecoder:
     def __init__(self, deserializer: Deserializer,
-                 retry_seconds: float = REGISTRY_RETRY_SECONDS) -> None:
+                 retry_seconds: float = REGISTRY_RETRY_SECONDS,
+                 agencies: Mapping[str, Agency] | None = None) -> None:
         self._deserializer = deserializer
         self._retry_seconds = retry_seconds
+        # the registry's agencies: each event is labelled at least its agency's floor
+        self._agencies: Mapping[str, Agency] = agencies or {}
 
     async def agency_event(
         self, value: bytes | None, agency_id: str, entity: str, key: bytes | None
@@ -44,7 +49,8 @@ class EventDecoder:
         while True:
             try:
                 decoded = self._deserializer(value, expected=entity)  # type: ignore[arg-type]
-                return check_event(agency_id, entity, key, decoded.record)
+                return check_event(agency_id, entity, key, decoded.record,
+                                   agency=self._agencies.get(agency_id))
             except WireFormatError as error:
                 raise Rejected(error.reason, str(error)) from None
             except RegistryUnavailableError as error:

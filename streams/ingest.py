@@ -32,6 +32,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from schemas.agencies import Agency
 from schemas.dead_letters import Rejected
 from schemas.reconciled import RECONCILED_MODELS
 from schemas.topics import source_key
@@ -158,12 +159,28 @@ def check_plausible(
         )
 
 
+BELOW_AGENCY_LABEL: Final = "below_agency_classification"
+
+
+def hold_to_agency_label(record: dict[str, Any], agency: Agency | None) -> dict[str, Any]:
+    """The event's record with its classification raised to the agency's own when it is
+    lower and the agency registry does not allow lowering it (a forged or mistaken label must
+    not open a record to analysts of a lower clearance). The record is kept; the raise is a
+    data-quality issue on ``classification`` (the label, never a value)."""
+    if agency is None or agency.permits_label(record.get("classification")):
+        return record
+    issues = [dict(issue) for issue in record.get("quality_issues") or []]
+    issues.append({"field": "classification", "problem": BELOW_AGENCY_LABEL})
+    return {**record, "classification": agency.classification, "quality_issues": issues}
+
+
 def check_event(
     topic_agency: str, entity: str, key: bytes | None, record: Mapping[str, Any],
-    now_ms: int | None = None,
+    now_ms: int | None = None, agency: Agency | None = None,
 ) -> AgencyEvent:
-    """Check a decoded event against its topic, its key and the clock (``now_ms``, epoch
-    milliseconds; default the current time); Rejected names what is wrong."""
+    """Check a decoded event against its topic, its key, the clock (``now_ms``, epoch
+    milliseconds; default the current time) and its agency's label floor (``agency``, from
+    the registry; None: no floor); Rejected names what is wrong."""
     agency_id = record.get("agency_id")
     source_record_id = record.get("source_record_id")
     if agency_id != topic_agency:
@@ -207,7 +224,7 @@ def check_event(
         op=str(op),
         source_version=version,
         event_time=record["event_time"],
-        record=dict(record),
+        record=hold_to_agency_label(dict(record), agency),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from producers.sql_source import (
 )
 from producers.tracker import ChangeTracker, UnacknowledgedError
 from schemas.config import Settings, load_settings
+from schemas.enums import Classification
 from schemas.topics import TopicNames
 
 EXIT_FATAL = 1
@@ -83,7 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="compare the table's keys with the checkpoint every POLLS polls and DELETE the "
         "missing (0: never; with a soft-delete column it is not needed)",
     )
-    produce.add_argument("--classification", help="override the agency's default label")
+    produce.add_argument(
+        "--classification", choices=Classification.symbols(),
+        help="label this run's events (default: the agency's; lower only where the agency "
+        "registry allows it: may_lower_classification)",
+    )
     produce.add_argument("--legal-basis", help="override the agency's default legal basis")
     produce.add_argument("--consent-ref", help="consent record (with --legal-basis CONSENT)")
     produce.add_argument("--retention-days", type=int, help="override the agency's retention")
@@ -230,6 +236,22 @@ def _governance(args: argparse.Namespace) -> Governance:
         raise FatalError(
             f"agency {args.agency!r} is not in the agency registry (known: "
             f"{', '.join(sorted(agencies))}); fix --agency or add it to deploy/agencies.yaml"
+        )
+    if args.classification and args.classification != agency.classification:
+        if not agency.permits_label(args.classification):
+            raise FatalError(
+                f"--classification {args.classification} is below agency {agency.id!r}'s own"
+                f" label {agency.classification}, and the agency registry does not allow"
+                f" lowering it; publish at {agency.classification} or higher, or have the"
+                f" registry's owner set may_lower_classification: true for {agency.id!r}"
+                " (a reviewed change of deploy/agencies.yaml)"
+            )
+        logging.getLogger("tipsync.produce").warning(
+            "classification override: this run labels agency %s's events %s instead of %s%s",
+            agency.id, args.classification, agency.classification,
+            " (lowered, allowed by the agency registry)"
+            if Classification.rank(args.classification) < Classification.rank(
+                agency.classification) else "",
         )
     return Governance(
         classification=args.classification or agency.classification,

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from deploy.stack.at_rest import check_folder
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
 from schemas.config import load_settings
@@ -47,6 +48,9 @@ def stack_up(args: argparse.Namespace) -> int:
     if report.external:
         print(f"external (not managed here): {', '.join(report.external)}")
     print(f"stack up in {report.seconds:.1f}s; state in {stack.layout.home}")
+    warning = check_folder(stack.layout.home).warning()
+    if warning:
+        print(f"tipsync stack: note: {warning}", file=sys.stderr)
     return 0
 
 
@@ -70,6 +74,10 @@ def stack_status(args: argparse.Namespace) -> int:
             state = "up" if fields["up"] else "DOWN"
             managed = "" if fields["managed"] else " (external)"
             print(f"{name:<9} {state:<5} {address}{managed}")
+        at_rest = check_folder(load_settings().home)
+        verdict = {True: "encrypted volume", False: "NOT an encrypted volume",
+                   None: "encryption unknown"}[at_rest.encrypted]
+        print(f"{'state':<9} {verdict}: {at_rest.folder} on {at_rest.where}")
     return 0 if all(fields["up"] for fields in status.values()) else 1
 
 

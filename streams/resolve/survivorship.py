@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from schemas.enums import Classification
 from streams.resolve.normalise import (
     normalise_email,
     normalise_identifier,
@@ -39,7 +40,7 @@ UNRANKED = 1_000
 # changing it would change every golden id).
 GOLDEN_ID_NAMESPACE = uuid.UUID("6f1c1a52-3b7e-5d8a-9c0e-7a4b2d9e1f30")
 
-CLASSIFICATION_ORDER = {"OFFICIAL": 0, "SENSITIVE": 1, "VICTIM_PROTECTED": 2}
+CLASSIFICATION_ORDER = {label: Classification.rank(label) for label in Classification.symbols()}
 _PRECISION_COMPLETENESS = {"DAY": 3, "MONTH": 2, "YEAR": 1}
 
 # field group -> the golden fields it fills from one winning source

@@ -3,7 +3,8 @@
 A forged ``source_version`` (2^63-1) would make every later genuine change of the record
 stale: ingest sends it to ``tip.dlq.ingest`` (``future_version``) and the next genuine change
 is applied. A topic matching the agency pattern whose agency is not in the registry is never
-read: its events reach neither the outputs nor the dead letters.
+read: its events reach neither the outputs nor the dead letters. A label below the agency's
+own (police-ctu: SENSITIVE) is raised to it and flagged, the record kept (issue 15).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def run(stack: Settings) -> Iterator[StreamHarness]:
         harness.publish("case", _case("F-2", 1, "from the future",
                                       event_time=datetime.now(UTC) + timedelta(days=30)))
         harness.publish("case", _case("U-1", 1, "unregistered", agency=UNREGISTERED))
+        harness.publish("case", _case("L-1", 1, "labelled low", classification="OFFICIAL"))
         harness.flush()
         harness.start_worker()
         harness.wait_for(harness.caught_up, timeout=120, what="the scripted run")
@@ -73,3 +75,11 @@ def test_an_unregistered_agency_s_topic_is_never_read(run: StreamHarness) -> Non
     skipped = run.agency_topic(UNREGISTERED, "case")
     assert f"ingest skips topic {skipped}" in log
     assert log.count(f"ingest skips topic {skipped}") == 1
+
+
+def test_a_label_below_the_agency_s_own_is_raised_and_flagged(run: StreamHarness) -> None:
+    golden = run.latest(run.topics.reconciled("case"))[entity_golden_id("case", POLICE, "L-1")]
+    assert golden["classification"] == "SENSITIVE"
+    assert {"field": "classification", "problem": "below_agency_classification"} in (
+        golden["sources"][0]["quality_issues"]
+    )
