@@ -149,9 +149,9 @@ def require_migrated(conninfo: str, migrations: list[Migration] | None = None) -
         except psycopg.errors.InsufficientPrivilege:
             raise MigrationError(
                 f"role {connection.info.user} may not read {MIGRATIONS_TABLE} in {where}:"
-                " the store's migrations are behind this code (0006 grants the sink's role"
-                " its rights) or this is not the sink's role; run `tipsync db migrate` as the"
-                " database owner, then start the sink again"
+                " the store's migrations are behind this code (the sink_role migration grants"
+                " the sink's role its rights) or this is not the sink's role; run `tipsync db"
+                " migrate` as the database owner, then start the sink again"
             ) from None
     applied = {version: AppliedMigration(version, name, checksum)
                for version, name, checksum in rows}

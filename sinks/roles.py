@@ -1,10 +1,10 @@
 """The store's roles the sink knows by name, and connecting to the store as one of them.
 
 The reconciled store is written by ``tipsync_sink``, a login with rights on the rows of the
-tables it writes and nothing else (migration 0006 grants them); the schema belongs to its
-owner (``tipsync`` on the local stack), who alone applies migrations. The database URL
-names the store (server, database, TLS settings, password file); each command connects to
-it as the role its job needs.
+tables it writes and nothing else (the ``sink_role`` migration grants them); the schema
+belongs to its owner (``tipsync`` on the local stack), who alone applies migrations. The
+database URL names the store (server, database, TLS settings, password file); each command
+connects to it as the role its job needs.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ class Postgres(Service):
         roles = {
             # Owns the store; CREATEDB for the throwaway databases of tests and benchmarks.
             APP_ROLE: "LOGIN CREATEDB NOCREATEROLE",
-            # Writes rows only: the grants are in migration 0006, made by the owner.
+            # Writes rows only: the sink_role migration grants them, as the owner.
             SINK_ROLE: "LOGIN NOCREATEDB NOCREATEROLE",
             REGISTRY_ROLE: "LOGIN NOCREATEDB NOCREATEROLE",
         }
