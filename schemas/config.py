@@ -33,6 +33,9 @@ LOOPBACK = "127.0.0.1"
 # (mode 0600) under the state folder (HOME); libpq reads it through the URI's passfile
 # parameter, so no secret ever appears in the repository, a URI or a log line.
 PGPASS_RELATIVE = Path("secrets") / "pgpass"
+# The local stack's certificate authority (deploy/stack/tls.py makes it): PostgreSQL clients
+# check the server's certificate and name against it (libpq's sslmode=verify-full).
+STACK_CA_RELATIVE = Path("secrets") / "tls" / "ca.pem"
 
 DEFAULT_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_STREAM_METRICS_PORT = 19100  # worker i of `tipsync stream --workers N` uses + i
@@ -94,8 +97,11 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         DATABASE_URL,
         f"`postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
-        f"?passfile=<home>/{PGPASS_RELATIVE.as_posix()}`",
-        "the reconciled store; the local PostgreSQL listens on this port",
+        f"?passfile=<home>/{PGPASS_RELATIVE.as_posix()}&sslmode=verify-full"
+        f"&sslrootcert=<home>/{STACK_CA_RELATIVE.as_posix()}`",
+        "the reconciled store, as its owner (`db migrate`); the local PostgreSQL listens on"
+        " this port. `sink` connects to the same store as `tipsync_sink`, `analyst` as"
+        " `tipsync_admin` (docs/SECURITY.md)",
     ),
     Variable(
         CLIENT_CONFIG, "none: PLAINTEXT Kafka, the registry without auth",
@@ -113,7 +119,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         POSTGRES_PASSWORD, "none: Docker only",
         "the PostgreSQL password `deploy/compose.yaml` gives its database and registry;"
-        f" tipsync never reads it (put it in `{DATABASE_URL}`, as that file's header shows)",
+        f" tipsync never reads it (put it in a password file that `{DATABASE_URL}` names"
+        " with `passfile=`, as that file's header shows)",
     ),
     Variable(
         AGENCIES, "`deploy/agencies.yaml`",
@@ -222,6 +229,15 @@ def _port_of(host_port: str, default: int) -> int:
     return int(port) if port.isdigit() else default
 
 
+def local_database_url(home: Path, port: int = DEFAULT_POSTGRES_PORT) -> str:
+    """The store of the local stack whose state folder is ``home``, as its owner: the
+    password from the stack's pgpass, the server verified against the stack's CA."""
+    return (
+        f"postgresql://tipsync@{LOOPBACK}:{port}/tipsync?passfile={home / PGPASS_RELATIVE}"
+        f"&sslmode=verify-full&sslrootcert={home / STACK_CA_RELATIVE}"
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment (or the mapping given), with local defaults."""
     env = _environment(environ)
@@ -231,10 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env.get(REGISTRY_URL)
         or f"https://{LOOPBACK}:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
     ).rstrip("/")
-    database = env.get(DATABASE_URL) or (
-        f"postgresql://tipsync@{LOOPBACK}:{DEFAULT_POSTGRES_PORT}/tipsync"
-        f"?passfile={home / PGPASS_RELATIVE}"
-    )
+    database = env.get(DATABASE_URL) or local_database_url(home)
     cache = Path(env.get(CACHE) or home / "cache").expanduser().resolve()
     if "@" in urlsplit(registry).netloc:
         raise ClientConfigError(

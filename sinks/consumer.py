@@ -39,8 +39,9 @@ from sinks import store
 from sinks.batch import Decode, Message, PreparedBatch, Rejection, prepare_batch
 from sinks.dead_letters import DeadLetterPublisher
 from sinks.metrics import SinkMetrics, batch_report
-from sinks.migrate import migrate
+from sinks.migrate import require_migrated
 from sinks.records import GoldenRows, RecordError, Row
+from sinks.roles import SINK_ROLE, conninfo_as
 from sinks.tables import ENTITY_TABLES
 
 log = logging.getLogger("tipsync.sink")
@@ -65,7 +66,6 @@ class SinkOptions:
     # gives 1.6x the rate of 20,000 over 100,000 keys).
     batch_size: int = 50_000
     batch_seconds: float = 1.0
-    apply_migrations: bool = True
     # A sink that dies is noticed after this long and its partitions go to the others.
     session_timeout_ms: int = 10_000
     # Static group membership: a sink restarted with the same id takes its partitions back
@@ -131,7 +131,8 @@ class ReconciledSink:
     ) -> None:
         self.settings = settings
         self.options = options or SinkOptions()
-        self.database_url = database_url or settings.database_url
+        # The store the settings name, as the sink's own role (never the owner).
+        self.database_url = database_url or conninfo_as(settings.database_url, SINK_ROLE)
         self.statistics = SinkStatistics()
         # Counted only after a batch commits, so a retried batch is counted once.
         self.metrics = metrics
@@ -153,8 +154,8 @@ class ReconciledSink:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> SinkStatistics:
-        if self.options.apply_migrations:
-            self._wait_for(lambda: migrate(self.database_url), "applying migrations")
+        # The owner migrates (`tipsync db migrate`); the sink only checks it was done.
+        self._wait_for(lambda: require_migrated(self.database_url), "checking the migrations")
         registry = SchemaRegistry(self.settings.client.registry())
         decode = avro_decoder(AvroDeserializer(registry))
         dead_letters = DeadLetterPublisher(self.settings.client, self.options.dead_letter_topic)

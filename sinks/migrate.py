@@ -6,8 +6,11 @@ checksum, applied_at). A released file is never edited: when a recorded checksum
 matches its file, the runner refuses to run and says which file changed.
 
 ``plan_migrations`` is the pure decision (what to apply, or why not); ``migrate`` is the thin
-shell that reads the table, takes a lock so two sinks starting together do not race, and
-applies the plan.
+shell that reads the table, takes a lock so two runs starting together do not race, and
+applies the plan. Migrations run as the schema's owner (``tipsync db migrate``, which
+``tipsync stack up`` and the demo run too), never as the sink: the sink's role may not
+create or alter anything, so on start it only checks, with ``require_migrated``, that the
+store is at the version its code expects.
 """
 
 from __future__ import annotations
@@ -126,6 +129,44 @@ def migrate(conninfo: str, migrations: list[Migration] | None = None) -> list[Mi
             return pending
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+
+def require_migrated(conninfo: str, migrations: list[Migration] | None = None) -> None:
+    """Refuse (``MigrationError``) unless every migration this code ships is applied to the
+    database at ``conninfo``, unedited; read-only, so the sink's role can run it."""
+    migrations = shipped_migrations() if migrations is None else migrations
+    with psycopg.connect(conninfo, connect_timeout=10) as connection:
+        where = _describe(connection)
+        try:
+            rows = connection.execute(
+                f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE}"
+            ).fetchall()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            raise MigrationError(
+                f"{where} has no reconciled store yet; run `tipsync db migrate` (as the"
+                " database owner) before starting the sink"
+            ) from None
+        except psycopg.errors.InsufficientPrivilege:
+            raise MigrationError(
+                f"role {connection.info.user} may not read {MIGRATIONS_TABLE} in {where}:"
+                " the store's migrations are behind this code (the sink_role migration grants"
+                " the sink's role its rights) or this is not the sink's role; run `tipsync db"
+                " migrate` as the database owner, then start the sink again"
+            ) from None
+    applied = {version: AppliedMigration(version, name, checksum)
+               for version, name, checksum in rows}
+    pending = plan_migrations(migrations, applied)
+    if pending:
+        raise MigrationError(
+            f"{where} lacks {len(pending)} migration(s) this code needs"
+            f" ({', '.join(m.file_name for m in pending)}); run `tipsync db migrate` (as the"
+            " database owner), then start the sink again"
+        )
+
+
+def _describe(connection: psycopg.Connection) -> str:
+    info = connection.info
+    return f"database {info.dbname} on {info.host}:{info.port}"
 
 
 def _applied_migrations(connection: psycopg.Connection) -> dict[int, AppliedMigration]:

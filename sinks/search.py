@@ -9,6 +9,10 @@ from datetime import date
 import psycopg
 
 
+class SearchRefused(Exception):
+    """The connection's role sees every row, so a search through it would ignore clearances."""
+
+
 @dataclass(frozen=True)
 class PersonMatch:
     person_id: str
@@ -21,10 +25,30 @@ class PersonMatch:
     score: float
 
 
+def require_analyst(connection: psycopg.Connection) -> None:
+    """Refuse a role row-level security does not bind: a superuser, a role with BYPASSRLS,
+    the schema's owner or the sink (``is_store_writer``, whose policy shows every row).
+    Analysts search within their clearance; nobody searches as the owner."""
+    row = connection.execute(
+        "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, n.nspowner, 'USAGE')"
+        " OR coalesce(pg_has_role(current_user, to_regrole('tipsync_sink'), 'USAGE'), false)"
+        " FROM pg_catalog.pg_roles AS r, pg_catalog.pg_namespace AS n"
+        " WHERE r.rolname = current_user AND n.nspname = 'reconciled'"
+    ).fetchone()
+    if row is not None and row[0]:
+        raise SearchRefused(
+            f"role {connection.info.user} sees every row of the store (a superuser, the"
+            " schema's owner or the sink), so its search would ignore clearances; search as an"
+            " analyst: --connection FILE from `tipsync analyst add` (docs/ANALYSTS.md)"
+        )
+
+
 def search_person(
     connection: psycopg.Connection, name: str, dob: date | None = None
 ) -> list[PersonMatch]:
-    """Best matches first, at most 50 (the SQL function decides the ranking)."""
+    """Best matches first, at most 50 (the SQL function decides the ranking), as the
+    connection's role, which must be an analyst (``require_analyst``)."""
+    require_analyst(connection)
     rows = connection.execute(
         "SELECT person_id, full_name, aliases, date_of_birth, dob_precision, sex, agencies,"
         " score FROM reconciled.search_person(%s, %s)",

@@ -209,10 +209,7 @@ def private_environment(shared: Settings, home: Path, args: argparse.Namespace) 
         cache=shared.cache,
         kafka_bootstrap=f"127.0.0.1:{args.kafka_port}",
         registry_url=f"https://127.0.0.1:{args.registry_port}/apis/ccompat/v7",
-        database_url=(
-            f"postgresql://tipsync@127.0.0.1:{args.postgres_port}/tipsync"
-            f"?passfile={home / 'secrets' / 'pgpass'}"
-        ),
+        database_url=config.local_database_url(home, args.postgres_port),
     ))
 
 

@@ -15,6 +15,7 @@ from deploy.cli.options import add_client_config, add_topic_root
 from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TOPICS, TopicNames
+from sinks.roles import SINK_ROLE
 
 DATABASE_URL_HELP = f"libpq URI (default: {config.DATABASE_URL})"
 
@@ -42,9 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--batch-size", type=int, default=None, help="messages per transaction")
     sink.add_argument("--batch-seconds", type=float, default=None,
                       help="longest wait to fill a batch")
-    sink.add_argument("--database-url", help=DATABASE_URL_HELP)
-    sink.add_argument("--no-migrate", action="store_true",
-                      help="do not apply migrations on start (run as a role that cannot)")
+    sink.add_argument(
+        "--database-url",
+        help=f"libpq URI of the sink's role (default: the store {config.DATABASE_URL} names,"
+             f" as {SINK_ROLE}, its password in the same passfile)",
+    )
     sink.add_argument(
         "--metrics-port", type=int, default=None,
         help=f"Prometheus endpoint on 127.0.0.1 (default {config.SINK_METRICS_PORT} or"
@@ -61,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     person.add_argument("name", help='a name, e.g. "Tamika Brown"')
     person.add_argument("--dob", type=_iso_date, help="date of birth YYYY-MM-DD (ranks higher)")
-    where = person.add_mutually_exclusive_group()
-    where.add_argument("--database-url", help=DATABASE_URL_HELP)
+    # Always as an analyst: the owner's default URL would see every row (refused anyway).
+    where = person.add_mutually_exclusive_group(required=True)
+    where.add_argument("--database-url", help="libpq URI of an analyst's login")
     where.add_argument(
         "--connection", type=Path, metavar="FILE",
         help="the connection file `tipsync analyst add` wrote: search as that analyst,"
@@ -112,7 +116,7 @@ def _sink(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    overrides: dict[str, Any] = {"apply_migrations": not args.no_migrate}
+    overrides: dict[str, Any] = {}
     for option, name in (("group", "consumer_group"), ("instance_id", "instance_id"),
                          ("batch_size", "batch_size"), ("batch_seconds", "batch_seconds")):
         if getattr(args, option) is not None:
@@ -153,17 +157,20 @@ def _search_person(args: argparse.Namespace) -> int:
     import psycopg
 
     from deploy.operations.analysts import AnalystError, read_connection_file
-    from sinks.search import format_table, search_person
+    from sinks.search import SearchRefused, format_table, search_person
 
     try:
         conninfo = (read_connection_file(args.connection) if args.connection
-                    else _database_url(args))
+                    else args.database_url)
     except AnalystError as error:
         print(f"tipsync search person: {error}", file=sys.stderr)
         return 2
     try:
         with psycopg.connect(conninfo, connect_timeout=10) as connection:
             rows = search_person(connection, args.name, args.dob)
+    except SearchRefused as error:
+        print(f"tipsync search person: {error}", file=sys.stderr)
+        return 2
     except psycopg.OperationalError as error:
         print(f"tipsync search person: cannot reach PostgreSQL ({error}); check"
               f" `tipsync stack status` and {config.DATABASE_URL}", file=sys.stderr)

@@ -271,8 +271,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"tipsync demo: {error}", file=sys.stderr)
         return 1
     say(f"demo finished in {time.monotonic() - began:.0f}s. Try next:")
-    say('  tipsync search person "<a name from above>"       fuzzy search in the store')
-    say(f'  psql "{settings.database_url}"   then: select * from reconciled.person_overview;')
+    say("  tipsync analyst add ana_demo --clearance OFFICIAL --out ana_demo.uri")
+    say('  tipsync search person "<a name from above>" --connection ana_demo.uri')
+    say('  psql "$(cat ana_demo.uri)"   then: select * from reconciled.person_overview;')
     say("  tipsync lag                                     consumer lag and statuses")
     say("  tipsync run                                     keep the pipeline running")
     say("  metrics: http://127.0.0.1:19100/metrics (stream), http://127.0.0.1:19101/metrics (sink)")

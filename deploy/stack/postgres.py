@@ -13,6 +13,7 @@ from urllib.parse import SplitResult, urlsplit
 import psycopg
 from psycopg import sql
 
+from deploy.operations.analysts import scram_verifier
 from deploy.stack.layout import PRIVATE_UMASK, StackError, private_folder
 from deploy.stack.processes import (
     read_pid,
@@ -26,12 +27,26 @@ from deploy.stack.read_audit import (
     ensure_pgaudit,
 )
 from deploy.stack.services import Service, accepts_tcp, is_local
+from deploy.stack.tls import ensure_tls, tls_files
 from schemas import config
+from sinks.roles import SINK_ROLE
 
-ADMIN_ROLE = "tipsync_admin"
-APP_ROLE = "tipsync"
-ANALYST_ROLE = "tipsync_analyst"
-REGISTRY_ROLE = "apicurio"
+ADMIN_ROLE = "tipsync_admin"  # superuser: roles, extensions, analysts' logins
+APP_ROLE = "tipsync"  # owns the databases and the schema; migrations run as it
+ANALYST_ROLE = "tipsync_analyst"  # the analysts' group (NOLOGIN)
+REGISTRY_ROLE = "apicurio"  # owns the registry's database only
+PASSWORD_ROLES = (ADMIN_ROLE, APP_ROLE, SINK_ROLE, REGISTRY_ROLE)
+
+# Loopback may connect without TLS (only this machine's users reach it, and the socket and
+# state folder are theirs); every other address must use TLS and a SCRAM password. The
+# first line that matches decides, so a plaintext connection from elsewhere matches none.
+PG_HBA = """# tipsync local stack: SCRAM passwords always; TLS for every non-loopback address
+local   all all              scram-sha-256
+host    all all 127.0.0.1/32 scram-sha-256
+host    all all ::1/128      scram-sha-256
+hostssl all all 0.0.0.0/0    scram-sha-256
+hostssl all all ::/0         scram-sha-256
+"""
 
 # --------------------------------------------------------------------------- PostgreSQL
 
@@ -132,16 +147,21 @@ class Postgres(Service):
                 "user can traverse (e.g. /var/tmp/tipsync) and run `tipsync stack up` again."
             )
 
-    def _write_passwords(self) -> dict[str, str]:
-        self.layout.secrets.mkdir(parents=True, exist_ok=True)
-        self.layout.secrets.chmod(0o700)
-        passwords = {role: secrets.token_urlsafe(24) for role in (ADMIN_ROLE, APP_ROLE)}
-        passwords[REGISTRY_ROLE] = secrets.token_urlsafe(24)
-        lines = [f"*:*:*:{role}:{password}" for role, password in passwords.items()]
+    def _ensure_passwords(self) -> dict[str, str]:
+        """Every role's password, generated into the pgpass file for the roles that have
+        none yet (all of them on the first start; ``tipsync_sink`` on a cluster made before
+        the sink had a role of its own). Existing passwords are kept."""
+        private_folder(self.layout.secrets)
         pgpass = self.settings.pgpass_file
-        pgpass.touch(mode=0o600)
-        pgpass.write_text("\n".join(lines) + "\n")
-        return passwords
+        passwords = self.passwords() if pgpass.is_file() else {}
+        missing = {role: secrets.token_urlsafe(24) for role in PASSWORD_ROLES
+                   if role not in passwords}
+        if missing:
+            pgpass.touch(mode=0o600)
+            pgpass.chmod(0o600)
+            with open(pgpass, "a") as file:
+                file.writelines(f"*:*:*:{role}:{password}\n" for role, password in missing.items())
+        return {**passwords, **missing}
 
     def passwords(self) -> dict[str, str]:
         entries = {}
@@ -150,11 +170,43 @@ class Postgres(Service):
             entries[role] = password
         return entries
 
-    def admin_url(self) -> str:
+    def _tls_parameters(self) -> str:
+        """What every URL the stack writes adds: TLS, and the server's certificate checked
+        against the stack's CA and the host name (libpq's ``verify-full``)."""
+        return f"sslmode=verify-full&sslrootcert={tls_files(self.layout.secrets).ca}"
+
+    def admin_url(self, database: str = "postgres") -> str:
         return (
-            f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/postgres"
-            f"?passfile={self.settings.pgpass_file}"
+            f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/{database}"
+            f"?passfile={self.settings.pgpass_file}&{self._tls_parameters()}"
         )
+
+    def jdbc_url(self, database: str) -> str:
+        """The JDBC URL of ``database`` (the registry's), verifying the server as libpq does;
+        pgjdbc reads the PEM CA file named by ``sslrootcert``."""
+        return (
+            f"jdbc:postgresql://127.0.0.1:{self.port}/{database}?{self._tls_parameters()}"
+        )
+
+    def _install_certificate(self) -> None:
+        """The stack's server certificate and key, copied into ``postgres/tls/`` at every
+        start (``ensure_tls`` renews them before they expire): PostgreSQL refuses a key that
+        is not its own user's with mode 0600, and when we are root that user is
+        ``postgres``, who must not read the rest of ``secrets/``."""
+        files = ensure_tls(self.layout.secrets)
+        folder = self.layout.postgres_dir / "tls"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        user = _unprivileged_user()
+        for source, name in ((files.server_certificate, "server.pem"),
+                             (files.server_key, "server-key.pem")):
+            target = folder / name
+            target.touch(mode=0o600)
+            target.chmod(0o600)
+            target.write_bytes(source.read_bytes())
+            if user:
+                shutil.chown(target, user=user)
+        if user:
+            shutil.chown(folder, user=user)
 
     def _initialise(self) -> None:
         data = self.layout.postgres_data
@@ -166,7 +218,7 @@ class Postgres(Service):
             )
         user = _unprivileged_user()
         self._check_reachable_by(user)
-        passwords = self._write_passwords()
+        passwords = self._ensure_passwords()
         for folder in (self.layout.postgres_dir, data, self.layout.postgres_socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
@@ -189,11 +241,7 @@ class Postgres(Service):
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        (data / "pg_hba.conf").write_text(
-            "# tipsync local stack: passwords (SCRAM) only, loopback only\n"
-            "local all all scram-sha-256\n"
-            "host  all all 127.0.0.1/32 scram-sha-256\n"
-        )
+        self._write_hba()
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
                 "\n# tipsync local stack\n"
@@ -207,38 +255,65 @@ class Postgres(Service):
                 "track_commit_timestamp = on\n"
             )
         add_settings(data / "postgresql.conf")
-        if user:
-            shutil.chown(data / "pg_hba.conf", user=user)
         self._start_server()
-        self._create_roles_and_databases(passwords)
+        self._ensure_roles_and_databases(passwords)
         (self.layout.postgres_dir / ".initialised").write_text("1\n")
 
-    def _create_roles_and_databases(self, passwords: dict[str, str]) -> None:
+    def _write_hba(self) -> None:
+        hba = self.layout.postgres_data / "pg_hba.conf"
+        hba.write_text(PG_HBA)
+        user = _unprivileged_user()
+        if user:
+            shutil.chown(hba, user=user)
+
+    def _ensure_roles_and_databases(self, passwords: dict[str, str]) -> None:
+        """The roles, their rights and the two databases, made if missing and corrected if
+        an older stack made them differently (the owner once held the analyst group WITH
+        ADMIN OPTION; the sink once wrote as the owner). Run as the admin at every start."""
+        roles = {
+            # Owns the store; CREATEDB for the throwaway databases of tests and benchmarks.
+            APP_ROLE: "LOGIN CREATEDB NOCREATEROLE",
+            # Writes rows only: the sink_role migration grants them, as the owner.
+            SINK_ROLE: "LOGIN NOCREATEDB NOCREATEROLE",
+            REGISTRY_ROLE: "LOGIN NOCREATEDB NOCREATEROLE",
+        }
         with psycopg.connect(self.admin_url(), autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(passwords[APP_ROLE])
-                )
-            )
-            admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ANALYST_ROLE)))
-            admin.execute(
-                sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
-                    sql.Identifier(ANALYST_ROLE), sql.Identifier(APP_ROLE)
-                )
-            )
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(REGISTRY_ROLE), sql.Literal(passwords[REGISTRY_ROLE])
-                )
-            )
-            for database, owner in (("tipsync", APP_ROLE), ("apicurio", REGISTRY_ROLE)):
+            existing = {name for (name,) in admin.execute("SELECT rolname FROM pg_roles")}
+            for role, attributes in roles.items():
+                if role in existing:
+                    admin.execute(sql.SQL(f"ALTER ROLE {{}} {attributes}").format(
+                        sql.Identifier(role)
+                    ))
+                    continue
+                # The server gets a SCRAM verifier, never the password: no server log (an
+                # error's statement, an audit line) can show it.
                 admin.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(database), sql.Identifier(owner)
+                    sql.SQL(f"CREATE ROLE {{}} {attributes} PASSWORD {{}}").format(
+                        sql.Identifier(role), sql.Literal(scram_verifier(passwords[role]))
                     )
                 )
-        app_db = self.admin_url().replace("/postgres?", "/tipsync?")
-        with psycopg.connect(app_db, autocommit=True) as admin:
+            if ANALYST_ROLE not in existing:
+                admin.execute(
+                    sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ANALYST_ROLE))
+                )
+            # Analysts are managed by the admin: no other role is a member of the group.
+            for (member,) in admin.execute(
+                "SELECT m.member::regrole::text FROM pg_auth_members AS m"
+                " WHERE m.roleid = to_regrole(%s) AND m.member::regrole::text = ANY(%s)",
+                (ANALYST_ROLE, list(roles)),
+            ).fetchall():
+                admin.execute(sql.SQL("REVOKE {} FROM {}").format(
+                    sql.Identifier(ANALYST_ROLE), sql.Identifier(member)
+                ))
+            databases = {name for (name,) in admin.execute("SELECT datname FROM pg_database")}
+            for database, owner in (("tipsync", APP_ROLE), ("apicurio", REGISTRY_ROLE)):
+                if database not in databases:
+                    admin.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(database), sql.Identifier(owner)
+                        )
+                    )
+        with psycopg.connect(self.admin_url("tipsync"), autocommit=True) as admin:
             # pg_trgm backs the analysts' fuzzy name search; created once by the admin.
             admin.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
@@ -250,11 +325,18 @@ class Postgres(Service):
 
     def _start_server(self) -> None:
         require_free_port(self.port, "PostgreSQL", self.variable)
+        self._install_certificate()
+        tls = self.layout.postgres_dir / "tls"
+        # TLS is switched on here rather than in postgresql.conf, so a cluster made before
+        # the stack had TLS gets it too. listen_addresses stays in postgresql.conf
+        # (127.0.0.1): a deployment opens other addresses there (docs/OPERATIONS.md).
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} "
             f"-c unix_socket_directories={self.layout.postgres_socket_dir} "
             # The socket is private like everything else (clients use TCP on loopback).
-            "-c unix_socket_permissions=0700"
+            "-c unix_socket_permissions=0700 "
+            f"-c ssl=on -c ssl_cert_file={tls / 'server.pem'} "
+            f"-c ssl_key_file={tls / 'server-key.pem'} -c ssl_min_protocol_version=TLSv1.2"
         )
         self._run(
             [
@@ -287,7 +369,12 @@ class Postgres(Service):
                 "state). Run `tipsync stack reset --yes` to start afresh."
             )
         add_settings(self.layout.postgres_data / "postgresql.conf")
+        if "hostssl" not in (self.layout.postgres_data / "pg_hba.conf").read_text():
+            # Made before TLS: its rules allowed loopback only, which these keep.
+            self._write_hba()
+        passwords = self._ensure_passwords()
         self._start_server()
+        self._ensure_roles_and_databases(passwords)
         self._create_auditor_role()
 
     def wait(self) -> None:

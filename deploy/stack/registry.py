@@ -162,8 +162,7 @@ class Registry(Service):
                 "QUARKUS_OTEL_SDK_DISABLED": "true",
                 "APICURIO_STORAGE_KIND": "sql",
                 "APICURIO_STORAGE_SQL_KIND": "postgresql",
-                "APICURIO_DATASOURCE_URL":
-                    f"jdbc:postgresql://127.0.0.1:{self.postgres.port}/apicurio",
+                "APICURIO_DATASOURCE_URL": self.postgres.jdbc_url("apicurio"),
                 "APICURIO_DATASOURCE_USERNAME": REGISTRY_ROLE,
                 # Passed through the environment, never on the command line (ps shows that).
                 "APICURIO_DATASOURCE_PASSWORD": password,

@@ -22,6 +22,7 @@ from deploy.stack.registry import Registry
 from deploy.stack.services import Service
 from schemas import config
 from schemas.config import Settings
+from sinks.migrate import MigrationError, migrate
 
 
 @dataclass
@@ -108,6 +109,8 @@ class LocalStack:
             self.postgres.start()
             self.postgres.wait()
             report.started.append(self.postgres.name)
+        if self.postgres.local:
+            self._migrate_store()
         for service in (self.kafka, self.registry):
             if service.name not in report.already_up + report.external:
                 service.start()
@@ -123,6 +126,14 @@ class LocalStack:
                 )
         report.seconds = time.monotonic() - began
         return report
+
+    def _migrate_store(self) -> None:
+        """The store's migrations, as its owner (what `tipsync db migrate` does): the sink
+        runs as a role that may not apply them, and refuses a store that lacks them."""
+        try:
+            migrate(self.settings.database_url)
+        except MigrationError as error:
+            raise StackError(f"migrating the reconciled store failed: {error}") from None
 
     def down(self) -> list[str]:
         stopped = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from deploy.stack.layout import StateLayout
 from deploy.stack.principals import ADMIN, service_secrets
 from deploy.stack.tls import tls_files
-from schemas.config import load_settings
+from schemas.config import load_settings, local_database_url
 
 
 def tipsync(
@@ -35,10 +35,7 @@ def private_stack_env(home: Path, port_base: int) -> dict[str, str]:
         "TIPSYNC_CACHE": str(load_settings().cache),
         "TIPSYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port_base + 92}",
         "TIPSYNC_REGISTRY_URL": f"https://127.0.0.1:{port_base + 81}/apis/ccompat/v7",
-        "TIPSYNC_DATABASE_URL": (
-            f"postgresql://tipsync@127.0.0.1:{port_base + 32}/tipsync"
-            f"?passfile={home}/secrets/pgpass"
-        ),
+        "TIPSYNC_DATABASE_URL": local_database_url(home, port_base + 32),
     }
 
 

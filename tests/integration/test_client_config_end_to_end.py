@@ -28,6 +28,8 @@ from producers.canonical import Entity, columns_of
 from schemas import config
 from schemas.config import Settings
 from schemas.topics import TopicSpec, create_topics
+from sinks.migrate import migrate
+from sinks.roles import SINK_ROLE, conninfo_as
 
 AGENCY = "police-ctu"
 NOWHERE_KAFKA = "127.0.0.1:9"  # nothing listens: only the file can lead to the broker
@@ -111,13 +113,14 @@ def test_a_record_moves_end_to_end_with_the_properties_file(
         timeout=TIMEOUT_SECONDS, what="the golden person",
     )
 
-    # the sink: --client-config
+    # the sink: --client-config; as its own role, on a store its owner migrated
     with scratch_database(stack.database_url, "test_clientcfg") as database_url:
+        migrate(database_url)
         log = (tmp_path / "sink.log").open("w")
         sink = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli", "sink", "--topic-root", harness.prefix,
-             "--database-url", database_url, "--metrics-port", "0", "--batch-seconds", "0.2",
-             "--client-config", str(client_file)],
+             "--database-url", conninfo_as(database_url, SINK_ROLE), "--metrics-port", "0",
+             "--batch-seconds", "0.2", "--client-config", str(client_file)],
             stdout=log, stderr=subprocess.STDOUT, env=environment(tmp_path / "home"),
         )
         try:

@@ -31,6 +31,7 @@ from schemas.topics import TopicNames, TopicSpec, create_topics
 from sinks import store
 from sinks.consumer import SINK_APPLICATION_NAME, ReconciledSink, SinkOptions
 from sinks.migrate import migrate
+from sinks.roles import SINK_ROLE, conninfo_as
 
 PARTITIONS = 2
 TIMEOUT_SECONDS = 60
@@ -136,9 +137,11 @@ def wait_until(condition: Callable[[], bool], what: str, every_seconds: float = 
 def run_sink_until_caught_up(
     topics: Topics, database_url: str, group: str, during: Callable[[], None] | None = None
 ) -> ReconciledSink:
-    """Run the sink in a thread until its stored offsets reach the ends of the topics."""
+    """Run the sink, as its own role, in a thread until its stored offsets reach the ends
+    of the topics."""
     ends = topics.end_offsets()
-    sink = ReconciledSink(topics.settings, topics.options(group), database_url)
+    sink = ReconciledSink(topics.settings, topics.options(group),
+                          conninfo_as(database_url, SINK_ROLE))
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -289,7 +292,9 @@ def test_a_dropped_database_connection_is_retried_without_loss(
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
 
     def drop_the_sinks_connections() -> None:
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
+        # The sink's sessions are another role's: only an administrator may end them.
+        with psycopg.connect(conninfo_as(stack.database_url, "tipsync_admin"),
+                             autocommit=True) as admin:
             wait_until(lambda: admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
                 " AND application_name = %s", (dbname, SINK_APPLICATION_NAME)
@@ -324,7 +329,8 @@ def test_sigkill_and_restart_give_the_same_final_state(
     command = [
         sys.executable, "-m", "deploy.cli", "sink", "--topic-root", topics.root,
         "--group", group,
-        "--database-url", database_url, "--batch-size", "5", "--batch-seconds", "0.2",
+        "--database-url", conninfo_as(database_url, SINK_ROLE), "--batch-size", "5",
+        "--batch-seconds", "0.2",
         "--instance-id", f"{group}-only",
     ]
 

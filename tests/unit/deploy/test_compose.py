@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -75,3 +76,11 @@ def test_no_password_is_written_in_the_compose_file() -> None:
     for line in text.splitlines():
         if "PASSWORD:" in line:
             assert "${TIPSYNC_POSTGRES_PASSWORD:?" in line, line
+
+
+def test_no_url_in_the_compose_files_carries_a_password() -> None:
+    """Not even in a comment: users copy the header's commands (issue 14)."""
+    credentials = re.compile(r"://[^/@\s\"']*:[^/@\s\"']*@")
+    for path in (COMPOSE, COMPOSE.with_name("compose-init.sql")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            assert not credentials.search(line), f"{path.name}:{number}: {line.strip()}"
