@@ -220,10 +220,27 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+# Erasure (``tipsync erase``) removes a record's older messages by compaction, and Kafka never
+# compacts the active segment: ``max.compaction.lag.ms`` rolls a compacted topic's active
+# segment at its first append after this long (the roll deadline is min(segment.ms, it)) and
+# makes the rolled records eligible whatever the dirty ratio, so an erased record's copies
+# stay on disk about this long after its tombstone (docs/SECURITY.md "Erasure and retention").
+MAX_COMPACTION_LAG_MS: Final = DAY_MS
+
+
 def compacted_config() -> dict[str, str]:
     """Config of a topic whose latest value per key is the state (reconciled, changelogs)."""
     # Keep tombstones a day so a consumer that was down for hours still sees a deletion.
-    return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS)}
+    return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS),
+            "max.compaction.lag.ms": str(MAX_COMPACTION_LAG_MS)}
+
+
+def erasable_config(retention_ms: int) -> dict[str, str]:
+    """Config of an agency or dead-letter topic: deleted after ``retention_ms`` as before, and
+    compacted too, so that a tombstone of ``tipsync erase`` removes a record's messages
+    (``compact,delete``; a message without a key is then refused by the broker)."""
+    return {**compacted_config(), "cleanup.policy": "compact,delete",
+            "retention.ms": str(retention_ms)}
 
 
 def stewardship_config() -> dict[str, str]:
@@ -252,8 +269,8 @@ def topic_plan(
     def spec(name: str, config: dict[str, str]) -> TopicSpec:
         return TopicSpec(name, sizing.partitions, sizing.replication_factor, config)
 
-    agency_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.agency_retention_ms)}
-    dlq_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.dlq_retention_ms)}
+    agency_config = erasable_config(sizing.agency_retention_ms)
+    dlq_config = erasable_config(sizing.dlq_retention_ms)
     plan = [
         spec(names.agency(agency_id, entity), agency_config)
         for agency_id in sorted(agency_ids)

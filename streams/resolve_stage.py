@@ -148,6 +148,7 @@ def person_fields(event: AgencyEvent) -> dict[str, Any]:
         "event_time": event.event_time,
         "classification": event.record.get("classification"),
         "quality_issues": event.record.get("quality_issues") or [],
+        "retention_until": event.record.get("retention_until"),
     }
 
 

@@ -49,7 +49,7 @@ class FakeStage:
 
 class FakeDecoder:
     async def resolve_event(self, key: bytes, value: bytes | None) -> Any:
-        return SimpleNamespace(entity="person", key=key)
+        return SimpleNamespace(entity="person", key=key, op="UPSERT")
 
 
 @dataclass
