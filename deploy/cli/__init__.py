@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.model",
     "deploy.cli.sink",
     "deploy.cli.analyst",
+    "deploy.cli.erase",
     "deploy.cli.review",
     "deploy.cli.bench",
 )
