@@ -166,9 +166,10 @@ class Eraser:
         report = ErasureReport()
         found = self._scan_agency_topics(targets)
         planned: list[tuple[ErasureTarget, int, set[int]]] = []
+        now_ms = int(time.time() * 1000)
         for target in targets:
             versions, partitions = found.get((target.entity, target.source_key), ([], set()))
-            version = delete_version(target.store_version, versions)
+            version = delete_version(target.store_version, versions, now_ms)
             if version is None:
                 report.unknown.append(target)
             else:

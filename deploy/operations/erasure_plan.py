@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from schemas.config import DAY_MS
 from schemas.topics import source_key
-from streams.ingest import held_key
+from streams.ingest import FUTURE_TOLERANCE_MS, held_key
 
 # The namespace of erasure events' ids (uuid5 of the record, its entity and the version):
 # publishing the same erasure again is a replay ingest drops.
@@ -50,11 +50,16 @@ class ErasureTarget:
         return held_key(self.entity, self.agency_id, self.source_record_id)
 
 
-def delete_version(store_version: int | None, topic_versions: Iterable[int]) -> int | None:
+def delete_version(store_version: int | None, topic_versions: Iterable[int],
+                   now_ms: int) -> int | None:
     """The ``source_version`` of the erasing DELETE: one above the highest the store or the
-    agency topic holds (ingest's table holds no version that reached neither); None when
-    neither knows the record (nothing to erase)."""
-    known = [*topic_versions, *([] if store_version is None else [store_version])]
+    agency topic holds (ingest's table holds no version that reached neither), leaving out
+    versions from the implausible future, which ingest refused (``check_plausible``: one of
+    them would make the DELETE refused too); None when neither knows the record."""
+    limit = now_ms + FUTURE_TOLERANCE_MS
+    known = [version for version in topic_versions if version <= limit]
+    if store_version is not None:
+        known.append(store_version)
     return max(known) + 1 if known else None
 
 
