@@ -14,13 +14,14 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from deploy.cli.options import add_client_config, add_topic_root
+from schemas import config
 
 if TYPE_CHECKING:
     from deploy.operations.erasure import Eraser, ErasureReport
 
 DATABASE_URL_HELP = (
     "libpq URI of the store's owner (it reads every source record, whatever its label, and"
-    " writes reconciled.erasure_log); default TIPSYNC_DATABASE_URL"
+    f" writes reconciled.erasure_log); default {config.DATABASE_URL}"
 )
 WAIT_HELP = "how long to wait for the stream workers and the sink to pass the DELETEs"
 DAY_SECONDS = 24 * 3600

@@ -13,7 +13,8 @@ For each source record, in this order (docs/SECURITY.md "Erasure and retention")
    for people and links, past it on the resolve topic, and the store no longer lists the
    record;
 4. deletes the store's match decisions naming the record (ids and scores, history);
-5. tombstones (the key, no value) on the agency topic, the resolve topic (people and links:
+5. tombstones (the key, no value) on the agency topic, the person-mapping topic (people),
+   the resolve topic (people and links:
    the worker then writes a snapshot without the record and deletes the older ones,
    ``streams.snapshot_schedule``) and the three dead-letter topics, each in every partition
    (the stages' producers partition differently; a tombstone where the key never was costs
@@ -284,6 +285,8 @@ class Eraser:
             by_topic.setdefault(self.topics.agency(target.agency_id, target.entity),
                                 set()).add(target.source_key)
             by_topic.setdefault(self.topics.dlq("ingest"), set()).add(target.source_key)
+            if target.entity == "person":  # which golden person the record maps to
+                by_topic.setdefault(self.topics.person_mapping, set()).add(target.source_key)
             if target.entity in RESOLVED_ENTITIES:
                 by_topic.setdefault(self.topics.resolve, set()).add(target.held_key)
                 by_topic.setdefault(self.topics.dlq("resolve"), set()).add(target.held_key)
