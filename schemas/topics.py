@@ -235,6 +235,18 @@ def compacted_config() -> dict[str, str]:
             "max.compaction.lag.ms": str(MAX_COMPACTION_LAG_MS)}
 
 
+# How long the resolve topic keeps a tombstone: for good, in practice (100 years; Kafka adds
+# it to a time, so not Long.MAX). A tombstone of ``tipsync erase`` is what tells a worker
+# rebuilding from an older snapshot (its own, or one left in another worker's folder) that
+# the record is gone, once compaction has removed the DELETE before it. It holds ids only.
+RESOLVE_TOMBSTONE_RETENTION_MS: Final = 100 * 365 * DAY_MS
+
+
+def resolve_config() -> dict[str, str]:
+    """Config of ``tip.internal.resolve``: compacted, its tombstones kept."""
+    return {**compacted_config(), "delete.retention.ms": str(RESOLVE_TOMBSTONE_RETENTION_MS)}
+
+
 def erasable_config(retention_ms: int) -> dict[str, str]:
     """Config of an agency or dead-letter topic: deleted after ``retention_ms`` as before, and
     compacted too, so that a tombstone of ``tipsync erase`` removes a record's messages

@@ -54,6 +54,7 @@ from schemas.topics import (
     TopicSettings,
     compacted_config,
     erasable_config,
+    resolve_config,
     stewardship_config,
 )
 from streams.decoding import EventDecoder
@@ -223,7 +224,7 @@ class StreamApp:
         self.agency_channel.topics = list(subscribed)  # a list, to grow in place
         self.resolve_topic = app.topic(
             topics.resolve, partitions=1, internal=True, compacting=True,
-            config=compacted_config(), **raw,
+            config=resolve_config(), **raw,
         )
         self.output_topics = {
             output: app.topic(

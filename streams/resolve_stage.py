@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from schemas.agencies import TRUST_MAX, Agency
-from streams.ingest import AgencyEvent, entity_golden_id, source_of
+from streams.ingest import AgencyEvent, entity_golden_id, source_of, split_held_key
 from streams.resolve import (
     GoldenPersonMerged,
     GoldenPersonRemoved,
@@ -176,6 +176,16 @@ class ResolveStage:
                 self._forget_link(event.source_key)
             else:
                 self._hold_link(event)
+
+    def load_erasure(self, held_key: str) -> None:
+        """A tombstone of ``tipsync erase`` met while rebuilding: the record is gone, whatever
+        the snapshot the rebuild started from holds (its DELETE, before the tombstone, may
+        have been compacted away; the tombstone is kept, ``schemas.topics.resolve_config``)."""
+        entity, agency_id, record_id = split_held_key(held_key)
+        if entity == PERSON:
+            self.resolver.delete(agency_id, record_id, decisions=False)
+        elif entity == LINK:
+            self._forget_link(source_key(agency_id, record_id))
 
     @property
     def model_fingerprint(self) -> str:

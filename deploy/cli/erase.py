@@ -133,6 +133,11 @@ def _confirm(question: str) -> bool:
 
 
 def _enforce(args: argparse.Namespace) -> int:
+    """Once, or (``--every``) until stopped: a run that fails is reported and the next one
+    tries again (what it erased is in the log; what it did not, it finds again)."""
+    import psycopg
+    from confluent_kafka import KafkaException
+
     from deploy.operations.erasure import ErasureError
 
     while True:
@@ -140,6 +145,11 @@ def _enforce(args: argparse.Namespace) -> int:
             status = _enforce_once(args)
         except ErasureError as error:
             print(f"tipsync retention enforce: {error}", file=sys.stderr)
+            status = 2
+        except (psycopg.Error, KafkaException) as error:
+            print(f"tipsync retention enforce: the store or Kafka failed"
+                  f" ({type(error).__name__}); check `tipsync stack status`, the next run"
+                  " tries again", file=sys.stderr)
             status = 2
         if args.every is None:
             return status

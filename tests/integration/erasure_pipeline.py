@@ -28,7 +28,7 @@ from schemas import config
 from schemas.config import Settings
 from schemas.examples import example_event
 from schemas.registration import register_all
-from schemas.topics import DLQ_STAGES, compacted_config, erasable_config
+from schemas.topics import DLQ_STAGES, erasable_config, resolve_config
 from sinks.consumer import ReconciledSink, SinkOptions
 from sinks.migrate import migrate
 from streams.snapshot import snapshot_directory
@@ -63,7 +63,7 @@ class ErasurePipeline:
                           config={**erasable_config(int(day)), **FAST_COMPACTION})
                  for agency in AGENCIES for entity in ENTITIES]
         specs.append(NewTopic(self.topics.resolve, 1, 1,
-                              config={**compacted_config(), **FAST_COMPACTION}))
+                              config={**resolve_config(), **FAST_COMPACTION}))
         specs += [NewTopic(self.topics.dlq(stage), 3, 1,
                            config={**erasable_config(int(day)), **FAST_COMPACTION})
                   for stage in DLQ_STAGES]

@@ -14,10 +14,11 @@ from typing import Any
 from schemas.agencies import load_agencies
 from schemas.dead_letters import dead_letter_key
 from schemas.examples import example_delete, example_event
+from schemas.topics import resolve_config
 from streams.ingest import check_event, golden_entity, source_of
 from streams.resolve import Resolver
 from streams.resolve_stage import ResolveStage, trust_ranks
-from streams.snapshot import SnapshotPolicy, snapshot_files, write_snapshot
+from streams.snapshot import SnapshotPolicy, read_snapshot, snapshot_files, write_snapshot
 from streams.snapshot_schedule import SnapshotSchedule
 from tests.unit.streams.test_ingest_handler import POLICE, TOPICS, Message, _handler, _message
 from tests.unit.streams.test_resolve_handler import TOPIC, World, _topic
@@ -133,3 +134,21 @@ def test_retention_until_travels_into_a_golden_person_and_through_a_snapshot(
     assert person.value["sources"][0]["retention_until"] == date(2036, 3, 14)
     written = write_snapshot(tmp_path, stage, 2, "topic-id")
     assert b'"retention_until":"2036-03-14"' in written.path.read_bytes()
+
+
+def test_a_rebuild_from_an_older_snapshot_forgets_an_erased_record(tmp_path: Path) -> None:
+    # The snapshot predates the erasure, and compaction has removed the record's DELETE:
+    # the tombstone, kept on the resolve topic, is what the replay meets.
+    stage = _stage()
+    for record in ("P-1", "P-2"):
+        stage.apply(check_event(POLICE, "person", f"{POLICE}:{record}".encode(),
+                                example_event("person", POLICE, record),
+                                now_ms=1_800_000_000_000), golden_version=1)
+    written = write_snapshot(tmp_path, stage, 2, "topic-id")
+    _, rebuilt = read_snapshot(written.path, lambda state: Resolver.from_state(
+        state, trust=trust_ranks(load_agencies())))
+    rebuilt.load_erasure("person:police-ctu:P-1")
+    rebuilt.load_erasure("link:police-ctu:L-9")  # a link it never held: nothing happens
+    rebuilt.finish_loading()
+    assert set(rebuilt.resolver.records) == {"police-ctu:P-2"}
+    assert resolve_config()["delete.retention.ms"] == str(100 * 365 * 24 * 3600 * 1000)
