@@ -128,6 +128,11 @@ def test_the_erasure_is_on_record_with_ids_only(erased: dict[str, Any]) -> None:
     assert {row[0] for row in rows} == {"request"}
     assert all(row[5] and row[6] for row in rows)
     assert {row[4] for row in rows[2:]} == {erased["golden"]}
+    # the administrator's only
+    assert erased["pipeline"].rows(
+        "SELECT has_table_privilege('tipsync_analyst', 'reconciled.erasure_log', 'SELECT'),"
+        " has_table_privilege('tipsync_analyst', 'reconciled.erasure_log', 'DELETE')"
+    ) == [(False, False)]
 
 
 def test_the_copies_on_the_topics_are_compacted_away(erased: dict[str, Any]) -> None:
