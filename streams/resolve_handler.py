@@ -138,6 +138,9 @@ class ResolveHandler:
         self.stage, replayed = await self._rebuild(until)
         self.next_offset = until
         self.snapshots.rebuilt(replayed)
+        if self.stage.erased_while_loading:
+            # the snapshot it started from (older than an erasure) holds erased records
+            await self.snapshots.purge(self.stage, until)
         self._unfrozen_records = 0
         gc.freeze()
 

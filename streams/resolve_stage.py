@@ -158,6 +158,9 @@ class ResolveStage:
     def __init__(self, resolver_factory: Callable[[], Resolver]) -> None:
         self.resolver = resolver_factory()
         self.links: dict[str, _Link] = {}  # link source key -> link
+        # records a rebuild held (from its snapshot) and forgot at an erasure's tombstone: the
+        # snapshot it started from holds them, so the handler writes a new one at once
+        self.erased_while_loading = 0
         self.links_of_person: dict[str, set[str]] = {}  # person source key -> link keys
         self.emitted_ends: dict[str, tuple[str, str]] = {}  # link key -> (from_id, to_id)
 
@@ -182,10 +185,13 @@ class ResolveStage:
         the snapshot the rebuild started from holds (its DELETE, before the tombstone, may
         have been compacted away; the tombstone is kept, ``schemas.topics.resolve_config``)."""
         entity, agency_id, record_id = split_held_key(held_key)
-        if entity == PERSON:
+        key = source_key(agency_id, record_id)
+        if entity == PERSON and key in self.resolver.records:
             self.resolver.delete(agency_id, record_id, decisions=False)
-        elif entity == LINK:
-            self._forget_link(source_key(agency_id, record_id))
+            self.erased_while_loading += 1
+        elif entity == LINK and key in self.links:
+            self._forget_link(key)
+            self.erased_while_loading += 1
 
     @property
     def model_fingerprint(self) -> str:

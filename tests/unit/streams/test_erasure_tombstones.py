@@ -151,4 +151,25 @@ def test_a_rebuild_from_an_older_snapshot_forgets_an_erased_record(tmp_path: Pat
     rebuilt.load_erasure("link:police-ctu:L-9")  # a link it never held: nothing happens
     rebuilt.finish_loading()
     assert set(rebuilt.resolver.records) == {"police-ctu:P-2"}
+    assert rebuilt.erased_while_loading == 1  # so the handler writes a snapshot at once
     assert resolve_config()["delete.retention.ms"] == str(100 * 365 * 24 * 3600 * 1000)
+
+
+def test_a_rebuild_that_forgot_erased_records_writes_a_snapshot_and_deletes_the_older(
+    tmp_path: Path,
+) -> None:
+    world = World(_topic(5), committed=3)
+    handler = _resolve_handler(world, tmp_path)
+    handler.snapshots = SnapshotSchedule(SnapshotPolicy(every_records=1000), tmp_path, TOPIC,
+                                         lambda: "topic-id")
+    _old_snapshots(tmp_path, [1, 2])  # older than the erasure: they hold the record
+
+    async def rebuild(until: int) -> tuple[Any, int | None]:
+        stage, replayed = await _fake_rebuild(world, until)
+        stage.erased_while_loading = 1  # a tombstone after the snapshot it started from
+        return stage, replayed
+
+    handler._rebuild = rebuild  # type: ignore[method-assign]
+    asyncio.run(handler.resolve_one(world.topic[3]))
+    assert [snapshot.offset for snapshot in snapshot_files(tmp_path)] == [3]
+    assert world.published == [3]

@@ -40,6 +40,7 @@ class FakeStage:
 
     loaded: list[int]
     applied: list[int] = field(default_factory=list)
+    erased_while_loading: int = 0
 
     def apply(self, event: Any, golden_version: int) -> list[Output]:
         assert golden_version not in self.loaded + self.applied, "resolved twice"
