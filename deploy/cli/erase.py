@@ -97,7 +97,9 @@ def _erase(args: argparse.Namespace) -> int:
         if not args.yes and not _confirm(f"erase {len(targets)} source record(s): {names}?"):
             print("nothing erased", file=sys.stderr)
             return 1
+        started = time.monotonic()
         report = eraser.erase(targets, "request", requested_person=args.person)
+        report.seconds = time.monotonic() - started
     except (ErasureError, ValueError) as error:
         print(f"tipsync erase: {error}", file=sys.stderr)
         return 2
@@ -113,6 +115,7 @@ def _erase(args: argparse.Namespace) -> int:
 def _print_report(report: ErasureReport) -> None:
     print(f"erased {len(report.erased)} source record(s): "
           + ", ".join(f"{t.entity} {t.source_key}" for t in report.erased)
+          + f" in {report.seconds:.1f} s"
           + f" (reconciled.erasure_log ids {', '.join(map(str, report.log_ids))})")
     print("copies removed:")
     for line in report.removed:
@@ -170,6 +173,8 @@ def _enforce_once(args: argparse.Namespace) -> int:
         print(f"  {agency_id}: {count}")
     if args.dry_run or not targets:
         return 0
+    started = time.monotonic()
     report = eraser.erase(targets, "retention")
+    report.seconds = time.monotonic() - started
     _print_report(report)
     return 0

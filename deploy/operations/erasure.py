@@ -73,6 +73,7 @@ class ErasureReport:
     log_ids: list[int] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     remaining: list[CopyDeadline] = field(default_factory=list)
+    seconds: float = 0.0  # how long the erasure took, waits included
 
 
 # --- which records ------------------------------------------------------------------------
