@@ -39,10 +39,16 @@ def erased(stack: Settings) -> Iterator[dict[str, Any]]:
             person_event("police-ctu", "P-ERA-3", "Quincy", "Forgetta", "900100203",
                          event_id=str(uuid.uuid4()), source_version=2**62),
         )
-        pipeline.publish("case", example_event("case", "police-ctu", "C-ERA-4"))
+        pipeline.publish("case", example_event("case", "police-ctu", "C-ERA-4"),
+                         example_event("case", "police-ctu", "C-ERA-9"))
+        # Zelda Erasmo is a victim in case C-ERA-9: about her, so erased with her
+        link = example_event("link", "police-ctu", "L-ERA-8")
+        link["payload"].update(from_record_id="P-ERA-1", to_record_id="C-ERA-9")
+        pipeline.publish("link", link)
         pipeline.wait_for(lambda: all(pipeline.stored(*key) for key in [*PEOPLE, GONE])
-                          and pipeline.stored("police-ctu", "C-ERA-4", "case"),
-                          "the people and the case in the store")
+                          and pipeline.stored("police-ctu", "C-ERA-4", "case")
+                          and pipeline.stored("police-ctu", "L-ERA-8", "link"),
+                          "the people, the cases and the link in the store")
         (golden,) = {row[0] for row in pipeline.rows(
             "SELECT person_id::text FROM reconciled.person_source"
             " WHERE source_record_id IN ('P-ERA-1', 'I-ERA-2')")}
@@ -107,9 +113,13 @@ def test_an_erased_record_is_gone_from_the_store(erased: dict[str, Any]) -> None
                          " USING (case_id) WHERE s.source_record_id = 'C-ERA-4'") == []
 
 
-def test_erasing_a_person_removes_every_source(erased: dict[str, Any]) -> None:
+def test_erasing_a_person_removes_every_source_and_the_links_to_it(
+    erased: dict[str, Any],
+) -> None:
     pipeline = erased["pipeline"]
     assert not any(pipeline.stored(*key) for key in PEOPLE)
+    assert not pipeline.stored("police-ctu", "L-ERA-8", "link")
+    assert pipeline.stored("police-ctu", "C-ERA-9", "case")  # the case is not about her
     assert pipeline.rows("SELECT 1 FROM reconciled.person WHERE person_id = %s::uuid",
                          erased["golden"]) == []
     assert "person police-ctu:P-ERA-1" in erased["person"].stdout
@@ -124,6 +134,7 @@ def test_the_erasure_is_on_record_with_ids_only(erased: dict[str, Any]) -> None:
     assert [row[1:4] for row in rows] == [
         ("person", "police-ctu", "P-ERA-3"), ("case", "police-ctu", "C-ERA-4"),
         ("person", "immigration", "I-ERA-2"), ("person", "police-ctu", "P-ERA-1"),
+        ("link", "police-ctu", "L-ERA-8"),
     ]
     assert {row[0] for row in rows} == {"request"}
     assert all(row[5] and row[6] for row in rows)
