@@ -80,12 +80,24 @@ def _eraser(args: argparse.Namespace) -> tuple[Eraser, str]:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    import uuid
+
+    import psycopg
+    from confluent_kafka import KafkaException
+
     from deploy.operations.erasure import ErasureError, person_targets, record_targets
 
     if args.agency and not args.record:
         print("tipsync erase: --agency needs --record RID (the record's id at the agency)",
               file=sys.stderr)
         return 2
+    if args.person:
+        try:
+            uuid.UUID(args.person)
+        except ValueError:
+            print(f"tipsync erase: --person '{args.person[:80]}' is not a golden person id"
+                  " (a UUID, as reconciled.person.person_id shows it)", file=sys.stderr)
+            return 2
     try:
         eraser, database_url = _eraser(args)
         if args.person:
@@ -102,6 +114,15 @@ def _erase(args: argparse.Namespace) -> int:
         report.seconds = time.monotonic() - started
     except (ErasureError, ValueError) as error:
         print(f"tipsync erase: {error}", file=sys.stderr)
+        return 2
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        print("tipsync erase: the store has no erasure log or retention columns yet (migration"
+              " 0008): run `tipsync db migrate` on it first", file=sys.stderr)
+        return 2
+    except (psycopg.Error, KafkaException) as error:
+        print(f"tipsync erase: the store or Kafka failed ({type(error).__name__}); check"
+              " `tipsync stack status` and run the same command again (the erasure log holds"
+              " what was asked)", file=sys.stderr)
         return 2
     for unknown in report.unknown:
         print(f"not found: {unknown.entity} {unknown.source_key} is neither in the store nor"
