@@ -345,3 +345,45 @@ def create_topics(
             f"{REPLICATION_FACTOR} settings)"
         )
     return outcome
+
+
+def update_topic_configs(
+    bootstrap: str | ClientConfig, plan: Iterable[TopicSpec], timeout_seconds: float = 30.0
+) -> list[str]:
+    """Set the planned configuration on topics that exist already (each planned key, other
+    keys left as they are): how a topic created by an earlier release becomes, e.g.,
+    compact,delete. Returns the names updated; RuntimeError names any Kafka refused."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
+    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in spec.config.items()
+        ])
+        for spec in plan if spec.name in existing and spec.config
+    ]
+    if not resources:
+        return []
+    failures: list[str] = []
+    updated: list[str] = []
+    for resource, future in admin.incremental_alter_configs(
+        resources, request_timeout=timeout_seconds
+    ).items():
+        try:
+            future.result()
+            updated.append(resource.name)
+        except Exception as error:  # noqa: BLE001 - KafkaException carries a KafkaError
+            failures.append(f"{resource.name}: {error}")
+    if failures:
+        raise RuntimeError(
+            f"Kafka at {bootstrap} refused to update {len(failures)} topic(s): "
+            + "; ".join(failures) + " (the admin principal may alter topic configs)"
+        )
+    return sorted(updated)

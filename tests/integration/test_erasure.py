@@ -13,9 +13,11 @@ from contextlib import suppress
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.config import Settings
 from schemas.examples import example_event
+from schemas.topics import TopicNames, topic_plan, update_topic_configs
 from tests.integration.erasure_pipeline import (
     ErasurePipeline,
     erasure_pipeline,
@@ -161,3 +163,20 @@ def test_no_resolve_snapshot_holds_the_record(erased: dict[str, Any]) -> None:
         data = path.read_bytes()
         assert b"Forgetta" not in data and b"P-ERA-3" not in data, path
         assert b"Erasmo" not in data, path
+
+
+def test_an_agency_topic_of_an_earlier_release_becomes_compacted(stack: Settings) -> None:
+    names = TopicNames(f"u{uuid.uuid4().hex[:10]}")
+    topic = names.agency("police-ctu", "person")
+    admin = AdminClient(stack.client.librdkafka())
+    old = {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    admin.create_topics([NewTopic(topic, 1, 1, config=old)])[topic].result()
+    try:
+        plan = [spec for spec in topic_plan(["police-ctu"], names=names) if spec.name == topic]
+        assert update_topic_configs(stack.client, plan) == [topic]
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        config = admin.describe_configs([resource])[resource].result()
+        assert config["cleanup.policy"].value == "compact,delete"
+        assert config["max.compaction.lag.ms"].value == str(24 * 3600 * 1000)
+    finally:
+        admin.delete_topics([topic])[topic].result()
