@@ -2,7 +2,10 @@
 
 Every stage that gives up on a message (ingest, resolve, sink) writes it the same way. A dead
 letter on ``tip.dlq.<stage>`` keeps the original message untouched (same key, same value
-bytes) so it can be replayed once the cause is fixed, and says why in its headers:
+bytes) so it can be replayed once the cause is fixed, and says why in its headers. (A
+message without a key gets ``no-key:<topic>:<partition>:<offset>``, from ``dead_letter_key``:
+dead-letter topics are compacted, so that ``tipsync erase`` can tombstone a record's dead
+letters, and the broker refuses a message without a key on a compacted topic.)
 
 ==========================  ==================================================================
 header                      value
@@ -117,6 +120,14 @@ def _short_path(filename: str) -> str:
             index = len(parts) - 1 - parts[::-1].index(anchor)
             return "/".join(parts[index + (anchor == "site-packages"):])
     return Path(filename).name
+
+
+def dead_letter_key(key: bytes | None, source_topic: str, partition: int, offset: int) -> bytes:
+    """The key of a dead letter: the message's own, or for a message without one a key of
+    its place (ids only), unique, so compaction never drops it for another's."""
+    if key is not None:
+        return key
+    return f"no-key:{source_topic}:{partition}:{offset}".encode()
 
 
 def dead_letter_headers(

@@ -141,6 +141,7 @@ def _source(
         "event_time": EXAMPLE_TIME,
         "deleted": False,
         "quality_issues": quality_issues or [],
+        "retention_until": date(2036, 3, 14),
     }
 
 

@@ -41,6 +41,11 @@ class SourceRecord(ContractModel):
     quality_issues: list[QualityIssue] = Field(
         [], description="Data-quality issues of the version applied (values left out)."
     )
+    retention_until: date | None = Field(
+        None,
+        description="Last day the agency may keep the record (its event's retention_until);"
+        " tipsync retention enforce erases it after that day. Null: no fixed end.",
+    )
 
 
 class FieldLineage(ContractModel):

@@ -220,10 +220,39 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+# Erasure (``tipsync erase``) removes a record's older messages by compaction, and Kafka never
+# compacts the active segment: ``max.compaction.lag.ms`` rolls a compacted topic's active
+# segment at its first append after this long (the roll deadline is min(segment.ms, it)) and
+# makes the rolled records eligible whatever the dirty ratio, so an erased record's copies
+# stay on disk about this long after its tombstone (docs/SECURITY.md "Erasure and retention").
+MAX_COMPACTION_LAG_MS: Final = DAY_MS
+
+
 def compacted_config() -> dict[str, str]:
     """Config of a topic whose latest value per key is the state (reconciled, changelogs)."""
     # Keep tombstones a day so a consumer that was down for hours still sees a deletion.
-    return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS)}
+    return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS),
+            "max.compaction.lag.ms": str(MAX_COMPACTION_LAG_MS)}
+
+
+# How long the resolve topic keeps a tombstone: for good, in practice (100 years; Kafka adds
+# it to a time, so not Long.MAX). A tombstone of ``tipsync erase`` is what tells a worker
+# rebuilding from an older snapshot (its own, or one left in another worker's folder) that
+# the record is gone, once compaction has removed the DELETE before it. It holds ids only.
+RESOLVE_TOMBSTONE_RETENTION_MS: Final = 100 * 365 * DAY_MS
+
+
+def resolve_config() -> dict[str, str]:
+    """Config of ``tip.internal.resolve``: compacted, its tombstones kept."""
+    return {**compacted_config(), "delete.retention.ms": str(RESOLVE_TOMBSTONE_RETENTION_MS)}
+
+
+def erasable_config(retention_ms: int) -> dict[str, str]:
+    """Config of an agency or dead-letter topic: deleted after ``retention_ms`` as before, and
+    compacted too, so that a tombstone of ``tipsync erase`` removes a record's messages
+    (``compact,delete``; a message without a key is then refused by the broker)."""
+    return {**compacted_config(), "cleanup.policy": "compact,delete",
+            "retention.ms": str(retention_ms)}
 
 
 def stewardship_config() -> dict[str, str]:
@@ -252,8 +281,8 @@ def topic_plan(
     def spec(name: str, config: dict[str, str]) -> TopicSpec:
         return TopicSpec(name, sizing.partitions, sizing.replication_factor, config)
 
-    agency_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.agency_retention_ms)}
-    dlq_config = {"cleanup.policy": "delete", "retention.ms": str(sizing.dlq_retention_ms)}
+    agency_config = erasable_config(sizing.agency_retention_ms)
+    dlq_config = erasable_config(sizing.dlq_retention_ms)
     plan = [
         spec(names.agency(agency_id, entity), agency_config)
         for agency_id in sorted(agency_ids)
@@ -316,3 +345,45 @@ def create_topics(
             f"{REPLICATION_FACTOR} settings)"
         )
     return outcome
+
+
+def update_topic_configs(
+    bootstrap: str | ClientConfig, plan: Iterable[TopicSpec], timeout_seconds: float = 30.0
+) -> list[str]:
+    """Set the planned configuration on topics that exist already (each planned key, other
+    keys left as they are): how a topic created by an earlier release becomes, e.g.,
+    compact,delete. Returns the names updated; RuntimeError names any Kafka refused."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
+    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in spec.config.items()
+        ])
+        for spec in plan if spec.name in existing and spec.config
+    ]
+    if not resources:
+        return []
+    failures: list[str] = []
+    updated: list[str] = []
+    for resource, future in admin.incremental_alter_configs(
+        resources, request_timeout=timeout_seconds
+    ).items():
+        try:
+            future.result()
+            updated.append(resource.name)
+        except Exception as error:  # noqa: BLE001 - KafkaException carries a KafkaError
+            failures.append(f"{resource.name}: {error}")
+    if failures:
+        raise RuntimeError(
+            f"Kafka at {bootstrap} refused to update {len(failures)} topic(s): "
+            + "; ".join(failures) + " (the admin principal may alter topic configs)"
+        )
+    return sorted(updated)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.client_config import ClientConfig
-from schemas.dead_letters import dead_letter_headers
+from schemas.dead_letters import dead_letter_headers, dead_letter_key
 from sinks.batch import Rejection
 
 STAGE = "sink"
@@ -46,7 +46,8 @@ class DeadLetterPublisher:
             )]
             self._producer.produce(
                 self.topic,
-                key=rejection.message.key,
+                key=dead_letter_key(rejection.message.key, rejection.message.topic,
+                                    rejection.message.partition, rejection.message.offset),
                 value=rejection.message.value,
                 headers=headers,
                 on_delivery=self._on_delivery,

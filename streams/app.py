@@ -53,6 +53,8 @@ from schemas.topics import (
     STEWARDSHIP_PARTITIONS,
     TopicSettings,
     compacted_config,
+    erasable_config,
+    resolve_config,
     stewardship_config,
 )
 from streams.decoding import EventDecoder
@@ -222,7 +224,7 @@ class StreamApp:
         self.agency_channel.topics = list(subscribed)  # a list, to grow in place
         self.resolve_topic = app.topic(
             topics.resolve, partitions=1, internal=True, compacting=True,
-            config=compacted_config(), **raw,
+            config=resolve_config(), **raw,
         )
         self.output_topics = {
             output: app.topic(
@@ -246,9 +248,10 @@ class StreamApp:
         )
         self.dlq_topics = {
             stage: app.topic(
-                topics.dlq(stage), internal=True, deleting=True,
-                # the same retention `tipsync topics create` gives them (config.DLQ_RETENTION_MS)
-                retention=TopicSettings.from_environment().dlq_retention_ms / 1000,
+                topics.dlq(stage), internal=True,
+                # the config `tipsync topics create` gives them (compact,delete, retention
+                # config.DLQ_RETENTION_MS): `tipsync erase` tombstones a record's dead letters
+                config=erasable_config(TopicSettings.from_environment().dlq_retention_ms),
                 **raw,
             )
             for stage in ("ingest", "resolve")

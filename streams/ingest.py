@@ -270,4 +270,6 @@ def source_of(event: AgencyEvent) -> dict[str, Any]:
     issues = event.record.get("quality_issues")
     if issues and event.op != "DELETE":
         source["quality_issues"] = [dict(issue) for issue in issues]
+    if event.record.get("retention_until") is not None:
+        source["retention_until"] = event.record["retention_until"]
     return source

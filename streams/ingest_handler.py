@@ -97,6 +97,8 @@ class IngestHandler:
     async def ingest_one(self, message: InputMessage) -> None:
         """Judge one agency event and pass it on; what cannot be processed, whatever the
         reason, becomes a dead letter and the stream goes on with the next message."""
+        if message.value is None:
+            return  # a tombstone of `tipsync erase` (compaction's cue): no event to ingest
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
         try:

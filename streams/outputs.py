@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from schemas.dead_letters import DeadLetter, dead_letter_headers
+from schemas.dead_letters import DeadLetter, dead_letter_headers, dead_letter_key
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerializer
 from schemas.topics import TopicNames
@@ -84,7 +84,8 @@ class DeadLetterSender:
         headers = dead_letter_headers(
             letter, stage, message.topic, message.partition, message.offset
         )
-        await self._send(self._topics.dlq(stage), message.key, message.value, headers=headers)
+        key = dead_letter_key(message.key, message.topic, message.partition, message.offset)
+        await self._send(self._topics.dlq(stage), key, message.value, headers=headers)
         self._metrics.dead_letters.labels(stage, letter.reason).inc()
         log.log(
             logging.ERROR if letter.reason == "processing_error" else logging.WARNING,

@@ -203,6 +203,9 @@ class ResolveRecovery:
                 if record.offset >= until_offset:
                     break
                 replayed += 1
+                if record.value is None:  # a tombstone of `tipsync erase`
+                    stage.load_erasure(record.key.decode())
+                    continue
                 if is_model_change(record.key):
                     if record.offset > applied_until:
                         with contextlib.suppress(ModelFileError, UnicodeDecodeError):

@@ -138,6 +138,9 @@ class ResolveHandler:
         self.stage, replayed = await self._rebuild(until)
         self.next_offset = until
         self.snapshots.rebuilt(replayed)
+        if self.stage.erased_while_loading:
+            # the snapshot it started from (older than an erasure) holds erased records
+            await self.snapshots.purge(self.stage, until)
         self._unfrozen_records = 0
         gc.freeze()
 
@@ -145,6 +148,12 @@ class ResolveHandler:
         """Resolve the message at ``next_offset`` and publish its outputs."""
         assert self.stage is not None
         self.next_offset = message.offset + 1
+        if message.value is None:
+            # A tombstone of `tipsync erase`, written once the record's DELETE (earlier in
+            # this partition) had passed: the stage no longer holds the record, so the
+            # snapshot written now lacks it, and the older ones, which hold it, go.
+            await self.snapshots.purge(self.stage, message.offset)
+            return
         if self.snapshots.due():
             # Between two messages: the stage holds exactly the messages before this one.
             await self.snapshots.write(self.stage, message.offset)
@@ -171,6 +180,8 @@ class ResolveHandler:
                                                           message.value)
                 entity = event.entity
                 outputs = self.stage.apply(event, golden_version=message.offset)
+                if event.op == "DELETE":
+                    self.snapshots.deleted()
         except Rejected as rejected:
             await self._dead_letter("resolve", message, rejected.dead_letter)
             return

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from schemas.agencies import TRUST_MAX, Agency
-from streams.ingest import AgencyEvent, entity_golden_id, source_of
+from streams.ingest import AgencyEvent, entity_golden_id, source_of, split_held_key
 from streams.resolve import (
     GoldenPersonMerged,
     GoldenPersonRemoved,
@@ -148,6 +148,7 @@ def person_fields(event: AgencyEvent) -> dict[str, Any]:
         "event_time": event.event_time,
         "classification": event.record.get("classification"),
         "quality_issues": event.record.get("quality_issues") or [],
+        "retention_until": event.record.get("retention_until"),
     }
 
 
@@ -157,6 +158,9 @@ class ResolveStage:
     def __init__(self, resolver_factory: Callable[[], Resolver]) -> None:
         self.resolver = resolver_factory()
         self.links: dict[str, _Link] = {}  # link source key -> link
+        # records a rebuild held (from its snapshot) and forgot at an erasure's tombstone: the
+        # snapshot it started from holds them, so the handler writes a new one at once
+        self.erased_while_loading = 0
         self.links_of_person: dict[str, set[str]] = {}  # person source key -> link keys
         self.emitted_ends: dict[str, tuple[str, str]] = {}  # link key -> (from_id, to_id)
 
@@ -175,6 +179,19 @@ class ResolveStage:
                 self._forget_link(event.source_key)
             else:
                 self._hold_link(event)
+
+    def load_erasure(self, held_key: str) -> None:
+        """A tombstone of ``tipsync erase`` met while rebuilding: the record is gone, whatever
+        the snapshot the rebuild started from holds (its DELETE, before the tombstone, may
+        have been compacted away; the tombstone is kept, ``schemas.topics.resolve_config``)."""
+        entity, agency_id, record_id = split_held_key(held_key)
+        key = source_key(agency_id, record_id)
+        if entity == PERSON and key in self.resolver.records:
+            self.resolver.delete(agency_id, record_id, decisions=False)
+            self.erased_while_loading += 1
+        elif entity == LINK and key in self.links:
+            self._forget_link(key)
+            self.erased_while_loading += 1
 
     @property
     def model_fingerprint(self) -> str:

@@ -37,6 +37,13 @@ Files: ``<data dir>/resolve-snapshots/resolve-<offset>.snapshot``, mode 0600 in 
 folder (they hold personal data, like the RocksDB tables next to them), written to a temp
 file, flushed to disk and renamed, so a reader sees a whole snapshot or none. The newest
 ``KEEP_SNAPSHOTS`` are kept: the newest may cover offsets the worker never committed.
+
+Erasure (``tipsync erase``, docs/SECURITY.md "Erasure and retention"): once a record's DELETE
+has passed resolve, the erase command writes a tombstone under the record's key on the resolve
+topic; the worker, handed it, writes a snapshot at its offset (without the record) and deletes
+every older one (``keep=1``), or, with snapshots off, deletes them all
+(``remove_snapshots``). A restart before the tombstone's offset is committed then finds no
+usable snapshot and replays the topic, which no longer holds the record either.
 """
 
 from __future__ import annotations
@@ -139,12 +146,22 @@ def snapshot_files(directory: Path) -> list[SnapshotFile]:
     return sorted(found, key=lambda snapshot: snapshot.offset, reverse=True)
 
 
+def remove_snapshots(directory: Path) -> int:
+    """Delete every snapshot in ``directory`` (an erasure with snapshots off, or whose new
+    snapshot could not be written); returns how many were deleted."""
+    found = snapshot_files(directory)
+    for snapshot in found:
+        snapshot.path.unlink(missing_ok=True)
+    return len(found)
+
+
 def write_snapshot(
-    directory: Path, stage: ResolveStage, offset: int, topic_id: str | None
+    directory: Path, stage: ResolveStage, offset: int, topic_id: str | None,
+    keep: int = KEEP_SNAPSHOTS,
 ) -> SnapshotFile:
     """Write the stage's state as covering the resolve topic before ``offset``, atomically;
-    then delete all but the newest ``KEEP_SNAPSHOTS``. The stage must not change meanwhile
-    (the caller holds resolve still)."""
+    then delete all but the newest ``keep`` (1 after an erasure: only the new one). The stage
+    must not change meanwhile (the caller holds resolve still)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     resolver = stage.resolver
     header = SnapshotHeader(
@@ -191,7 +208,7 @@ def write_snapshot(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_directory(directory)
-    for old in snapshot_files(directory)[KEEP_SNAPSHOTS:]:
+    for old in snapshot_files(directory)[keep:]:
         old.path.unlink(missing_ok=True)
     for leftover in directory.glob(".writing-*.tmp"):  # of a worker killed while writing
         if leftover.name != Path(temporary).name:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streams.resolve_stage import ResolveStage
-from streams.snapshot import SnapshotPolicy, write_snapshot
+from streams.snapshot import KEEP_SNAPSHOTS, SnapshotPolicy, remove_snapshots, write_snapshot
 
 log = logging.getLogger("tipsync.streams")
 
@@ -34,6 +34,9 @@ class SnapshotSchedule:
         self.since_snapshot = 0  # resolve messages the newest snapshot does not cover
         self._snapshot_clock = clock()
         self._write_seconds = 0.0
+        # Whether a snapshot on disk may hold a record the stage has deleted since: true until
+        # an erasure's snapshot is written (a rebuilt stage cannot tell what older files hold)
+        self.may_hold_deleted = True
 
     def due(self) -> bool:
         return self.policy.due(self.since_snapshot, self._clock() - self._snapshot_clock,
@@ -46,20 +49,45 @@ class SnapshotSchedule:
     def rebuilt(self, replayed: int | None) -> None:
         """The stage was rebuilt and ``replayed`` messages of the resolve topic read into it
         (no snapshot covers them); None when the topic had nothing to read (a new stage)."""
+        self.may_hold_deleted = True
         if replayed is None:
             self.since_snapshot = 0
         else:
             self.since_snapshot, self._snapshot_clock = replayed, self._clock()
 
-    async def write(self, stage: ResolveStage, offset: int) -> None:
-        """Write the stage, covering the resolve topic before ``offset``, to the data dir.
+    def deleted(self) -> None:
+        """The stage resolved a DELETE: the snapshots on disk may hold what it removed."""
+        self.may_hold_deleted = True
+
+    async def purge(self, stage: ResolveStage, offset: int) -> None:
+        """After an erasure (a tombstone at ``offset`` on the resolve topic): a snapshot of
+        the stage at ``offset`` and no older one, so no snapshot holds a record deleted
+        before it. Nothing to do when one was written since the last DELETE (the erasure of
+        several records writes one tombstone each, after all their DELETEs)."""
+        if not self.may_hold_deleted:
+            return
+        if self.policy.enabled:
+            written = await self.write(stage, offset, keep=1)
+            if written:
+                self.may_hold_deleted = False
+                return
+        removed = await asyncio.to_thread(remove_snapshots, self.directory)
+        self.may_hold_deleted = False
+        log.warning("resolve: erasure at offset %d: %d snapshot(s) deleted from %s (none is"
+                    " written%s); a restart replays %s", offset, removed, self.directory,
+                    "" if self.policy.enabled else ": snapshots are off", self._resolve_topic)
+
+    async def write(self, stage: ResolveStage, offset: int, keep: int | None = None) -> bool:
+        """Write the stage, covering the resolve topic before ``offset``, to the data dir,
+        keeping the newest ``keep`` snapshots (default ``KEEP_SNAPSHOTS``); True once written.
         Resolve waits meanwhile (its state must not change while written); the writing runs
         in a thread so heartbeats and ingest go on. A failure is logged, never fatal."""
         started = time.perf_counter()
         try:
             topic_id = await asyncio.to_thread(self._topic_id)
             written = await asyncio.to_thread(
-                write_snapshot, self.directory, stage, offset, topic_id
+                write_snapshot, self.directory, stage, offset, topic_id,
+                KEEP_SNAPSHOTS if keep is None else keep,
             )
         except OSError as error:
             log.error("resolve: the snapshot at offset %d could not be written to %s (%s); "
@@ -70,6 +98,8 @@ class SnapshotSchedule:
         seconds = time.perf_counter() - started
         self.since_snapshot, self._snapshot_clock = 0, self._clock()
         self._write_seconds = seconds
-        if written is not None:
-            log.warning("resolve: snapshot of %d records at offset %d written to %s in %.1f s",
-                        len(stage.resolver.records), offset, written.path, seconds)
+        if written is None:
+            return False
+        log.warning("resolve: snapshot of %d records at offset %d written to %s in %.1f s",
+                    len(stage.resolver.records), offset, written.path, seconds)
+        return True

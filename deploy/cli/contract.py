@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         help=f"agency registry file (default: {config.AGENCIES} or deploy/agencies.yaml)",
     )
     create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
+    create.add_argument(
+        "--update-config", action="store_true",
+        help="also set the planned configuration on topics that exist (e.g. agency and"
+        " dead-letter topics of an earlier release become compact,delete for erasure)",
+    )
     add_client_config(create)
     create.set_defaults(func=_topics_create)
 
@@ -98,7 +103,7 @@ def _export(_: argparse.Namespace) -> int:
 
 def _topics_create(args: argparse.Namespace) -> int:
     from schemas.agencies import load_agencies
-    from schemas.topics import TopicSettings, create_topics, topic_plan
+    from schemas.topics import TopicSettings, create_topics, topic_plan, update_topic_configs
 
     plan = topic_plan(load_agencies(args.agencies), TopicSettings.from_environment())
     if args.dry_run:
@@ -112,4 +117,8 @@ def _topics_create(args: argparse.Namespace) -> int:
     for name in created:
         print(f"created {name}")
     print(f"{len(created)} topic(s) created, {len(outcome) - len(created)} already existed")
+    if args.update_config:
+        updated = update_topic_configs(
+            bootstrap, [spec for spec in plan if spec.name not in created])
+        print(f"{len(updated)} existing topic(s) given the planned configuration")
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from schemas.topics import source_key
@@ -38,6 +38,8 @@ PERSON_FIELDS: tuple[str, ...] = (
     "sex", "citizenship", "identifiers", "phones", "emails", "addresses", "classification",
     # the raw text of an invalid date of birth, and the envelope's data-quality issues
     "date_of_birth_text", "quality_issues",
+    # the envelope's last day of keeping, as ISO text (None: no fixed end)
+    "retention_until",
 )
 _LIST_FIELDS = frozenset({
     "aliases", "citizenship", "identifiers", "phones", "emails", "addresses", "quality_issues",
@@ -58,7 +60,7 @@ _RECORD_FIELD_SET = frozenset(RECORD_FIELDS)
 # Scalar values that repeat from person to person: shared, not held once per record.
 _SHARED_SCALARS = frozenset({
     "agency_id", "given_name", "middle_name", "family_name", "date_of_birth", "dob_precision",
-    "sex", "classification",
+    "sex", "classification", "retention_until",
 })
 
 
@@ -139,6 +141,7 @@ class SourceRecord(Mapping[str, Any]):
     classification: str | None
     date_of_birth_text: str | None
     quality_issues: tuple[Any, ...]  # (key tuple, *values) per {field, problem}
+    retention_until: str | None  # ISO date; None in records held before it was kept
     first_event_time: int  # the earliest event time resolve saw for this record
 
     def __init__(self, record: Mapping[str, Any], first_event_time: int) -> None:
@@ -237,7 +240,9 @@ def source_record_from_event(event: Mapping[str, Any]) -> dict[str, Any]:
     }
     for field in PERSON_FIELDS:
         value = event.get(field)
-        if field in _LIST_FIELDS:
+        if field == "retention_until":
+            record[field] = value.isoformat() if isinstance(value, date) else value
+        elif field in _LIST_FIELDS:
             record[field] = [dict(item) if isinstance(item, Mapping) else item
                              for item in (value or [])]
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -167,6 +167,8 @@ def _source(record: SourceRecord, event_time: datetime) -> dict[str, Any]:
     }
     if record.quality_issues:
         source["quality_issues"] = record.list_values("quality_issues")
+    if record.retention_until:
+        source["retention_until"] = date.fromisoformat(record.retention_until)
     return source
 
 

@@ -399,15 +399,24 @@ def test_the_migration_applies_to_a_store_that_already_holds_rows(
         shipped = shipped_migrations()
         migrate(url, [m for m in shipped if m.version <= 4])
         official, protected = new_id(), new_id()
-        with psycopg.connect(url, autocommit=True) as owner:
-            store.prepare_session(owner, [PERSON])
-            with owner.transaction():
-                store.write_entity(owner, PERSON, [
-                    golden_rows(PERSON, official, _person(1, "Old", "OFFICIAL",
-                                                          [(POLICE, f"E-1-{RUN}")])),
-                    golden_rows(PERSON, protected, _person(1, "Old", "VICTIM_PROTECTED",
-                                                           [(SHELTER, f"E-2-{RUN}")])),
-                ])
+        with psycopg.connect(url, autocommit=True) as owner, owner.transaction():
+            # the rows a sink of that release wrote (today's sink writes columns of later
+            # migrations, e.g. 0008's retention_until)
+            for person_id, label, agency, record_id in (
+                (official, "OFFICIAL", POLICE, f"E-1-{RUN}"),
+                (protected, "VICTIM_PROTECTED", SHELTER, f"E-2-{RUN}"),
+            ):
+                owner.execute(
+                    "INSERT INTO reconciled.person (person_id, golden_version, given_name,"
+                    " classification, agencies, source_count) VALUES (%s, 1, 'Old', %s,"
+                    " ARRAY[%s], 1)", (person_id, label, agency))
+                owner.execute(
+                    "INSERT INTO reconciled.person_source (agency_id, source_record_id,"
+                    " person_id, source_version) VALUES (%s, %s, %s, 1)",
+                    (agency, record_id, person_id))
+                owner.execute(
+                    "INSERT INTO reconciled.golden_record_state (entity, golden_id,"
+                    " golden_version, state) VALUES ('person', %s, 1, 'live')", (person_id,))
         assert [m.version for m in migrate(url)] == [m.version for m in shipped
                                                      if m.version > 4]
         name = f"test_analyst_{RUN}_existing"

@@ -66,15 +66,22 @@ def test_source_key_round_trips_and_keeps_colons_in_record_ids() -> None:
         parse_source_key("no-separator")
 
 
-def test_plan_compacts_reconciled_topics_and_retains_agency_topics() -> None:
+def test_plan_compacts_reconciled_topics_and_compacts_and_retains_agency_topics() -> None:
     plan = {spec.name: spec for spec in topic_plan(["police-ctu", "customs"])}
     # no tip.dlq.produce: producers keep rejects at the agency; + the stewardship decisions
     assert len(plan) == 2 * 6 + 7 + 3 + 1
     assert plan["tip.reconciled.person"].config["cleanup.policy"] == "compact"
-    assert plan["tip.agency.customs.link"].config == {
-        "cleanup.policy": "delete",
+    # compacted too, so that an erasure's tombstone removes a record's messages; every
+    # compacted topic rolls its active segment within a day (Kafka never compacts it)
+    erasable = {
+        "cleanup.policy": "compact,delete",
         "retention.ms": str(30 * 24 * 3600 * 1000),
+        "delete.retention.ms": str(24 * 3600 * 1000),
+        "max.compaction.lag.ms": str(24 * 3600 * 1000),
     }
+    assert plan["tip.agency.customs.link"].config == erasable
+    assert plan["tip.dlq.ingest"].config == erasable
+    assert plan["tip.reconciled.person"].config["max.compaction.lag.ms"] == str(24 * 3600 * 1000)
     assert plan["tip.dlq.sink"].partitions == 6
     decisions = plan["tip.stewardship.decisions"]
     assert decisions.partitions == 1

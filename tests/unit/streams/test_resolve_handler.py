@@ -40,6 +40,7 @@ class FakeStage:
 
     loaded: list[int]
     applied: list[int] = field(default_factory=list)
+    erased_while_loading: int = 0
 
     def apply(self, event: Any, golden_version: int) -> list[Output]:
         assert golden_version not in self.loaded + self.applied, "resolved twice"
@@ -49,7 +50,7 @@ class FakeStage:
 
 class FakeDecoder:
     async def resolve_event(self, key: bytes, value: bytes | None) -> Any:
-        return SimpleNamespace(entity="person", key=key)
+        return SimpleNamespace(entity="person", key=key, op="UPSERT")
 
 
 @dataclass

@@ -1,0 +1,472 @@
+"""Erasure and retention through the pipeline: the I/O shell of ``tipsync erase`` and
+``tipsync retention enforce`` (the rules are ``deploy.operations.erasure_plan``'s).
+
+For each source record, in this order (docs/SECURITY.md "Erasure and retention"):
+
+1. a row of ``reconciled.erasure_log`` (who, when, which keys: ids only), committed first so
+   an erasure that stops half way is still on record;
+2. a DELETE event on the record's agency topic, written by the administrator, with a
+   ``source_version`` above the highest the store or the topic holds, in the partition of the
+   record's messages: ingest accepts it; for people and links resolve removes the record and
+   republishes the golden person without it; the sink deletes the rows;
+3. waits until the stream workers have committed past the DELETE on the agency topic and,
+   for people and links, past it on the resolve topic, and the store no longer lists the
+   record;
+4. deletes the store's match decisions naming the record (ids and scores, history);
+5. tombstones (the key, no value) on the agency topic, the person-mapping topic (people),
+   the resolve topic (people and links:
+   the worker then writes a snapshot without the record and deletes the older ones,
+   ``streams.snapshot_schedule``) and the three dead-letter topics, each in every partition
+   (the stages' producers partition differently; a tombstone where the key never was costs
+   a few bytes for ``delete.retention.ms``);
+6. the log row completed, and the report: where copies were removed, where one may remain
+   and until when (``copy_deadline`` from each topic's configuration).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import psycopg
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from deploy.operations.erasure_plan import (
+    CopyDeadline,
+    ErasureTarget,
+    copy_deadline,
+    delete_event,
+    delete_version,
+)
+from schemas.client_config import ClientConfig
+from schemas.errors import WireFormatError
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroDeserializer, AvroSerializer
+from schemas.topics import TopicNames
+from sinks.tables import ENTITY_TABLES
+from streams.ingest import RESOLVED_ENTITIES
+
+POLL_SECONDS = 1.0
+
+
+class ErasureError(Exception):
+    """An erasure that cannot be done or finished; the message says which and what to do."""
+
+
+@dataclass
+class ErasureReport:
+    """What one erasure did: the records, the log rows, where copies were removed and where
+    one may remain until when (ids and topic names only)."""
+
+    erased: list[ErasureTarget] = field(default_factory=list)
+    unknown: list[ErasureTarget] = field(default_factory=list)  # neither store nor topic
+    log_ids: list[int] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    remaining: list[CopyDeadline] = field(default_factory=list)
+    seconds: float = 0.0  # how long the erasure took, waits included
+
+
+# --- which records ------------------------------------------------------------------------
+
+
+def _source_table(entity: str) -> tuple[str, str]:
+    table = ENTITY_TABLES.get(entity)
+    if table is None:
+        raise ErasureError(
+            f"entity '{entity}' is not one of {', '.join(ENTITY_TABLES)}; name the entity"
+            " of the record's agency topic with --entity"
+        )
+    return f'reconciled."{table.table}_source"', table.id_column
+
+
+def record_targets(database_url: str, entity: str, agency_id: str,
+                   source_record_id: str) -> list[ErasureTarget]:
+    """The one record named (not in the store: its topic may still hold it)."""
+    table, id_column = _source_table(entity)
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            f"SELECT {id_column}::text, source_version FROM {table}"  # noqa: S608 - identifiers
+            " WHERE agency_id = %s AND source_record_id = %s",
+            (agency_id, source_record_id),
+        ).fetchone()
+    golden, version = row if row else (None, None)
+    return [ErasureTarget(entity, agency_id, source_record_id, golden, version)]
+
+
+def person_targets(database_url: str, person_id: str) -> list[ErasureTarget]:
+    """Every source record of a golden person (a merged id stands for its survivor), and
+    the links that end at the person (that a person is a victim in a case is about them)."""
+    with psycopg.connect(database_url) as connection:
+        live = connection.execute(
+            "SELECT reconciled.resolve_person_id(%s::uuid)::text", (person_id,)
+        ).fetchone()
+        golden = live[0] if live else person_id
+        people = connection.execute(
+            "SELECT agency_id, source_record_id, person_id::text, source_version"
+            " FROM reconciled.person_source WHERE person_id = %s::uuid"
+            " ORDER BY agency_id, source_record_id", (golden,),
+        ).fetchall()
+        links = connection.execute(
+            "SELECT s.agency_id, s.source_record_id, s.link_id::text, s.source_version"
+            " FROM reconciled.link_source AS s JOIN reconciled.link AS l USING (link_id)"
+            " WHERE (l.from_entity = 'PERSON' AND l.from_id = %s::uuid)"
+            " OR (l.to_entity = 'PERSON' AND l.to_id = %s::uuid)"
+            " ORDER BY s.agency_id, s.source_record_id", (golden, golden),
+        ).fetchall()
+    if not people:
+        raise ErasureError(
+            f"golden person {person_id} has no source record in the store (erased already,"
+            " or not a person id); check it with `tipsync search person` or erase a record"
+            " with --agency ID --record RID --entity person"
+        )
+    return ([ErasureTarget("person", *row) for row in people]
+            + [ErasureTarget("link", *row) for row in links])
+
+
+def expired_targets(database_url: str, today: date) -> list[ErasureTarget]:
+    """Every live source record whose ``retention_until`` is before ``today``."""
+    found: list[ErasureTarget] = []
+    with psycopg.connect(database_url) as connection:
+        for entity in ENTITY_TABLES:
+            table, id_column = _source_table(entity)
+            rows = connection.execute(
+                f"SELECT agency_id, source_record_id, {id_column}::text,"  # noqa: S608
+                f" source_version FROM {table}"
+                " WHERE retention_until < %s AND NOT deleted"
+                " ORDER BY agency_id, source_record_id", (today,),
+            ).fetchall()
+            found += [ErasureTarget(entity, *row) for row in rows]
+    return found
+
+
+# --- the erasure ----------------------------------------------------------------------------
+
+
+class Eraser:
+    def __init__(self, client: ClientConfig, database_url: str, topics: TopicNames,
+                 operator: str, wait_seconds: float = 300.0) -> None:
+        self.client = client
+        self.database_url = database_url
+        self.topics = topics
+        self.operator = operator
+        self.wait_seconds = wait_seconds
+        self._registry = SchemaRegistry(client.registry())
+        self._admin = AdminClient(client.librdkafka())
+
+    def erase(self, targets: Sequence[ErasureTarget], reason: str,
+              requested_person: str | None = None) -> ErasureReport:
+        report = ErasureReport()
+        found = self._scan_agency_topics(targets)
+        planned: list[tuple[ErasureTarget, int, set[int]]] = []
+        now_ms = int(time.time() * 1000)
+        for target in targets:
+            versions, partitions = found.get((target.entity, target.source_key), ([], set()))
+            version = delete_version(target.store_version, versions, now_ms)
+            if version is None:
+                report.unknown.append(target)
+            else:
+                planned.append((target, version, partitions))
+        if not planned:
+            return report
+        report.log_ids = self._log(planned, reason, requested_person)
+        delivered = self._publish_deletes(planned)
+        self._wait_for_stream(delivered, any(t.entity in RESOLVED_ENTITIES for t, *_ in planned))
+        self._wait_for_store([target for target, *_ in planned])
+        report.removed.append(
+            f"store: {len(planned)} source record(s) deleted by the sink"
+            f" ({self._forget_match_decisions([t for t, *_ in planned])} match decision row(s)"
+            " naming them deleted)"
+        )
+        tombstoned = self._tombstone([target for target, *_ in planned])
+        report.removed += [f"{topic}: tombstone written ({count} key(s))"
+                           for topic, count in sorted(tombstoned.items())]
+        if any(t.entity in RESOLVED_ENTITIES for t, *_ in planned):
+            report.removed.append(
+                "resolve snapshots: the worker writes one without the record(s) at the"
+                " resolve tombstone and deletes the older ones"
+            )
+        self._complete(report.log_ids)
+        report.erased = [target for target, *_ in planned]
+        report.remaining = self._deadlines(
+            [*tombstoned, *(self.topics.reconciled(e) for e in {t.entity for t in report.erased})]
+        )
+        return report
+
+    # --- Kafka: versions, deletes, tombstones
+
+    def _scan_agency_topics(
+        self, targets: Iterable[ErasureTarget]
+    ) -> dict[tuple[str, str], tuple[list[int], set[int]]]:
+        """For each (entity, source key): the versions of its events on its agency topic and
+        the partitions they are in (one, unless the agency's partitioner changed)."""
+        wanted: dict[str, set[bytes]] = {}
+        for target in targets:
+            topic = self.topics.agency(target.agency_id, target.entity)
+            wanted.setdefault(topic, set()).add(target.source_key.encode())
+        deserialize = AvroDeserializer(self._registry)
+        found: dict[tuple[str, str], tuple[list[int], set[int]]] = {}
+        consumer = Consumer(self.client.librdkafka({
+            "group.id": f"{self.topics.internal_prefix}erase", "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }))
+        try:
+            for topic, keys in wanted.items():
+                parsed = self.topics.parse_agency(topic)
+                assert parsed is not None
+                for message in _read_topic(consumer, topic):
+                    key, value = message.key(), message.value()
+                    if key is None or key not in keys or value is None:
+                        continue
+                    try:
+                        record = deserialize(value, expected=parsed.entity).record
+                    except WireFormatError:
+                        continue  # ingest refused it: it holds no version
+                    versions, partitions = found.setdefault(
+                        (parsed.entity, key.decode()), ([], set()))
+                    versions.append(int(record["source_version"]))
+                    partitions.add(message.partition() or 0)
+        finally:
+            consumer.close()
+        return found
+
+    def _producer(self) -> Producer:
+        return Producer(self.client.librdkafka({"enable.idempotence": True, "acks": "all"}))
+
+    def _publish_deletes(
+        self, planned: Sequence[tuple[ErasureTarget, int, set[int]]]
+    ) -> list[tuple[str, int, int]]:
+        """Publish the DELETEs; their (topic, partition, offset)."""
+        producer = self._producer()
+        delivered: list[tuple[str, int, int]] = []
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, message: object) -> None:
+            if error is not None:
+                failures.append(error.str())
+            else:
+                delivered.append((message.topic(), message.partition(),  # type: ignore[attr-defined]
+                                  message.offset()))  # type: ignore[attr-defined]
+
+        serializers: dict[str, AvroSerializer] = {}
+        now = datetime.now(UTC)
+        for target, version, partitions in planned:
+            serialize = serializers.get(target.entity)
+            if serialize is None:
+                serialize = serializers[target.entity] = AvroSerializer(self._registry,
+                                                                        target.entity)
+            topic = self.topics.agency(target.agency_id, target.entity)
+            # the partition of the record's messages (-1: the partitioner's choice)
+            producer.produce(topic, key=target.source_key.encode(),
+                             value=serialize(delete_event(target, version, now)),
+                             partition=min(partitions) if partitions else -1,
+                             on_delivery=on_delivery)
+        remaining = producer.flush(60)
+        if remaining or failures:
+            raise ErasureError(
+                f"{remaining or len(failures)} erasing DELETE(s) were not delivered"
+                f" ({failures[0] if failures else 'timed out'}); the erasure log holds the"
+                " request: run the same command again once Kafka takes writes"
+            )
+        return delivered
+
+    def _tombstone(self, targets: Sequence[ErasureTarget]) -> dict[str, int]:
+        """Tombstones under each record's keys, in every partition; topic -> keys."""
+        by_topic: dict[str, set[str]] = {}
+        for target in targets:
+            by_topic.setdefault(self.topics.agency(target.agency_id, target.entity),
+                                set()).add(target.source_key)
+            by_topic.setdefault(self.topics.dlq("ingest"), set()).add(target.source_key)
+            if target.entity == "person":  # which golden person the record maps to
+                by_topic.setdefault(self.topics.person_mapping, set()).add(target.source_key)
+            if target.entity in RESOLVED_ENTITIES:
+                by_topic.setdefault(self.topics.resolve, set()).add(target.held_key)
+                by_topic.setdefault(self.topics.dlq("resolve"), set()).add(target.held_key)
+            if target.golden_id is not None:
+                by_topic.setdefault(self.topics.dlq("sink"), set()).add(target.golden_id)
+        metadata = self._admin.list_topics(timeout=30)
+        producer = self._producer()
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        written: dict[str, int] = {}
+        for topic, keys in by_topic.items():
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None:
+                continue  # never created (e.g. no dead letter of that stage ever)
+            for key in sorted(keys):
+                for partition in sorted(described.partitions):
+                    producer.produce(topic, key=key.encode(), value=None, partition=partition,
+                                     on_delivery=on_delivery)
+            written[topic] = len(keys)
+        remaining = producer.flush(60)
+        if remaining or failures:
+            raise ErasureError(
+                f"{remaining or len(failures)} tombstone(s) were not delivered"
+                f" ({failures[0] if failures else 'timed out'}); the records are out of the"
+                " store: run the same command again to write the tombstones"
+            )
+        return written
+
+    def _committed(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        request = ConsumerGroupTopicPartitions(self.topics.stream_group, partitions)
+        result = self._admin.list_consumer_group_offsets([request])[
+            self.topics.stream_group].result()
+        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or []}
+
+    def _wait_for_stream(self, delivered: Sequence[tuple[str, int, int]],
+                         resolved: bool) -> None:
+        """Until ingest has committed past every DELETE and, when people or links are
+        erased, resolve past everything ingest had written to its topic by then."""
+        after: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in delivered:
+            after[(topic, partition)] = max(offset, after.get((topic, partition), -1))
+        self._wait_until(
+            lambda: all(self._committed([TopicPartition(t, p)]).get((t, p), -1) > offset
+                        for (t, p), offset in after.items()),
+            "the stream workers' ingest has not committed past the erasing DELETE(s) on"
+            f" {', '.join(sorted({t for t, _ in after}))}",
+        )
+        if not resolved:
+            return
+        high = self._resolve_end()
+        resolve = self.topics.resolve
+        self._wait_until(
+            lambda: self._committed([TopicPartition(resolve, 0)]).get((resolve, 0), -1) >= high,
+            f"resolve has not committed past offset {high} of {resolve}",
+        )
+
+    def _resolve_end(self) -> int:
+        consumer = Consumer(self.client.librdkafka({
+            "group.id": f"{self.topics.internal_prefix}erase", "enable.auto.commit": False}))
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self.topics.resolve, 0),
+                                                     timeout=30)
+        finally:
+            consumer.close()
+        return int(high)
+
+    def _wait_until(self, done: object, what: str) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        while not done():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise ErasureError(
+                    f"{what} within {self.wait_seconds:.0f} s: is `tipsync stream` (and"
+                    " `tipsync sink`) running? The erasure log holds the request; run the same"
+                    " command again once they run (a second DELETE with a higher version is"
+                    " harmless)"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _deadlines(self, topics: Iterable[str]) -> list[CopyDeadline]:
+        names = sorted(set(topics))
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+        now = datetime.now(UTC)
+        deadlines: list[CopyDeadline] = []
+        for resource, future in self._admin.describe_configs(resources).items():
+            entries = future.result()
+            config = {name: entry.value for name, entry in entries.items()
+                      if entry.value is not None}
+            deadlines.append(copy_deadline(resource.name, config, now))
+        return sorted(deadlines, key=lambda deadline: deadline.topic)
+
+    # --- PostgreSQL: the log, the store
+
+    def _log(self, planned: Sequence[tuple[ErasureTarget, int, set[int]]], reason: str,
+             requested_person: str | None) -> list[int]:
+        with psycopg.connect(self.database_url) as connection:
+            ids = [
+                connection.execute(
+                    "INSERT INTO reconciled.erasure_log (operator, reason, entity, agency_id,"
+                    " source_record_id, golden_id, requested_person, delete_version)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING erasure_id",
+                    (self.operator, reason, target.entity, target.agency_id,
+                     target.source_record_id, target.golden_id, requested_person, version),
+                ).fetchone()[0]  # type: ignore[index]
+                for target, version, _ in planned
+            ]
+        return ids
+
+    def _complete(self, log_ids: Sequence[int]) -> None:
+        with psycopg.connect(self.database_url) as connection:
+            connection.execute(
+                "UPDATE reconciled.erasure_log SET completed_at = now()"
+                " WHERE erasure_id = ANY(%s)", (list(log_ids),))
+
+    def _still_stored(self, targets: Sequence[ErasureTarget]) -> int:
+        count = 0
+        with psycopg.connect(self.database_url) as connection:
+            for target in targets:
+                table, _ = _source_table(target.entity)
+                row = connection.execute(
+                    f"SELECT count(*) FROM {table}"  # noqa: S608 - identifiers only
+                    " WHERE agency_id = %s AND source_record_id = %s",
+                    (target.agency_id, target.source_record_id),
+                ).fetchone()
+                count += int(row[0]) if row else 0
+        return count
+
+    def _wait_for_store(self, targets: Sequence[ErasureTarget]) -> None:
+        self._wait_until(lambda: self._still_stored(targets) == 0,
+                         "the sink has not removed the erased record(s) from the store")
+
+    def _forget_match_decisions(self, targets: Sequence[ErasureTarget]) -> int:
+        people = [(t.agency_id, t.source_record_id) for t in targets if t.entity == "person"]
+        if not people:
+            return 0
+        deleted = 0
+        with psycopg.connect(self.database_url) as connection:
+            for agency_id, record_id in people:
+                deleted += connection.execute(
+                    "DELETE FROM reconciled.match_decision WHERE (left_agency_id = %s AND"
+                    " left_source_record_id = %s) OR (right_agency_id = %s AND"
+                    " right_source_record_id = %s)", (agency_id, record_id, agency_id, record_id),
+                ).rowcount
+        return deleted
+
+
+def _read_topic(consumer: Consumer, topic: str) -> Iterator[Message]:
+    """Every message of ``topic`` now (up to each partition's end), assigned by hand."""
+    metadata = consumer.list_topics(topic, timeout=30)
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None:
+        return
+    ends: dict[int, int] = {}
+    assignment = []
+    for partition in described.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if high > low:
+            ends[partition] = high
+            assignment.append(TopicPartition(topic, partition, low))
+    if not assignment:
+        return
+    consumer.assign(assignment)
+    try:
+        while ends:
+            message = consumer.poll(5.0)
+            if message is None:
+                continue
+            error, partition = message.error(), message.partition() or 0
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ends.pop(partition, None)
+                    continue
+                raise ErasureError(f"reading {topic} failed ({error.str()})")
+            yield message
+            if (message.offset() or 0) + 1 >= ends.get(partition, 0):
+                ends.pop(partition, None)
+    finally:
+        consumer.unassign()
+
