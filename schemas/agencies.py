@@ -94,7 +94,9 @@ class Agency:
 
     ``trust`` has a rank for every group of FIELD_GROUPS. ``classification`` and
     ``legal_basis`` are what its producer puts in the envelope unless a record says otherwise;
-    ``retention_days`` sets ``retention_until`` (None: no fixed end).
+    ``retention_days`` sets ``retention_until`` (None: no fixed end). ``clearance`` is the most
+    protective label the agency may receive in its feed (``schemas.outbound``); it defaults to
+    its classification.
     """
 
     id: str
@@ -104,6 +106,7 @@ class Agency:
     classification: str = Classification.SENSITIVE.value
     legal_basis: str = LegalBasis.PUBLIC_FUNCTION.value
     retention_days: int | None = None
+    clearance: str = Classification.SENSITIVE.value
 
 
 def default_agencies_path() -> Path:
@@ -154,6 +157,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         "classification",
         "legal_basis",
         "retention_days",
+        "clearance",
     }
     if unknown:
         raise AgencyRegistryError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
@@ -176,6 +180,12 @@ def _parse_agency(entry: Any, where: str) -> Agency:
             f"{where}: classification '{classification}' is not one of "
             f"{', '.join(Classification.symbols())}"
         )
+    clearance = str(entry.get("clearance", classification))
+    if clearance not in Classification.symbols():
+        raise AgencyRegistryError(
+            f"{where}: clearance '{clearance}' is not one of "
+            f"{', '.join(Classification.symbols())}"
+        )
     legal_basis = str(entry.get("legal_basis", LegalBasis.PUBLIC_FUNCTION.value))
     if legal_basis not in LegalBasis.symbols():
         raise AgencyRegistryError(
@@ -192,6 +202,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         classification=classification,
         legal_basis=legal_basis,
         retention_days=retention,
+        clearance=clearance,
     )
 
 
