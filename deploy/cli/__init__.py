@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.sink",
     "deploy.cli.analyst",
     "deploy.cli.review",
+    "deploy.cli.subscribe",
     "deploy.cli.bench",
 )
 
