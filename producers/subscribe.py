@@ -1,16 +1,17 @@
 """The agency side of an agency's feed: ``tip.outbound.<agency_id>`` into files or its own
 database (``tipsync subscribe``, like ``tipsync produce`` in reverse).
 
-It consumes the feed with the consumer group ``tip.outbound.<agency_id>.subscribe``
-(``TopicNames.outbound_group``: the agency's principal may read its feed and use groups under
-that prefix, nothing else), decodes each message with the contract's deserializer
+It reads every partition of the feed, decodes each message with the contract's deserializer
 (``schemas.outbound.FeedMessage``) and hands batches to a target (``producers.feed_targets``)
 that stores the messages and the next offsets in one atomic step. Where to start is the
-target's business, not the group's: on every assignment the consumer is placed at the stored
-offsets (the beginning of a partition the target has not seen), so a subscriber killed between
-two batches neither loses nor repeats a message. The group's offsets are committed too, after
-each batch is stored, only so that ``tipsync lag`` and Kafka's tools can show how far the
-agency has read.
+target's business, not a consumer group's: the partitions are assigned at the stored offsets
+(the beginning of a partition the target has not seen), so a subscriber killed between or
+during two batches neither loses nor repeats a message, and one restarted after SIGKILL goes
+on at once (a group would hold the partitions for the dead member until its session timed
+out). The offsets are also committed to the group ``tip.outbound.<agency_id>.subscribe``
+(``TopicNames.outbound_group``: the agency's principal may read its feed and use groups under
+that prefix, nothing else) after each batch is stored, only so that Kafka's tools can show how
+far the agency has read.
 
 It lives in ``producers/``, the agency-side package, because it runs at the agency next to its
 producer, with the agency's credentials; like the producers it needs only ``schemas``.
@@ -35,6 +36,9 @@ from schemas.serde import AvroDeserializer
 from schemas.topics import TopicNames
 
 log = logging.getLogger("tipsync.subscribe")
+
+MISSING_TOPIC_WARN_SECONDS = 30.0
+PARTITIONS_LOOK_SECONDS = 30.0
 
 
 class SubscribeError(RuntimeError):
@@ -66,19 +70,50 @@ class Subscription:
             "enable.partition.eof": False,
         }))
         self.summary = SubscribeSummary()
+        self._warned_missing = -MISSING_TOPIC_WARN_SECONDS
+        self._assigned = 0  # partitions assigned
 
-    def _place(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assign(self) -> None:
+        """Read every partition of the feed from the offset the target stored (the beginning
+        of one it has not seen). Partitions are assigned, not balanced by the group: a
+        subscriber killed with SIGKILL stays a member of a group until its session times
+        out, and a restarted one would wait that long for its partitions."""
+        metadata = self._consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+        partitions = sorted(metadata.partitions) if metadata and not metadata.error else []
+        if not partitions:
+            self._missing_topic()
+            return
+        if len(partitions) == self._assigned:
+            return
         stored = self._target.positions(self.topic)
-        for partition in partitions:
-            partition.offset = stored.get(partition.partition, OFFSET_BEGINNING)
-        consumer.assign(partitions)
+        self._consumer.assign([
+            TopicPartition(self.topic, partition, stored.get(partition, OFFSET_BEGINNING))
+            for partition in partitions
+        ])
+        self._assigned = len(partitions)
+
+    def _missing_topic(self) -> None:
+        # The topic may be on its way (the stream app creates it too): wait, saying so.
+        now = time.monotonic()
+        if now - self._warned_missing >= MISSING_TOPIC_WARN_SECONDS:
+            self._warned_missing = now
+            log.warning("%s does not exist (yet); waiting. Is '%s' registered in "
+                        "deploy/agencies.yaml and were the topics created (`tipsync topics "
+                        "create`)?", self.topic, self._agency_id)
 
     def run(self, stop: Callable[[], bool], idle_seconds: float | None = None,
             poll_seconds: float = 0.5) -> SubscribeSummary:
         """Consume until ``stop()`` says so, or until nothing arrived for ``idle_seconds``."""
-        self._consumer.subscribe([self.topic], on_assign=self._place)
-        last_message = time.monotonic()
+        last_message = last_look = time.monotonic()
+        self._assign()
         while not stop():
+            if time.monotonic() - last_look >= PARTITIONS_LOOK_SECONDS or not self._assigned:
+                last_look = time.monotonic()
+                self._assign()  # partitions added to the topic since
+            if not self._assigned:
+                time.sleep(poll_seconds)
+                last_message = time.monotonic()  # idle counts from when there is a feed
+                continue
             messages = self._consumer.consume(self._batch_size, timeout=poll_seconds)
             rows = [row for row in map(self._row, messages) if row is not None]
             if rows:
@@ -101,10 +136,8 @@ class Subscription:
                     "agency's own principal (docs/SECURITY.md)"
                 )
             if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise SubscribeError(
-                    f"{self.topic} does not exist; is '{self._agency_id}' registered in "
-                    "deploy/agencies.yaml and were the topics created (`tipsync topics create`)?"
-                )
+                self._missing_topic()
+                return None
             if not error.retriable() and error.fatal():
                 raise SubscribeError(f"reading {self.topic} failed: {error.str()}")
             log.warning("reading %s: %s (retrying)", self.topic, error.str())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -78,6 +79,8 @@ def _subscribe(args: argparse.Namespace) -> int:
         print(f"tipsync subscribe: cannot reach the database of --to ({error})",
               file=sys.stderr)
         return 1
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping: list[int] = []
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda number, _frame: stopping.append(number))
