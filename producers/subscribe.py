@@ -114,7 +114,11 @@ class Subscription:
                 time.sleep(poll_seconds)
                 last_message = time.monotonic()  # idle counts from when there is a feed
                 continue
-            messages = self._consumer.consume(self._batch_size, timeout=poll_seconds)
+            # wait for one message, then take what else is already fetched: consume() alone
+            # would wait out its timeout whenever fewer than a batch are there
+            first = self._consumer.poll(poll_seconds)
+            messages = [] if first is None else [
+                first, *self._consumer.consume(self._batch_size - 1, timeout=0)]
             rows = [row for row in map(self._row, messages) if row is not None]
             if rows:
                 self._store(rows)
