@@ -109,7 +109,7 @@ def alert_and_decision(database_url: str, home: Path, live_agency: str,
             backlog = folder.wait_quiet()
             say(f"  {agency} stored {backlog} earlier message(s) of its feed; now "
                 f"{live_agency} updates {record_id}, a person {agency} holds as {other_record}")
-            changed = datetime.now(UTC)
+            changed, started = datetime.now(UTC), time.monotonic()
             _publish_update(home, live_agency, row, changed)
             alerts: list[dict[str, Any]] = []
 
@@ -120,13 +120,13 @@ def alert_and_decision(database_url: str, home: Path, live_agency: str,
                               == record_id)
                 return bool(alerts)
 
-            waited = _wait(alerted)
-            if waited is None:
+            if _wait(alerted) is None:
                 raise StepError(f"{agency} received no alert about {live_agency}:{record_id} "
                                 "within 30 s; see stream.log in the state folder's logs")
             alert = alerts[0]
             shown = alert.get("person") or {}
-            say(f"  alert at {agency} {waited:.2f}s after the change: {live_agency} reported "
+            say(f"  alert at {agency} {time.monotonic() - started:.2f}s after the change "
+                f"(producer start-up included): {live_agency} reported "
                 f"{record_id}, a record of golden person {alert['person_id']} that {agency} "
                 f"holds as {', '.join(alert['your_records'])}; shown within its clearance: "
                 f"{shown.get('given_name')} {shown.get('family_name')}, "
