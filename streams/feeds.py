@@ -96,35 +96,51 @@ class _PersonViews:
         }
 
 
+# person id -> its views; one input's outputs share one resolver state, so the views made
+# for one of them serve the others (``AgencyFeeds`` keeps one cache per golden_version)
+ViewCache = dict[str, _PersonViews]
+
+
+def _views_of(person_id: str, resolver: Resolver, cache: ViewCache | None) -> _PersonViews:
+    if cache is None:
+        return _PersonViews(person_id, resolver)
+    views = cache.get(person_id)
+    if views is None:
+        views = cache[person_id] = _PersonViews(person_id, resolver)
+    return views
+
+
 def feed_messages(output: Output, resolver: Resolver, agencies: Mapping[str, Agency],
-                  produced_at: datetime) -> list[dict[str, Any]]:
+                  produced_at: datetime, cache: ViewCache | None = None,
+                  ) -> list[dict[str, Any]]:
     """The feed messages one resolve output makes (pure: reads the resolver, changes
-    nothing). Only registered agencies receive any."""
+    nothing). Only registered agencies receive any. ``cache``: views already made from the
+    same resolver state (the outputs of the same input)."""
     value = output.value
     if value is None:
         return []
     if output.kind == PERSON:
         if value.get("merged_into"):
             return []  # its records' new golden person is upserted too
-        views = _PersonViews(output.key, resolver)
+        views = _views_of(output.key, resolver, cache)
         return [views.message(agencies[agency_id], FeedKind.GOLDEN_CHANGED, output.key,
                               value["golden_version"], produced_at)
                 for agency_id in sorted(views.holders()) if agency_id in agencies]
     if output.kind == MAPPING:
-        return _record_reported(output.key, value, resolver, agencies, produced_at)
+        return _record_reported(output.key, value, resolver, agencies, produced_at, cache)
     if output.kind == LINK:
-        return _link_reported(value, resolver, agencies, produced_at)
+        return _link_reported(value, resolver, agencies, produced_at, cache)
     return []
 
 
 def _record_reported(key: str, value: Mapping[str, Any], resolver: Resolver,
-                     agencies: Mapping[str, Agency],
-                     produced_at: datetime) -> list[dict[str, Any]]:
+                     agencies: Mapping[str, Agency], produced_at: datetime,
+                     cache: ViewCache | None) -> list[dict[str, Any]]:
     person_id = value.get("person_id")
     record = resolver.records.get(key)
     if person_id is None or record is None:
         return []  # a deletion: the holders' GOLDEN_CHANGED says the record left
-    views = _PersonViews(person_id, resolver)
+    views = _views_of(person_id, resolver, cache)
     messages = []
     for agency_id in sorted(views.holders() - {record.agency_id}):
         if agency_id not in agencies:
@@ -140,8 +156,8 @@ def _record_reported(key: str, value: Mapping[str, Any], resolver: Resolver,
 
 
 def _link_reported(value: Mapping[str, Any], resolver: Resolver,
-                   agencies: Mapping[str, Agency],
-                   produced_at: datetime) -> list[dict[str, Any]]:
+                   agencies: Mapping[str, Agency], produced_at: datetime,
+                   cache: ViewCache | None) -> list[dict[str, Any]]:
     source = value["sources"][0]
     reporter = source["agency_id"]
     messages = []
@@ -149,7 +165,7 @@ def _link_reported(value: Mapping[str, Any], resolver: Resolver,
                               (value["to_entity"], value["to_id"])):
         if entity != "PERSON":
             continue
-        views = _PersonViews(person_id, resolver)
+        views = _views_of(person_id, resolver, cache)
         for agency_id in sorted(views.holders() - {reporter}):
             if agency_id not in agencies:
                 continue
@@ -190,6 +206,8 @@ class AgencyFeeds:
         self._resolver = resolver
         self._clock = clock
         self._outbound = {agency_id: topics.outbound(agency_id) for agency_id in agencies}
+        self._cache: ViewCache = {}
+        self._cache_state: tuple[int, int] = (0, -1)  # (id of the resolver, golden_version)
         self.sent = 0
 
     async def __call__(self, output: Output) -> None:
@@ -198,7 +216,10 @@ class AgencyFeeds:
         resolver = self._resolver()
         if resolver is None:
             return
-        messages = feed_messages(output, resolver, self._agencies, self._clock())
+        state = (id(resolver), output.value.get("golden_version", -1))
+        if state != self._cache_state:
+            self._cache, self._cache_state = {}, state
+        messages = feed_messages(output, resolver, self._agencies, self._clock(), self._cache)
         if not messages:
             return
         serialize = self._serialize()

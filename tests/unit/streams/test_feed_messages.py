@@ -3,6 +3,7 @@ which clearance. Nothing running; all people synthetic."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,8 @@ from schemas.catalogue import governed_schema
 from schemas.entities import FEED_MESSAGE
 from schemas.examples import example_event
 from schemas.outbound import within_clearance
-from streams.feeds import feed_messages
+from schemas.topics import TopicNames
+from streams.feeds import AgencyFeeds, feed_messages
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
 from streams.resolve_stage import Output, ResolveStage
@@ -119,3 +121,30 @@ def test_clearance_reads_a_missing_or_unknown_label_as_the_most_protective() -> 
     assert not within_clearance("SECRET", "SENSITIVE")
     assert within_clearance(None, "VICTIM_PROTECTED")
     assert not within_clearance("OFFICIAL", "NONE")
+
+
+def test_agency_feeds_send_to_each_agency_topic_keyed_by_golden_id_without_headers() -> None:
+    sent: list[tuple[str, bytes | None, bytes | None, Any]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None = None, headers: Any = None,
+                   on_delivered: Any = None) -> None:
+        sent.append((topic, key, value, headers))
+
+    def serialize(message: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, governed_schema(FEED_MESSAGE).parsed, message)
+        return buffer.getvalue()
+
+    stage = ResolveStage(Resolver)
+    feeds = AgencyFeeds(send=send, topics=TopicNames("t1"), serialize=lambda: serialize,
+                        agencies=AGENCIES, resolver=lambda: stage.resolver, clock=lambda: NOW)
+    for version, event in enumerate((_person("police-ctu", "P-1"),
+                                     _person("immigration", "I-1"))):
+        for output in stage.apply(event, golden_version=version):  # published as made
+            asyncio.run(feeds(output))
+    assert {topic for topic, *_ in sent} == {"t1.outbound.police-ctu", "t1.outbound.immigration"}
+    person_ids = {stage.resolver.person_of("police-ctu", "P-1").encode()}  # type: ignore[union-attr]
+    assert {key for _, key, _, _ in sent[-4:]} == person_ids
+    assert all(headers is None for *_, headers in sent)
+    assert feeds.sent == len(sent) == 5
