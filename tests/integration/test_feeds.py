@@ -113,12 +113,12 @@ def test_an_agency_below_victim_protected_never_receives_a_protected_value(
 
 
 def _publish_paced(harness: StreamHarness, people: range) -> threading.Thread:
-    """Customs' people, about 300 a second, from a thread: the feed grows while a
+    """Customs' people, about 100 a second, from a thread: the feed grows while a
     subscriber reads it."""
     def publish() -> None:
         for person in people:
             harness.publish("person", person_event(CUSTOMS, f"C-{person}", person))
-            if person % 30 == 0:
+            if person % 10 == 0:
                 harness.flush()
                 time.sleep(0.1)
         harness.flush()
@@ -129,11 +129,16 @@ def _publish_paced(harness: StreamHarness, people: range) -> threading.Thread:
 
 def _kill_mid_stream(harness: StreamHarness, to: str, people: range,
                      stored: Callable[[], int]) -> int:
-    """Start customs' subscriber, kill it (SIGKILL) once it stored some of the feed while the
-    feed still grows, wait until the stream app has written all of it; what was stored."""
+    """Start customs' subscriber and let it store the feed so far; then, while new people
+    make the feed grow (for seconds), kill it (SIGKILL) once it stored some of the new
+    messages; wait until the stream app has written all of them. Returns what was stored."""
+    topic = harness.topics.outbound(CUSTOMS)
     subscriber = start_subscriber(harness, CUSTOMS, to)
+    backlog = harness.count(topic)
+    harness.wait_for(lambda: stored() >= backlog, timeout=120, what="the feed so far stored")
     publishing = _publish_paced(harness, people)
-    harness.wait_for(lambda: stored() > 20, timeout=120, what="the first stored messages")
+    harness.wait_for(lambda: stored() > backlog + 20, timeout=120,
+                     what="new messages stored")
     subscriber.send_signal(signal.SIGKILL)
     subscriber.wait(timeout=30)
     at_kill = stored()
