@@ -162,10 +162,9 @@ class StreamApp:
         send = self.output.send
         dead_letter = DeadLetterSender(send, topics, self.metrics)
         # the agencies' feeds, made from resolve's outputs and the resolver they came from
+        self.feed_serializer = functools.cache(lambda: AvroSerializer(registry, FEED_MESSAGE))
         self.feeds = AgencyFeeds(
-            send=send, topics=topics, serialize=functools.cache(
-                lambda: AvroSerializer(registry, FEED_MESSAGE)
-            ),
+            send=send, topics=topics, serialize=self.feed_serializer,
             agencies=agencies, resolver=self._resolver_now,
         )
         publish = ResolvePublisher(send, topics, self.serializers, self.metrics,
@@ -302,6 +301,7 @@ class StreamApp:
             # Fail at start, not at the first record, when the schemas are not registered.
             for output in RECONCILED_OUTPUTS:
                 await asyncio.to_thread(self.serializers, output)
+            await asyncio.to_thread(self.feed_serializer)  # the feeds' schema too
             self._outputs_ready.set()
 
         @app.task
