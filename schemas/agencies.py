@@ -98,6 +98,9 @@ class Agency:
     also the agency's floor: its events are labelled at least that, unless
     ``may_lower_classification`` (an explicit, reviewable line in the registry) allows a
     producer run to label lower (``permits_label``).
+    ``clearance`` is the most
+    protective label the agency may receive in its feed (``schemas.outbound``); it defaults to
+    its classification.
     """
 
     id: str
@@ -107,6 +110,7 @@ class Agency:
     classification: str = Classification.SENSITIVE.value
     legal_basis: str = LegalBasis.PUBLIC_FUNCTION.value
     retention_days: int | None = None
+    clearance: str = Classification.SENSITIVE.value
     may_lower_classification: bool = False
 
     def permits_label(self, label: str | None) -> bool:
@@ -165,6 +169,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         "classification",
         "legal_basis",
         "retention_days",
+        "clearance",
         "may_lower_classification",
     }
     if unknown:
@@ -188,6 +193,12 @@ def _parse_agency(entry: Any, where: str) -> Agency:
             f"{where}: classification '{classification}' is not one of "
             f"{', '.join(Classification.symbols())}"
         )
+    clearance = str(entry.get("clearance", classification))
+    if clearance not in Classification.symbols():
+        raise AgencyRegistryError(
+            f"{where}: clearance '{clearance}' is not one of "
+            f"{', '.join(Classification.symbols())}"
+        )
     legal_basis = str(entry.get("legal_basis", LegalBasis.PUBLIC_FUNCTION.value))
     if legal_basis not in LegalBasis.symbols():
         raise AgencyRegistryError(
@@ -207,6 +218,7 @@ def _parse_agency(entry: Any, where: str) -> Agency:
         classification=classification,
         legal_basis=legal_basis,
         retention_days=retention,
+        clearance=clearance,
         may_lower_classification=lower,
     )
 

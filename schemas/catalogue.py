@@ -1,9 +1,9 @@
 """The governed schemas: every schema name, its subject, its model and its committed ``.avsc``.
 
 Schema names: ``"<entity>"`` for agency events, ``"reconciled.<entity>"`` for golden records,
-``"reconciled.match_decision"``, ``"stewardship.decision"`` (a steward's decision). The
-subject of each is its Avro full name (subject naming by record name), so one subject serves
-every agency topic of an entity.
+``"reconciled.match_decision"``, ``"stewardship.decision"`` (a steward's decision),
+``"outbound.message"`` (a message of an agency's feed). The subject of each is its Avro full
+name (subject naming by record name), so one subject serves every agency topic of an entity.
 
 The schema that is registered and written is the committed file ``schemas/avsc/<subject>.avsc``
 — the reviewed contract; the unit tests fail when it differs from what the models generate.
@@ -22,12 +22,14 @@ import fastavro
 from schemas.avro import avro_schema, schema_file_text, schema_text
 from schemas.entities import (
     ENTITIES,
+    FEED_MESSAGE,
     RECONCILED_OUTPUTS,
     RECONCILED_PREFIX,
     SCHEMA_NAMES,
     STEWARD_DECISION,
 )
 from schemas.models import EVENT_MODELS, ContractModel
+from schemas.outbound import FeedMessage
 from schemas.reconciled import RECONCILED_MODELS
 from schemas.stewardship import StewardDecision
 
@@ -59,6 +61,8 @@ def model_for(name: str) -> type[ContractModel]:
         return EVENT_MODELS[name]
     if name == STEWARD_DECISION:
         return StewardDecision
+    if name == FEED_MESSAGE:
+        return FeedMessage
     output = name.removeprefix(RECONCILED_PREFIX)
     if name.startswith(RECONCILED_PREFIX) and output in RECONCILED_OUTPUTS:
         return RECONCILED_MODELS[output]

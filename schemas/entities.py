@@ -3,10 +3,11 @@
 A *schema name* is how code asks for a governed schema: the entity for an agency change event
 (``"person"``), ``"reconciled.<entity>"`` for a golden record (``"reconciled.person"``) and
 ``"reconciled.match_decision"`` for entity-resolution verdicts, and ``"stewardship.decision"``
-for a steward's decision about a pair of records. Each schema is registered under
+for a steward's decision about a pair of records, ``"outbound.message"`` for a message of an
+agency's feed. Each schema is registered under
 one subject, its Avro full name (subject naming by record name): ``tipsync.agency.Person``,
 ``tipsync.reconciled.GoldenPerson``, ``tipsync.reconciled.MatchDecision``,
-``tipsync.stewardship.StewardDecision``.
+``tipsync.stewardship.StewardDecision``, ``tipsync.outbound.FeedMessage``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ AGENCY_NAMESPACE: Final = "tipsync.agency"
 RECONCILED_NAMESPACE: Final = "tipsync.reconciled"
 COMMON_NAMESPACE: Final = "tipsync.common"
 STEWARDSHIP_NAMESPACE: Final = "tipsync.stewardship"
+OUTBOUND_NAMESPACE: Final = "tipsync.outbound"
 
 # A steward's must-link / cannot-link decision (``schemas.stewardship``).
 STEWARD_DECISION: Final = "stewardship.decision"
+# A message of an agency's feed, tip.outbound.<agency_id> (``schemas.outbound``).
+FEED_MESSAGE: Final = "outbound.message"
 
 # Reconciled outputs: one per entity plus the match decisions of entity resolution.
 RECONCILED_OUTPUTS: Final[tuple[str, ...]] = (*ENTITIES, MATCH_DECISION)
@@ -33,6 +37,7 @@ SCHEMA_NAMES: Final[tuple[str, ...]] = (
     *ENTITIES,
     *(RECONCILED_PREFIX + output for output in RECONCILED_OUTPUTS),
     STEWARD_DECISION,
+    FEED_MESSAGE,
 )
 
 

@@ -251,6 +251,16 @@ class StewardDecisionKind(ContractEnum):
         return cls.WITHDRAWN
 
 
+class FeedKind(ContractEnum):
+    """What a message of an agency's feed (``tip.outbound.<agency_id>``) tells it."""
+
+    GOLDEN_CHANGED = "GOLDEN_CHANGED"
+    RECORD_REPORTED = "RECORD_REPORTED"
+    LINK_REPORTED = "LINK_REPORTED"
+    # Only an older reader sees OTHER (for a kind added later); nobody publishes it.
+    OTHER = "OTHER"
+
+
 ALL_ENUMS: tuple[type[ContractEnum], ...] = (
     Operation,
     Classification,
@@ -268,4 +278,5 @@ ALL_ENUMS: tuple[type[ContractEnum], ...] = (
     LinkRole,
     MatchOutcome,
     StewardDecisionKind,
+    FeedKind,
 )

@@ -261,6 +261,12 @@ def stewardship_config() -> dict[str, str]:
     return {**compacted_config(), "retention.ms": "-1"}
 
 
+def outbound_config(settings: TopicSettings) -> dict[str, str]:
+    """Config of an agency's feed ``tip.outbound.<id>``: messages kept as long as the agency's
+    own topics keep theirs, so a subscriber that was down that long still catches up."""
+    return {"cleanup.policy": "delete", "retention.ms": str(settings.agency_retention_ms)}
+
+
 # Decisions are few (made by people): one partition keeps them in one order.
 STEWARDSHIP_PARTITIONS: Final = 1
 
@@ -277,6 +283,7 @@ def topic_plan(
     processors declare) that are created compacted.
     """
     sizing = settings or TopicSettings()
+    agency_ids = sorted(agency_ids)  # read twice: agency topics and feeds
 
     def spec(name: str, config: dict[str, str]) -> TopicSpec:
         return TopicSpec(name, sizing.partitions, sizing.replication_factor, config)
@@ -285,13 +292,15 @@ def topic_plan(
     dlq_config = erasable_config(sizing.dlq_retention_ms)
     plan = [
         spec(names.agency(agency_id, entity), agency_config)
-        for agency_id in sorted(agency_ids)
+        for agency_id in agency_ids
         for entity in ENTITIES
     ]
     plan += [spec(names.reconciled(output), compacted_config()) for output in RECONCILED_OUTPUTS]
     plan += [spec(names.dlq(stage), dlq_config) for stage in DLQ_STAGES]
     plan.append(TopicSpec(names.stewardship_decisions, STEWARDSHIP_PARTITIONS,
                           sizing.replication_factor, stewardship_config()))
+    plan += [spec(names.outbound(agency_id), outbound_config(sizing))
+             for agency_id in agency_ids]
     plan += [spec(names.internal(name), compacted_config()) for name in internal_compacted]
     return plan
 

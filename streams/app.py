@@ -7,6 +7,7 @@
                                                  --resolve-->  tip.reconciled.{person,link,
                                                                match_decision}
                                                                tip.internal.person-mapping
+                                                               tip.outbound.<agency> (feeds)
     tip.stewardship.decisions  --forward-->  tip.internal.resolve (key steward:<pair>)
     (what neither stage can process)     -->  tip.dlq.ingest, tip.dlq.resolve
 
@@ -25,6 +26,7 @@ hands each agent the collaborator that does the work, each a plain class of its 
 - ``streams.stewardship``: one steward's decision, forwarded to the resolve partition;
 - ``streams.resolve_handler``: one resolve message, with ``streams.recovery`` (the rebuild),
   ``streams.snapshot_schedule`` and ``streams.model_rollout``;
+- ``streams.feeds``: each resolve output's messages to the agencies it concerns;
 - ``streams.outputs``: serializers, resolve's outputs and dead letters, all sent through
   ``streams.output_producer``; and ``streams.worker`` runs the worker process.
 
@@ -46,14 +48,15 @@ import faust
 
 from schemas.agencies import load_agencies
 from schemas.config import Settings, load_settings
-from schemas.entities import RECONCILED_OUTPUTS
+from schemas.entities import FEED_MESSAGE, RECONCILED_OUTPUTS
 from schemas.registry import SchemaRegistry
-from schemas.serde import AvroDeserializer
+from schemas.serde import AvroDeserializer, AvroSerializer
 from schemas.topics import (
     STEWARDSHIP_PARTITIONS,
     TopicSettings,
     compacted_config,
     erasable_config,
+    outbound_config,
     resolve_config,
     stewardship_config,
 )
@@ -66,6 +69,7 @@ from streams.discovery import (
     fitting_topics,
     warn_misfits,
 )
+from streams.feeds import AgencyFeeds
 from streams.ingest_handler import IngestHandler
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
@@ -97,7 +101,7 @@ class StreamApp:
         self.metrics = StreamMetrics()
         registry = SchemaRegistry(bootstrap.registry())
         self.serializers = Serializers(registry)
-        agencies = load_agencies()
+        self.agencies = agencies = load_agencies()
         decoder = EventDecoder(AvroDeserializer(registry), agencies=agencies)
         self._outputs_ready = asyncio.Event()  # agents wait until their topics exist
         trust = trust_ranks(agencies)
@@ -159,7 +163,14 @@ class StreamApp:
         self._flush_outputs_with_faust()
         send = self.output.send
         dead_letter = DeadLetterSender(send, topics, self.metrics)
-        publish = ResolvePublisher(send, topics, self.serializers, self.metrics)
+        # the agencies' feeds, made from resolve's outputs and the resolver they came from
+        self.feed_serializer = functools.cache(lambda: AvroSerializer(registry, FEED_MESSAGE))
+        self.feeds = AgencyFeeds(
+            send=send, topics=topics, serialize=self.feed_serializer,
+            agencies=agencies, resolver=self._resolver_now,
+        )
+        publish = ResolvePublisher(send, topics, self.serializers, self.metrics,
+                                   feeds=self.feeds)
         self.ingest_handler = IngestHandler(
             topics=topics, held=self.held,
             changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
@@ -198,6 +209,10 @@ class StreamApp:
         # faust waits 45 s after a subscription change before it resubscribes (to gather
         # changes made during one rebalance); 5 s is plenty for topics found by discovery.
         self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
+
+    def _resolver_now(self) -> Any:
+        stage = self.resolve_handler.stage
+        return None if stage is None else stage.resolver
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it
@@ -242,6 +257,14 @@ class StreamApp:
             topics.stewardship_decisions, partitions=STEWARDSHIP_PARTITIONS, internal=True,
             compacting=True, config=stewardship_config(), **raw,
         )
+        # each registered agency's feed (streams.feeds); kept as `tipsync topics create` does
+        self.outbound_topics = {
+            agency_id: app.topic(
+                topics.outbound(agency_id), internal=True, deleting=True,
+                config=outbound_config(TopicSettings.from_environment()), **raw,
+            )
+            for agency_id in sorted(self.agencies)
+        }
         self.model_topic = app.topic(
             topics.resolve_model, partitions=1, internal=True, compacting=True,
             config=compacted_config(), **raw,
@@ -264,7 +287,8 @@ class StreamApp:
     def internal_topics(self) -> list[Any]:
         """The topics the worker creates before it starts (``streams.worker``)."""
         return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
-                self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values()]
+                self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values(),
+                *self.outbound_topics.values()]
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options
@@ -274,11 +298,13 @@ class StreamApp:
 
         @app.task
         async def declare_outputs() -> None:
-            for topic in (*self.output_topics.values(), *self.dlq_topics.values()):
+            for topic in (*self.output_topics.values(), *self.dlq_topics.values(),
+                          *self.outbound_topics.values()):
                 await topic.maybe_declare()
             # Fail at start, not at the first record, when the schemas are not registered.
             for output in RECONCILED_OUTPUTS:
                 await asyncio.to_thread(self.serializers, output)
+            await asyncio.to_thread(self.feed_serializer)  # the feeds' schema too
             self._outputs_ready.set()
 
         @app.task

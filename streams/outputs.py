@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from schemas.dead_letters import DeadLetter, dead_letter_headers, dead_letter_key
@@ -96,11 +96,14 @@ class DeadLetterSender:
 
 class ResolvePublisher:
     """Publishes resolve's outputs (golden people, links, match decisions, the person
-    mapping) to their topics and counts them."""
+    mapping) to their topics and counts them; hands each to ``feeds`` (``streams.feeds``)
+    after it."""
 
     def __init__(self, send: Send, topics: TopicNames, serializers: Callable[[str], Serialize],
-                 metrics: StreamMetrics) -> None:
+                 metrics: StreamMetrics,
+                 feeds: Callable[[Output], Awaitable[None]] | None = None) -> None:
         self._send = send
+        self._feeds = feeds
         self._topics = topics
         self._serializers = serializers
         self._metrics = metrics
@@ -128,6 +131,8 @@ class ResolvePublisher:
             data = serialize(value)
         await self._send(topic, output.key.encode(), data)
         counter.inc()
+        if self._feeds is not None:
+            await self._feeds(output)
         if value is None:
             return
         if kind == "match_decision":

@@ -33,10 +33,12 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from deploy.bench.stream import person_event
 from schemas.agencies import load_agencies
+from streams.feeds import feed_messages
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
 from streams.resolve.blocking import cap_for
@@ -55,6 +57,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-sizes", action="store_true",
                         help="after the load, print per blocking key kind how full its blocks "
                              "are and how many records sit in blocks past the cap")
+    parser.add_argument("--feeds", action="store_true",
+                        help="also make the agencies' feed messages of every burst output "
+                             "(streams.feeds, serialization left out), timed apart")
     parser.add_argument("--profile", metavar="PATH",
                         help="write a cProfile of the timed burst to PATH (pstats format)")
 
@@ -139,7 +144,8 @@ def print_block_sizes(resolver: Resolver) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    trust = trust_ranks(load_agencies())
+    agencies = load_agencies()
+    trust = trust_ranks(agencies)
     stage = ResolveStage(lambda: Resolver(trust))
     offset = 0
     gc.collect()
@@ -179,23 +185,32 @@ def run(args: argparse.Namespace) -> int:
     times: list[float] = []
     cpu_times: list[float] = []  # a slow record with little CPU time waited for a core
     profiler = cProfile.Profile() if args.profile else None
+    feed_seconds, feed_cpu, feed_messages_made = 0.0, 0.0, 0
     cpu_started, started = time.process_time(), time.perf_counter()
     try:
         if profiler:
             profiler.enable()
         for event in burst:
             before, cpu_before = time.perf_counter(), time.thread_time()
-            stage.apply(event, offset)
+            outputs = stage.apply(event, offset)
             times.append(time.perf_counter() - before)
             cpu_times.append(time.thread_time() - cpu_before)
             offset += 1
+            if args.feeds:
+                feed_started, feed_cpu_started = time.perf_counter(), time.process_time()
+                cache: dict[str, Any] = {}
+                for output in outputs:
+                    feed_messages_made += len(feed_messages(
+                        output, stage.resolver, agencies, datetime.now(UTC), cache))
+                feed_seconds += time.perf_counter() - feed_started
+                feed_cpu += time.process_time() - feed_cpu_started
     finally:
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
         gc.callbacks.remove(collections)
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    seconds = time.perf_counter() - started - feed_seconds
+    cpu = time.process_time() - cpu_started - feed_cpu
     quantiles = statistics.quantiles(times, n=100)
     result = {
         "people": args.people, "source_records": offset - len(burst),
@@ -224,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
           f"{result['pairs_scored_per_record']} candidate pairs scored per record; "
           f"{collections.count} full garbage collections ({collections.seconds:.2f} s); "
           f"load average {result['load_average']}", flush=True)
+    if args.feeds:
+        result["feeds_us_per_record"] = round(feed_seconds / len(burst) * 1e6)
+        result["feed_messages_per_record"] = round(feed_messages_made / len(burst), 2)
+        print(f"agency feeds: {result['feeds_us_per_record']} us per record on top "
+              f"({result['feed_messages_per_record']} messages per record, "
+              "serialization not included)", flush=True)
     print(json.dumps(result), flush=True)
     return 0
 

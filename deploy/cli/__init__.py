@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.audit",
     "deploy.cli.erase",
     "deploy.cli.review",
+    "deploy.cli.subscribe",
     "deploy.cli.bench",
 )
 

@@ -55,6 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_client_config(parser)
     parser.set_defaults(func=stream.run)
 
+    from deploy.bench import feeds
+
+    parser = benchmarks.add_parser(
+        "feeds",
+        help="alert latency (an agency's publish to another agency's row, through the stream "
+        "app and tipsync subscribe) and steward decision to the agency's row",
+    )
+    feeds.register_arguments(parser)
+    add_client_config(parser)
+    parser.set_defaults(func=feeds.run)
+
     from deploy.bench import resolve
 
     parser = benchmarks.add_parser(

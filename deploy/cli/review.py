@@ -4,6 +4,7 @@
     tipsync review show PAIR_ID [--json]
     tipsync review decide (--same | --different | --withdraw) A_KEY B_KEY --steward NAME
                           [--reason TEXT]
+    tipsync review split GOLDEN_ID [--json]
 
 Keys are ``<agency_id>:<source_record_id>``; PAIR_ID is the 12-digit id ``list`` prints, or
 the pair key ``<a key>|<b key>``. Exit codes: 0 done; 1 not found, or Kafka / PostgreSQL
@@ -54,6 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     decide.add_argument("--steward", required=True, metavar="NAME",
                         help="who decides (recorded with the decision)")
     decide.add_argument("--reason", metavar="TEXT", help="why, in a sentence")
+    split = commands.add_parser(
+        "split", help="a golden person's source records and the exact `decide --different` "
+        "commands that separate them",
+    )
+    split.add_argument("golden_id", metavar="GOLDEN_ID", help="a golden person id")
+    split.add_argument("--json", action="store_true", help="one JSON document")
+    split.add_argument("--database-url", help=DATABASE_URL_HELP)
+    split.set_defaults(func=_split)
     for parser in (listing, show, decide):
         add_topic_root(parser)
         add_client_config(parser)
@@ -140,3 +149,31 @@ def _decide(args: argparse.Namespace) -> int:
     print(f"{decision.kind} {first} {second}: decision {decision.decision_id} (pair "
           f"{pair_id(first, second)}) published to {topics.stewardship_decisions}")
     return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    import uuid
+
+    import psycopg
+
+    from deploy.stewardship.split import format_split, golden_sources
+
+    try:
+        uuid.UUID(args.golden_id)
+    except ValueError:
+        print(f"tipsync review split: '{args.golden_id}' is not a golden person id (a UUID, "
+              "as `tipsync analyst` and the feeds show it)", file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(args.database_url or load_settings().database_url,
+                             connect_timeout=10) as connection:
+            found = golden_sources(connection, args.golden_id)
+    except psycopg.OperationalError as error:
+        print(f"tipsync review split: cannot reach PostgreSQL ({error}); check"
+              f" `tipsync stack status` and {config.DATABASE_URL}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(found.to_json())
+    else:
+        print(format_split(found))
+    return 0 if found.sources else 1

@@ -10,7 +10,9 @@ What ``make demo`` runs, step by step, each step the command an operator would r
    deletes, ``--full-export``), until ``tipsync lag --wait-zero`` says the pipeline drained;
 5. a summary read from PostgreSQL: records per agency, golden people, people known to several
    agencies, example golden records with lineage, accuracy against the truth, freshness;
-6. a minute of live changes (updates, deletes, new reports) shown as they arrive.
+6. a minute of live changes (updates, deletes, new reports) shown as they arrive;
+7. an agency's alert through ``tipsync subscribe``, and a steward's decision and its
+   withdrawal, each shown when it is visible (``deploy.demo.feeds``).
 
 Running it again works: producers publish only what changed, and the live minute makes new
 changes each time.
@@ -33,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+from deploy.demo.feeds import alert_and_decision
 from deploy.demo.generate import Manifest, generate
 from deploy.demo.world import PHONE_EXCHANGES
 from deploy.operations.drive import (
@@ -136,19 +139,23 @@ def summarise(settings: Settings, manifest: Manifest, results: Iterable[ProduceR
 # --------------------------------------------------------------------------- live minute
 
 
-def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
-    """Updates, deletes and new reports from the live agency, each shown when it lands."""
-    if seconds <= 0:
-        return
+def live_people(manifest: Manifest) -> list[dict[str, str]]:
+    """The live agency's person rows the producer accepted (never a planted bad row)."""
     base = next(file for file in manifest.exports(0, "person") if file.agency == LIVE_AGENCY)
-    # Live changes start from rows the producer accepted: never from a planted bad row.
     planted = {
         bad["row"] for bad in map(json.loads, manifest.bad_rows.read_text().splitlines())
         if bad["agency"] == LIVE_AGENCY and bad["entity"] == "person"
     }
     with open(base.path, newline="", encoding="utf-8") as handle:
-        people = [row for number, row in enumerate(csv.DictReader(handle), start=2)
-                  if number not in planted and row.get("source_record_id")]
+        return [row for number, row in enumerate(csv.DictReader(handle), start=2)
+                if number not in planted and row.get("source_record_id")]
+
+
+def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
+    """Updates, deletes and new reports from the live agency, each shown when it lands."""
+    if seconds <= 0:
+        return
+    people = live_people(manifest)
     live_folder = settings.home / "demo" / "live"
     live_folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random()
@@ -266,6 +273,8 @@ def run_demo(args: argparse.Namespace) -> int:
             say(f"pipeline drained {drained:.1f}s after the last export was published")
             summarise(settings, manifest, results)
             live_minute(settings, manifest, args.live_seconds)
+            alert_and_decision(settings.database_url, settings.home, LIVE_AGENCY,
+                               live_people(manifest))
             pipeline.check()
     except (StepError, PipelineError, StackError) as error:
         print(f"tipsync demo: {error}", file=sys.stderr)

@@ -197,6 +197,10 @@ class Resolver:
         """person_id -> sorted source keys, for every live golden person."""
         return {person: sorted(members) for person, members in self._members.items()}
 
+    def members(self, person_id: str) -> list[SourceRecord]:
+        """The records of a live golden person, by source key (empty for any other id)."""
+        return [self.records[key] for key in sorted(self._members.get(person_id, ()))]
+
     def golden(self, person_id: str) -> dict[str, Any] | None:
         members = self._members.get(person_id)
         if not members:

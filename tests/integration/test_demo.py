@@ -129,3 +129,14 @@ def test_the_planted_invalid_values_are_flagged_and_visible_in_the_store(
             )
         }
     assert stored == {(row["agency"], row["source_record_id"], row["field"]) for row in truth}
+
+
+def test_an_agency_alert_and_a_steward_decision_are_shown(
+    demo_run: tuple[Settings, str],
+) -> None:
+    _, output = demo_run
+    assert "  alert at " in output and " reported " in output, output[-3000:]
+    assert "steward: CANNOT_LINK " in output
+    assert "in two golden people" in output
+    assert "steward: WITHDRAWN " in output
+    assert "in one golden person again" in output

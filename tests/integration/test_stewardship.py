@@ -145,3 +145,38 @@ def test_the_review_queue_lists_open_pairs_until_a_steward_decides(stack: Settin
             found = find_pair(connection, pair_id(POLICE, IMMIGRATION), decided)
             assert found is not None and found.steward == {"kind": "CANNOT_LINK"}
             assert find_pair(connection, pair_key("police-ctu:P-2", IMMIGRATION), {})
+
+
+def test_review_split_lists_the_sources_of_a_merged_id_and_the_commands_that_separate_them(
+    stack: Settings,
+) -> None:
+    survivor, merged = example_uuid("survivor"), example_uuid("merged-away")
+    with scratch_database(stack.database_url, "test_split") as url:
+        migrate(url)
+        with psycopg.connect(url) as connection:
+            connection.execute(
+                "INSERT INTO reconciled.golden_record_state (entity, golden_id, golden_version,"
+                " state, merged_into) VALUES ('person', %s, 3, 'merged', %s),"
+                " ('person', %s, 3, 'live', NULL)", (merged, survivor, survivor))
+            connection.execute(
+                "INSERT INTO reconciled.person_source (agency_id, source_record_id, person_id,"
+                " source_version, deleted) VALUES ('police-ctu', 'P-1', %s, 1, false),"
+                " ('immigration', 'I-1', %s, 2, false), ('customs', 'C-1', %s, 1, true),"
+                " ('customs', 'C-2', %s, 1, false)",
+                (survivor, merged, survivor, example_uuid("someone else")))
+            connection.execute(
+                "INSERT INTO reconciled.match_decision (left_agency_id, left_source_record_id,"
+                " right_agency_id, right_source_record_id, decided_at, score, features, rule,"
+                " decision) VALUES ('police-ctu', 'P-1', 'immigration', 'I-1', now(), 14.5,"
+                " '{}', 'fellegi-sunter', 'MATCH')")
+            connection.commit()
+        shown = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "review", "split", merged, "--database-url",
+             url], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert f"golden person {survivor} (the id {merged} was merged into it): 2 source" \
+        in shown.stdout
+    assert f"{IMMIGRATION} ~ {POLICE}: MATCH score 14.5" in shown.stdout
+    assert "customs" not in shown.stdout  # deleted, or someone else's
+    assert (f"tipsync review decide --different {IMMIGRATION} {POLICE} --steward 'YOUR NAME'"
+            " --reason 'WHY THEY DIFFER'") in shown.stdout

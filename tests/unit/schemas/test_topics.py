@@ -69,7 +69,10 @@ def test_source_key_round_trips_and_keeps_colons_in_record_ids() -> None:
 def test_plan_compacts_reconciled_topics_and_compacts_and_retains_agency_topics() -> None:
     plan = {spec.name: spec for spec in topic_plan(["police-ctu", "customs"])}
     # no tip.dlq.produce: producers keep rejects at the agency; + the stewardship decisions
-    assert len(plan) == 2 * 6 + 7 + 3 + 1
+    # + one feed per agency
+    assert len(plan) == 2 * 6 + 7 + 3 + 1 + 2
+    assert plan["tip.outbound.customs"].config == {
+        "cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
     assert plan["tip.reconciled.person"].config["cleanup.policy"] == "compact"
     # compacted too, so that an erasure's tombstone removes a record's messages; every
     # compacted topic rolls its active segment within a day (Kafka never compacts it)
