@@ -65,6 +65,7 @@ from streams.discovery import (
     warn_misfits,
 )
 from streams.ingest_handler import IngestHandler
+from streams.input_gaps import ContiguousInput, GroupStart, read_range
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
@@ -158,7 +159,12 @@ class StreamApp:
         send = self.output.send
         dead_letter = DeadLetterSender(send, topics, self.metrics)
         publish = ResolvePublisher(send, topics, self.serializers, self.metrics)
+        # ingest processes every message of its partitions, also those faust skips
+        self.ingest_start = GroupStart(bootstrap, options.group_id)
         self.ingest_handler = IngestHandler(
+            contiguous=ContiguousInput(self.ingest_start, functools.partial(read_range,
+                                                                            bootstrap),
+                                       "ingest"),
             topics=topics, held=self.held,
             changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
             decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
@@ -307,11 +313,16 @@ class StreamApp:
                 await forward_decision(event.message)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-        async def forget_resolver(sender: Any, revoked: set[Any], **_: Any) -> None:
+        async def forget_positions(sender: Any, revoked: set[Any], **_: Any) -> None:
             # Another worker may take the resolve partition and move on: rebuild when it
             # comes back rather than trust a state that may be behind.
             if any(tp.topic == self.topics.resolve for tp in revoked):
                 self.resolve_handler.forget()
+            # ingest's partitions too: where each starts is read again at its next message
+            contiguous = self.ingest_handler.contiguous
+            if contiguous is not None:
+                contiguous.forget((tp.topic, tp.partition) for tp in revoked)
+            self.ingest_start.forget()
 
         if options.metrics_port is not None:
             port = options.metrics_port + options.worker_index
