@@ -152,6 +152,8 @@ class StreamApp:
             subscribed=self.agency_channel.topics,  # type: ignore[arg-type]
             # the conductor resubscribes on its next turn
             on_new=self.app.topics._flag_changes,  # type: ignore[attr-defined]
+            # what it handed the consumer at its last subscription (faust 0.15.3)
+            consumer_topics=lambda: self.app.topics._topic_name_index,  # type: ignore[attr-defined]
         )
 
         self.output = OutputProducer(bootstrap, self._output_failed)

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from deploy.bench.stream_harness import ROOT, StreamHarness
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
@@ -21,11 +19,9 @@ def _case(agency: str, number: int) -> dict:
                          event_id=example_uuid(f"{agency}:C-{number}"))
 
 
-# Under make faults for now: in the last fresh-clone make test of this session the new
-# agency's case did not arrive within 120 s (1 run of 6; discovery of a topic added while two
-# workers run, changed this session by the app split and the registered-agencies filter).
-# The cause is not found; issue 13 keeps it open.
-@pytest.mark.faults
+# The new agency's case once missed the 120 s wait (1 run of 6): its topic was found while the
+# group rebalanced, faust dropped the subscription change, and ingest never read the topic
+# (streams.discovery.AgencyDiscovery.discover now asks again until the consumer has it).
 def test_two_workers_share_the_work_and_stop_cleanly(stack: Settings) -> None:
     harness = StreamHarness(stack, agencies=("police-ctu",), entities=("case", "person"),
                             partitions=6).setup()
