@@ -46,11 +46,11 @@ StartOffset = Callable[[Partition], Awaitable[int]]
 ReadRange = Callable[[Partition, int, int], Awaitable[Sequence[InputMessage]]]
 
 
-def committed_offsets(client: str | ClientConfig, group_id: str,
+def committed_offsets(client: str | ClientConfig | AdminClient, group_id: str,
                       partitions: Iterable[Partition] | None = None) -> dict[Partition, int]:
     """The group's committed offsets (of ``partitions``, else of every partition it
     committed); a partition without one is left out."""
-    admin = AdminClient(ClientConfig.of(client).librdkafka())
+    admin = _admin(client)
     wanted = None if partitions is None else [
         KafkaTopicPartition(topic, partition) for topic, partition in partitions
     ]
@@ -60,12 +60,18 @@ def committed_offsets(client: str | ClientConfig, group_id: str,
             if tp.offset >= 0}
 
 
-def earliest_offset(client: str | ClientConfig, partition: Partition) -> int:
+def earliest_offset(client: str | ClientConfig | AdminClient, partition: Partition) -> int:
     """The first offset the partition still holds."""
-    admin = AdminClient(ClientConfig.of(client).librdkafka())
+    admin = _admin(client)
     tp = KafkaTopicPartition(*partition)
     futures = admin.list_offsets({tp: OffsetSpec.earliest()}, request_timeout=30)
     return int(next(iter(futures.values())).result().offset)
+
+
+def _admin(client: str | ClientConfig | AdminClient) -> AdminClient:
+    if isinstance(client, AdminClient):
+        return client
+    return AdminClient(ClientConfig.of(client).librdkafka())
 
 
 async def read_range(client: str | ClientConfig, partition: Partition, from_offset: int,
@@ -74,6 +80,8 @@ async def read_range(client: str | ClientConfig, partition: Partition, from_offs
     ``until_offset``, in order, read by a consumer of its own (no group, no commits)."""
     consumer = AIOKafkaConsumer(
         **ClientConfig.of(client).aiokafka(), enable_auto_commit=False, group_id=None,
+        # an offset retention removed meanwhile: from the first one left, never the end
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     tp = TopicPartition(*partition)
@@ -99,20 +107,23 @@ class GroupStart:
         self._client = client
         self._group_id = group_id
         self._committed: dict[Partition, int] | None = None
+        self._admin: AdminClient | None = None  # made at the first look, then kept
 
     def forget(self) -> None:
         self._committed = None
 
     async def __call__(self, partition: Partition) -> int:
+        if self._admin is None:
+            self._admin = _admin(self._client)
         if self._committed is None:
             self._committed = await _retried(
                 f"the committed offsets of group {self._group_id}",
-                committed_offsets, self._client, self._group_id,
+                committed_offsets, self._admin, self._group_id,
             )
         offset = self._committed.get(partition)
         if offset is None:
             offset = await _retried(f"the earliest offset of {partition[0]}[{partition[1]}]",
-                                    earliest_offset, self._client, partition)
+                                    earliest_offset, self._admin, partition)
         return offset
 
 
