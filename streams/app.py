@@ -65,7 +65,7 @@ from streams.discovery import (
     warn_misfits,
 )
 from streams.ingest_handler import IngestHandler
-from streams.input_gaps import ContiguousInput, GroupStart, read_range
+from streams.input_gaps import ContiguousInput, FaustAcknowledger, GroupStart, read_range
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
@@ -164,9 +164,10 @@ class StreamApp:
         # ingest processes every message of its partitions, also those faust skips
         self.ingest_start = GroupStart(bootstrap, options.group_id)
         self.ingest_handler = IngestHandler(
-            contiguous=ContiguousInput(self.ingest_start, functools.partial(read_range,
-                                                                            bootstrap),
-                                       "ingest"),
+            contiguous=ContiguousInput(
+                self.ingest_start, functools.partial(read_range, bootstrap), "ingest",
+                acknowledge=FaustAcknowledger(lambda: self.app.consumer),
+            ),
             topics=topics, held=self.held,
             changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
             decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
@@ -196,6 +197,7 @@ class StreamApp:
             ),
             decoder=decoder, publish=publish, dead_letter=dead_letter, metrics=self.metrics,
             outputs_ready=self._outputs_ready, read=recovery.read,
+            acknowledge=FaustAcknowledger(lambda: self.app.consumer),
             committed=functools.partial(
                 asyncio.to_thread, committed_offset, bootstrap, self.app.conf.id, topics
             ),

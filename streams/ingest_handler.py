@@ -110,6 +110,7 @@ class IngestHandler:
                 return  # handed again: it was processed in this assignment
             for earlier in missed:  # skipped by faust (streams.input_gaps)
                 await self._ingest_or_dead_letter(earlier)
+            await self.contiguous.processed(message)
         await self._ingest_or_dead_letter(message)
 
     async def _ingest_or_dead_letter(self, message: InputMessage) -> None:

@@ -44,6 +44,9 @@ Partition = tuple[str, int]  # (topic, partition)
 StartOffset = Callable[[Partition], Awaitable[int]]
 # the messages of a partition from the first offset up to (not including) the second
 ReadRange = Callable[[Partition, int, int], Awaitable[Sequence[InputMessage]]]
+# tells faust's consumer that the offsets of a partition from the first up to (not including)
+# the second were processed (``FaustAcknowledger``)
+Acknowledge = Callable[[Partition, int, int], Awaitable[None]]
 
 
 def committed_offsets(client: str | ClientConfig | AdminClient, group_id: str,
@@ -147,11 +150,15 @@ async def _retried(what: str, read: Callable[..., T], *arguments: object) -> T:
 class ContiguousInput:
     """Per input partition, the next offset to process (see the module's text)."""
 
-    def __init__(self, start: StartOffset, read: ReadRange, stage: str) -> None:
+    def __init__(self, start: StartOffset, read: ReadRange, stage: str,
+                 acknowledge: Acknowledge | None = None) -> None:
         self._start = start
         self._read = read
         self._stage = stage
+        self._acknowledge = acknowledge
         self.next_offset: dict[Partition, int] = {}
+        # per partition, the first offset ``take`` read past faust for the message it holds
+        self._read_from: dict[Partition, int] = {}
         self.reread = 0  # messages read from the topic because faust skipped them
 
     def forget(self, partitions: Iterable[Partition]) -> None:
@@ -162,7 +169,8 @@ class ContiguousInput:
 
     async def take(self, message: InputMessage) -> Sequence[InputMessage] | None:
         """The messages of ``message``'s partition before it that faust did not hand over
-        (to process first, in order), or None when ``message`` was processed already."""
+        (to process first, in order, then ``processed``), or None when ``message`` was
+        processed already."""
         partition = (message.topic, message.partition)
         expected = self.next_offset.get(partition)
         if expected is None:
@@ -173,9 +181,40 @@ class ContiguousInput:
         if message.offset == expected:
             return ()
         missed = await self._read(partition, expected, message.offset)
+        self._read_from[partition] = expected
         if missed:  # (none: offsets without messages, such as transaction markers)
             self.reread += len(missed)
             log.warning("%s: %d message(s) of %s[%d] from offset %d not handed by faust "
                         "before offset %d; processing them first", self._stage, len(missed),
                         message.topic, message.partition, expected, message.offset)
         return missed
+
+    async def processed(self, message: InputMessage) -> None:
+        """The messages ``take`` read for ``message`` were processed: faust may count their
+        offsets as acknowledged (without it, faust can hold the partition's commit at the
+        offset before them for ever: the stalled worker of docs/OPERATIONS.md)."""
+        partition = (message.topic, message.partition)
+        first = self._read_from.pop(partition, None)
+        if self._acknowledge is not None and first is not None:
+            await self._acknowledge(partition, first, message.offset)
+
+
+class FaustAcknowledger:
+    """Counts offsets read past faust as acknowledged in faust's own books (faust 0.15.3,
+    ``faust/transport/consumer.py``): ``Consumer._add_gap`` records offsets between two it
+    handed as a gap, and ``_new_offset`` commits across a gap once an offset after it is
+    acknowledged. When faust hands a partition's first message past its committed offset
+    without recording that gap (seen after a restart's rebalance: committed 10, first
+    offset handed 12), ``_new_offset`` refuses to commit anything (``min(acked) -
+    committed > 1``) until the worker restarts: the partition's lag never reaches zero.
+    Recording the offsets this worker read and processed itself as a gap lets the commit
+    move on past them, once the message after them is acknowledged."""
+
+    def __init__(self, consumer: Callable[[], object]) -> None:
+        self._consumer = consumer  # faust's (the app makes it when first asked)
+
+    async def __call__(self, partition: Partition, first: int, until: int) -> None:
+        from faust.types import TP
+
+        add_gap = getattr(self._consumer(), "_add_gap")  # noqa: B009 - private in faust
+        await add_gap(TP(*partition), first, until - 1)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
+
+from faust.types import TP
 
 from schemas.examples import example_uuid
 from streams.ingest import entity_golden_id
-from streams.input_gaps import ContiguousInput, Partition
+from streams.input_gaps import ContiguousInput, FaustAcknowledger, Partition
 from tests.unit.streams.test_ingest_handler import (
     TOPICS,
     Message,
@@ -18,6 +21,7 @@ from tests.unit.streams.test_ingest_handler import (
 )
 
 CASES = TOPICS.agency("police-ctu", "case")
+FAUST_TP = TP(CASES, 0)
 
 
 class Topic:
@@ -100,3 +104,51 @@ def test_offsets_without_messages_read_nothing_and_the_stream_goes_on() -> None:
     taken = [asyncio.run(contiguous.take(message)) for message in messages]
     assert taken == [(), (), [], ()]
     assert contiguous.reread == 0
+
+
+def _faust_books(committed: int) -> Any:
+    """faust 0.15.3's consumer bookkeeping of one partition, without a broker: the real
+    ``_add_gap``, ``ack`` bookkeeping and ``_new_offset`` of its aiokafka driver's consumer."""
+    from collections import defaultdict
+
+    from faust.transport.drivers.aiokafka import Consumer
+    from intervaltree import IntervalTree
+
+    books = Consumer.__new__(Consumer)
+    books._acked = defaultdict(list)
+    books._acked_index = defaultdict(set)
+    books._gap = defaultdict(IntervalTree)
+    books._committed_offset = defaultdict(lambda: None)
+    books._committed_offset[FAUST_TP] = committed
+    return books
+
+
+def test_faust_never_commits_past_offsets_it_did_not_hand_until_they_are_acknowledged() -> None:
+    """The stalled worker (docs/OPERATIONS.md): after a restart's rebalance faust handed a
+    partition's offset 12 first while its committed offset was 10, without recording 10-11
+    as a gap; its ``_new_offset`` then refuses to commit (``min(acked) - committed > 1``), so
+    the lag stays for ever. Once the messages read past faust are processed, recording them
+    as a gap (``FaustAcknowledger``) lets the commit go on to 13."""
+    books = _faust_books(committed=10)
+    books._acked[FAUST_TP].append(12)
+    books._acked_index[FAUST_TP].add(12)
+    assert books._new_offset(FAUST_TP) is None  # stuck: what the worker saw
+
+    acknowledge = FaustAcknowledger(lambda: books)
+    asyncio.run(acknowledge((FAUST_TP.topic, FAUST_TP.partition), 10, 12))
+    assert books._new_offset(FAUST_TP) == 13
+
+
+def test_the_ingest_guard_acknowledges_what_it_read_once_processed() -> None:
+    messages = _cases(6)
+    topic = Topic(messages, committed=2)
+    acknowledged: list[tuple[Partition, int, int]] = []
+
+    async def acknowledge(partition: Partition, first: int, until: int) -> None:
+        acknowledged.append((partition, first, until))
+
+    handler, _, _, _ = _handler()
+    handler.contiguous = ContiguousInput(topic.start, topic.read, "ingest", acknowledge)
+    for offset in (4, 5):
+        asyncio.run(handler.ingest_one(messages[offset]))
+    assert acknowledged == [((CASES, 2), 2, 4)]
