@@ -161,13 +161,11 @@ class StreamApp:
         send = self.output.send
         dead_letter = DeadLetterSender(send, topics, self.metrics)
         publish = ResolvePublisher(send, topics, self.serializers, self.metrics)
-        # ingest processes every message of its partitions, also those faust skips
-        self.ingest_start = GroupStart(bootstrap, options.group_id)
+        # where the group starts each partition (streams.input_gaps)
+        self.group_start = GroupStart(bootstrap, options.group_id)
+        self.contiguous_inputs: list[ContiguousInput] = []
         self.ingest_handler = IngestHandler(
-            contiguous=ContiguousInput(
-                self.ingest_start, functools.partial(read_range, bootstrap), "ingest",
-                acknowledge=FaustAcknowledger(lambda: self.app.consumer),
-            ),
+            contiguous=self._contiguous("ingest"),
             topics=topics, held=self.held,
             changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
             decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
@@ -175,7 +173,7 @@ class StreamApp:
         )
         self.stewardship = StewardshipForwarder(
             topics=topics, send=send, decoder=decoder, dead_letter=dead_letter,
-            outputs_ready=self._outputs_ready,
+            outputs_ready=self._outputs_ready, contiguous=self._contiguous("stewardship"),
         )
         self.model_rollout = ModelRollout(
             bootstrap=bootstrap, topics=topics, model_file=model_file, send=send,
@@ -206,6 +204,15 @@ class StreamApp:
         # faust waits 45 s after a subscription change before it resubscribes (to gather
         # changes made during one rebalance); 5 s is plenty for topics found by discovery.
         self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
+
+    def _contiguous(self, stage: str) -> ContiguousInput:
+        """Every message of the stage's partitions processed, also those faust skips."""
+        contiguous = ContiguousInput(
+            self.group_start, functools.partial(read_range, self.settings.client), stage,
+            acknowledge=FaustAcknowledger(lambda: self.app.consumer),
+        )
+        self.contiguous_inputs.append(contiguous)
+        return contiguous
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it
@@ -322,11 +329,11 @@ class StreamApp:
             # comes back rather than trust a state that may be behind.
             if any(tp.topic == self.topics.resolve for tp in revoked):
                 self.resolve_handler.forget()
-            # ingest's partitions too: where each starts is read again at its next message
-            contiguous = self.ingest_handler.contiguous
-            if contiguous is not None:
-                contiguous.forget((tp.topic, tp.partition) for tp in revoked)
-            self.ingest_start.forget()
+            # ingest's and stewardship's too: where each starts is read again at its next
+            # message
+            for contiguous in self.contiguous_inputs:
+                contiguous.forget([(tp.topic, tp.partition) for tp in revoked])
+            self.group_start.forget()
 
         if options.metrics_port is not None:
             port = options.metrics_port + options.worker_index

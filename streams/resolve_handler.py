@@ -110,13 +110,15 @@ class ResolveHandler:
         being resolved is done: only a processing error drops it meanwhile, keeping
         ``next_offset``.)"""
         offset = message.offset
+        first: int | None = None  # the first offset read here, if any
         while True:
             if self.stage is None:
                 await self._rebuild_stage(offset)
             start = self.next_offset
             assert start is not None  # set with the stage
             if start >= offset:
-                return
+                break
+            first = start if first is None else first
             missed = await self._read(start, offset)
             log.warning("resolve: %d message(s) of the resolve topic from offset %d not "
                         "handed by faust before offset %d; resolving them first",
@@ -129,10 +131,10 @@ class ResolveHandler:
             else:
                 if self.stage is not None:
                     self.next_offset = offset  # (offsets compaction removed are not read)
-                    if self._acknowledge is not None:
-                        await self._acknowledge((message.topic, message.partition), start,
-                                                offset)
-                    return
+                    break
+        if first is not None and self._acknowledge is not None:
+            # faust may count them as processed (streams.input_gaps.FaustAcknowledger)
+            await self._acknowledge((message.topic, message.partition), first, offset)
 
     async def _rebuild_stage(self, offset: int) -> None:
         """Rebuild the stage up to the offset where what it holds is known to be published:
