@@ -54,6 +54,7 @@ def test_kills_and_restarts_during_a_backfill_lose_nothing_duplicate_nothing_clu
     finally:
         shutil.rmtree(home, ignore_errors=True)
     output = result.stdout
+    print(output)  # the figures (pytest -s or -rP shows them)
     assert result.stdout.strip(), result.stderr[-3000:]
     figures = json.loads(output.strip().splitlines()[-1])
     assert figures["kills_total"] == KILLS, output
