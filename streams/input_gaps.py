@@ -7,16 +7,22 @@ rebalance can be delivered after it. Its first message moves the partition's rea
 ahead (and ``_add_gap`` records the offsets in between as a gap, which ``_new_offset`` counts
 as acknowledged); the messages fetched again after the seek then lie below the read offset
 and are dropped ("DROPPED MESSAGE ROFF"). The next commit moves past them: nobody processes
-them again. It can also hand a message twice (a second seek back to the committed offset).
+them again. When no gap is recorded, ``_new_offset`` instead never commits the partition
+again (``min(acked) - committed > 1``): the worker holds it, consumed to the end, with a lag
+that never reaches zero until it restarts. It can also hand a message twice (a second seek
+back to the committed offset). Seen in the act after a restart on an empty table
+(``tests/integration/test_stream_ingest_restart.py``): committed 9, 11 and 22, first offsets
+handed 11, 13 and 25; in another run 10 messages of one partition skipped at once.
 
 ``ContiguousInput`` keeps, per partition, the offset of the next message to process: the
 group's committed offset at the partition's first message after an assignment (where faust
 itself starts), then the offset after each message processed. A message past it means faust
 skipped the ones between: they are read from the topic (``read_range``, a consumer of its own
 with no group) and processed first. A message before it was handed again and is passed over.
-The stage processes a partition's messages one after the other, so the commit that faust
-makes past a gap always comes after the gap was read and processed (the message after it is
-acknowledged only once processed).
+Once they are processed they are recorded in faust's books as a gap (``FaustAcknowledger``),
+so its commit moves on. The stage processes a partition's messages one after the other, so
+the commit that faust makes past a gap always comes after the gap was read and processed (the
+message after it is acknowledged only once processed).
 """
 
 from __future__ import annotations
