@@ -7,8 +7,8 @@ produce``, two producers at a time, while ``tipsync stream`` and ``tipsync sink`
 2-6 s (seeded; the seed is printed) one of them is killed with SIGKILL — the stream worker,
 the sink, or a running producer — as a whole process group, and started again at once
 (a killed producer goes on from its checkpoint). At seeded places among the kills, the Kafka
-broker and PostgreSQL are restarted, alternately (``--restarts``; stopped, started, waited
-for): the pipeline's processes ride through them, and one that exits by itself within
+broker and PostgreSQL are restarted, as many times each (``--restarts``; stopped, started,
+waited for): the pipeline's processes ride through them, and one that exits by itself within
 ``RESTART_GRACE_SECONDS`` of a restart is started again and counted, as its supervisor would
 (any other exit fails the run). After ``--kills`` kills, the restarts, and once every
 producer has finished, ``tipsync lag --wait-zero`` waits for the pipeline to drain, and the
@@ -89,7 +89,7 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"SIGKILLs during the backfill (default {DEFAULT_KILLS})")
     parser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS,
                         help="restarts of the Kafka broker and of PostgreSQL during the "
-                             f"backfill, alternately (default {DEFAULT_RESTARTS}: one each)")
+                             f"backfill, as many of each (default {DEFAULT_RESTARTS}: one each)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the kill schedule (default: a random one, printed)")
     parser.add_argument("--people", type=int, default=DEFAULT_PEOPLE,
@@ -262,8 +262,8 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
 
 def schedule(rng: random.Random, kills: int, restarts: int) -> list[str]:
     """The order of the disruptions: ``kills`` SIGKILLs ("kill": its victim is drawn at the
-    moment) and ``restarts`` restarts of the broker and PostgreSQL, alternately from a drawn
-    first one, at drawn places among the kills."""
+    moment) and ``restarts`` restarts, as many of the broker as of PostgreSQL (one more of a
+    drawn one when odd), each at a drawn place among the others."""
     first = rng.randrange(len(SERVICES))
     events = ["kill"] * kills
     for index in range(restarts):
