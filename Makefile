@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup stack test unit faults lint demo down clean
+.PHONY: setup stack test unit faults quarantine lint demo down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ unit: setup
 
 faults: stack
 	$(BIN)/python -m pytest -m faults tests/integration
+
+# tests that fail now and then for a cause not yet found; not part of CI until fixed
+quarantine: stack
+	$(BIN)/python -m pytest -m quarantine tests/integration
 
 lint: setup
 	$(BIN)/ruff check .

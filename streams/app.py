@@ -71,6 +71,7 @@ from streams.discovery import (
 )
 from streams.feeds import AgencyFeeds
 from streams.ingest_handler import IngestHandler
+from streams.input_gaps import ContiguousInput, FaustAcknowledger, GroupStart, read_range
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
@@ -157,6 +158,8 @@ class StreamApp:
             subscribed=self.agency_channel.topics,  # type: ignore[arg-type]
             # the conductor resubscribes on its next turn
             on_new=self.app.topics._flag_changes,  # type: ignore[attr-defined]
+            # what it handed the consumer at its last subscription (faust 0.15.3)
+            consumer_topics=lambda: self.app.topics._topic_name_index,  # type: ignore[attr-defined]
         )
 
         self.output = OutputProducer(bootstrap, self._output_failed)
@@ -171,7 +174,11 @@ class StreamApp:
         )
         publish = ResolvePublisher(send, topics, self.serializers, self.metrics,
                                    feeds=self.feeds)
+        # where the group starts each partition (streams.input_gaps)
+        self.group_start = GroupStart(bootstrap, options.group_id)
+        self.contiguous_inputs: list[ContiguousInput] = []
         self.ingest_handler = IngestHandler(
+            contiguous=self._contiguous("ingest"),
             topics=topics, held=self.held,
             changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
             decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
@@ -179,7 +186,7 @@ class StreamApp:
         )
         self.stewardship = StewardshipForwarder(
             topics=topics, send=send, decoder=decoder, dead_letter=dead_letter,
-            outputs_ready=self._outputs_ready,
+            outputs_ready=self._outputs_ready, contiguous=self._contiguous("stewardship"),
         )
         self.model_rollout = ModelRollout(
             bootstrap=bootstrap, topics=topics, model_file=model_file, send=send,
@@ -201,6 +208,7 @@ class StreamApp:
             ),
             decoder=decoder, publish=publish, dead_letter=dead_letter, metrics=self.metrics,
             outputs_ready=self._outputs_ready, read=recovery.read,
+            acknowledge=FaustAcknowledger(lambda: self.app.consumer),
             committed=functools.partial(
                 asyncio.to_thread, committed_offset, bootstrap, self.app.conf.id, topics
             ),
@@ -213,6 +221,15 @@ class StreamApp:
     def _resolver_now(self) -> Any:
         stage = self.resolve_handler.stage
         return None if stage is None else stage.resolver
+
+    def _contiguous(self, stage: str) -> ContiguousInput:
+        """Every message of the stage's partitions processed, also those faust skips."""
+        contiguous = ContiguousInput(
+            self.group_start, functools.partial(read_range, self.settings.client), stage,
+            acknowledge=FaustAcknowledger(lambda: self.app.consumer),
+        )
+        self.contiguous_inputs.append(contiguous)
+        return contiguous
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it
@@ -336,11 +353,16 @@ class StreamApp:
                 await forward_decision(event.message)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-        async def forget_resolver(sender: Any, revoked: set[Any], **_: Any) -> None:
+        async def forget_positions(sender: Any, revoked: set[Any], **_: Any) -> None:
             # Another worker may take the resolve partition and move on: rebuild when it
             # comes back rather than trust a state that may be behind.
             if any(tp.topic == self.topics.resolve for tp in revoked):
                 self.resolve_handler.forget()
+            # ingest's and stewardship's too: where each starts is read again at its next
+            # message
+            for contiguous in self.contiguous_inputs:
+                contiguous.forget([(tp.topic, tp.partition) for tp in revoked])
+            self.group_start.forget()
 
         if options.metrics_port is not None:
             port = options.metrics_port + options.worker_index

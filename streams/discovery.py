@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient
@@ -103,11 +103,20 @@ class AgencyDiscovery:
     partitions: int
     subscribed: list[str] = field(default_factory=list)
     # called after ``subscribed`` grew (the app: faust's conductor resubscribes on its next
-    # turn)
+    # turn), and again at every look while the consumer is not subscribed to all of it
     on_new: Callable[[], None] = lambda: None
+    # the topics the consumer was last subscribed to (the app: faust's conductor's index);
+    # None: not checked
+    consumer_topics: Callable[[], Collection[str]] | None = None
 
     async def discover(self) -> list[str]:
-        """Subscribe ingest to agency topics created since the last look; returns them."""
+        """Subscribe ingest to agency topics created since the last look; returns them.
+
+        faust drops a subscription change flagged while the app is rebalancing (its
+        conductor's ``_subscriber`` clears the event instead of resubscribing, and a
+        rebalance lasts until the tables are recovered), so a topic found then would never be
+        read: the flag is raised again at every look until the consumer's subscription holds
+        every topic of ``subscribed``."""
         found = await asyncio.to_thread(self.list_topics)
         new = sorted(
             name for name, count in found.items()
@@ -117,4 +126,11 @@ class AgencyDiscovery:
             log.warning("ingest subscribes to new agency topics: %s", ", ".join(new))
             self.subscribed.extend(new)
             self.on_new()
+        elif self.consumer_topics is not None:
+            consuming = self.consumer_topics()
+            waiting = [name for name in self.subscribed if name not in consuming]
+            if waiting:
+                log.warning("ingest is not yet subscribed to %s; asking again",
+                            ", ".join(waiting))
+                self.on_new()
         return new

@@ -33,6 +33,7 @@ from streams.ingest import (
     judge,
     remember,
 )
+from streams.input_gaps import ContiguousInput
 from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, InputMessage, Send, Serialize
 
@@ -82,6 +83,7 @@ class IngestHandler:
         self, *, topics: TopicNames, held: HeldTable, changelog_topic: str, send: Send,
         decoder: EventDecoder, serializers: Callable[[str], Serialize],
         dead_letter: DeadLetterSender, metrics: StreamMetrics, outputs_ready: asyncio.Event,
+        contiguous: ContiguousInput | None = None,
     ) -> None:
         self.topics = topics
         self.held = held
@@ -92,6 +94,9 @@ class IngestHandler:
         self._dead_letter = dead_letter
         self.metrics = metrics
         self._outputs_ready = outputs_ready  # the agent waits until its topics exist
+        # every message of a partition once at least, whatever faust hands over (None: as
+        # handed, for tests of one message)
+        self.contiguous = contiguous
         self._ingest_routes: dict[str, IngestRoute] = {}
 
     async def ingest_one(self, message: InputMessage) -> None:
@@ -101,6 +106,16 @@ class IngestHandler:
             return  # a tombstone of `tipsync erase` (compaction's cue): no event to ingest
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
+        if self.contiguous is not None:
+            missed = await self.contiguous.take(message)
+            if missed is None:
+                return  # handed again: it was processed in this assignment
+            for earlier in missed:  # skipped by faust (streams.input_gaps)
+                await self._ingest_or_dead_letter(earlier)
+            await self.contiguous.processed(message)
+        await self._ingest_or_dead_letter(message)
+
+    async def _ingest_or_dead_letter(self, message: InputMessage) -> None:
         try:
             await self._ingest(message)
         except Rejected as rejected:

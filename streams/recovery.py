@@ -23,14 +23,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicCollection
-from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from schemas.client_config import ClientConfig
 from schemas.dead_letters import Rejected
 from schemas.topics import TopicNames
 from streams.decoding import EventDecoder
+from streams.input_gaps import committed_offsets, read_range
 from streams.model_rollout import marker_model
 from streams.resolve import InvalidPersonRecord, Resolver, TrustRanks
 from streams.resolve.model_file import DEFAULT_MODEL_FILE, ModelFile, ModelFileError
@@ -78,11 +78,8 @@ def committed_offset(bootstrap: str | ClientConfig, group_id: str, topics: Topic
     """The resolve partition's offset committed by the worker group, None if none: every
     message before it was resolved and its outputs delivered (faust commits only after its
     flush, which waits for them)."""
-    admin = AdminClient(ClientConfig.of(bootstrap).librdkafka())
-    request = ConsumerGroupTopicPartitions(group_id, [KafkaTopicPartition(topics.resolve, 0)])
-    result = admin.list_consumer_group_offsets([request])[group_id].result()
-    offsets = [tp.offset for tp in result.topic_partitions or [] if tp.partition == 0]
-    return offsets[0] if offsets and offsets[0] >= 0 else None
+    partition = (topics.resolve, 0)
+    return committed_offsets(bootstrap, group_id, [partition]).get(partition)
 
 
 def model_at(offset: int, recorded: tuple[ModelFile, int] | None) -> ModelFile:
@@ -172,24 +169,8 @@ class ResolveRecovery:
     async def read(self, from_offset: int, until_offset: int) -> list[ConsumerRecord]:
         """The messages of the resolve topic from ``from_offset`` up to (not including)
         ``until_offset``, in order (those faust did not hand over: ``ResolveHandler``)."""
-        consumer = AIOKafkaConsumer(
-            **ClientConfig.of(self._bootstrap).aiokafka(),
-            enable_auto_commit=False,
-            group_id=None,
-        )
-        await consumer.start()
-        partition = TopicPartition(self.topics.resolve, 0)
-        records: list[ConsumerRecord] = []
-        try:
-            consumer.assign([partition])
-            consumer.seek(partition, from_offset)
-            while await consumer.position(partition) < until_offset:
-                batch = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
-                records.extend(record for record in batch.get(partition, [])
-                               if from_offset <= record.offset < until_offset)
-        finally:
-            await consumer.stop()
-        return records
+        return await read_range(self._bootstrap, (self.topics.resolve, 0), from_offset,
+                                until_offset)
 
     async def _replay(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
                       stage: ResolveStage, until_offset: int, applied_until: int) -> int:

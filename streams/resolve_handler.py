@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from schemas.dead_letters import DeadLetter, Rejected, processing_error
 from streams.decoding import EventDecoder
+from streams.input_gaps import Acknowledge
 from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, InputMessage, ResolvePublisher
 from streams.recovery import FREEZE_EVERY_RECORDS
@@ -50,10 +51,12 @@ class ResolveHandler:
         self, *, rebuild: Rebuild, change_model: ChangeModel, snapshots: SnapshotSchedule,
         decoder: EventDecoder, publish: ResolvePublisher, dead_letter: DeadLetterSender,
         metrics: StreamMetrics, outputs_ready: asyncio.Event, read: ReadRange,
-        committed: Committed,
+        committed: Committed, acknowledge: Acknowledge | None = None,
     ) -> None:
         self._rebuild = rebuild
         self._read = read
+        # tells faust the messages read here were processed (streams.input_gaps)
+        self._acknowledge = acknowledge
         self._committed = committed
         self._change_model = change_model
         self.snapshots = snapshots
@@ -94,25 +97,28 @@ class ResolveHandler:
         delivered: the fault suite's lost person and link records)."""
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
-        await self._catch_up(message.offset)
+        await self._catch_up(message)
         assert self.next_offset is not None  # set with the stage
         if message.offset < self.next_offset:
             return  # handed again: the stage holds it, its outputs were published
         await self._resolve(message)
 
-    async def _catch_up(self, offset: int) -> None:
+    async def _catch_up(self, message: InputMessage) -> None:
         """Make the stage hold every message before ``offset``: rebuild it if there is
         none, then resolve, outputs published, the messages faust did not hand over.
         (faust revokes the partition, and ``forget`` drops the stage, only once the message
         being resolved is done: only a processing error drops it meanwhile, keeping
         ``next_offset``.)"""
+        offset = message.offset
+        first: int | None = None  # the first offset read here, if any
         while True:
             if self.stage is None:
                 await self._rebuild_stage(offset)
             start = self.next_offset
             assert start is not None  # set with the stage
             if start >= offset:
-                return
+                break
+            first = start if first is None else first
             missed = await self._read(start, offset)
             log.warning("resolve: %d message(s) of the resolve topic from offset %d not "
                         "handed by faust before offset %d; resolving them first",
@@ -125,7 +131,10 @@ class ResolveHandler:
             else:
                 if self.stage is not None:
                     self.next_offset = offset  # (offsets compaction removed are not read)
-                    return
+                    break
+        if first is not None and self._acknowledge is not None:
+            # faust may count them as processed (streams.input_gaps.FaustAcknowledger)
+            await self._acknowledge((message.topic, message.partition), first, offset)
 
     async def _rebuild_stage(self, offset: int) -> None:
         """Rebuild the stage up to the offset where what it holds is known to be published:

@@ -23,6 +23,7 @@ import logging
 from schemas.dead_letters import Rejected, processing_error
 from schemas.topics import TopicNames
 from streams.decoding import EventDecoder
+from streams.input_gaps import ContiguousInput
 from streams.outputs import DeadLetterSender, InputMessage, Send
 from streams.resolve_stage import steward_key
 
@@ -33,8 +34,11 @@ class StewardshipForwarder:
     def __init__(
         self, *, topics: TopicNames, send: Send, decoder: EventDecoder,
         dead_letter: DeadLetterSender, outputs_ready: asyncio.Event,
+        contiguous: ContiguousInput | None = None,
     ) -> None:
         self._topics = topics
+        # every decision once at least, whatever faust hands over (streams.input_gaps)
+        self._contiguous = contiguous
         self._send = send
         self._decoder = decoder
         self._dead_letter = dead_letter
@@ -44,6 +48,16 @@ class StewardshipForwarder:
     async def forward_one(self, message: InputMessage) -> None:
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
+        if self._contiguous is not None:
+            missed = await self._contiguous.take(message)
+            if missed is None:
+                return  # handed again: forwarded in this assignment
+            for earlier in missed:  # skipped by faust
+                await self._forward(earlier)
+            await self._contiguous.processed(message)
+        await self._forward(message)
+
+    async def _forward(self, message: InputMessage) -> None:
         try:
             await self._decoder.steward_decision(message.key, message.value)
             assert message.key is not None  # checked: it is the decision's pair key

@@ -6,9 +6,13 @@ generate`` (every agency's step-0 exports, every entity) is published with ``tip
 produce``, two producers at a time, while ``tipsync stream`` and ``tipsync sink`` run. Every
 2-6 s (seeded; the seed is printed) one of them is killed with SIGKILL — the stream worker,
 the sink, or a running producer — as a whole process group, and started again at once
-(a killed producer goes on from its checkpoint). After ``--kills`` kills and once every
+(a killed producer goes on from its checkpoint). At seeded places among the kills, the Kafka
+broker and PostgreSQL are restarted, as many times each (``--restarts``; stopped, started,
+waited for): the pipeline's processes ride through them, and one that exits by itself within
+``RESTART_GRACE_SECONDS`` of a restart is started again and counted, as its supervisor would
+(any other exit fails the run). After ``--kills`` kills, the restarts, and once every
 producer has finished, ``tipsync lag --wait-zero`` waits for the pipeline to drain, and the
-reconciled store is compared with what the producers published:
+reconciled store is compared with what the producers published (``deploy.bench.faults_count``):
 
 - **published**: every source record on the agency topics, its latest version by ingest's
   own rules (``streams.ingest.judge``), read back from Kafka (a producer restarted after a
@@ -38,17 +42,27 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deploy.bench.faults_count import (
+    ENTITIES,
+    compare,
+    double_counted,
+    published_records,
+    reference_clusters,
+    stored_clusters,
+    stored_records,
+)
 from deploy.demo.generate import ExportFile
 from schemas import config
 
 DEFAULT_PEOPLE = 1000
 DEFAULT_KILLS = 16
+DEFAULT_RESTARTS = 2
 # Port base 26000, apart from the other benchmarks' stacks and below the ephemeral port range
 # (32768-60999), where an outgoing connection may hold a port.
 PRIVATE_PORTS = {"kafka": 26092, "registry": 26081, "postgres": 26032}
@@ -56,10 +70,14 @@ STACK_FOLDER = "stack"
 PRODUCERS_AT_ONCE = 2
 KILL_EVERY_SECONDS = (2.0, 6.0)
 TARGETS = ("stream", "sink", "producer")
+SERVICES = ("kafka", "postgres")  # restarted (stopped, started, waited for), not killed
+# A process that exits by itself this soon after a broker or PostgreSQL restart is started
+# again, as its supervisor would, and counted ("exits after a restart"); any other exit
+# fails the run.
+RESTART_GRACE_SECONDS = 180.0
 STREAM_ARGUMENTS = ("--metrics-port", "0")
 SINK_ARGUMENTS = ("--metrics-port", "0")
 NO_METRICS = {config.STREAM_METRICS_PORT: "0", config.SINK_METRICS_PORT: "0"}
-ENTITIES = ("person", "case", "report", "organisation", "location", "link")
 DRAIN_TIMEOUT_SECONDS = 900.0
 
 
@@ -69,6 +87,9 @@ DRAIN_TIMEOUT_SECONDS = 900.0
 def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kills", type=int, default=DEFAULT_KILLS,
                         help=f"SIGKILLs during the backfill (default {DEFAULT_KILLS})")
+    parser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS,
+                        help="restarts of the Kafka broker and of PostgreSQL during the "
+                             f"backfill, as many of each (default {DEFAULT_RESTARTS}: one each)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the kill schedule (default: a random one, printed)")
     parser.add_argument("--people", type=int, default=DEFAULT_PEOPLE,
@@ -96,9 +117,9 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings
 
-    if args.kills < 0 or args.people < 1:
-        print("tipsync bench faults: --kills must be 0 or more and --people 1 or more",
-              file=sys.stderr)
+    if args.kills < 0 or args.restarts < 0 or args.people < 1:
+        print("tipsync bench faults: --kills and --restarts must be 0 or more and --people 1 "
+              "or more", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     shared = load_settings()
@@ -109,14 +130,14 @@ def run_bench_faults(args: argparse.Namespace) -> int:
               "shared state folder; give a folder of its own", file=sys.stderr)
         return 2
     print(f"tipsync bench faults: seed {seed} (rerun with --seed {seed}), {args.kills} kills, "
-          f"{args.people} people", flush=True)
+          f"{args.restarts} broker/PostgreSQL restarts, {args.people} people", flush=True)
     saved = dict(os.environ)
     os.environ.update(environment)
     settings = load_settings()
     stack = LocalStack(settings)
     succeeded = False
     try:
-        figures = run_faults(settings, bench_home, seed, args.kills, args.people,
+        figures = run_faults(settings, bench_home, seed, args.kills, args.restarts, args.people,
                              args.data_seed if args.data_seed is not None else DEMO_SEED,
                              args.drain_timeout)
         succeeded = True
@@ -154,6 +175,7 @@ class ProducerRun:
     starts: int = 0
     summaries: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
+    failed_after_restart: int = 0
 
     def start(self) -> None:
         arguments = [sys.executable, "-m", "deploy.cli", "produce", "--agency",
@@ -169,8 +191,10 @@ class ProducerRun:
             )
         self.starts += 1
 
-    def finished(self) -> bool:
-        """Whether it exited 0 (its summary noted); a killed run is started again."""
+    def finished(self, after_restart: bool = False) -> bool:
+        """Whether it exited 0 (its summary noted); a killed run is started again, and so is
+        one that failed soon after a broker or PostgreSQL restart (``after_restart``: counted
+        in ``failed_after_restart``)."""
         from deploy.bench.e2e import BenchError
 
         if self.done:
@@ -183,6 +207,10 @@ class ProducerRun:
             self.start()
             return False
         lines = self.log.read_text(errors="replace").splitlines()
+        if code != 0 and after_restart:
+            self.failed_after_restart += 1
+            self.start()
+            return False
         if code != 0:
             raise BenchError(f"tipsync produce of {self.file.path} exited {code}:\n"
                              + "\n".join(lines[-20:]))
@@ -196,7 +224,7 @@ class ProducerRun:
 STALL_SECONDS = 90
 
 
-def drain(pipeline: Any, stream: Any, timeout: float) -> int:
+def drain(pipeline: Any, stream: Any, timeout: float, disruptions: Any) -> int:
     """Wait for zero lag; a stream worker that holds its partitions but consumes nothing for
     ``STALL_SECONDS`` (seen after kills in quick succession, see docs/OPERATIONS.md "What
     survives what") is killed and started again, as a supervisor would: how many times is
@@ -210,10 +238,10 @@ def drain(pipeline: Any, stream: Any, timeout: float) -> int:
         try:
             checked("waiting for the pipeline to drain", "lag", "--wait-zero", "--timeout",
                     str(STALL_SECONDS), *groups, timeout=STALL_SECONDS + 60)
-            pipeline.check()
+            revive(pipeline, disruptions)
             return stalls
         except StepError:
-            pipeline.check()
+            revive(pipeline, disruptions)
             if time.monotonic() - began > timeout:
                 raise BenchError(f"the pipeline did not drain within {timeout:.0f}s") from None
             stalls += 1
@@ -232,8 +260,59 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: int,
-               data_seed: int, drain_timeout: float) -> dict[str, Any]:
+def schedule(rng: random.Random, kills: int, restarts: int) -> list[str]:
+    """The order of the disruptions: ``kills`` SIGKILLs ("kill": its victim is drawn at the
+    moment) and ``restarts`` restarts, as many of the broker as of PostgreSQL (one more of a
+    drawn one when odd), each at a drawn place among the others."""
+    first = rng.randrange(len(SERVICES))
+    events = ["kill"] * kills
+    for index in range(restarts):
+        events.insert(rng.randrange(len(events) + 1), SERVICES[(first + index) % len(SERVICES)])
+    return events
+
+
+@dataclass
+class Disruptions:
+    """What was done to the pipeline, and the processes that exited by themselves after a
+    broker or PostgreSQL restart (started again, counted)."""
+
+    killed: Counter[str] = field(default_factory=Counter)
+    restarted: Counter[str] = field(default_factory=Counter)
+    restart_seconds: list[float] = field(default_factory=list)
+    exits_after_restart: Counter[str] = field(default_factory=Counter)
+    last_restart: float = float("-inf")
+
+    def in_grace(self) -> bool:
+        return time.monotonic() - self.last_restart < RESTART_GRACE_SECONDS
+
+
+def restart_service(stack: Any, name: str) -> float:
+    """Stop a service of the private stack, start it again and wait until it answers; the
+    seconds it was away."""
+    began = time.monotonic()
+    service = getattr(stack, name)
+    service.stop()
+    service.start()
+    service.wait()
+    return time.monotonic() - began
+
+
+def revive(pipeline: Any, disruptions: Disruptions) -> None:
+    """``pipeline.check``, except that a stream or sink process that exited by itself soon
+    after a broker or PostgreSQL restart is started again and counted."""
+    for process in pipeline.processes:
+        if process.process is not None and not process.alive() and disruptions.in_grace():
+            from deploy.operations.drive import say
+
+            say(f"  tipsync {process.name} exited {process.process.returncode} after a "
+                "restart; started again")
+            disruptions.exits_after_restart[process.name] += 1
+            process.start()
+    pipeline.check()
+
+
+def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts: int,
+               people: int, data_seed: int, drain_timeout: float) -> dict[str, Any]:
     import psycopg
 
     from deploy.bench.e2e import wait_until_consuming, warm_up
@@ -243,7 +322,8 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: i
     from deploy.stack.stack import LocalStack
 
     rng = random.Random(seed)
-    LocalStack(settings).reset()  # the private stack only: producers' checkpoints start empty
+    stack = LocalStack(settings)
+    stack.reset()  # the private stack only: producers' checkpoints start empty
     prepare(settings)
     manifest = demo_data(replace(settings, home=bench_home), people, data_seed)
     files = sorted(manifest.exports(0), key=lambda file: (file.agency, file.entity))
@@ -253,41 +333,52 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: i
     logs = settings.home / "logs" / "faults"
     runs = [ProducerRun(file, logs / f"produce-{index:03d}.log")
             for index, file in enumerate(files)]
-    killed: Counter[str] = Counter()
+    events = schedule(rng, kills, restarts)
+    done = Disruptions()
     began = time.monotonic()
     with Pipeline(settings, STREAM_ARGUMENTS, SINK_ARGUMENTS) as pipeline:
         wait_until_consuming(settings, pipeline)
         processes = {process.name: process for process in pipeline.processes}
         waiting, running = list(runs), list[ProducerRun]()
-        next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_SECONDS)
-        while waiting or running or sum(killed.values()) < kills:
-            running = [run for run in running if not run.finished()]
+        next_event = time.monotonic() + rng.uniform(*KILL_EVERY_SECONDS)
+        while waiting or running or events:
+            running = [run for run in running if not run.finished(done.in_grace())]
             while waiting and len(running) < PRODUCERS_AT_ONCE:
                 run = waiting.pop(0)
                 run.start()
                 running.append(run)
-            if sum(killed.values()) < kills and time.monotonic() >= next_kill:
-                target = rng.choice(TARGETS if running else TARGETS[:2])
-                if target == "producer":
-                    victim = rng.choice(running)
-                    assert victim.process is not None
-                    kill_group(victim.process)
-                    say(f"  {time.monotonic() - began:6.1f}s: SIGKILL producer "
-                        f"{victim.file.agency}/{victim.file.entity}; started again")
+            if events and time.monotonic() >= next_event:
+                event = events.pop(0)
+                at = f"  {time.monotonic() - began:6.1f}s:"
+                if event in SERVICES:
+                    say(f"{at} restarting {event}")
+                    seconds = restart_service(stack, event)
+                    done.restarted[event] += 1
+                    done.restart_seconds.append(round(seconds, 1))
+                    done.last_restart = time.monotonic()
+                    say(f"{at} {event} restarted ({seconds:.1f}s away)")
                 else:
-                    process = processes[target]
-                    assert process.process is not None
-                    kill_group(process.process)
-                    process.start()
-                    say(f"  {time.monotonic() - began:6.1f}s: SIGKILL {target}; started again")
-                killed[target] += 1
-                next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_SECONDS)
-            pipeline.check()
+                    target = rng.choice(TARGETS if running else TARGETS[:2])
+                    if target == "producer":
+                        victim = rng.choice(running)
+                        assert victim.process is not None
+                        kill_group(victim.process)
+                        say(f"{at} SIGKILL producer {victim.file.agency}/{victim.file.entity}; "
+                            "started again")
+                    else:
+                        process = processes[target]
+                        assert process.process is not None
+                        kill_group(process.process)
+                        process.start()
+                        say(f"{at} SIGKILL {target}; started again")
+                    done.killed[target] += 1
+                next_event = time.monotonic() + rng.uniform(*KILL_EVERY_SECONDS)
+            revive(pipeline, done)
             time.sleep(0.1)
         produced = time.monotonic() - began
-        say(f"producers done and {kills} kills made ({produced:.0f}s); waiting for the "
-            "pipeline to drain")
-        stalls = drain(pipeline, processes["stream"], drain_timeout)
+        say(f"producers done, {kills} kills and {restarts} restarts made ({produced:.0f}s); "
+            "waiting for the pipeline to drain")
+        stalls = drain(pipeline, processes["stream"], drain_timeout, done)
         drained = time.monotonic() - began
     published = published_records(settings)
     with psycopg.connect(settings.database_url) as connection:
@@ -298,8 +389,13 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: i
     figures = compare(published, stored, clusters, reference)
     figures.update({
         "benchmark": "faults", "seed": seed, "people": people, "data_seed": data_seed,
-        "kills": dict(killed), "kills_total": sum(killed.values()),
-        "restarts": sum(killed.values()),
+        "kills": dict(done.killed), "kills_total": sum(done.killed.values()),
+        "restarts": dict(done.restarted), "restarts_total": sum(done.restarted.values()),
+        "restart_seconds": done.restart_seconds,
+        "exits_after_restart": {
+            **done.exits_after_restart,
+            "producer": sum(run.failed_after_restart for run in runs),
+        },
         "producer_starts": sum(run.starts for run in runs),
         "reported_published": sum(int(summary.get("published", 0))
                                   for run in runs for summary in run.summaries),
@@ -316,204 +412,17 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, people: i
     return figures
 
 
-# --------------------------------------------------------------------------- what was published
-
-
-@dataclass
-class Published:
-    """Per entity, (agency_id, source_record_id) -> (latest accepted version, live)."""
-
-    latest: dict[str, dict[tuple[str, str], tuple[int, bool]]]
-    person_events: list[Any]  # the accepted person events, in topic order
-    events: int
-    dead_letters: int
-    not_on_resolve_topic: int  # live person and link records ingest never forwarded
-
-
-def read_topics(bootstrap: str, topics: Iterable[str]) -> Iterable[Any]:
-    """Every message of ``topics``, from the start to the end offsets of now."""
-    import confluent_kafka
-    from confluent_kafka.admin import AdminClient, OffsetSpec
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    metadata = admin.list_topics(timeout=30)
-    partitions = [confluent_kafka.TopicPartition(topic, partition)
-                  for topic in sorted(topics)
-                  for partition in sorted(metadata.topics[topic].partitions)]
-    if not partitions:
-        return
-
-    def offsets(spec: Any) -> dict[tuple[str, int], int]:
-        futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=30)
-        return {(tp.topic, tp.partition): future.result().offset
-                for tp, future in futures.items()}
-
-    low, high = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
-    pending = {key for key in high if high[key] > low[key]}
-    if not pending:
-        return
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "tipsync-bench-faults-reader",
-        "enable.auto.commit": False, "enable.partition.eof": False,
-    })
-    try:
-        consumer.assign([confluent_kafka.TopicPartition(topic, partition, low[(topic, partition)])
-                         for topic, partition in sorted(pending)])
-        while pending:
-            message = consumer.poll(30)
-            if message is None:
-                raise RuntimeError(f"nothing more to read, still pending: {sorted(pending)[:5]}")
-            if message.error():
-                continue
-            key = (message.topic() or "", message.partition() or 0)
-            if key not in pending:
-                continue
-            if (message.offset() or 0) >= high[key] - 1:
-                pending.discard(key)
-            yield message
-    finally:
-        consumer.close()
-
-
-def published_records(settings: Any) -> Published:
-    from confluent_kafka.admin import AdminClient
-
-    from schemas.registry import SchemaRegistry
-    from schemas.serde import AvroDeserializer
-    from schemas.topics import TOPICS
-    from streams.ingest import Held, Verdict, check_event, judge, remember
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    names = admin.list_topics(timeout=30).topics
-    agency_topics = [name for name in names if TOPICS.parse_agency(name) is not None]
-    deserialize = AvroDeserializer(SchemaRegistry(settings.client.registry()))
-    held: dict[str, Held] = {}
-    latest: dict[str, dict[tuple[str, str], tuple[int, bool]]] = defaultdict(dict)
-    person_events = []
-    events = 0
-    for message in read_topics(settings.kafka_bootstrap, agency_topics):
-        parsed = TOPICS.parse_agency(message.topic())
-        assert parsed is not None
-        agency_id, entity = parsed
-        events += 1
-        event = check_event(agency_id, entity, message.key(),
-                            deserialize(message.value()).record)
-        key = event.held_key
-        verdict = judge(held.get(key), event.event_id, event.source_version)
-        held[key] = remember(held.get(key), event.event_id, event.source_version)
-        if verdict is not Verdict.ACCEPT:
-            continue
-        latest[entity][(agency_id, event.source_record_id)] = (
-            event.source_version, event.op != "DELETE")
-        if entity == "person":
-            person_events.append(event)
-    # which person and link records reached the resolve topic (ingest's forward)
-    forwarded = {message.key().decode() for message in read_topics(
-        settings.kafka_bootstrap, [TOPICS.resolve]) if message.key() is not None}
-    not_forwarded = sum(
-        1 for entity in ("person", "link") for (agency_id, record_id), (_, alive)
-        in latest.get(entity, {}).items()
-        if alive and f"{entity}:{agency_id}:{record_id}" not in forwarded
-    )
-    dead_letters = 0
-    for stage in ("ingest", "resolve", "sink"):
-        topic = TOPICS.dlq(stage)
-        if topic in names:
-            dead_letters += sum(1 for _ in read_topics(settings.kafka_bootstrap, [topic]))
-    return Published(dict(latest), person_events, events, dead_letters, not_forwarded)
-
-
-# --------------------------------------------------------------------------- what was stored
-
-
-def stored_records(connection: Any, entity: str) -> dict[tuple[str, str], tuple[int, bool]]:
-    rows = connection.execute(
-        f"select agency_id, source_record_id, source_version, not deleted "
-        f"from reconciled.{entity}_source"
-    ).fetchall()
-    return {(agency, record): (int(version), bool(live))
-            for agency, record, version, live in rows}
-
-
-def double_counted(connection: Any) -> tuple[int, int]:
-    """(source records counted by golden people beyond the live person_source rows, live
-    source rows of any entity whose golden record does not exist)."""
-    counted = connection.execute(
-        "select coalesce(sum(source_count), 0) from reconciled.person").fetchone()[0]
-    live = connection.execute(
-        "select count(*) from reconciled.person_source where not deleted").fetchone()[0]
-    orphans = 0
-    for entity in ENTITIES:
-        table = '"case"' if entity == "case" else entity
-        orphans += connection.execute(
-            f"select count(*) from reconciled.{entity}_source s where not s.deleted and not "
-            f"exists (select 1 from reconciled.{table} g where g.{entity}_id = s.{entity}_id)"
-        ).fetchone()[0]
-    return max(0, int(counted) - int(live)), int(orphans)
-
-
-def stored_clusters(connection: Any) -> set[frozenset[str]]:
-    members: dict[str, set[str]] = defaultdict(set)
-    for agency, record, person in connection.execute(
-        "select agency_id, source_record_id, person_id::text from reconciled.person_source "
-        "where not deleted"
-    ).fetchall():
-        members[person].add(f"{agency}:{record}")
-    return {frozenset(keys) for keys in members.values()}
-
-
-def reference_clusters(person_events: Iterable[Any]) -> set[frozenset[str]]:
-    """The clusters of an undisturbed run: the stream app's resolve stage, in-process, fed
-    the accepted person events (the rebuild path, ``ResolveStage.load``)."""
-    from schemas.agencies import load_agencies
-    from streams.resolve import Resolver
-    from streams.resolve_stage import ResolveStage, trust_ranks
-
-    stage = ResolveStage(lambda: Resolver(trust_ranks(load_agencies())))
-    for event in person_events:
-        stage.load(event)
-    return {frozenset(keys) for keys in stage.resolver.clusters().values()}
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def compare(published: Published, stored: Mapping[str, Mapping[tuple[str, str], tuple[int, bool]]],
-            clusters: set[frozenset[str]], reference: set[frozenset[str]]) -> dict[str, Any]:
-    per_entity: dict[str, dict[str, int]] = {}
-    for entity in ENTITIES:
-        expected = published.latest.get(entity, {})
-        store = stored.get(entity, {})
-        live = {key for key, (_, alive) in expected.items() if alive}
-        lost = sum(1 for key in live if store.get(key, (0, False))[1] is False
-                   or store[key][0] < expected[key][0])
-        undeleted = sum(1 for key, (_, alive) in expected.items()
-                        if not alive and store.get(key, (0, False))[1])
-        unknown = sum(1 for key, (_, alive) in store.items() if alive and key not in expected)
-        per_entity[entity] = {
-            "published": len(live), "published_deleted": len(expected) - len(live),
-            "stored": sum(1 for _, alive in store.values() if alive),
-            "lost": lost + undeleted, "not_published": unknown,
-        }
-    differences = len(clusters ^ reference)
-    return {
-        "events_on_agency_topics": published.events,
-        "published": sum(figure["published"] for figure in per_entity.values()),
-        "stored": sum(figure["stored"] for figure in per_entity.values()),
-        "lost": sum(figure["lost"] for figure in per_entity.values()),
-        "not_published_but_stored": sum(f["not_published"] for f in per_entity.values()),
-        "by_entity": per_entity,
-        "golden_people": len(clusters), "reference_golden_people": len(reference),
-        "cluster_differences": differences,
-    }
-
-
 def report(figures: Mapping[str, Any]) -> str:
-    kills = figures["kills"]
+    kills, restarts = figures["kills"], figures["restarts"]
+    exits = figures["exits_after_restart"]
     lines = [
         f"seed {figures['seed']}: {figures['kills_total']} kills "
         f"({', '.join(f'{name} {kills.get(name, 0)}' for name in TARGETS)}), "
-        f"{figures['restarts']} restarts ({figures['producer_starts']} producer starts)",
+        f"{figures['restarts_total']} restarts "
+        f"({', '.join(f'{name} {restarts.get(name, 0)}' for name in SERVICES)}; away "
+        f"{figures['restart_seconds']} s), {figures['producer_starts']} producer starts",
+        "exits by themselves after a restart, started again: "
+        + ", ".join(f"{name} {exits.get(name, 0)}" for name in TARGETS),
         f"events on the agency topics {figures['events_on_agency_topics']:,}; producers reported "
         f"{figures['reported_published']:,} published, {figures['rejected_by_producers']:,} "
         f"rejected",

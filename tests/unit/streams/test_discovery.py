@@ -98,3 +98,38 @@ def test_discovery_through_the_registry_never_subscribes_an_unregistered_agency(
     on_broker.update({intruder: 6, CUSTOMS_PERSON: 6})
     assert asyncio.run(discovery.discover()) == [CUSTOMS_PERSON]
     assert intruder not in subscribed
+
+
+class Conductor:
+    """faust 0.15.3's conductor as discovery meets it (``faust/transport/conductor.py``,
+    ``Conductor._subscriber``): a change flagged while the app is rebalancing is cleared, not
+    acted on; otherwise the consumer is subscribed to the channel's topics."""
+
+    def __init__(self, channel: list[str]) -> None:
+        self.channel = channel
+        self.subscribed: dict[str, set[str]] = {name: set() for name in channel}
+        self.rebalancing = False
+
+    def flag_changes(self) -> None:
+        if not self.rebalancing:
+            self.subscribed = {name: set() for name in self.channel}
+
+
+def test_a_new_topic_found_during_a_rebalance_is_asked_for_again_until_subscribed() -> None:
+    """test_stream_workers missed a new agency's case in 1 run of 6: the topic was found while
+    the group rebalanced (a second worker joining), faust dropped the flag, and ingest never
+    subscribed to the topic."""
+    on_broker = {POLICE_PERSON: 6}
+    subscribed = fitting_topics(on_broker, 6)
+    conductor = Conductor(subscribed)
+    discovery = AgencyDiscovery(lambda: dict(on_broker), 6, subscribed,
+                                on_new=conductor.flag_changes,
+                                consumer_topics=lambda: conductor.subscribed)
+    conductor.rebalancing = True
+    on_broker[CUSTOMS_PERSON] = 6
+    assert asyncio.run(discovery.discover()) == [CUSTOMS_PERSON]
+    assert CUSTOMS_PERSON not in conductor.subscribed  # dropped by faust
+    asyncio.run(discovery.discover())  # still rebalancing: asked again, dropped again
+    conductor.rebalancing = False
+    assert asyncio.run(discovery.discover()) == []
+    assert set(conductor.subscribed) == {POLICE_PERSON, CUSTOMS_PERSON}

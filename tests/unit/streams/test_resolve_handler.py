@@ -157,3 +157,18 @@ def test_after_a_revoke_the_stage_is_rebuilt_up_to_the_committed_offset(
     _hand(handler, world, [4, 5])
     assert world.rebuilt_until == [0, 2]
     assert world.published == [0, 1, 2, 3, 2, 3, 4, 5]  # 2 and 3 again: idempotent downstream
+
+
+def test_what_resolve_read_past_faust_is_acknowledged_to_faust(tmp_path: Path) -> None:
+    """So faust's commit moves past it (streams.input_gaps.FaustAcknowledger): committed 3,
+    handed 6 first, then 7; 3-5 are read, resolved, and acknowledged once."""
+    world = World(_topic(10), committed=3)
+    handler = _handler(world, tmp_path)
+    acknowledged: list[tuple[tuple[str, int], int, int]] = []
+
+    async def acknowledge(partition: tuple[str, int], first: int, until: int) -> None:
+        acknowledged.append((partition, first, until))
+
+    handler._acknowledge = acknowledge
+    _hand(handler, world, [6, 7])
+    assert acknowledged == [((TOPIC, 0), 3, 6)]

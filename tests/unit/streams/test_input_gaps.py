@@ -1,0 +1,154 @@
+"""Ingest processes every message of a partition at least once, whatever faust hands over
+(``streams.input_gaps``): faust 0.15.3 can skip messages after a rebalance and commit past
+them, or hand a message twice. Without faust or Kafka: the topic is a list of messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from faust.types import TP
+
+from schemas.examples import example_uuid
+from streams.ingest import entity_golden_id
+from streams.input_gaps import ContiguousInput, FaustAcknowledger, Partition
+from tests.unit.streams.test_ingest_handler import (
+    TOPICS,
+    Message,
+    _handler,
+    _message,
+)
+
+CASES = TOPICS.agency("police-ctu", "case")
+FAUST_TP = TP(CASES, 0)
+
+
+class Topic:
+    """One partition's messages by offset, the group's committed offset, and the reads."""
+
+    def __init__(self, messages: Sequence[Message], committed: int) -> None:
+        self.messages = {message.offset: message for message in messages}
+        self.committed = committed
+        self.reads: list[tuple[Partition, int, int]] = []
+        self.starts = 0
+
+    async def start(self, partition: Partition) -> int:
+        self.starts += 1
+        return self.committed
+
+    async def read(self, partition: Partition, begin: int, end: int) -> list[Message]:
+        self.reads.append((partition, begin, end))
+        return [self.messages[offset] for offset in range(begin, end)
+                if offset in self.messages]
+
+
+def _cases(count: int) -> list[Message]:
+    return [_message("case", f"C-{offset}", offset, event_id=example_uuid(f"c{offset}"))
+            for offset in range(count)]
+
+
+def _published(sent: list[dict[str, object]]) -> list[bytes]:
+    return [message["key"] for message in sent  # type: ignore[misc]
+            if message["topic"] == TOPICS.reconciled("case")]
+
+
+def test_messages_faust_skipped_are_read_from_the_topic_and_ingested_first_in_order() -> None:
+    """The skip seen in faust's fetcher: after the seek to the committed offset (2), a batch
+    fetched before it hands offset 6 first, and 2-5 are dropped as already read."""
+    messages = _cases(8)
+    topic = Topic(messages, committed=2)
+    handler, _, sent, _ = _handler()
+    handler.contiguous = ContiguousInput(topic.start, topic.read, "ingest")
+    for offset in (6, 7):
+        asyncio.run(handler.ingest_one(messages[offset]))
+
+    assert topic.reads == [((CASES, 2), 2, 6)]
+    assert _published(sent) == [entity_golden_id("case", "police-ctu", f"C-{offset}").encode()
+                                for offset in range(2, 8)]
+    assert handler.contiguous.reread == 4
+    assert handler.contiguous.next_offset == {(CASES, 2): 8}
+
+
+def test_a_message_handed_again_in_the_same_assignment_is_passed_over() -> None:
+    messages = _cases(4)
+    topic = Topic(messages, committed=0)
+    handler, _, sent, _ = _handler()
+    handler.contiguous = ContiguousInput(topic.start, topic.read, "ingest")
+    for offset in (0, 1, 2, 1, 2, 3):  # a second seek back to offset 1
+        asyncio.run(handler.ingest_one(messages[offset]))
+    assert len(_published(sent)) == 4
+    assert topic.reads == [] and topic.starts == 1
+
+
+def test_after_a_revoke_the_partition_starts_again_at_the_committed_offset() -> None:
+    """Another worker may have had the partition meanwhile: what it committed is where this
+    one goes on, and what lies between that and the first message handed is read."""
+    messages = _cases(6)
+    topic = Topic(messages, committed=0)
+    handler, _, sent, _ = _handler()
+    contiguous = handler.contiguous = ContiguousInput(topic.start, topic.read, "ingest")
+    asyncio.run(handler.ingest_one(messages[0]))
+    contiguous.forget([(CASES, 2)])
+    topic.committed = 3
+    asyncio.run(handler.ingest_one(messages[5]))
+    assert topic.starts == 2
+    assert topic.reads == [((CASES, 2), 3, 5)]
+    assert len(_published(sent)) == 4  # offsets 0, then 3, 4 (read) and 5
+
+
+def test_offsets_without_messages_read_nothing_and_the_stream_goes_on() -> None:
+    messages = [message for message in _cases(5) if message.offset != 2]
+    topic = Topic(messages, committed=0)
+    contiguous = ContiguousInput(topic.start, topic.read, "ingest")
+    taken = [asyncio.run(contiguous.take(message)) for message in messages]
+    assert taken == [(), (), [], ()]
+    assert contiguous.reread == 0
+
+
+def _faust_books(committed: int) -> Any:
+    """faust 0.15.3's consumer bookkeeping of one partition, without a broker: the real
+    ``_add_gap``, ``ack`` bookkeeping and ``_new_offset`` of its aiokafka driver's consumer."""
+    from collections import defaultdict
+
+    from faust.transport.drivers.aiokafka import Consumer
+    from intervaltree import IntervalTree
+
+    books = Consumer.__new__(Consumer)
+    books._acked = defaultdict(list)
+    books._acked_index = defaultdict(set)
+    books._gap = defaultdict(IntervalTree)
+    books._committed_offset = defaultdict(lambda: None)
+    books._committed_offset[FAUST_TP] = committed
+    return books
+
+
+def test_faust_never_commits_past_offsets_it_did_not_hand_until_they_are_acknowledged() -> None:
+    """The stalled worker (docs/OPERATIONS.md): after a restart's rebalance faust handed a
+    partition's offset 12 first while its committed offset was 10, without recording 10-11
+    as a gap; its ``_new_offset`` then refuses to commit (``min(acked) - committed > 1``), so
+    the lag stays for ever. Once the messages read past faust are processed, recording them
+    as a gap (``FaustAcknowledger``) lets the commit go on to 13."""
+    books = _faust_books(committed=10)
+    books._acked[FAUST_TP].append(12)
+    books._acked_index[FAUST_TP].add(12)
+    assert books._new_offset(FAUST_TP) is None  # stuck: what the worker saw
+
+    acknowledge = FaustAcknowledger(lambda: books)
+    asyncio.run(acknowledge((FAUST_TP.topic, FAUST_TP.partition), 10, 12))
+    assert books._new_offset(FAUST_TP) == 13
+
+
+def test_the_ingest_guard_acknowledges_what_it_read_once_processed() -> None:
+    messages = _cases(6)
+    topic = Topic(messages, committed=2)
+    acknowledged: list[tuple[Partition, int, int]] = []
+
+    async def acknowledge(partition: Partition, first: int, until: int) -> None:
+        acknowledged.append((partition, first, until))
+
+    handler, _, _, _ = _handler()
+    handler.contiguous = ContiguousInput(topic.start, topic.read, "ingest", acknowledge)
+    for offset in (4, 5):
+        asyncio.run(handler.ingest_one(messages[offset]))
+    assert acknowledged == [((CASES, 2), 2, 4)]
