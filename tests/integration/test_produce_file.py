@@ -59,10 +59,9 @@ class Run:
 
     def events(self, entity: str, agency: str = AGENCY) -> list[dict[str, Any]]:
         """Every event on the entity's topic, decoded, in offset order per partition."""
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": f"{self.prefix}.reader", "enable.auto.commit": False,
-        })
+        consumer = Consumer(self.settings.client.librdkafka(
+            {"group.id": f"{self.prefix}.reader", "enable.auto.commit": False}
+        ))
         topic = self.topic(entity, agency)
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         assignments, wanted = [], 0
@@ -92,7 +91,7 @@ def registered(settings: Settings) -> None:
 @pytest.fixture
 def run(settings: Settings, registered: None, tmp_path: Path) -> Iterator[Run]:
     run = Run(settings, tmp_path / "home")
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     names = [run.topic(entity.value, agency) for entity in Entity for agency in (AGENCY, MAPPED)]
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=2, replication_factor=1) for name in names]
@@ -363,8 +362,7 @@ def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
     command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", run.prefix,
                "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export)]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
-    consumer = Consumer({"bootstrap.servers": run.settings.kafka_bootstrap,
-                         "group.id": f"{run.prefix}.watch"})
+    consumer = Consumer(run.settings.client.librdkafka({"group.id": f"{run.prefix}.watch"}))
     topic = run.topic("person")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -48,18 +48,15 @@ def our_processes(home: Path) -> list[str]:
 
 def test_topic_create_produce_and_consume(settings: Settings) -> None:
     topic = f"test.stack.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer(settings.client.librdkafka({"acks": "all"}))
     for number in range(3):
         producer.produce(topic, key=f"k{number}", value=f"v{number}")
     assert producer.flush(30) == 0
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-{uuid.uuid4()}",
+    consumer = Consumer(settings.client.librdkafka({"group.id": f"test-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
-        }
+        })
     )
     consumer.subscribe([topic])
     values = []
