@@ -21,6 +21,7 @@ from schemas.client_config import ClientConfigError
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.stack",
+    "deploy.cli.agency",
     "deploy.cli.contract",
     "deploy.cli.demo",
     "deploy.cli.run",

@@ -36,6 +36,8 @@ def private_stack_env(home: Path, port_base: int) -> dict[str, str]:
             f"postgresql://tipsync@127.0.0.1:{port_base + 32}/tipsync"
             f"?passfile={home}/secrets/pgpass"
         ),
+        # each command of the private stack uses its principal's file of that stack
+        "TIPSYNC_CLIENT_CONFIG": "",
     }
 
 
