@@ -141,11 +141,12 @@ class LocalStack:
             write_client_file(path, self.settings, principal, secret, tls)
 
     def grant_services(self) -> None:
-        """The service principals' SCRAM credentials and ACLs on the local broker
-        (``deploy.stack.acls``), created when missing: ``up`` is idempotent."""
+        """The service principals' SCRAM credentials (set to the secret of
+        ``principals.json`` every time, so a secret made anew there takes effect) and ACLs
+        (``deploy.stack.acls``, created when missing) on the local broker."""
         access = KafkaAccess(self.kafka.admin_client())
         for principal, secret in service_secrets(self.layout).items():
-            if principal != ADMIN and not access.has_password(principal):
+            if principal != ADMIN:
                 access.set_password(principal, secret)
         access.grant(service_grants(TOPICS))
 

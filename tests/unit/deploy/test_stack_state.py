@@ -154,3 +154,12 @@ def test_the_tipsync_command_writes_private_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE((home / "tipsync-state.json").stat().st_mode) == 0o600
+
+
+def test_a_state_folder_of_the_plaintext_broker_is_refused_with_the_reset_message(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tipsync-state.json").write_text(json.dumps({"format": 1}))
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
+    with pytest.raises(StackError, match="stack reset --yes"):
+        stack.check_state_folder()
