@@ -341,12 +341,16 @@ def test_an_invalid_mapping_an_unknown_agency_and_an_unreachable_broker_are_fata
     assert "not in the agency registry" in stderr
 
     environment_home = run.home
+    assert run.settings.client.source is not None
+    unreachable = tmp_path / "unreachable.properties"  # the same credentials, nobody there
+    unreachable.touch(mode=0o600)
+    unreachable.write_text(run.settings.client.source.read_text(encoding="utf-8")
+                           + "bootstrap.servers=127.0.0.1:1\n", encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "produce", "--agency", AGENCY, "--entity",
-         "person", "--file", str(export), "--no-progress"],
+         "person", "--file", str(export), "--no-progress", "--client-config", str(unreachable)],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "TIPSYNC_HOME": str(environment_home),
-             "TIPSYNC_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+        env={**os.environ, "TIPSYNC_HOME": str(environment_home)},
     )
     assert result.returncode == 1 and result.stdout == ""
     assert "did not answer" in result.stderr
