@@ -15,7 +15,14 @@ from pathlib import Path
 
 from deploy.stack.layout import private_folder
 from deploy.stack.tls import TlsFiles
-from schemas.client_config import SASL_PASSWORD_KEY, parse_properties
+from schemas.client_config import (
+    CA_LOCATION,
+    MECHANISM,
+    SASL_PASSWORD_KEY,
+    USERNAME,
+    ClientConfig,
+    parse_properties,
+)
 from schemas.config import Settings
 
 HANDED_OVER_CA = "tipsync-ca.pem"
@@ -75,3 +82,26 @@ def secret_of(path: Path) -> str | None:
     if not path.is_file():
         return None
     return parse_properties(path.read_text(encoding="utf-8")).get(SASL_PASSWORD_KEY) or None
+
+
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+
+
+def java_security_properties(client: ClientConfig) -> dict[str, str]:
+    """The security keys of ``client`` as Kafka's Java clients name them (Kafka's own tools,
+    the benchmarks' Java baseline): the credentials in ``sasl.jaas.config``, the CA as a PEM
+    trust store. Holds the password: write it to a 0600 file, never to a command line."""
+    kafka = dict(client.properties)
+    found = {"bootstrap.servers": client.bootstrap, "security.protocol": client.protocol}
+    if client.uses_sasl:
+        module = PLAIN_LOGIN_MODULE if kafka[MECHANISM] == "PLAIN" else SCRAM_LOGIN_MODULE
+        found["sasl.mechanism"] = kafka[MECHANISM]
+        found["sasl.jaas.config"] = (
+            f'{module} required username="{kafka[USERNAME]}"'
+            f' password="{kafka[SASL_PASSWORD_KEY]}";'
+        )
+    if client.uses_tls and kafka.get(CA_LOCATION):
+        found["ssl.truststore.type"] = "PEM"
+        found["ssl.truststore.location"] = kafka[CA_LOCATION]
+    return found

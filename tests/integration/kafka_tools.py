@@ -5,39 +5,36 @@ file, and a way to run a tool class."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from deploy.stack import kafka_classpath
 from deploy.stack.artifacts import java_executable
-from schemas.client_config import parse_properties
+from deploy.stack.clients import java_security_properties
+from schemas.client_config import SASL_PASSWORD_KEY, load_client_config
 from schemas.config import Settings
-
-SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 def java_client_config(client_file: Path, folder: Path, **overrides: str) -> Path:
-    """The Java clients' form of a tipsync client properties file: the same protocol and
-    mechanism, the credentials in ``sasl.jaas.config`` and the CA as a PEM trust store.
-    ``overrides`` replace keys (``security_protocol="PLAINTEXT"``, ``password="wrong"``)."""
-    found = parse_properties(client_file.read_text(encoding="utf-8"))
-    if not Path(found["ssl.ca.location"]).is_absolute():
-        found["ssl.ca.location"] = str(client_file.parent / found["ssl.ca.location"])
-    username = overrides.get("username", found.get("sasl.username", ""))
-    password = overrides.get("password", found.get("sasl.password", ""))
-    protocol = overrides.get("security_protocol", found["security.protocol"])
-    lines = [f"security.protocol={protocol}"]
-    if protocol.startswith("SASL_") and not overrides.get("no_credentials"):
-        lines += [
-            f"sasl.mechanism={found['sasl.mechanism']}",
-            f'sasl.jaas.config={SCRAM_MODULE} required username="{username}"'
-            f' password="{password}";',
-        ]
-    if protocol.endswith("SSL"):
-        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={found['ssl.ca.location']}"]
+    """The Java clients' form of a tipsync client properties file (a 0600 file in
+    ``folder``). ``overrides``: ``security_protocol`` (e.g. "SSL": TLS without SASL),
+    ``password`` (a wrong one)."""
+    client = load_client_config(client_file, default_bootstrap="", default_registry_url="",
+                                named_by="the test")
+    if "password" in overrides:
+        client = replace(client, properties=tuple(
+            (key, overrides["password"] if key == SASL_PASSWORD_KEY else value)
+            for key, value in client.properties))
+    found = java_security_properties(client)
+    protocol = overrides.get("security_protocol", client.protocol)
+    found["security.protocol"] = protocol
+    if not protocol.startswith("SASL_"):
+        found = {key: value for key, value in found.items() if not key.startswith("sasl.")}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"java-{client_file.stem}-{len(list(folder.iterdir()))}.properties"
     path.touch(mode=0o600)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("".join(f"{key}={value}\n" for key, value in found.items()),
+                    encoding="utf-8")
     return path
 
 
