@@ -2,15 +2,14 @@
 
 1. starts a private stack (own state folder and ports, the shared download cache), secure as
    every stack is;
-2. opens, for the measurement only, a second listener on it: PLAINTEXT on the Kafka port + 3,
-   127.0.0.1, added at run time through the admin API (``listeners`` is a dynamic broker
-   setting), with an ACL letting ``User:ANONYMOUS`` (what a PLAINTEXT client is) do anything,
-   so both runs pass the same authorizer;
+2. restarts its Kafka with, for the measurement only, a second listener: PLAINTEXT on the
+   Kafka port + 3, 127.0.0.1, and an ACL letting ``User:ANONYMOUS`` (what a PLAINTEXT client
+   is) do anything on topics and groups, so both runs pass the same authorizer;
 3. runs ``tipsync bench produce`` and ``tipsync bench stream --skip-resolve`` twice each, in
    alternation: once with the admin's SASL_SSL file, once with a PLAINTEXT file naming the
    extra listener;
 4. prints the figures side by side and their ratio, then stops the private stack and deletes
-   it (the PLAINTEXT listener goes with it: it is never in the stack's configuration file).
+   it (the PLAINTEXT listener lives only in that stack's configuration, deleted with it).
 """
 
 from __future__ import annotations
@@ -25,6 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deploy.stack.acls import wait_all
+from deploy.stack.kafka import Kafka
+from deploy.stack.layout import StateLayout
+from deploy.stack.processes import port_is_free
 from schemas import config
 from schemas.config import Settings, load_settings
 
@@ -50,45 +53,52 @@ def private_settings(shared: Settings, home: Path, args: argparse.Namespace) -> 
     )
 
 
-def open_plaintext_listener(admin_client: Any, port: int) -> None:
-    """Add PLAINTEXT://127.0.0.1:<port> to the running broker, and let ANONYMOUS do all."""
+class MeasuredKafka(Kafka):
+    """The private stack's Kafka with one more listener: PLAINTEXT on ``plaintext_port``.
+    (``advertised.listeners`` cannot change at run time in KRaft, so Kafka restarts with it.)"""
+
+    plaintext_port = 0
+
+    def _security(self) -> list[str]:
+        plain = f"PLAINTEXT://127.0.0.1:{self.plaintext_port}"
+        lines = []
+        for line in super()._security():
+            key, _, value = line.partition("=")
+            if key in ("listeners", "advertised.listeners"):
+                line = f"{key}={value},{plain}"
+            elif key == "listener.security.protocol.map":
+                line = f"{key}={value},PLAINTEXT:PLAINTEXT"
+            lines.append(line)
+        return lines
+
+
+def open_plaintext_listener(settings: Settings, port: int) -> None:
+    """Restart the private stack's Kafka with a PLAINTEXT listener on ``port`` and let
+    ``User:ANONYMOUS`` (every PLAINTEXT client) do anything on topics and groups."""
     from confluent_kafka.admin import (
         AclBinding,
         AclOperation,
         AclPermissionType,
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
+        AdminClient,
         ResourcePatternType,
         ResourceType,
     )
 
-    from deploy.stack.acls import _wait
-
-    described = admin_client.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
-    current = next(iter(described.values())).result()
-    listeners = current["listeners"].value
-    protocols = current["listener.security.protocol.map"].value
-    advertised = current["advertised.listeners"].value
-    plain = f"PLAINTEXT://127.0.0.1:{port}"
-    entries = [
-        ConfigEntry("listener.security.protocol.map", f"{protocols},PLAINTEXT:PLAINTEXT",
-                    incremental_operation=AlterConfigOpType.SET),
-        ConfigEntry("listeners", f"{listeners},{plain}",
-                    incremental_operation=AlterConfigOpType.SET),
-        ConfigEntry("advertised.listeners", f"{advertised},{plain}",
-                    incremental_operation=AlterConfigOpType.SET),
-    ]
-    _wait(admin_client.incremental_alter_configs(
-        [ConfigResource(ResourceType.BROKER, "1", incremental_configs=entries)]
-    ), "open the measurement's PLAINTEXT listener")
+    kafka = MeasuredKafka(settings, StateLayout.of(settings))
+    kafka.plaintext_port = port
+    kafka.stop()
+    deadline = time.monotonic() + 60
+    while not port_is_free(kafka.port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    kafka.start()
+    kafka.wait()
     bindings = [
         AclBinding(resource, "*", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
                    AclOperation.ALL, AclPermissionType.ALLOW)
         for resource in (ResourceType.TOPIC, ResourceType.GROUP)
-    ] + [AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
-                    "User:ANONYMOUS", "*", AclOperation.ALL, AclPermissionType.ALLOW)]
-    _wait(admin_client.create_acls(bindings), "let ANONYMOUS use the PLAINTEXT listener")
+    ]
+    admin = AdminClient(kafka.admin_client().librdkafka())
+    wait_all(admin.create_acls(bindings), "let ANONYMOUS use the PLAINTEXT listener")
 
 
 def _tipsync(env: dict[str, str], *arguments: str, timeout: float = 3600) -> dict[str, Any]:
@@ -101,8 +111,6 @@ def _tipsync(env: dict[str, str], *arguments: str, timeout: float = 3600) -> dic
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from confluent_kafka.admin import AdminClient
-
     shared = load_settings()
     home = shared.home / "bench-security"
     settings = private_settings(shared, home, args)
@@ -116,10 +124,17 @@ def run_bench(args: argparse.Namespace) -> int:
         if up.returncode != 0:
             print(f"tipsync bench security: stack up failed:\n{up.stderr}", file=sys.stderr)
             return 1
+        registered = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "schemas", "register"], env=env,
+            capture_output=True, text=True, timeout=600,
+        )
+        if registered.returncode != 0:
+            print(f"tipsync bench security: schemas register failed:\n{registered.stderr}",
+                  file=sys.stderr)
+            return 1
         admin_file = config.local_client_file(home, config.DEFAULT_PRINCIPAL)
-        secure = load_settings({**env, config.CLIENT_CONFIG: str(admin_file)}).client
         port = args.kafka_port + PLAINTEXT_OFFSET
-        open_plaintext_listener(AdminClient(secure.librdkafka()), port)
+        open_plaintext_listener(settings, port)
         plain_file = home / "plaintext.properties"
         plain_file.write_text(f"bootstrap.servers=127.0.0.1:{port}\nsecurity.protocol=PLAINTEXT\n"
                               f"schema.registry.url={settings.registry_url}\n")

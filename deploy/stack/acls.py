@@ -133,7 +133,7 @@ def _binding(grant: Grant):  # type: ignore[no-untyped-def]
     )
 
 
-def _wait(futures: Mapping[Any, Future[Any]], what: str) -> None:
+def wait_all(futures: Mapping[Any, Future[Any]], what: str) -> None:
     failures = []
     for key, future in futures.items():
         try:
@@ -168,7 +168,7 @@ class KafkaAccess:
         futures = self.admin.alter_user_scram_credentials(
             [upsert], request_timeout=self.timeout
         )
-        _wait(futures, f"set the SCRAM credential of {principal}")
+        wait_all(futures, f"set the SCRAM credential of {principal}")
 
     def has_password(self, principal: str) -> bool:
         from confluent_kafka.admin import ScramMechanism
@@ -193,7 +193,7 @@ class KafkaAccess:
             [UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512)],
             request_timeout=self.timeout,
         )
-        _wait(futures, f"delete the SCRAM credential of {principal}")
+        wait_all(futures, f"delete the SCRAM credential of {principal}")
         return True
 
     def grants(self, principal: str | None = None) -> list[Grant]:
@@ -238,7 +238,7 @@ class KafkaAccess:
             futures = self.admin.create_acls(
                 [_binding(grant) for grant in missing], request_timeout=self.timeout
             )
-            _wait(futures, "create ACLs")
+            wait_all(futures, "create ACLs")
         return len(missing)
 
     def revoke_all(self, principal: str) -> int:
@@ -259,7 +259,7 @@ class KafkaAccess:
             f"User:{principal}", None, AclOperation.ANY, AclPermissionType.ANY,  # type: ignore[arg-type]
         )
         futures = self.admin.delete_acls([query], request_timeout=self.timeout)
-        _wait(futures, f"delete the ACLs of {principal}")
+        wait_all(futures, f"delete the ACLs of {principal}")
         return len(present)
 
 
