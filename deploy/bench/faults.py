@@ -46,6 +46,7 @@ from typing import Any
 
 from deploy.demo.generate import ExportFile
 from schemas import config
+from schemas.client_config import ClientConfig
 
 DEFAULT_PEOPLE = 1000
 DEFAULT_KILLS = 16
@@ -330,12 +331,12 @@ class Published:
     not_on_resolve_topic: int  # live person and link records ingest never forwarded
 
 
-def read_topics(bootstrap: str, topics: Iterable[str]) -> Iterable[Any]:
+def read_topics(client: ClientConfig, topics: Iterable[str]) -> Iterable[Any]:
     """Every message of ``topics``, from the start to the end offsets of now."""
     import confluent_kafka
     from confluent_kafka.admin import AdminClient, OffsetSpec
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client.librdkafka())
     metadata = admin.list_topics(timeout=30)
     partitions = [confluent_kafka.TopicPartition(topic, partition)
                   for topic in sorted(topics)
@@ -352,10 +353,10 @@ def read_topics(bootstrap: str, topics: Iterable[str]) -> Iterable[Any]:
     pending = {key for key in high if high[key] > low[key]}
     if not pending:
         return
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "tipsync-bench-faults-reader",
+    consumer = confluent_kafka.Consumer(client.librdkafka({
+        "group.id": "tipsync-bench-faults-reader",
         "enable.auto.commit": False, "enable.partition.eof": False,
-    })
+    }))
     try:
         consumer.assign([confluent_kafka.TopicPartition(topic, partition, low[(topic, partition)])
                          for topic, partition in sorted(pending)])
@@ -383,15 +384,15 @@ def published_records(settings: Any) -> Published:
     from schemas.topics import TOPICS
     from streams.ingest import Held, Verdict, check_event, judge, remember
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     names = admin.list_topics(timeout=30).topics
     agency_topics = [name for name in names if TOPICS.parse_agency(name) is not None]
-    deserialize = AvroDeserializer(SchemaRegistry(settings.registry_url))
+    deserialize = AvroDeserializer(SchemaRegistry(settings.client.registry()))
     held: dict[str, Held] = {}
     latest: dict[str, dict[tuple[str, str], tuple[int, bool]]] = defaultdict(dict)
     person_events = []
     events = 0
-    for message in read_topics(settings.kafka_bootstrap, agency_topics):
+    for message in read_topics(settings.client, agency_topics):
         parsed = TOPICS.parse_agency(message.topic())
         assert parsed is not None
         agency_id, entity = parsed
@@ -409,7 +410,7 @@ def published_records(settings: Any) -> Published:
             person_events.append(event)
     # which person and link records reached the resolve topic (ingest's forward)
     forwarded = {message.key().decode() for message in read_topics(
-        settings.kafka_bootstrap, [TOPICS.resolve]) if message.key() is not None}
+        settings.client, [TOPICS.resolve]) if message.key() is not None}
     not_forwarded = sum(
         1 for entity in ("person", "link") for (agency_id, record_id), (_, alive)
         in latest.get(entity, {}).items()
@@ -419,7 +420,7 @@ def published_records(settings: Any) -> Published:
     for stage in ("ingest", "resolve", "sink"):
         topic = TOPICS.dlq(stage)
         if topic in names:
-            dead_letters += sum(1 for _ in read_topics(settings.kafka_bootstrap, [topic]))
+            dead_letters += sum(1 for _ in read_topics(settings.client, [topic]))
     return Published(dict(latest), person_events, events, dead_letters, not_forwarded)
 
 
