@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class Run:
         self.settings = settings
         self.home = home
         self.prefix = f"test-{uuid.uuid4().hex[:10]}"
+        # agency id -> the file `tipsync agency enroll` handed over for this root
+        self.agency_files: dict[str, Path] = {}
         self.topics = TopicNames(self.prefix)
         self.registry = SchemaRegistry(settings.registry_url)
         self.deserialize = AvroDeserializer(self.registry)
@@ -48,10 +50,14 @@ class Run:
         return self.topics.agency(agency, entity)
 
     def produce(self, *arguments: str) -> tuple[int, dict[str, Any] | None, str]:
+        """``tipsync produce`` as the enrolled agency it names (its own file), else as is."""
         environment = {**os.environ, "TIPSYNC_HOME": str(self.home)}
+        agency = arguments[arguments.index("--agency") + 1] if "--agency" in arguments else ""
+        credentials = ["--client-config", str(self.agency_files[agency])] \
+            if agency in self.agency_files else []
         result = subprocess.run(
             [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", self.prefix,
-             "--no-progress", *arguments],
+             "--no-progress", *credentials, *arguments],
             capture_output=True, text=True, env=environment, timeout=300,
         )
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -89,8 +95,12 @@ def registered(settings: Settings) -> None:
 
 
 @pytest.fixture
-def run(settings: Settings, registered: None, tmp_path: Path) -> Iterator[Run]:
+def run(
+    settings: Settings, registered: None, tmp_path: Path,
+    enroll_agency: Callable[[str, str], Path],
+) -> Iterator[Run]:
     run = Run(settings, tmp_path / "home")
+    run.agency_files = {agency: enroll_agency(agency, run.prefix) for agency in (AGENCY, MAPPED)}
     admin = AdminClient(settings.client.librdkafka())
     names = [run.topic(entity.value, agency) for entity in Entity for agency in (AGENCY, MAPPED)]
     for future in admin.create_topics(
@@ -364,7 +374,8 @@ def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
     export = write_person_csv(tmp_path / "many.csv", 3_000)
     environment = {**os.environ, "TIPSYNC_HOME": str(run.home)}
     command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", run.prefix,
-               "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export)]
+               "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export),
+               "--client-config", str(run.agency_files[AGENCY])]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
     consumer = Consumer(run.settings.client.librdkafka({"group.id": f"{run.prefix}.watch"}))
     topic = run.topic("person")
