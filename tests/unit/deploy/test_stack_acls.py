@@ -45,6 +45,7 @@ def test_service_grants_follow_the_topic_root_and_never_reach_the_admin() -> Non
     }
     assert by_principal["steward"] == {
         "WRITE topic t1.stewardship.decisions", "DESCRIBE topic t1.stewardship.decisions",
+        "CREATE topic t1.stewardship.decisions",
     }
     assert by_principal["monitor"] == {"DESCRIBE topic t1.*", "DESCRIBE group t1.*"}
     stream = by_principal["stream"]
