@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -36,6 +37,13 @@ PGPASS_RELATIVE = Path("secrets") / "pgpass"
 # The local stack's certificate authority (deploy/stack/tls.py makes it): PostgreSQL clients
 # check the server's certificate and name against it (libpq's sslmode=verify-full).
 STACK_CA_RELATIVE = Path("secrets") / "tls" / "ca.pem"
+# The local stack's client properties files (mode 0600): one per service principal, written by
+# `tipsync stack up`, and one per enrolled agency, written by `tipsync agency enroll`.
+CLIENTS_RELATIVE = Path("secrets") / "clients"
+AGENCY_CLIENTS_RELATIVE = Path("secrets") / "agencies"
+# The principal whose local file a command uses when it names none of its own (stack, topics,
+# contract, benchmarks, the demo's driver, tests' own clients).
+DEFAULT_PRINCIPAL: Final = "admin"
 
 DEFAULT_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_STREAM_METRICS_PORT = 19100  # worker i of `tipsync stream --workers N` uses + i
@@ -58,6 +66,7 @@ CACHE: Final = "TIPSYNC_CACHE"
 JAVA_HOME: Final = "TIPSYNC_JAVA_HOME"
 POSTGRES_BIN: Final = "TIPSYNC_POSTGRES_BIN"
 POSTGRES_PASSWORD: Final = "TIPSYNC_POSTGRES_PASSWORD"  # read by docker compose only
+KAFKA_ADMIN_SECRET: Final = "TIPSYNC_KAFKA_ADMIN_SECRET"  # read by docker compose only
 AGENCIES: Final = "TIPSYNC_AGENCIES"
 PARTITIONS: Final = "TIPSYNC_PARTITIONS"
 REPLICATION_FACTOR: Final = "TIPSYNC_REPLICATION_FACTOR"
@@ -104,7 +113,9 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         " `tipsync_admin` (docs/SECURITY.md)",
     ),
     Variable(
-        CLIENT_CONFIG, "none: PLAINTEXT Kafka, the registry without auth",
+        CLIENT_CONFIG,
+        "the local stack's file of the command's principal (`<home>/secrets/clients/"
+        "<principal>.properties`; `produce`: `<home>/secrets/agencies/<agency>.properties`)",
         "the Kafka client properties file every command reads (`--client-config` overrides):"
         " bootstrap servers, security protocol, SASL and TLS, `schema.registry.*`; its"
         " bootstrap and registry URL win over the two variables above (docs/SECURITY.md)",
@@ -121,6 +132,11 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "the PostgreSQL password `deploy/compose.yaml` gives its database and registry;"
         f" tipsync never reads it (put it in a password file that `{DATABASE_URL}` names"
         " with `passfile=`, as that file's header shows)",
+    ),
+    Variable(
+        KAFKA_ADMIN_SECRET, "none: Docker only",
+        "the Kafka admin's secret `deploy/compose.yaml` gives its broker (the local stack keeps"
+        " its own in `<home>/secrets/principals.json`); tipsync never reads it",
     ),
     Variable(
         AGENCIES, "`deploy/agencies.yaml`",
@@ -196,16 +212,37 @@ class Settings:
     kafka_bootstrap: str
     registry_url: str
     database_url: str
-    # the client properties file (CLIENT_CONFIG), or None: PLAINTEXT and no registry auth
+    # the client properties file given explicitly (CLIENT_CONFIG or --client-config)
     client_properties: ClientConfig | None = None
+    # without one: the local stack's file of the command's principal (``load_settings``
+    # always names one); None only for Settings built in code: PLAINTEXT, no registry auth
+    local_client_file: Path | None = None
 
-    @property
+    @cached_property
     def client(self) -> ClientConfig:
-        """The configuration of every Kafka and registry client: the properties file's, or
-        the bootstrap servers and registry URL alone."""
-        return self.client_properties or ClientConfig.plain(
-            self.kafka_bootstrap, self.registry_url
+        """The configuration of every Kafka and registry client: the file given explicitly,
+        else the local stack's file of this command's principal (read when first needed, so
+        ``stack up`` can write it first). ``ClientConfigError`` when neither exists."""
+        if self.client_properties is not None:
+            return self.client_properties
+        path = self.local_client_file
+        if path is None:
+            return ClientConfig.plain(self.kafka_bootstrap, self.registry_url)
+        if not path.is_file():
+            raise ClientConfigError(
+                f"no Kafka client properties file: neither --client-config nor {CLIENT_CONFIG}"
+                f" names one, and the local stack's file for this command, {path}, does not"
+                " exist. On the machine that runs the local stack, `tipsync stack up` writes"
+                " it (`tipsync agency enroll <id>` an agency's); elsewhere pass the file your"
+                f" administrator issued with --client-config FILE or {CLIENT_CONFIG}"
+                " (docs/SECURITY.md)"
+            )
+        issued = load_client_config(
+            path, default_bootstrap=self.kafka_bootstrap,
+            default_registry_url=self.registry_url, named_by="the local stack",
         )
+        # The variables say where the local stack is; its file says who this command is.
+        return replace(issued, bootstrap=self.kafka_bootstrap, registry_url=self.registry_url)
 
     @property
     def kafka_port(self) -> int:
@@ -236,6 +273,31 @@ def local_database_url(home: Path, port: int = DEFAULT_POSTGRES_PORT) -> str:
         f"postgresql://tipsync@{LOOPBACK}:{port}/tipsync?passfile={home / PGPASS_RELATIVE}"
         f"&sslmode=verify-full&sslrootcert={home / STACK_CA_RELATIVE}"
     )
+
+
+# The local file this process's commands use when no file is named (``use_local_principal``).
+_command_credentials: Path = CLIENTS_RELATIVE / f"{DEFAULT_PRINCIPAL}.properties"
+
+
+def local_client_file(home: Path, principal: str) -> Path:
+    """The local stack's client properties file of a service principal."""
+    return home / CLIENTS_RELATIVE / f"{principal}.properties"
+
+
+def local_agency_file(home: Path, agency_id: str) -> Path:
+    """The local stack's client properties file of an enrolled agency."""
+    return home / AGENCY_CLIENTS_RELATIVE / f"{agency_id}.properties"
+
+
+def use_local_principal(principal: str, *, agency: bool = False) -> None:
+    """Which local file this process uses when neither --client-config nor CLIENT_CONFIG
+    names one: the service principal's (``stream``, ``sink``, ``monitor``, ``steward``,
+    ``admin``) or, with ``agency``, the enrolled agency's. The ``tipsync`` command sets it
+    from the command it runs; it never travels to the processes a command starts (each
+    ``tipsync`` process picks its own), unlike an explicit file (``connection_environment``)."""
+    global _command_credentials
+    folder = AGENCY_CLIENTS_RELATIVE if agency else CLIENTS_RELATIVE
+    _command_credentials = folder / f"{principal}.properties"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -270,6 +332,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         registry_url=registry,
         database_url=database,
         client_properties=client,
+        local_client_file=home / _command_credentials,
     )
 
 
@@ -283,7 +346,9 @@ def use_client_config(path: Path) -> None:
 def connection_environment(settings: Settings) -> dict[str, str]:
     """The variables that make ``load_settings`` return ``settings``: what a process passes
     to the ``tipsync`` processes it starts so they use the same stack (the benchmarks'
-    private stacks). The client properties file travels by its path (empty: none)."""
+    private stacks). The client properties file travels by its path when it was given
+    explicitly; the local file of a command's principal never travels (empty: each started
+    ``tipsync`` process uses its own principal's)."""
     source = settings.client_properties.source if settings.client_properties else None
     return {
         HOME: str(settings.home),

@@ -118,23 +118,30 @@ def _python_run(settings: Settings, data: Path, names: TopicNames) -> dict[str, 
 def _java_run(settings: Settings, topic: str, records: int, record_size: int) -> dict[str, Any]:
     from deploy.stack import kafka_classpath
     from deploy.stack.artifacts import java_executable
+    from deploy.stack.clients import java_security_properties
 
     properties = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **java_security_properties(settings.client),
         "acks": "all",
         "enable.idempotence": "true",
         "linger.ms": str(DEFAULT_CONFIG["linger.ms"]),
         "batch.size": str(DEFAULT_CONFIG["batch.size"]),
         "compression.type": DEFAULT_CONFIG["compression.type"],
     }
-    command = [
-        java_executable(), "-Xmx512m", "-cp", kafka_classpath(settings),
-        "org.apache.kafka.tools.ProducerPerformance",
-        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
-        "--throughput", "-1",
-        "--producer-props", *(f"{key}={value}" for key, value in properties.items()),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    with tempfile.TemporaryDirectory(prefix="tipsync-bench-") as folder:
+        # the producer's settings hold the password: a 0600 file, not the command line
+        config_file = Path(folder) / "producer.properties"
+        config_file.touch(mode=0o600)
+        config_file.write_text(
+            "".join(f"{key}={value}\n" for key, value in properties.items()), encoding="utf-8"
+        )
+        command = [
+            java_executable(), "-Xmx512m", "-cp", kafka_classpath(settings),
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+            "--throughput", "-1", "--producer.config", str(config_file),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         raise RuntimeError(f"ProducerPerformance failed:\n{result.stdout}\n{result.stderr}")
     summary = [line for line in result.stdout.splitlines() if "records sent" in line][-1]

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from deploy.cli.options import AGENCY_CREDENTIALS
 from deploy.stack.layout import PRIVATE_UMASK
 from schemas import config
 from schemas.client_config import ClientConfigError
@@ -20,6 +21,7 @@ from schemas.client_config import ClientConfigError
 # module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
 COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.stack",
+    "deploy.cli.agency",
     "deploy.cli.contract",
     "deploy.cli.demo",
     "deploy.cli.run",
@@ -59,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        principal = getattr(args, "principal", config.DEFAULT_PRINCIPAL)
+        if principal == AGENCY_CREDENTIALS:
+            config.use_local_principal(args.agency, agency=True)
+        else:
+            config.use_local_principal(principal)
         if getattr(args, "client_config", None) is not None:
             config.use_client_config(args.client_config)
         if hasattr(args, "client_config"):

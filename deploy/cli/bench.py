@@ -66,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_client_config(parser)
     parser.set_defaults(func=feeds.run)
 
+    from deploy.bench import security
+
+    parser = benchmarks.add_parser(
+        "security",
+        help="what TLS and SASL cost: bench produce and bench stream, SASL_SSL against a"
+        " PLAINTEXT listener opened on a private stack for the measurement only",
+    )
+    security.register_arguments(parser)
+    parser.set_defaults(func=security.run_bench)
+
     from deploy.bench import resolve
 
     parser = benchmarks.add_parser(

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import psycopg
 
-from deploy.cli.options import add_client_config
+from deploy.cli.options import add_client_config, use_principal
 from deploy.operations.exporter import Monitor
 from deploy.operations.freshness import render_histogram, watch_freshness
 from deploy.operations.lag import GroupLag, Thresholds, still_behind
 from deploy.operations.offsets import OperationsError
 from deploy.operations.survey import survey_lag
+from deploy.stack.principals import MONITOR
 from schemas import config
 from schemas.config import Settings, load_settings
 
@@ -85,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="with --wait-zero: give up after SECONDS (default 300)",
     )
     add_client_config(lag)
+    use_principal(lag, MONITOR)
     lag.set_defaults(func=lag_command)
 
     freshness = subparsers.add_parser(
@@ -101,6 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                            help="poll interval; without commit timestamps the figures are too"
                            " high by at most this much (default 1)")
     freshness.add_argument("--json", action="store_true", help="print JSON for machines")
+    use_principal(freshness, MONITOR)
     freshness.set_defaults(func=freshness_command)
 
     monitor = subparsers.add_parser(
@@ -119,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     monitor.add_argument("--group-prefix", default="", metavar="PREFIX",
                          help="without --group: only groups whose name starts with PREFIX")
     add_client_config(monitor)
+    use_principal(monitor, MONITOR)
     monitor.set_defaults(func=monitor_command)
 
 

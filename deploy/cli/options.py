@@ -19,6 +19,18 @@ def add_topic_root(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# ``principal`` of a command whose local credentials are its agency's (``--agency``).
+AGENCY_CREDENTIALS = "agency"
+
+
+def use_principal(parser: argparse.ArgumentParser, principal: str) -> None:
+    """The principal whose local client properties file the command uses when neither
+    ``--client-config`` nor the variable names one (``schemas.config.use_local_principal``;
+    ``AGENCY_CREDENTIALS``: the file of the agency given with ``--agency``). Commands that
+    set none use ``admin``'s."""
+    parser.set_defaults(principal=principal)
+
+
 def add_client_config(parser: argparse.ArgumentParser) -> None:
     """``--client-config``: the Kafka client properties file (``schemas.client_config``) of
     every command that talks to Kafka or the registry; it wins over the variable, and the
@@ -27,5 +39,5 @@ def add_client_config(parser: argparse.ArgumentParser) -> None:
         "--client-config", type=Path, default=None, metavar="FILE",
         help="Kafka client properties file: bootstrap.servers, security.protocol, sasl.*,"
         f" ssl.ca.location, schema.registry.* (default {config.CLIENT_CONFIG}; without"
-        f" either, {config.KAFKA_BOOTSTRAP} and {config.REGISTRY_URL}; docs/SECURITY.md)",
+        " either, the local stack's file of the command's principal; docs/SECURITY.md)",
     )

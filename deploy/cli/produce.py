@@ -17,7 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deploy.cli.options import add_client_config, add_topic_root
+from deploy.cli.options import (
+    AGENCY_CREDENTIALS,
+    add_client_config,
+    add_topic_root,
+    use_principal,
+)
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore, source_folder
 from producers.delivery import DeliveryError, Publisher
@@ -96,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_topic_root(produce)
     add_client_config(produce)
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    use_principal(produce, AGENCY_CREDENTIALS)
     produce.set_defaults(func=run_produce)
 
 

@@ -18,7 +18,8 @@ import json
 import sys
 from typing import Any
 
-from deploy.cli.options import add_client_config, add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root, use_principal
+from deploy.stack.principals import STEWARD
 from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TopicNames
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         parser.add_argument("--database-url", help=DATABASE_URL_HELP)
     listing.set_defaults(func=_list)
     show.set_defaults(func=_show)
+    use_principal(decide, STEWARD)
     decide.set_defaults(func=_decide)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from deploy.cli.options import add_client_config, add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root, use_principal
+from deploy.stack.principals import SINK
 from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TOPICS, TopicNames
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
              f" {config.DEFAULT_SINK_METRICS_PORT}; 0: none)",
     )
     sink.add_argument("--verbose", action="store_true", help="log every retry and batch")
+    use_principal(sink, SINK)
     sink.set_defaults(func=_sink)
 
     search = subparsers.add_parser("search", help="find records in the reconciled store")

@@ -16,7 +16,8 @@ import sys
 from types import FrameType
 from typing import Any
 
-from deploy.cli.options import add_client_config, add_topic_root
+from deploy.cli.options import add_client_config, add_topic_root, use_principal
+from deploy.stack.principals import STREAM
 from schemas import config
 from streams.metrics import DEFAULT_METRICS_PORT
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         f"{config.RESOLVE_MODEL}, else the reasoned default weights); a model other than the "
         "one the published view was made with re-resolves every person record once",
     )
+    use_principal(stream, STREAM)
     stream.set_defaults(func=run_stream)
 
 

@@ -20,7 +20,10 @@ from typing import Any
 import psycopg
 
 from deploy.demo.generate import ExportFile
+from deploy.operations.enrolment import enroll
+from deploy.stack.acls import AclError
 from deploy.stack.stack import LocalStack
+from schemas.agencies import load_agencies
 from schemas.config import Settings
 from schemas.topics import TOPICS
 
@@ -59,7 +62,21 @@ def prepare(settings: Settings) -> None:
     checked("registering the schemas", "schemas", "register")
     checked("creating the topics", "topics", "create")
     checked("migrating the reconciled store", "db", "migrate")
-    say("schemas registered, topics created, store migrated")
+    enrolled = enroll_agencies(settings)
+    say(f"schemas registered, topics created, store migrated, {enrolled} agencies enrolled")
+
+
+def enroll_agencies(settings: Settings) -> int:
+    """Every agency of the registry enrolled (as ``tipsync agency enroll`` does; a no-op for
+    one enrolled before): each ``tipsync produce --agency X`` then publishes as agency X,
+    with X's own file and nothing but X's rights."""
+    agencies = sorted(load_agencies())
+    for agency_id in agencies:
+        try:
+            enroll(settings, agency_id, TOPICS)
+        except AclError as error:
+            raise StepError(f"enrolling agency {agency_id} failed: {error}") from None
+    return len(agencies)
 
 
 @dataclass

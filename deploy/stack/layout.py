@@ -29,7 +29,8 @@ REGISTRY_VERSION = "3.3.3"
 # Apicurio 3.3 is built for Java 21. On a machine whose newest Java is 17 the stack falls back
 # to the last 3.0 release, built for Java 17, which serves the same Confluent-compatible API.
 REGISTRY_VERSION_FOR_JAVA_17 = "3.0.9"
-STATE_FORMAT = 1
+# 2: Kafka listens SASL_SSL only, with ACLs (a format-1 folder's broker is PLAINTEXT).
+STATE_FORMAT = 2
 MARKER_FILE = "tipsync-state.json"
 # Files 0600, folders 0700: what tipsync and every process it starts create is the user's only.
 PRIVATE_UMASK = 0o077

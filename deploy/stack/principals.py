@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -28,6 +29,8 @@ MONITOR: Final = "monitor"
 STEWARD: Final = "steward"
 SERVICE_PRINCIPALS: Final = (ADMIN, STREAM, SINK, MONITOR, STEWARD)
 STORE_NAME: Final = "principals.json"
+AGENCY_STORE_NAME: Final = "agency-secrets.json"
+AGENCY_PRINCIPAL_PREFIX: Final = "agency-"
 
 
 def new_secret() -> str:
@@ -63,3 +66,71 @@ def service_secrets(layout: StateLayout) -> dict[str, str]:
                 layout, name, known[name], "admin" if name == ADMIN else "reader"
             )
     return {name: known[name] for name in SERVICE_PRINCIPALS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Agencies: the secret an agency's enrolment hands over is made beforehand, by `stack up`, for
+# every agency of the registry, so the schema registry (which reads its users only when it
+# starts) already knows it when the agency is enrolled: enrolling needs no registry restart.
+
+
+def agency_principal(agency_id: str) -> str:
+    """The Kafka and registry user of an agency: ``agency-<id>`` (never a service's name)."""
+    return AGENCY_PRINCIPAL_PREFIX + agency_id
+
+
+def _agency_store(layout: StateLayout) -> Path:
+    return layout.secrets / AGENCY_STORE_NAME
+
+
+def _read_agency_store(layout: StateLayout) -> dict[str, str]:
+    path = _agency_store(layout)
+    data: dict[str, str] = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    return data
+
+
+def _write_agency_store(layout: StateLayout, known: dict[str, str]) -> None:
+    private_folder(layout.secrets)
+    path = _agency_store(layout)
+    temporary = path.with_suffix(".tmp")
+    temporary.touch(mode=0o600, exist_ok=True)
+    temporary.chmod(0o600)
+    temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", "utf-8")
+    temporary.replace(path)
+
+
+def prepare_agency_secrets(layout: StateLayout, agency_ids: Iterable[str]) -> list[str]:
+    """Make the future secret of each agency that has none (``secrets/agency-secrets.json``,
+    0600) and grant it the registry's reader role; the agencies granted anew, sorted. Nothing
+    reaches Kafka here: an agency can connect only once ``tipsync agency enroll`` created its
+    SCRAM credential and ACLs."""
+    known = _read_agency_store(layout)
+    added = sorted(agency_id for agency_id in set(agency_ids) if agency_id not in known)
+    for agency_id in added:
+        known[agency_id] = new_secret()
+    if added:
+        _write_agency_store(layout, known)
+    granted = registry_users.entries(layout)
+    fresh = []
+    for agency_id, secret in sorted(known.items()):
+        principal = agency_principal(agency_id)
+        if granted.get(principal, {}).get("digest") != registry_users.digest(principal, secret):
+            registry_users.grant(layout, principal, secret, "reader")
+            fresh.append(agency_id)
+    return fresh
+
+
+def agency_secret(layout: StateLayout, agency_id: str) -> str:
+    """The agency's prepared secret, made now (with its registry grant) when there is none."""
+    prepare_agency_secrets(layout, [agency_id])
+    return _read_agency_store(layout)[agency_id]
+
+
+def forget_agency_secret(layout: StateLayout, agency_id: str) -> bool:
+    """Drop a revoked agency's secret (a later enrolment gets a new one); True if it was
+    there."""
+    known = _read_agency_store(layout)
+    if known.pop(agency_id, None) is None:
+        return False
+    _write_agency_store(layout, known)
+    return True

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.stack.acls import KafkaAccess, service_grants
+from deploy.stack.clients import write_client_file
 from deploy.stack.kafka import Kafka
 from deploy.stack.layout import (
     MARKER_FILE,
@@ -18,10 +20,14 @@ from deploy.stack.layout import (
     private_folder,
 )
 from deploy.stack.postgres import Postgres
+from deploy.stack.principals import ADMIN, prepare_agency_secrets, service_secrets
 from deploy.stack.registry import Registry
 from deploy.stack.services import Service
+from deploy.stack.tls import ensure_tls
 from schemas import config
+from schemas.agencies import load_agencies
 from schemas.config import Settings
+from schemas.topics import TOPICS
 from sinks.migrate import MigrationError, migrate
 
 
@@ -97,6 +103,7 @@ class LocalStack:
         began = time.monotonic()
         self.check_state_folder()
         self.protect_state_folder()
+        self.issue_service_credentials()
         report = UpReport(0.0, [], [], [])
         for service in self.services:
             if not service.local:
@@ -124,6 +131,8 @@ class LocalStack:
                     f"{service.name} at {service.address} (from {service.variable}) does not "
                     "answer; the local stack never starts services configured elsewhere."
                 )
+        if self.kafka.local:
+            self.grant_services()
         report.seconds = time.monotonic() - began
         return report
 
@@ -134,6 +143,26 @@ class LocalStack:
             migrate(self.settings.database_url)
         except MigrationError as error:
             raise StackError(f"migrating the reconciled store failed: {error}") from None
+
+    def issue_service_credentials(self) -> None:
+        """The CA and server certificate, each service principal's secret and its client
+        properties file (``secrets/clients/<principal>.properties``): made once, kept."""
+        tls = ensure_tls(self.layout.secrets)
+        for principal, secret in service_secrets(self.layout).items():
+            path = config.local_client_file(self.layout.home, principal)
+            write_client_file(path, self.settings, principal, secret, tls)
+        # every registered agency's future secret, known to the registry before it starts
+        prepare_agency_secrets(self.layout, load_agencies())
+
+    def grant_services(self) -> None:
+        """The service principals' SCRAM credentials (set to the secret of
+        ``principals.json`` every time, so a secret made anew there takes effect) and ACLs
+        (``deploy.stack.acls``, created when missing) on the local broker."""
+        access = KafkaAccess(self.kafka.admin_client())
+        for principal, secret in service_secrets(self.layout).items():
+            if principal != ADMIN:
+                access.set_password(principal, secret)
+        access.grant(service_grants(TOPICS))
 
     def down(self) -> list[str]:
         stopped = []

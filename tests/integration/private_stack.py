@@ -36,6 +36,8 @@ def private_stack_env(home: Path, port_base: int) -> dict[str, str]:
         "TIPSYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port_base + 92}",
         "TIPSYNC_REGISTRY_URL": f"https://127.0.0.1:{port_base + 81}/apis/ccompat/v7",
         "TIPSYNC_DATABASE_URL": local_database_url(home, port_base + 32),
+        # each command of the private stack uses its principal's file of that stack
+        "TIPSYNC_CLIENT_CONFIG": "",
     }
 
 

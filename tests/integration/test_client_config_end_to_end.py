@@ -1,6 +1,6 @@
 """One Kafka client properties file drives every process of the pipeline (the real stack).
 
-A ``security.protocol=PLAINTEXT`` file naming the stack's broker and registry is given to
+A SASL_SSL file naming the stack's broker and registry (the admin's credentials) is given to
 ``tipsync produce`` and ``tipsync sink`` by ``--client-config`` and to ``tipsync stream`` by
 the variable, while the two connection variables point at a closed port: a record that
 reaches PostgreSQL went through the file's settings in every process.
@@ -48,26 +48,15 @@ def harness(stack: Settings) -> Iterator[StreamHarness]:
 
 
 def properties_file(folder: Path, settings: Settings) -> Path:
-    """The stack's connection as a file; the registry's credentials and CA are those of the
-    settings' own client config (the registry refuses anonymous clients)."""
-    client = settings.client
-    registry_keys = "".join(
-        f"{key}={value}\n"
-        for key, value in (("schema.registry.basic.auth.user.info", client.registry_user_info),
-                           ("schema.registry.ssl.ca.location", client.registry_ca))
-        if value
-    )
+    """The local stack's admin file (bootstrap, SASL_SSL, CA, registry), as a production
+    file would name a cluster, plus a key librdkafka takes as it is."""
+    admin_file = config.local_client_file(settings.home, config.DEFAULT_PRINCIPAL)
     path = folder / "client.properties"
     path.touch(mode=0o600)
     path.write_text(
-        "# the local stack, as a production file would name a cluster\n"
-        f"bootstrap.servers={settings.kafka_bootstrap}\n"
-        "security.protocol=PLAINTEXT\n"
-        "client.id=tipsync-clientcfg-test\n"
-        f"schema.registry.url={settings.registry_url}\n" + registry_keys,
+        admin_file.read_text(encoding="utf-8") + "client.id=tipsync-clientcfg-test\n",
         encoding="utf-8",
     )
-    path.chmod(0o600)
     return path
 
 

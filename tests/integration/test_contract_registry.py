@@ -189,10 +189,10 @@ def test_topics_create_is_idempotent(stack: Settings) -> None:
     agency = f"test-{uuid.uuid4().hex[:8]}"
     plan = [spec for spec in topic_plan([agency]) if spec.name.startswith("tip.agency.")]
     try:
-        assert set(create_topics(stack.kafka_bootstrap, plan).values()) == {"created"}
-        assert set(create_topics(stack.kafka_bootstrap, plan).values()) == {"exists"}
+        assert set(create_topics(stack.client, plan).values()) == {"created"}
+        assert set(create_topics(stack.client, plan).values()) == {"exists"}
     finally:
-        admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+        admin = AdminClient(stack.client.librdkafka())
         for future in admin.delete_topics([spec.name for spec in plan]).values():
             future.result()
 

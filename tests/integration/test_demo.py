@@ -33,8 +33,7 @@ def demo_run() -> Iterator[tuple[Settings, str]]:
 
 
 def dead_letters(settings: Settings) -> dict[str, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"test-demo-{uuid.uuid4()}"})
+    consumer = Consumer(settings.client.librdkafka({"group.id": f"test-demo-{uuid.uuid4()}"}))
     counts = {}
     for stage in DLQ_STAGES:
         topic = TOPICS.dlq(stage)

@@ -29,6 +29,7 @@ from deploy.stack import kafka_classpath
 from deploy.stack.artifacts import java_executable
 from schemas.config import Settings
 from sinks.migrate import migrate
+from tests.integration.kafka_tools import java_client_config
 
 PARTITIONS = 3
 PER_PARTITION = 10
@@ -40,7 +41,7 @@ def unique(name: str) -> str:
 
 @pytest.fixture
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(settings.client.librdkafka())
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def topic(admin: AdminClient, settings: Settings) -> Iterator[str]:
 
 def produce(settings: Settings, topic: str, counts: dict[int, int],
             age_seconds=lambda partition: 0) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(settings.client.librdkafka())
     now = time.time()
     for partition, count in counts.items():
         for index in range(count):
@@ -88,8 +89,9 @@ COORDINATOR_NOT_READY = {
 
 
 def commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer(settings.client.librdkafka(
+        {"group.id": group, "enable.auto.commit": False}
+    ))
     try:
         # A new group's coordinator may still be loading on a busy broker: Kafka answers
         # NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS, both retriable.
@@ -116,13 +118,17 @@ def tipsync(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def kafka_tool(settings: Settings, group_names: list[str]) -> dict[tuple, tuple[int, int, int]]:
+def kafka_tool(
+    settings: Settings, group_names: list[str], folder: Path
+) -> dict[tuple, tuple[int, int, int]]:
     """(group, topic, partition) -> (current offset, log end offset, lag) as Kafka's own
-    ConsumerGroupCommand prints them."""
+    ConsumerGroupCommand prints them (connected as the admin)."""
+    assert settings.client.source is not None
     command = [
         java_executable(), "-cp", kafka_classpath(settings),
         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
         "--bootstrap-server", settings.kafka_bootstrap, "--describe",
+        "--command-config", str(java_client_config(settings.client.source, folder)),
     ]
     for group in group_names:
         command += ["--group", group]
@@ -160,10 +166,10 @@ def test_lag_json_equals_kafkas_consumer_groups_tool_for_stopped_groups(
     commit(settings, partial, topic, {0: 4, 1: 10})
     commit(settings, full, topic, {0: 10, 1: 0, 2: 7})
 
-    before = kafka_tool(settings, groups)
+    before = kafka_tool(settings, groups, tmp_path)
     result = tipsync("lag", "--json", "--group", partial, "--group", full, "--samples", "1",
                      "--history", str(tmp_path / "history.json"))
-    after = kafka_tool(settings, groups)
+    after = kafka_tool(settings, groups, tmp_path)
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -209,8 +215,9 @@ def test_connected_consumer_whose_offset_does_not_move_is_stall(
 ):
     stuck = unique("stuck")
     groups.append(stuck)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": stuck,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(settings.client.librdkafka(
+        {"group.id": stuck, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    ))
     try:
         consumer.subscribe([topic])
         deadline = time.monotonic() + 30

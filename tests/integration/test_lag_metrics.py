@@ -109,13 +109,13 @@ def test_monitor_serves_lag_and_freshness_with_the_documented_names(
     settings: Settings, reconciled_database: str, tmp_path: Path
 ):
     topic, group = f"test-lagm-{uuid.uuid4().hex[:10]}", f"test-lagm-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(settings.client.librdkafka())
     for index in range(7):
         producer.produce(topic, key=f"synthetic-{index}", value=b"synthetic")
     producer.flush(10)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+    consumer = Consumer(settings.client.librdkafka({"group.id": group}))
     consumer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
     consumer.close()
     port = free_port()
@@ -168,7 +168,7 @@ def test_stream_metrics_endpoint_serves_documented_names_after_a_run(
     port = free_port()
     records = 20
     export = write_person_csv(tmp_path / "people.csv", records)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     names = TopicNames(base)
     topics = [names.agency("immigration", entity) for entity in ("person", "link")]
     for future in admin.create_topics([NewTopic(topic, 3, 1) for topic in topics]).values():
@@ -219,14 +219,14 @@ class ReconciledTopics:
         self.person = topics.reconciled("person")
         self.dead_letters = topics.dlq("sink")
         self.names = [topics.reconciled(output) for output in RECONCILED_OUTPUTS]
-        create_topics(settings.kafka_bootstrap, [
+        create_topics(settings.client, [
             TopicSpec(name, 1, 1) for name in [*self.names, self.dead_letters]
         ])
         with SchemaRegistry(settings.client.registry()) as registry:
             register_all(registry)
             self.serialize_person = AvroSerializer(registry, "reconciled.person")
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.producer = Producer(settings.client.librdkafka())
+        self.admin = AdminClient(settings.client.librdkafka())
 
     def publish_person(self, golden_id: str, version: int, record_id: str,
                        event_time: datetime) -> None:

@@ -18,15 +18,15 @@ from streams.output_producer import DeliveryFailed, OutputProducer
 @pytest.fixture
 def topic(settings: Settings):  # type: ignore[no-untyped-def]
     name = f"test-output-producer-{uuid.uuid4().hex[:8]}"
-    create_topics(settings.kafka_bootstrap, [TopicSpec(name, 1, 1)])
+    create_topics(settings.client, [TopicSpec(name, 1, 1)])
     yield name
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics([name])
+    AdminClient(settings.client.librdkafka()).delete_topics([name])
 
 
 def test_delivered_messages_arrive_in_order(settings: Settings, topic: str) -> None:
     failures: list[str] = []
     delivered: list[int] = []
-    producer = OutputProducer(settings.kafka_bootstrap, failures.append)
+    producer = OutputProducer(settings.client, failures.append)
 
     async def publish() -> None:
         for number in range(50):
@@ -36,8 +36,9 @@ def test_delivered_messages_arrive_in_order(settings: Settings, topic: str) -> N
 
     asyncio.run(publish())
     assert failures == [] and delivered == list(range(50))
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": topic,
-                         "enable.auto.commit": False})
+    consumer = Consumer(settings.client.librdkafka(
+        {"group.id": topic, "enable.auto.commit": False}
+    ))
     consumer.assign([TopicPartition(topic, 0, 0)])
     values = [message.value() for message in consumer.consume(50, timeout=10)]
     consumer.close()
@@ -46,7 +47,7 @@ def test_delivered_messages_arrive_in_order(settings: Settings, topic: str) -> N
 
 def test_a_refused_message_makes_every_later_flush_raise(settings: Settings, topic: str) -> None:
     failures: list[str] = []
-    producer = OutputProducer(settings.kafka_bootstrap, failures.append)
+    producer = OutputProducer(settings.client, failures.append)
 
     async def publish() -> None:
         await producer.send(topic, b"key", b"fine")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class Run:
         self.settings = settings
         self.home = home
         self.prefix = f"test-{uuid.uuid4().hex[:10]}"
+        # agency id -> the file `tipsync agency enroll` handed over for this root
+        self.agency_files: dict[str, Path] = {}
         self.topics = TopicNames(self.prefix)
         self.registry = SchemaRegistry(settings.client.registry())
         self.deserialize = AvroDeserializer(self.registry)
@@ -48,10 +50,14 @@ class Run:
         return self.topics.agency(agency, entity)
 
     def produce(self, *arguments: str) -> tuple[int, dict[str, Any] | None, str]:
+        """``tipsync produce`` as the enrolled agency it names (its own file), else as is."""
         environment = {**os.environ, "TIPSYNC_HOME": str(self.home)}
+        agency = arguments[arguments.index("--agency") + 1] if "--agency" in arguments else ""
+        credentials = ["--client-config", str(self.agency_files[agency])] \
+            if agency in self.agency_files else []
         result = subprocess.run(
             [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", self.prefix,
-             "--no-progress", *arguments],
+             "--no-progress", *credentials, *arguments],
             capture_output=True, text=True, env=environment, timeout=300,
         )
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -59,10 +65,9 @@ class Run:
 
     def events(self, entity: str, agency: str = AGENCY) -> list[dict[str, Any]]:
         """Every event on the entity's topic, decoded, in offset order per partition."""
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": f"{self.prefix}.reader", "enable.auto.commit": False,
-        })
+        consumer = Consumer(self.settings.client.librdkafka(
+            {"group.id": f"{self.prefix}.reader", "enable.auto.commit": False}
+        ))
         topic = self.topic(entity, agency)
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         assignments, wanted = [], 0
@@ -90,9 +95,13 @@ def registered(settings: Settings) -> None:
 
 
 @pytest.fixture
-def run(settings: Settings, registered: None, tmp_path: Path) -> Iterator[Run]:
+def run(
+    settings: Settings, registered: None, tmp_path: Path,
+    enroll_agency: Callable[[str, str], Path],
+) -> Iterator[Run]:
     run = Run(settings, tmp_path / "home")
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    run.agency_files = {agency: enroll_agency(agency, run.prefix) for agency in (AGENCY, MAPPED)}
+    admin = AdminClient(settings.client.librdkafka())
     names = [run.topic(entity.value, agency) for entity in Entity for agency in (AGENCY, MAPPED)]
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=2, replication_factor=1) for name in names]
@@ -342,12 +351,16 @@ def test_an_invalid_mapping_an_unknown_agency_and_an_unreachable_broker_are_fata
     assert "not in the agency registry" in stderr
 
     environment_home = run.home
+    assert run.settings.client.source is not None
+    unreachable = tmp_path / "unreachable.properties"  # the same credentials, nobody there
+    unreachable.touch(mode=0o600)
+    unreachable.write_text(run.settings.client.source.read_text(encoding="utf-8")
+                           + "bootstrap.servers=127.0.0.1:1\n", encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "produce", "--agency", AGENCY, "--entity",
-         "person", "--file", str(export), "--no-progress"],
+         "person", "--file", str(export), "--no-progress", "--client-config", str(unreachable)],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "TIPSYNC_HOME": str(environment_home),
-             "TIPSYNC_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+        env={**os.environ, "TIPSYNC_HOME": str(environment_home)},
     )
     assert result.returncode == 1 and result.stdout == ""
     assert "did not answer" in result.stderr
@@ -361,10 +374,10 @@ def test_kill_9_in_the_middle_of_a_file_and_a_rerun_publish_every_row(
     export = write_person_csv(tmp_path / "many.csv", 3_000)
     environment = {**os.environ, "TIPSYNC_HOME": str(run.home)}
     command = [sys.executable, "-m", "deploy.cli", "produce", "--topic-root", run.prefix,
-               "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export)]
+               "--no-progress", "--agency", AGENCY, "--entity", "person", "--file", str(export),
+               "--client-config", str(run.agency_files[AGENCY])]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
-    consumer = Consumer({"bootstrap.servers": run.settings.kafka_bootstrap,
-                         "group.id": f"{run.prefix}.watch"})
+    consumer = Consumer(run.settings.client.librdkafka({"group.id": f"{run.prefix}.watch"}))
     topic = run.topic("person")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -35,7 +35,7 @@ def source(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     prefix = f"test-{suffix}"
     with SchemaRegistry(settings.client.registry()) as registry:
         register_all(registry)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     topics = [TopicNames(prefix).agency(AGENCY, entity) for entity in ("person", "link")]
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=2, replication_factor=1) for name in topics]
@@ -71,8 +71,9 @@ def produce(settings: Settings, source: dict[str, Any], *extra: str) -> dict[str
 
 def events(settings: Settings, topic: str) -> list[dict[str, Any]]:
     deserialize = AvroDeserializer(SchemaRegistry(settings.client.registry()))
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"{topic}.reader", "enable.auto.commit": False})
+    consumer = Consumer(settings.client.librdkafka(
+        {"group.id": f"{topic}.reader", "enable.auto.commit": False}
+    ))
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     wanted, assignments = 0, []
     for partition in partitions:

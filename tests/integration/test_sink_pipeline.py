@@ -48,7 +48,7 @@ class Topics:
         self.names = TopicNames(self.root)
         self.dead_letters = self.names.dlq("sink")
         self.of = {output: self.names.reconciled(output) for output in RECONCILED_OUTPUTS}
-        create_topics(settings.kafka_bootstrap, [
+        create_topics(settings.client, [
             TopicSpec(name, PARTITIONS, 1) for name in [*self.of.values(), self.dead_letters]
         ])
         with SchemaRegistry(settings.client.registry()) as registry:
@@ -57,8 +57,7 @@ class Topics:
                 output: AvroSerializer(registry, "reconciled." + output)
                 for output in RECONCILED_OUTPUTS
             }
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                                  "enable.idempotence": True})
+        self.producer = Producer(settings.client.librdkafka({"enable.idempotence": True}))
         self.settings = settings
 
     def options(self, group: str, **overrides: Any) -> SinkOptions:
@@ -79,8 +78,7 @@ class Topics:
         assert self.producer.flush(30) == 0
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                             "group.id": "watermarks"})
+        consumer = Consumer(self.settings.client.librdkafka({"group.id": "watermarks"}))
         try:
             return {
                 (topic, partition): consumer.get_watermark_offsets(
@@ -92,9 +90,9 @@ class Topics:
             consumer.close()
 
     def dead_letters_received(self, expected: int) -> list[Any]:
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                             "group.id": f"dlq-reader-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest"})
+        consumer = Consumer(self.settings.client.librdkafka(
+            {"group.id": f"dlq-reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        ))
         consumer.subscribe([self.dead_letters])
         received: list[Any] = []
         deadline = time.monotonic() + TIMEOUT_SECONDS

@@ -48,18 +48,15 @@ def our_processes(home: Path) -> list[str]:
 
 def test_topic_create_produce_and_consume(settings: Settings) -> None:
     topic = f"test.stack.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.client.librdkafka())
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer(settings.client.librdkafka({"acks": "all"}))
     for number in range(3):
         producer.produce(topic, key=f"k{number}", value=f"v{number}")
     assert producer.flush(30) == 0
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-{uuid.uuid4()}",
+    consumer = Consumer(settings.client.librdkafka({"group.id": f"test-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
-        }
+        })
     )
     consumer.subscribe([topic])
     values = []
@@ -111,6 +108,15 @@ def test_up_twice_is_a_no_op(private_stack: dict[str, str]) -> None:
     assert report["kafka"]["bootstrap"] == private_stack["TIPSYNC_KAFKA_BOOTSTRAP"]
     assert report["registry"]["url"] == private_stack["TIPSYNC_REGISTRY_URL"]
     assert report["postgres"]["dsn"] == private_stack["TIPSYNC_DATABASE_URL"]
+
+
+def test_no_secret_is_on_a_command_line(private_stack: dict[str, str]) -> None:
+    home = Path(private_stack["TIPSYNC_HOME"])
+    secrets = json.loads((home / "secrets" / "principals.json").read_text()).values()
+    command_lines = our_processes(home)
+    assert any("kafka.Kafka" in line for line in command_lines)
+    assert not [line for line in command_lines for secret in secrets if secret in line]
+    assert not (home / "kafka" / "format.args").exists()  # the format's argument file
 
 
 def test_schemas_survive_down_and_up_and_down_leaves_nothing(
@@ -184,7 +190,8 @@ def test_the_state_folder_is_private_to_its_user(
     own_stack: dict[str, str], tmp_path: Path
 ) -> None:
     home = Path(own_stack["TIPSYNC_HOME"])
-    for step in (("schemas", "register"), ("topics", "create")):
+    for step in (("schemas", "register"), ("topics", "create"),
+                 ("agency", "enroll", "police-ctu")):
         done = tipsync(own_stack, *step)
         assert done.returncode == 0, done.stderr
     columns = list(columns_of(Entity.PERSON))
@@ -213,7 +220,9 @@ def test_the_state_folder_is_private_to_its_user(
     for pattern in (r"producers/.*/checkpoint\.sqlite3", r"producers/.*/source\.txt",
                     r"producers/.*/rejects-.*\.jsonl", r"logs/(kafka|registry|postgres)\.log",
                     r"kafka/data/tip\..*/0+\.log", r"postgres/data/PG_VERSION",
-                    r"secrets/pgpass", r"run/kafka\.pid", r"tipsync-state\.json"):
+                    r"secrets/pgpass", r"run/kafka\.pid", r"tipsync-state\.json",
+                    r"kafka/server\.properties", r"secrets/clients/admin\.properties",
+                    r"secrets/agencies/police-ctu\.properties"):
         assert any(re.fullmatch(pattern, name) for name in names), pattern
     assert exposed_to_others(home) == []
     if RUNNING_AS_ROOT:

@@ -70,7 +70,7 @@ def test_a_new_state_folder_is_claimed_and_reset_keeps_the_downloads(tmp_path: P
     home = tmp_path / "state"
     stack = LocalStack(load_settings({"TIPSYNC_HOME": str(home)}))
     stack.check_state_folder()
-    assert json.loads((home / "tipsync-state.json").read_text()) == {"format": 1}
+    assert json.loads((home / "tipsync-state.json").read_text()) == {"format": 2}
     (home / "cache").mkdir()
     (home / "cache" / "kafka.jar").write_text("jar")
     (home / "kafka").mkdir()
@@ -87,7 +87,7 @@ def test_up_accepts_the_folder_reset_leaves(tmp_path: Path) -> None:
     (home / "kafka").mkdir()
     stack.reset()
     stack.check_state_folder()  # what `up` checks first: no "not a tipsync state folder"
-    assert json.loads((home / "tipsync-state.json").read_text()) == {"format": 1}
+    assert json.loads((home / "tipsync-state.json").read_text()) == {"format": 2}
 
 
 def test_a_folder_an_older_reset_left_holding_only_downloads_is_claimed(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_a_folder_an_older_reset_left_holding_only_downloads_is_claimed(tmp_path
     (tmp_path / "cache" / "kafka.jar").write_text("jar")
     stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
     stack.check_state_folder()
-    assert json.loads((tmp_path / "tipsync-state.json").read_text()) == {"format": 1}
+    assert json.loads((tmp_path / "tipsync-state.json").read_text()) == {"format": 2}
     assert (tmp_path / "cache" / "kafka.jar").exists()
 
 
@@ -154,3 +154,12 @@ def test_the_tipsync_command_writes_private_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE((home / "tipsync-state.json").stat().st_mode) == 0o600
+
+
+def test_a_state_folder_of_the_plaintext_broker_is_refused_with_the_reset_message(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tipsync-state.json").write_text(json.dumps({"format": 1}))
+    stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
+    with pytest.raises(StackError, match="stack reset --yes"):
+        stack.check_state_folder()

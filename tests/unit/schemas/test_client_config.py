@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import certifi
@@ -76,8 +77,46 @@ def test_java_properties_syntax() -> None:
     }
 
 
-def test_without_a_file_the_clients_connect_as_today() -> None:
-    settings = config.load_settings({config.KAFKA_BOOTSTRAP: "127.0.0.1:30092"})
+def test_without_any_file_a_command_names_the_file_it_needs(tmp_path: Path) -> None:
+    settings = config.load_settings({config.HOME: str(tmp_path)})
+    with pytest.raises(ClientConfigError) as refused:
+        settings.client  # noqa: B018 - reading it is the act
+    message = str(refused.value)
+    assert str(tmp_path / "secrets" / "clients" / "admin.properties") in message
+    assert config.CLIENT_CONFIG in message and "--client-config" in message
+    assert "stack up" in message
+
+
+@pytest.fixture
+def stream_principal() -> Iterator[None]:
+    config.use_local_principal("stream")
+    try:
+        yield
+    finally:
+        config.use_local_principal(config.DEFAULT_PRINCIPAL)
+
+
+def test_a_command_uses_its_principals_local_file_which_never_travels(
+    tmp_path: Path, stream_principal: None
+) -> None:
+    local = tmp_path / "secrets" / "clients" / "stream.properties"
+    local.parent.mkdir(parents=True)
+    sasl_ssl_file(local.parent).rename(local)
+    settings = config.load_settings({config.HOME: str(tmp_path),
+                                     config.KAFKA_BOOTSTRAP: "127.0.0.1:30092"})
+    assert settings.client_properties is None
+    assert settings.client.protocol == "SASL_SSL"
+    assert settings.client.source == local
+    # the variables say where the local stack is; the file says who we are
+    assert settings.client.bootstrap == "127.0.0.1:30092"
+    assert config.connection_environment(settings)[config.CLIENT_CONFIG] == ""
+    config.use_local_principal("police-ctu", agency=True)
+    agency = config.load_settings({config.HOME: str(tmp_path)})
+    assert agency.local_client_file == tmp_path / "secrets" / "agencies" / "police-ctu.properties"
+
+
+def test_settings_built_in_code_without_a_file_connect_plainly() -> None:
+    settings = config.Settings(Path("/h"), Path("/c"), "127.0.0.1:30092", LOCAL, "postgresql://x")
     assert settings.client_properties is None
     assert settings.client.librdkafka({"group.id": "g"}) == {
         "bootstrap.servers": "127.0.0.1:30092", "security.protocol": "PLAINTEXT", "group.id": "g",
