@@ -19,7 +19,6 @@ from deploy.stack.postgres import Postgres
 from deploy.stack.principals import service_secrets
 from deploy.stack.registry import Registry, realm_path, write_realm
 from deploy.stack.tls import ensure_tls, tls_files
-from schemas.client_config import ClientConfig
 from schemas.config import load_settings
 
 PREFIX = "quarkus.security.users.embedded"
@@ -148,11 +147,16 @@ def test_the_stack_talks_to_its_registry_as_the_admin_trusting_its_ca(tmp_path: 
 
 
 def test_a_registry_elsewhere_is_reached_with_the_client_config(tmp_path: Path) -> None:
-    registry = registry_in(tmp_path, "https://registry.example/apis/ccompat/v7")
+    issued = tmp_path / "issued.properties"
+    issued.write_text("bootstrap.servers=kafka-1.example:9093\n"
+                      "schema.registry.url=https://registry.example/apis/ccompat/v7\n")
+    settings = load_settings({"TIPSYNC_HOME": str(tmp_path / "home"),
+                              "TIPSYNC_CLIENT_CONFIG": str(issued)})
+    layout = StateLayout.of(settings)
+    registry = Registry(settings, layout, Postgres(settings, layout))
     assert not registry.local
-    assert registry.connection() == ClientConfig.plain(
-        registry.settings.kafka_bootstrap, registry.settings.registry_url
-    ).registry()
+    assert registry.connection() == settings.client.registry()
+    assert registry.connection().url == "https://registry.example/apis/ccompat/v7"
 
 
 def test_a_plain_http_url_for_the_local_registry_is_refused(tmp_path: Path) -> None:
