@@ -102,8 +102,6 @@ class IngestHandler:
     async def ingest_one(self, message: InputMessage) -> None:
         """Judge one agency event and pass it on; what cannot be processed, whatever the
         reason, becomes a dead letter and the stream goes on with the next message."""
-        if message.value is None:
-            return  # a tombstone of `tipsync erase` (compaction's cue): no event to ingest
         if not self._outputs_ready.is_set():
             await self._outputs_ready.wait()
         if self.contiguous is not None:
@@ -116,6 +114,10 @@ class IngestHandler:
         await self._ingest_or_dead_letter(message)
 
     async def _ingest_or_dead_letter(self, message: InputMessage) -> None:
+        if message.value is None:
+            # a tombstone of `tipsync erase` (compaction's cue): no event to ingest, but its
+            # offset counts as processed (streams.input_gaps), like any other message's
+            return
         try:
             await self._ingest(message)
         except Rejected as rejected:
