@@ -71,6 +71,12 @@ KEEP_SNAPSHOTS: Final = 2
 # Writing a snapshot pauses resolve (its state must not change while it is written): at most
 # this share of resolve's time goes to snapshots, however often they are asked for.
 MAX_WRITE_SHARE: Final = 0.1
+# ... for writes that take this long or longer (a big stage's: seconds to minutes). A shorter
+# one is never held back: it is mostly fixed costs (fsync, the file's rename), and the share
+# over the one short interval until the next message says nothing about resolve's time;
+# holding it back would leave the last messages of a burst uncovered until another arrives,
+# however few ``every_records`` asks for (the due check runs only when a message comes).
+MIN_THROTTLED_WRITE_SECONDS: Final = 1.0
 _NAME = re.compile(r"^resolve-(\d{20})\.snapshot$")
 
 # The line ResolveRecovery.rebuild (streams.recovery) logs when done (the benchmark reads it
@@ -113,7 +119,8 @@ class SnapshotFile:
 class SnapshotPolicy:
     """When the worker writes a snapshot: after ``every_records`` resolve messages or
     ``every_seconds`` (with at least one message), but never so often that writing takes
-    more than ``MAX_WRITE_SHARE`` of the time. ``every_records`` 0 turns snapshots off."""
+    more than ``MAX_WRITE_SHARE`` of the time when a write takes a second or more
+    (``MIN_THROTTLED_WRITE_SECONDS``). ``every_records`` 0 turns snapshots off."""
 
     every_records: int = config.DEFAULT_SNAPSHOT_EVERY_RECORDS
     every_seconds: float = config.DEFAULT_SNAPSHOT_EVERY_SECONDS
@@ -125,7 +132,8 @@ class SnapshotPolicy:
     def due(self, records_since: int, seconds_since: float, last_write_seconds: float) -> bool:
         if not self.enabled or records_since <= 0:
             return False
-        if seconds_since * MAX_WRITE_SHARE < last_write_seconds:
+        if (last_write_seconds >= MIN_THROTTLED_WRITE_SECONDS
+                and seconds_since * MAX_WRITE_SHARE < last_write_seconds):
             return False
         return records_since >= self.every_records or seconds_since >= self.every_seconds
 

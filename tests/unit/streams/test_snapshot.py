@@ -180,6 +180,17 @@ def test_snapshots_are_due_by_records_or_time_but_never_take_over_a_tenth_of_the
     assert not SnapshotPolicy(every_records=0).due(10**6, 10**6, 0.0)
 
 
+def test_a_write_under_a_second_never_holds_the_next_snapshot_back() -> None:
+    # The erasure test's worker (every_records 1): a snapshot of two people took 0.09 s
+    # (most of it a broker round trip), the next message came 0.8 s later; held back, the
+    # last message stayed uncovered until another came, which none did.
+    every_message = SnapshotPolicy(every_records=1, every_seconds=600)
+    assert every_message.due(1, 0.8, 0.09)
+    assert every_message.due(1, 0.0, 0.99)
+    assert not every_message.due(1, 9.9, 1.0)  # from a second on, a tenth of the time
+    assert every_message.due(1, 10.0, 1.0)
+
+
 def test_snapshot_options_come_from_the_environment_and_refuse_words() -> None:
     options = StreamOptions.from_environment({"TIPSYNC_RESOLVE_SNAPSHOT_RECORDS": "0",
                                               "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS": "60"})

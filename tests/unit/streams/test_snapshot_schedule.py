@@ -101,3 +101,35 @@ def test_a_failed_write_is_logged_not_raised_and_waits_its_share_of_time(
         asyncio.run(schedule.write(_empty_stage(), 9))
     assert "could not be written" in caplog.text and "tsnap.internal.resolve" in caplog.text
     assert schedule.since_snapshot == 0
+
+
+def test_the_topic_id_is_read_once_per_stage(tmp_path: Path) -> None:
+    reads: list[str] = []
+
+    def topic_id() -> str:
+        reads.append(TOPIC_ID)
+        return TOPIC_ID
+
+    schedule = SnapshotSchedule(SnapshotPolicy(1, 60.0), tmp_path, "tsnap.internal.resolve",
+                                topic_id, clock=Clock())
+    for offset in (1, 2):
+        schedule.count()
+        asyncio.run(schedule.write(_empty_stage(), offset))
+    assert len(reads) == 1  # the stage's topic, not a broker round trip per snapshot
+    schedule.rebuilt(3)  # a new stage, perhaps of a recreated topic: its id is read again
+    asyncio.run(schedule.write(_empty_stage(), 3))
+    assert len(reads) == 2
+    assert {read_header(found.path).topic_id for found in snapshot_files(tmp_path)} == {TOPIC_ID}
+
+
+def test_a_topic_id_that_could_not_be_read_is_read_again_at_the_next_snapshot(
+    tmp_path: Path,
+) -> None:
+    answers: list[str | None] = [None, TOPIC_ID]
+    schedule = SnapshotSchedule(SnapshotPolicy(1, 60.0), tmp_path, "tsnap.internal.resolve",
+                                lambda: answers.pop(0), clock=Clock())
+    asyncio.run(schedule.write(_empty_stage(), 1))
+    asyncio.run(schedule.write(_empty_stage(), 2))
+    newest = snapshot_files(tmp_path)[0]
+    assert (newest.offset, read_header(newest.path).topic_id) == (2, TOPIC_ID)
+    assert answers == []
