@@ -33,6 +33,8 @@ from producers.canonical import Entity, columns_of
 from schemas import config
 from schemas.config import Settings
 from schemas.topics import TopicNames
+from sinks.migrate import migrate
+from sinks.roles import SINK_ROLE, conninfo_as
 from tests.integration.kafka_tools import java_client_config, kafka_tool
 
 PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
@@ -241,10 +243,11 @@ def test_an_enrolled_agencys_record_reaches_the_store_through_least_privileged_s
         assert json.loads(produced.stdout.splitlines()[-1])["published"] == 1
         harness.start_worker(environment={config.CLIENT_CONFIG: ""})
         with scratch_database(stack.database_url, "test_kafkasec") as database_url:
+            migrate(database_url)  # the owner's step; the sink (its own role) only checks it
             log = (tmp_path / "sink.log").open("w")
             sink = subprocess.Popen(
                 [sys.executable, "-m", "deploy.cli", "sink", "--topic-root", names.root,
-                 "--database-url", database_url, "--metrics-port", "0",
+                 "--database-url", conninfo_as(database_url, SINK_ROLE), "--metrics-port", "0",
                  "--batch-seconds", "0.2"],
                 stdout=log, stderr=subprocess.STDOUT, env=own_principals,
             )
