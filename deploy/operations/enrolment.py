@@ -75,7 +75,9 @@ def enroll(
     if stored != registry_users.digest(principal, secret):
         # an agency added to the registry after the registry started, or an older file
         registry_users.grant(layout, principal, secret, "reader")
-        LocalStack(settings).registry.reload()
+    # the registry reads its users only when it starts: restart it if it started before
+    # this agency's grant (a secret prepared after its start, a re-enrolment after revoke)
+    LocalStack(settings).registry.reload_if_stale()
     tls = ensure_tls(layout.secrets)
     write_client_file(local, settings, principal, secret, tls)
     handed = None
@@ -98,7 +100,7 @@ def revoke(settings: Settings, agency_id: str) -> Revocation:
     forget_agency_secret(layout, agency_id)
     if registry_user:
         # the registry reads its users only when it starts: restart it so they go now
-        LocalStack(settings).registry.reload()
+        LocalStack(settings).registry.reload_if_stale()
     local = config.local_agency_file(layout.home, agency_id)
     existed = local.is_file()
     local.unlink(missing_ok=True)

@@ -118,6 +118,17 @@ class Registry(Service):
             return False
         return response.status_code == 200
 
+    def reload_if_stale(self) -> float | None:
+        """Restart the local registry when the realm it started with is not what the user
+        store holds now (a grant or revocation since its start); the seconds it took, or None
+        when nothing needed doing (or the registry is not ours, or not running)."""
+        path = realm_path(self.layout)
+        wanted = registry_users.realm_properties(registry_users.entries(self.layout))
+        loaded = path.read_text(encoding="utf-8") if path.is_file() else None
+        if loaded == wanted:
+            return None
+        return self.reload()
+
     def reload(self) -> float | None:
         """Give the user store's grants and revocations effect: restart the local registry
         (it reads its realm only when it starts). Returns the seconds the restart took, or

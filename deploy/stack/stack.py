@@ -133,6 +133,9 @@ class LocalStack:
                 )
         if self.kafka.local:
             self.grant_services()
+        if self.registry.name in report.already_up:
+            # users granted since it started (agencies' secrets prepared above) need a restart
+            self.registry.reload_if_stale()
         report.seconds = time.monotonic() - began
         return report
 
