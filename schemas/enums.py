@@ -53,8 +53,13 @@ class Classification(ContractEnum):
     def rank(cls, label: str | None) -> int:
         """0 for OFFICIAL up to 2 for VICTIM_PROTECTED; an unknown or missing label ranks as
         the most protected (what ``avro_default`` reads it as)."""
-        order = cls.symbols()
-        return order.index(label) if label in order else len(order) - 1
+        return _CLASSIFICATION_RANKS.get(label or "", len(_CLASSIFICATION_RANKS) - 1)
+
+
+# label -> rank, made once: ``Classification.rank`` runs for every event ingest and resolve read
+_CLASSIFICATION_RANKS: dict[str, int] = {
+    member.value: rank for rank, member in enumerate(Classification)
+}
 
 
 class LegalBasis(ContractEnum):
