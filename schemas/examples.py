@@ -142,6 +142,8 @@ def _source(
         "deleted": False,
         "quality_issues": quality_issues or [],
         "retention_until": date(2036, 3, 14),
+        "legal_basis": "ADMINISTRATION_OF_JUSTICE",
+        "consent_ref": None,
     }
 
 

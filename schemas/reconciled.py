@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from schemas.entities import RECONCILED_NAMESPACE
-from schemas.enums import Classification, EntityType, LinkRole, MatchOutcome
+from schemas.enums import Classification, EntityType, LegalBasis, LinkRole, MatchOutcome
 from schemas.models import (
     CasePayload,
     ContractModel,
@@ -45,6 +45,16 @@ class SourceRecord(ContractModel):
         None,
         description="Last day the agency may keep the record (its event's retention_until);"
         " tipsync retention enforce erases it after that day. Null: no fixed end.",
+    )
+    legal_basis: LegalBasis | None = Field(
+        None,
+        description="Why the agency may process and share the record (its event's"
+        " legal_basis). Null: from a version that did not carry it along.",
+    )
+    consent_ref: str | None = Field(
+        None,
+        description="Reference of the consent record when legal_basis is CONSENT (its"
+        " event's consent_ref); the data protection officer's, not the analysts'.",
     )
 
 

@@ -136,7 +136,7 @@ class TableStatements:
 
 _SOURCE_FIELDS = ("s(agency_id text, source_record_id text, source_version bigint,"
                   " event_time timestamptz, deleted boolean, quality_issues jsonb,"
-                  " retention_until date)")
+                  " retention_until date, legal_basis text, consent_ref text)")
 
 
 def _column_value(column: Column) -> str:
@@ -173,7 +173,7 @@ def statements_for(table: EntityTable) -> TableStatements:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming_sources} (golden_id uuid,"
             " golden_version bigint, agency_id text, source_record_id text,"
             " source_version bigint, event_time timestamptz, deleted boolean,"
-            " quality_issues jsonb, retention_until date)",
+            " quality_issues jsonb, retention_until date, legal_basis text, consent_ref text)",
         ),
         copy_incoming=f"COPY {incoming} ({', '.join(INCOMING_COLUMNS)}) FROM STDIN",
         # A change is accepted when it is newer than what the store holds. A tombstone also
@@ -213,11 +213,11 @@ def statements_for(table: EntityTable) -> TableStatements:
         collect_sources=(
             f"INSERT INTO {incoming_sources} (golden_id, golden_version, agency_id,"
             " source_record_id, source_version, event_time, deleted, quality_issues,"
-            " retention_until)"
+            " retention_until, legal_basis, consent_ref)"
             " SELECT i.golden_id, i.golden_version, s.agency_id, s.source_record_id,"
             " s.source_version,"
             " s.event_time, coalesce(s.deleted, false), coalesce(s.quality_issues, '[]'),"
-            " s.retention_until"
+            " s.retention_until, s.legal_basis, s.consent_ref"
             f" FROM {incoming} AS i JOIN {accepted} AS a USING (golden_id)"
             f" CROSS JOIN LATERAL jsonb_to_recordset(i.record -> 'sources') AS {_SOURCE_FIELDS}"
             f" WHERE a.state = '{LIVE}'"
@@ -250,16 +250,19 @@ def statements_for(table: EntityTable) -> TableStatements:
         # take it back (its merge would then drop the source with it).
         upsert_sources=(
             f"INSERT INTO {sources} AS target (agency_id, source_record_id, {key},"
-            " source_version, event_time, deleted, quality_issues, retention_until)"
+            " source_version, event_time, deleted, quality_issues, retention_until,"
+            " legal_basis, consent_ref)"
             " SELECT DISTINCT ON (agency_id, source_record_id) agency_id, source_record_id,"
-            f" golden_id, source_version, event_time, deleted, quality_issues, retention_until"
+            f" golden_id, source_version, event_time, deleted, quality_issues, retention_until,"
+            " legal_basis, consent_ref"
             f" FROM {incoming_sources}"
             " ORDER BY agency_id, source_record_id, source_version DESC, golden_version DESC,"
             " golden_id"
             f" ON CONFLICT (agency_id, source_record_id) DO UPDATE SET {key} = excluded.{key},"
             " source_version = excluded.source_version, event_time = excluded.event_time,"
             " deleted = excluded.deleted, quality_issues = excluded.quality_issues,"
-            " retention_until = excluded.retention_until"
+            " retention_until = excluded.retention_until, legal_basis = excluded.legal_basis,"
+            " consent_ref = excluded.consent_ref"
             " WHERE excluded.source_version >= target.source_version"
             # (the claimant's own state row holds its version: only accepted changes claim)
             f" AND (excluded.{key} = target.{key} OR ("
@@ -268,9 +271,11 @@ def statements_for(table: EntityTable) -> TableStatements:
             f" SELECT o.golden_version FROM {SCHEMA}.golden_record_state AS o"
             f" WHERE o.entity = '{table.entity}' AND o.golden_id = target.{key}), -1))"
             f" AND (excluded.{key}, excluded.source_version, excluded.event_time,"
-            f" excluded.deleted, excluded.quality_issues, excluded.retention_until)"
+            f" excluded.deleted, excluded.quality_issues, excluded.retention_until,"
+            " excluded.legal_basis, excluded.consent_ref)"
             f" IS DISTINCT FROM (target.{key}, target.source_version, target.event_time,"
-            " target.deleted, target.quality_issues, target.retention_until)"
+            " target.deleted, target.quality_issues, target.retention_until,"
+            " target.legal_basis, target.consent_ref)"
             # What was written, for the freshness metric: date_part gives a float (extract
             # would give a numeric, slower to read).
             " RETURNING date_part('epoch', target.event_time)"

@@ -259,7 +259,8 @@ def golden_entity(event: AgencyEvent) -> tuple[str, dict[str, Any] | None]:
 
 def source_of(event: AgencyEvent) -> dict[str, Any]:
     """The golden record's lineage entry of this event's source record, with the event's
-    data-quality issues (values the producer left out) when it has any."""
+    data-quality issues (values the producer left out) when it has any, and its
+    data-protection terms (retention date, legal basis, consent reference) when set."""
     source = {
         "agency_id": event.agency_id,
         "source_record_id": event.source_record_id,
@@ -270,6 +271,7 @@ def source_of(event: AgencyEvent) -> dict[str, Any]:
     issues = event.record.get("quality_issues")
     if issues and event.op != "DELETE":
         source["quality_issues"] = [dict(issue) for issue in issues]
-    if event.record.get("retention_until") is not None:
-        source["retention_until"] = event.record["retention_until"]
+    for term in ("retention_until", "legal_basis", "consent_ref"):
+        if event.record.get(term) is not None:
+            source[term] = event.record[term]
     return source

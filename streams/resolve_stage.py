@@ -139,7 +139,8 @@ class _Link:
 
 
 def person_fields(event: AgencyEvent) -> dict[str, Any]:
-    """What the resolver reads: the payload plus the envelope's ids, version and label."""
+    """What the resolver reads: the payload plus the envelope's ids, version, label and
+    data-protection terms."""
     return {
         **event.record["payload"],
         "agency_id": event.agency_id,
@@ -149,6 +150,8 @@ def person_fields(event: AgencyEvent) -> dict[str, Any]:
         "classification": event.record.get("classification"),
         "quality_issues": event.record.get("quality_issues") or [],
         "retention_until": event.record.get("retention_until"),
+        "legal_basis": event.record.get("legal_basis"),
+        "consent_ref": event.record.get("consent_ref"),
     }
 
 

@@ -38,8 +38,9 @@ PERSON_FIELDS: tuple[str, ...] = (
     "sex", "citizenship", "identifiers", "phones", "emails", "addresses", "classification",
     # the raw text of an invalid date of birth, and the envelope's data-quality issues
     "date_of_birth_text", "quality_issues",
-    # the envelope's last day of keeping, as ISO text (None: no fixed end)
-    "retention_until",
+    # the envelope's last day of keeping, as ISO text (None: no fixed end), and its legal
+    # basis and consent reference (the data-protection terms the agency shared it under)
+    "retention_until", "legal_basis", "consent_ref",
 )
 _LIST_FIELDS = frozenset({
     "aliases", "citizenship", "identifiers", "phones", "emails", "addresses", "quality_issues",
@@ -60,7 +61,7 @@ _RECORD_FIELD_SET = frozenset(RECORD_FIELDS)
 # Scalar values that repeat from person to person: shared, not held once per record.
 _SHARED_SCALARS = frozenset({
     "agency_id", "given_name", "middle_name", "family_name", "date_of_birth", "dob_precision",
-    "sex", "classification", "retention_until",
+    "sex", "classification", "retention_until", "legal_basis",
 })
 
 
@@ -142,6 +143,8 @@ class SourceRecord(Mapping[str, Any]):
     date_of_birth_text: str | None
     quality_issues: tuple[Any, ...]  # (key tuple, *values) per {field, problem}
     retention_until: str | None  # ISO date; None in records held before it was kept
+    legal_basis: str | None  # None in records held before it was kept
+    consent_ref: str | None  # the agency's consent record, when legal_basis is CONSENT
     first_event_time: int  # the earliest event time resolve saw for this record
 
     def __init__(self, record: Mapping[str, Any], first_event_time: int) -> None:

@@ -157,7 +157,8 @@ def _record_full_name(record: SourceRecord) -> str:
 
 def _source(record: SourceRecord, event_time: datetime) -> dict[str, Any]:
     """A golden person's lineage entry of one source record, with its data-quality issues
-    when it has any (the key is left out otherwise: the Avro default is an empty list)."""
+    and data-protection terms when it has them (a key is left out otherwise: the Avro
+    defaults are an empty list and null)."""
     source: dict[str, Any] = {
         "agency_id": record.agency_id,
         "source_record_id": record.source_record_id,
@@ -169,6 +170,10 @@ def _source(record: SourceRecord, event_time: datetime) -> dict[str, Any]:
         source["quality_issues"] = record.list_values("quality_issues")
     if record.retention_until:
         source["retention_until"] = date.fromisoformat(record.retention_until)
+    if record.legal_basis:
+        source["legal_basis"] = record.legal_basis
+    if record.consent_ref:
+        source["consent_ref"] = record.consent_ref
     return source
 
 

@@ -354,7 +354,7 @@ def test_every_table_and_view_an_analyst_can_read_is_guarded(reconciled: Store) 
                    coalesce('security_invoker=true' = ANY (c.reloptions), false)
             FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = 'reconciled' AND c.relkind IN ('r', 'p', 'v', 'm')
-              AND has_table_privilege('tipsync_analyst', c.oid, 'SELECT')
+              AND has_any_column_privilege('tipsync_analyst', c.oid, 'SELECT')
             """
         ).fetchall()
     readable = {name for name, *_ in rows}

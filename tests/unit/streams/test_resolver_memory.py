@@ -22,7 +22,7 @@ STORED = {
     "addresses": [{"line": "12 Hope Road", "parish": "ST_ANDREW", "country": "JM"}],
     "classification": "SENSITIVE", "date_of_birth_text": None,
     "quality_issues": [{"field": "phone", "problem": "not_e164"}],
-    "retention_until": "2036-03-14",
+    "retention_until": "2036-03-14", "legal_basis": "CONSENT", "consent_ref": "CF-0042",
 }
 
 
