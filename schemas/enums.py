@@ -262,6 +262,8 @@ class FeedKind(ContractEnum):
     GOLDEN_CHANGED = "GOLDEN_CHANGED"
     RECORD_REPORTED = "RECORD_REPORTED"
     LINK_REPORTED = "LINK_REPORTED"
+    # ``tipsync erase`` removed a record of the person: what earlier messages said goes
+    RECORD_ERASED = "RECORD_ERASED"
     # Only an older reader sees OTHER (for a kind added later); nobody publishes it.
     OTHER = "OTHER"
 

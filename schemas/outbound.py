@@ -8,7 +8,12 @@ Each agency's feed (``TopicNames.outbound``) carries, within the agency's *clear
 - ``RECORD_REPORTED``: another agency's person record now resolves to a golden person that
   holds one of the agency's records (an alert: "someone else knows this person");
 - ``LINK_REPORTED``: another agency reported a link (person-case, person-organisation, ...)
-  one of whose ends is such a golden person.
+  one of whose ends is such a golden person;
+- ``RECORD_ERASED``: ``tipsync erase`` removed a record of a golden person the agency was
+  sent messages about (sent by the erasure, not the stream): the messages about that person
+  whose ``golden_version`` is below this one's may hold the erased record's values, and the
+  agency's side deletes what it stored from them; this message shows no value, and
+  ``your_records`` lists the agency's own records that were erased (never another agency's).
 
 Clearance rules (docs/STREAMS.md "Feeds to agencies"): a message shows only what records at or
 below the clearance say. ``person`` is the golden person made by the same survivorship from
@@ -84,14 +89,17 @@ class FeedMessage(ContractModel):
     )
     agency_id: str = Field(description="The agency the feed belongs to (the recipient).")
     kind: FeedKind = Field(
-        description="GOLDEN_CHANGED, RECORD_REPORTED (alert) or LINK_REPORTED (alert)."
+        description="GOLDEN_CHANGED, RECORD_REPORTED (alert), LINK_REPORTED (alert) or"
+        " RECORD_ERASED (delete what earlier messages about the person said)."
     )
     golden_version: int = Field(
-        ge=0, description="The golden person's version when the message was made."
+        ge=0, description="The golden person's version when the message was made"
+        " (RECORD_ERASED: messages about the person below it may hold erased values)."
     )
     produced_at: Timestamp = Field(description="When the stream app made the message.")
     your_records: list[str] = Field(
-        [], description="Your own source_record_ids among the golden person's records."
+        [], description="Your own source_record_ids among the golden person's records"
+        " (RECORD_ERASED: those of yours that were erased)."
     )
     classification: Classification = Field(
         description="The most protective label of what the message shows (never above your "

@@ -19,8 +19,12 @@ For each source record, in this order (docs/SECURITY.md "Erasure and retention")
    ``streams.snapshot_schedule``) and the three dead-letter topics, each in every partition
    (the stages' producers partition differently; a tombstone where the key never was costs
    a few bytes for ``delete.retention.ms``);
-6. the log row completed, and the report: where copies were removed, where one may remain
-   and until when (``copy_deadline`` from each topic's configuration).
+6. for people: a ``RECORD_ERASED`` message on every agency feed (``tip.outbound.<id>``)
+   holding messages about the record's golden person (keyed by its id, in their partitions):
+   feeds are not compacted (every alert must reach the agency), so the earlier messages stay
+   until the feed's retention and the agency's side deletes what it stored from them;
+7. the log row completed, and the report: where copies were removed, where one may remain
+   and until when (``copy_deadline`` from each topic's configuration, ``feed_deadline``).
 """
 
 from __future__ import annotations
@@ -47,8 +51,12 @@ from deploy.operations.erasure_plan import (
     copy_deadline,
     delete_event,
     delete_version,
+    erased_notice,
+    feed_deadline,
 )
+from schemas.agencies import load_agencies
 from schemas.client_config import ClientConfig
+from schemas.entities import FEED_MESSAGE
 from schemas.errors import WireFormatError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
@@ -195,11 +203,18 @@ class Eraser:
                 "resolve snapshots: the worker writes one without the record(s) at the"
                 " resolve tombstone and deletes the older ones"
             )
+        noticed = self._notify_feeds([target for target, *_ in planned])
+        report.removed += [f"{topic}: RECORD_ERASED sent about {len(people)} person(s)"
+                           for topic, (people, _) in sorted(noticed.items())]
         self._complete(report.log_ids)
         report.erased = [target for target, *_ in planned]
         report.remaining = self._deadlines(
             [*tombstoned, *(self.topics.reconciled(e) for e in {t.entity for t in report.erased})]
         )
+        configs = self._configs(noticed)
+        now = datetime.now(UTC)
+        report.remaining += [feed_deadline(topic, configs[topic], now, messages)
+                             for topic, (_, messages) in sorted(noticed.items())]
         return report
 
     # --- Kafka: versions, deletes, tombstones
@@ -370,17 +385,98 @@ class Eraser:
                 )
             time.sleep(POLL_SECONDS)
 
+    def _configs(self, topics: Iterable[str]) -> dict[str, dict[str, str]]:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name)
+                     for name in sorted(set(topics))]
+        if not resources:
+            return {}
+        return {
+            resource.name: {name: entry.value for name, entry in future.result().items()
+                            if entry.value is not None}
+            for resource, future in self._admin.describe_configs(resources).items()
+        }
+
     def _deadlines(self, topics: Iterable[str]) -> list[CopyDeadline]:
-        names = sorted(set(topics))
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
         now = datetime.now(UTC)
-        deadlines: list[CopyDeadline] = []
-        for resource, future in self._admin.describe_configs(resources).items():
-            entries = future.result()
-            config = {name: entry.value for name, entry in entries.items()
-                      if entry.value is not None}
-            deadlines.append(copy_deadline(resource.name, config, now))
-        return sorted(deadlines, key=lambda deadline: deadline.topic)
+        return sorted((copy_deadline(topic, config, now)
+                       for topic, config in self._configs(topics).items()),
+                      key=lambda deadline: deadline.topic)
+
+    # --- the agencies' feeds
+
+    def _notify_feeds(self, targets: Sequence[ErasureTarget]) -> dict[str, tuple[set[str], int]]:
+        """Send ``RECORD_ERASED`` on every agency feed that holds messages about the golden
+        person of an erased person record (keyed by its id), in the partitions holding them;
+        feed topic -> (the people, how many earlier messages about them it holds)."""
+        erased: dict[str, list[ErasureTarget]] = {}
+        for target in targets:
+            if target.entity == "person" and target.golden_id is not None:
+                erased.setdefault(target.golden_id, []).append(target)
+        if not erased:
+            return {}
+        keys = {person_id.encode() for person_id in erased}
+        held: dict[str, dict[str, set[int]]] = {}  # agency -> person -> partitions
+        counts: dict[str, int] = {}  # agency -> messages about the people
+        consumer = Consumer(self.client.librdkafka({
+            "group.id": f"{self.topics.internal_prefix}erase", "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }))
+        try:
+            for agency_id in sorted(load_agencies()):
+                topic = self.topics.outbound(agency_id)
+                for message in _read_topic(consumer, topic):
+                    key = message.key()
+                    if key in keys and message.value() is not None:
+                        people = held.setdefault(agency_id, {})
+                        people.setdefault(key.decode(), set()).add(message.partition() or 0)
+                        counts[agency_id] = counts.get(agency_id, 0) + 1
+        finally:
+            consumer.close()
+        if not held:
+            return {}
+        versions = self._golden_versions(list(erased))
+        serialize = AvroSerializer(self._registry, FEED_MESSAGE)
+        producer = self._producer()
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        now = datetime.now(UTC)
+        for recipient, people in held.items():
+            topic = self.topics.outbound(recipient)
+            for person_id, partitions in people.items():
+                notice = erased_notice(
+                    recipient, person_id, versions.get(person_id, 0),
+                    [t.source_record_id for t in erased[person_id] if t.agency_id == recipient],
+                    now)
+                for partition in sorted(partitions):
+                    producer.produce(topic, key=person_id.encode(), value=serialize(notice),
+                                     partition=partition, on_delivery=on_delivery)
+        remaining = producer.flush(60)
+        if remaining or failures:
+            raise ErasureError(
+                f"{remaining or len(failures)} RECORD_ERASED feed message(s) were not delivered"
+                f" ({failures[0] if failures else 'timed out'}); the records are out of the"
+                " store: run the same command again to tell the agencies"
+            )
+        return {self.topics.outbound(agency_id): (set(people), counts[agency_id])
+                for agency_id, people in held.items()}
+
+    def _golden_versions(self, people: Sequence[str]) -> dict[str, int]:
+        """The version below which feed messages about each golden person may hold erased
+        values: its version in the store now when it lives on (the erasure has passed it, and
+        the stream's message of that version shows it without the records), one above its
+        last when it is gone (a tombstone keeps the last live version: every message goes)."""
+        with psycopg.connect(self.database_url) as connection:
+            rows = connection.execute(
+                "SELECT golden_id::text, golden_version, state = 'live'"
+                " FROM reconciled.golden_record_state"
+                " WHERE entity = 'person' AND golden_id = ANY(%s::uuid[])", (list(people),),
+            ).fetchall()
+        return {person_id: int(version) + (0 if live else 1)
+                for person_id, version, live in rows}
 
     # --- PostgreSQL: the log, the store
 

@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from schemas.config import DAY_MS
+from schemas.enums import FeedKind
+from schemas.outbound import feed_message_id
 from schemas.topics import source_key
 from streams.ingest import FUTURE_TOLERANCE_MS, held_key
 
@@ -155,3 +157,50 @@ def past_retention(retention_until: date | None, today: date) -> bool:
 
 def utc_today(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(UTC).date()
+
+
+# --- the agencies' feeds ----------------------------------------------------------------------
+
+
+def erased_notice(recipient: str, person_id: str, golden_version: int,
+                  own_records: Iterable[str], now: datetime) -> dict[str, Any]:
+    """The ``RECORD_ERASED`` feed message telling ``recipient`` that records of
+    ``person_id`` were erased: messages about the person below ``golden_version`` (the
+    golden person's version once the erasure passed through) may hold their values. It
+    shows no value: only the recipient's own erased record ids, never another agency's (an
+    agency must not learn that a shelter held the person)."""
+    return {
+        "person_id": person_id,
+        "message_id": feed_message_id(recipient, FeedKind.RECORD_ERASED, person_id,
+                                      golden_version),
+        "agency_id": recipient,
+        "kind": FeedKind.RECORD_ERASED.value,
+        "golden_version": golden_version,
+        "produced_at": now,
+        "your_records": sorted(set(own_records)),
+        "classification": "OFFICIAL",  # of what it shows: ids the recipient holds already
+        "person": None,
+        "holders": [],
+        "reported_by": None,
+        "link": None,
+    }
+
+
+def feed_deadline(topic: str, config: Mapping[str, str], now: datetime,
+                  messages: int) -> CopyDeadline:
+    """Until when the ``messages`` feed messages about an erased person stay on the feed
+    ``topic``. A feed is not compacted on purpose: it is a sequence of alerts an agency
+    must all receive, and compaction by person would drop the older alerts of a person
+    before a subscriber that was down reads them; so they go with their segment."""
+    deadline = copy_deadline(topic, config, now)
+    if deadline.compacted:
+        return deadline
+    retention_ms = _ms(config, "retention.ms", 7 * DAY_MS)
+    segment_ms = _ms(config, "segment.ms", DEFAULT_SEGMENT_MS)
+    return CopyDeadline(topic, False, deadline.until, (
+        f"{messages} message(s) about the erased person(s), sent before the erasure, stay"
+        f" until their segment has rolled and {_span(retention_ms)} passed (retention.ms"
+        f" {retention_ms}, segment.ms {segment_ms}): a feed is not compacted, so that every"
+        " alert reaches the agency; the agency was sent RECORD_ERASED and deletes what it"
+        " stored from them"
+    ))

@@ -1,7 +1,8 @@
 """Issue 15, erasure, on the real stack: ``tipsync erase`` removes a record from the store,
 from its agency topic, the resolve topic and the dead-letter topics once they are compacted,
 and from the resolve snapshots; ``--person`` removes every source of a golden person; the
-erasure is on record in ``reconciled.erasure_log``, and the command says what may remain and
+erasure is on record in ``reconciled.erasure_log``; every agency feed that was sent messages
+about an erased person gets a ``RECORD_ERASED``; and the command says what may remain and
 until when. (``erasure_pipeline`` says how the topics are made to compact within seconds.)
 """
 
@@ -16,6 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.config import Settings
+from schemas.entities import FEED_MESSAGE
 from schemas.examples import example_event
 from schemas.topics import TopicNames, topic_plan, update_topic_configs
 from tests.integration.erasure_pipeline import (
@@ -54,6 +56,8 @@ def erased(stack: Settings) -> Iterator[dict[str, Any]]:
         (golden,) = {row[0] for row in pipeline.rows(
             "SELECT person_id::text FROM reconciled.person_source"
             " WHERE source_record_id IN ('P-ERA-1', 'I-ERA-2')")}
+        (gone_person,) = pipeline.rows("SELECT person_id::text FROM reconciled.person_source"
+                                       " WHERE source_record_id = 'P-ERA-3'")[0]
         pipeline.publish_filler()  # a resolve message after them: a snapshot holding them
         pipeline.wait_for(lambda: any(b"Forgetta" in path.read_bytes()
                                       for path in pipeline.snapshots()),
@@ -61,6 +65,7 @@ def erased(stack: Settings) -> Iterator[dict[str, Any]]:
         before = {
             "dead_letters": pipeline.copies(pipeline.topics.dlq("ingest"), GONE_KEY),
             "snapshots": [path.read_bytes() for path in pipeline.snapshots()],
+            "feeds": _feeds(pipeline),
         }
         record = pipeline.tipsync("erase", "--agency", "police-ctu", "--record", "P-ERA-3",
                                   "--entity", "person", "--yes")
@@ -68,7 +73,17 @@ def erased(stack: Settings) -> Iterator[dict[str, Any]]:
                                 "--entity", "case", "--yes")
         person = pipeline.tipsync("erase", "--person", golden, "--yes")
         yield {"pipeline": pipeline, "before": before, "record": record, "case": case,
-               "person": person, "golden": golden, "after": _compacted(pipeline)}
+               "person": person, "golden": golden, "gone_person": gone_person,
+               "feeds": _feeds(pipeline), "after": _compacted(pipeline)}
+
+
+def _feeds(pipeline: ErasurePipeline) -> dict[str, list[dict[str, Any]]]:
+    """The messages on each agency's feed now, decoded."""
+    harness = pipeline.harness
+    return {agency: [harness.deserializer(received.value, expected=FEED_MESSAGE).record
+                     for received in harness.read(pipeline.topics.outbound(agency))
+                     if received.value is not None]
+            for agency in ("police-ctu", "immigration")}
 
 
 def _compacted(pipeline: ErasurePipeline) -> dict[str, list[bytes | None]]:
@@ -180,3 +195,29 @@ def test_an_agency_topic_of_an_earlier_release_becomes_compacted(stack: Settings
         assert config["max.compaction.lag.ms"].value == str(24 * 3600 * 1000)
     finally:
         admin.delete_topics([topic])[topic].result()
+
+
+def test_the_feeds_that_carried_an_erased_person_tell_their_agencies(
+    erased: dict[str, Any],
+) -> None:
+    before, after = erased["before"]["feeds"], erased["feeds"]
+    people = {erased["gone_person"]: {"police-ctu": ["P-ERA-3"]},
+              erased["golden"]: {"police-ctu": ["P-ERA-1"], "immigration": ["I-ERA-2"]}}
+    for person_id, recipients in people.items():
+        for agency, own in recipients.items():
+            earlier = [m for m in before[agency] if m["person_id"] == person_id]
+            assert earlier, f"{agency} was sent nothing about {person_id} before the erasure"
+            (notice,) = [m for m in after[agency]
+                         if m["person_id"] == person_id and m["kind"] == "RECORD_ERASED"]
+            assert notice["your_records"] == own  # its own records only, never another's
+            assert (notice["person"], notice["holders"], notice["reported_by"]) == (
+                None, [], None)
+            # every message sent before the erasure is below the notice's version
+            assert max(m["golden_version"] for m in earlier) < notice["golden_version"]
+    # immigration never held Quincy Forgetta, so hears nothing of his erasure
+    assert not [m for m in after["immigration"] if m["person_id"] == erased["gone_person"]]
+    prefix = erased["pipeline"].harness.prefix
+    out = erased["record"].stdout
+    assert f"{prefix}.outbound.police-ctu: RECORD_ERASED sent about 1 person(s)" in out
+    assert "a feed is not compacted" in out
+    assert f"{prefix}.outbound.immigration: RECORD_ERASED" in erased["person"].stdout

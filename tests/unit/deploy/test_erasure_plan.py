@@ -1,6 +1,7 @@
 """The pure part of erasure: the version of the erasing DELETE, the DELETE itself (a valid
 event of the contract that ingest accepts), until when a copy may remain in a topic from its
-configuration, and which records are past retention. Nothing running."""
+configuration, which records are past retention, and what an erasure tells the agencies'
+feeds. Nothing running."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from deploy.operations.erasure_plan import (
     copy_deadline,
     delete_event,
     delete_version,
+    erased_notice,
+    feed_deadline,
     past_retention,
 )
 from schemas.catalogue import governed_schema
 from schemas.config import DAY_MS
 from schemas.models import PersonEvent
-from schemas.topics import erasable_config
+from schemas.outbound import FeedMessage
+from schemas.topics import TopicSettings, erasable_config, outbound_config
 from streams.ingest import FUTURE_TOLERANCE_MS, Held, Verdict, check_event, judge
 
 NOW = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
@@ -85,3 +89,28 @@ def test_past_retention_is_strictly_before_today() -> None:
     assert past_retention(date(2026, 12, 5), today)
     assert not past_retention(today, today)  # its last day
     assert not past_retention(None, today)  # no fixed end
+
+
+def test_the_erased_notice_is_a_feed_message_showing_only_the_recipients_own_ids() -> None:
+    notice = erased_notice("immigration", TARGET.golden_id or "", 42, ["I-2", "I-2"], NOW)
+    message = FeedMessage.model_validate(notice)  # a valid message of the contract
+    assert message.kind == "RECORD_ERASED" and message.golden_version == 42
+    assert (notice["your_records"], notice["person"], notice["holders"],
+            notice["reported_by"], notice["link"]) == (["I-2"], None, [], None, None)
+    # the same erasure told again is the same message (the agency's side stores it once)
+    assert erased_notice("immigration", TARGET.golden_id or "", 42, ["I-2"], NOW + timedelta(
+        hours=1))["message_id"] == notice["message_id"]
+    assert erased_notice("police-ctu", TARGET.golden_id or "", 42, [], NOW)["message_id"] != (
+        notice["message_id"])
+
+
+def test_a_feed_keeps_the_messages_until_retention_and_says_the_agency_was_told() -> None:
+    config = outbound_config(TopicSettings())
+    deadline = feed_deadline("tip.outbound.police-ctu", config, NOW, 3)
+    assert not deadline.compacted
+    assert deadline.until == NOW + timedelta(milliseconds=7 * DAY_MS + 30 * DAY_MS)
+    assert deadline.explanation.startswith("3 message(s) about the erased person(s)")
+    assert "RECORD_ERASED" in deadline.explanation
+    assert "make the topic compact,delete" not in deadline.explanation  # not for a feed
+    compacted = erasable_config(DAY_MS)
+    assert feed_deadline("t", compacted, NOW, 3) == copy_deadline("t", compacted, NOW)
