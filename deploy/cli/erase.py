@@ -145,6 +145,9 @@ def _print_report(report: ErasureReport) -> None:
     for deadline in report.remaining:
         print(f"  {deadline.topic}: until {deadline.until.isoformat(timespec='seconds')}"
               f" ({deadline.explanation})")
+    print("  resolve snapshots of a worker that does not hold the resolve partition now: until"
+          " it next takes it (its rebuild meets the tombstone and deletes them); a retired"
+          " worker's data folder must be deleted (docs/SECURITY.md)")
     print("  outside tipsync: the agency's own system and producer checkpoint (the agency"
           " must erase at source: a record it publishes again comes back); backups")
 
