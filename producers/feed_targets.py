@@ -6,12 +6,15 @@ where the stored offsets say: nothing lost, nothing written twice.
 - ``PostgresTarget``: the messages in ``tipsync_feed.message`` (upserted by ``message_id``;
   ``deliveries`` counts how often one arrived, so a message republished by the task force
   shows as 2, never as a second row) and the offsets in ``tipsync_feed.consumed``, in the same
-  transaction.
+  transaction. A ``RECORD_ERASED`` message (``tipsync erase``) deletes, in that transaction,
+  the person's earlier messages below its ``golden_version``: they may hold an erased
+  record's values.
 - ``JsonLinesTarget``: one message per line in ``feed-<agency>-<n>.jsonl`` files, a new file
   after ``rotate_bytes``; the offsets and the length of the current file that they cover in
   ``checkpoint.json``, written after the lines are on disk (fsync) and replaced atomically. At
   start, lines past the checkpointed length (written, not yet checkpointed) are cut off: they
-  are read from Kafka again.
+  are read from Kafka again. Lines are never rewritten: whoever reads the files applies a
+  ``RECORD_ERASED`` line (docs/SECURITY.md "Erasure and the agencies' feeds").
 """
 
 from __future__ import annotations
@@ -102,6 +105,13 @@ ON CONFLICT (message_id) DO UPDATE SET deliveries = {SCHEMA}.message.deliveries 
     "offset" = EXCLUDED."offset"
 """
 
+# What an erasure notice removes: the person's messages that may hold the erased values.
+_FORGET_ERASED = f"""
+DELETE FROM {SCHEMA}.message WHERE person_id = %s AND golden_version < %s
+    AND kind <> 'RECORD_ERASED'
+"""
+ERASED_KIND = "RECORD_ERASED"
+
 _POSITION = f"""
 INSERT INTO {SCHEMA}.consumed (topic, partition, next_offset) VALUES (%s, %s, %s)
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
@@ -138,6 +148,10 @@ class PostgresTarget:
                  Jsonb(row.message, dumps=message_json))
                 for row in rows
             ])
+            erasures = [(row.message["person_id"], row.message["golden_version"])
+                        for row in rows if row.message["kind"] == ERASED_KIND]
+            if erasures:
+                cursor.executemany(_FORGET_ERASED, erasures)
             cursor.executemany(_POSITION, [
                 (topic, partition, offset) for partition, offset in sorted(positions.items())
             ])
