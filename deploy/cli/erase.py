@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="every source record of this golden person, and the links that"
                         " end at it")
     erase.add_argument("--record", metavar="RID", help="the record's id at its agency")
+    erase.add_argument("--consent", metavar="REF",
+                       help="with --agency: every record the agency shared under this consent"
+                       " reference (consent withdrawn), of every entity")
     erase.add_argument("--entity", default="person",
                        help="the record's entity (its agency topic's); default person")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -85,11 +88,21 @@ def _erase(args: argparse.Namespace) -> int:
     import psycopg
     from confluent_kafka import KafkaException
 
-    from deploy.operations.erasure import ErasureError, person_targets, record_targets
+    from deploy.operations.erasure import (
+        ErasureError,
+        consent_targets,
+        person_targets,
+        record_targets,
+    )
 
-    if args.agency and not args.record:
-        print("tipsync erase: --agency needs --record RID (the record's id at the agency)",
+    if args.agency and bool(args.record) == bool(args.consent):
+        print("tipsync erase: --agency needs one of --record RID (the record's id at the"
+              " agency) or --consent REF (every record shared under that consent)",
               file=sys.stderr)
+        return 2
+    if args.person and args.consent:
+        print("tipsync erase: --consent goes with --agency (the agency whose consent"
+              " reference it is), not with --person", file=sys.stderr)
         return 2
     if args.person:
         try:
@@ -102,6 +115,9 @@ def _erase(args: argparse.Namespace) -> int:
         eraser, database_url = _eraser(args)
         if args.person:
             targets = person_targets(database_url, args.person)
+        elif args.consent:
+            eraser.topics.agency(args.agency, "person")  # a malformed id stops here
+            targets = consent_targets(database_url, args.agency, args.consent)
         else:
             eraser.topics.agency(args.agency, args.entity)  # a malformed id stops here
             targets = record_targets(database_url, args.entity, args.agency, args.record)
@@ -116,8 +132,8 @@ def _erase(args: argparse.Namespace) -> int:
         print(f"tipsync erase: {error}", file=sys.stderr)
         return 2
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-        print("tipsync erase: the store has no erasure log or retention columns yet (migration"
-              " 0008): run `tipsync db migrate` on it first", file=sys.stderr)
+        print("tipsync erase: the store has no erasure log, retention or consent columns yet"
+              " (migrations 0008, 0009): run `tipsync db migrate` on it first", file=sys.stderr)
         return 2
     except (psycopg.Error, KafkaException) as error:
         print(f"tipsync erase: the store or Kafka failed ({type(error).__name__}); check"

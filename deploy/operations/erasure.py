@@ -111,6 +111,30 @@ def record_targets(database_url: str, entity: str, agency_id: str,
     return [ErasureTarget(entity, agency_id, source_record_id, golden, version)]
 
 
+def consent_targets(database_url: str, agency_id: str, consent_ref: str) -> list[ErasureTarget]:
+    """Every live record of ``agency_id``, of every entity, that the agency shared under the
+    consent ``consent_ref`` (the consent was withdrawn). The reference is the agency's own:
+    another agency's record with the same reference is not named."""
+    targets: list[ErasureTarget] = []
+    with psycopg.connect(database_url) as connection:
+        for entity in ENTITY_TABLES:
+            table, id_column = _source_table(entity)
+            rows = connection.execute(
+                f"SELECT source_record_id, {id_column}::text, source_version"  # noqa: S608
+                f" FROM {table} WHERE agency_id = %s AND consent_ref = %s AND NOT deleted"
+                " ORDER BY source_record_id", (agency_id, consent_ref),
+            ).fetchall()
+            targets += [ErasureTarget(entity, agency_id, *row) for row in rows]
+    if not targets:
+        raise ErasureError(
+            f"agency '{agency_id}' has no record in the store shared under consent"
+            f" '{consent_ref[:80]}' (erased already, or another reference); the data"
+            " protection officer finds them with: SELECT agency_id, source_record_id,"
+            " consent_ref FROM reconciled.person_source WHERE consent_ref IS NOT NULL"
+        )
+    return targets
+
+
 def person_targets(database_url: str, person_id: str) -> list[ErasureTarget]:
     """Every source record of a golden person (a merged id stands for its survivor), and
     the links that end at the person (that a person is a victim in a case is about them)."""

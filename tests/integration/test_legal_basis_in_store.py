@@ -1,7 +1,8 @@
 """Issue 15, on the real stack: the legal basis and consent reference an agency publishes
 reach the store through ingest, resolve and the sink; analysts read the legal basis of the
 source records their clearance shows them and never the consent reference, which the store's
-owner (the data protection officer's connection) reads. Analysts are made with ``tipsync
+owner (the data protection officer's connection) reads; ``tipsync erase --agency ID --consent
+REF`` erases every record shared under a withdrawn consent. Analysts are made with ``tipsync
 analyst add`` and connect through the file it wrote. All people here are invented."""
 
 from __future__ import annotations
@@ -104,3 +105,20 @@ def test_an_analyst_reads_the_legal_basis_within_clearance_and_never_the_consent
     assert _as_analyst(
         analysts["OFFICIAL"], "SELECT legal_basis FROM reconciled.person_source"
         f" WHERE source_record_id IN ('{CONSENTED[1]}', '{OBLIGED[1]}')") == []
+
+
+def test_a_withdrawn_consent_erases_the_records_shared_under_it_only(
+    pipeline: ErasurePipeline,
+) -> None:
+    unknown = pipeline.tipsync("erase", "--agency", "police-ctu", "--consent", "NO-SUCH-REF",
+                               "--yes")
+    assert unknown.returncode == 2
+    assert "has no record in the store shared under consent 'NO-SUCH-REF'" in unknown.stderr
+    erased = pipeline.tipsync("erase", "--agency", "police-ctu", "--consent", CONSENT_REF,
+                              "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert "erased 1 source record(s): person police-ctu:P-LB-1" in erased.stdout
+    assert not pipeline.stored(*CONSENTED)
+    assert pipeline.stored(*OBLIGED)  # shared on a legal obligation: stays
+    assert pipeline.stored("police-ctu", "C-LB-3", "case")
+    assert CONSENT_REF not in erased.stdout + erased.stderr  # the reference is not echoed
