@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from deploy.operations.manifests import CNPG_VERSION, STRIMZI_VERSION
+from deploy.operations.manifests_cluster import CNPG_VERSION, STRIMZI_VERSION
 
 KUBECONFORM_MODULE = "github.com/yannh/kubeconform/cmd/kubeconform"
 KUBECONFORM_VERSION = "v0.7.0"

@@ -25,7 +25,7 @@ EXCLUDED_FOLDERS = (
 # Files read by a program other than tipsync, which cannot import a name from schemas.config:
 # they may name a variable, but only one VARIABLES declares.
 OTHER_READERS = {
-    "deploy/compose.yaml": "docker compose interpolates ${TIPSYNC_POSTGRES_PASSWORD:?...}",
+    "deploy/compose.yaml": "docker compose interpolates ${TIPSYNC_HOME:?...}",
 }
 
 
