@@ -3,6 +3,7 @@
     tipsync deploy kubernetes --out deploy/kubernetes [--secrets DIR] [--namespace NS]
     tipsync deploy compose [--advertise HOST:PORT]
     tipsync deploy grant
+    tipsync deploy agency-file ID --out FILE
 
 ``kubernetes`` writes the manifests (no secret in them) and, with ``--secrets``, the Secrets
 they name, from the state folder's generated secrets, into a 0600 file to apply once.
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from deploy.cli.options import add_topic_root
+from deploy.operations.enrolment import registered_agency
 from deploy.operations.manifests import write_manifests
 from deploy.operations.manifests_cluster import Deployment
 from deploy.operations.manifests_compose import (
@@ -29,8 +31,18 @@ from deploy.operations.manifests_compose import (
 )
 from deploy.operations.manifests_secrets import write_kubernetes_secrets
 from deploy.stack.acls import AclError
+from deploy.stack.clients import hand_over
+from deploy.stack.layout import StateLayout
+from deploy.stack.principals import agency_principal, agency_secret
 from deploy.stack.stack import LocalStack
-from schemas.agencies import AgencyRegistryError, load_agencies
+from deploy.stack.tls import ensure_tls
+from schemas import config
+from schemas.agencies import (
+    AgencyRegistryError,
+    InvalidAgencyIdError,
+    UnknownAgencyError,
+    load_agencies,
+)
 from schemas.config import DEFAULT_KAFKA_PORT, TopicSettings, load_settings
 from schemas.topics import TopicNames
 
@@ -84,6 +96,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     grant.set_defaults(func=_grant)
 
+    agency_file = targets.add_parser(
+        "agency-file", help="an agency's client properties file for a Kubernetes deployment",
+        description="Writes the agency's file (mode 0600) with the CA beside it, as `agency"
+        " enroll --out` does, for the deployment whose KafkaUser and realm carry the same"
+        " secret (Strimzi creates the credential and ACLs). The addresses are the ones the"
+        f" agencies reach: {config.KAFKA_BOOTSTRAP} (the external listener) and"
+        f" {config.REGISTRY_URL}.",
+    )
+    agency_file.add_argument("agency_id", metavar="ID", help="an id of the agency registry")
+    agency_file.add_argument("--out", type=Path, required=True, metavar="FILE")
+    agency_file.set_defaults(func=_agency_file)
+
 
 def _kubernetes(args: argparse.Namespace) -> int:
     try:
@@ -127,4 +151,18 @@ def _grant(args: argparse.Namespace) -> int:
         print(f"tipsync deploy grant: {error}", file=sys.stderr)
         return 1
     print("the service principals have their SCRAM credentials and ACLs")
+    return 0
+
+
+def _agency_file(args: argparse.Namespace) -> int:
+    try:
+        agency_id = registered_agency(args.agency_id)
+    except (AgencyRegistryError, InvalidAgencyIdError, UnknownAgencyError) as error:
+        print(f"tipsync deploy agency-file: {error}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    layout = StateLayout.of(settings)
+    ca = hand_over(args.out, settings, agency_principal(agency_id),
+                   agency_secret(layout, agency_id), ensure_tls(layout.secrets))
+    print(f"wrote {args.out} (mode 0600) and {ca}: hand both to {agency_id}'s IT officer")
     return 0

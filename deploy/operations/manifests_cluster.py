@@ -56,6 +56,7 @@ KAFKA_CLUSTER = "tipsync"
 DATABASE_CLUSTER = "tipsync-db"
 REGISTRY_NAME = "tipsync-registry"
 KAFKA_TLS_PORT = 9093
+KAFKA_EXTERNAL_PORT = 9094
 REGISTRY_PORT = 8443
 CONSOLE_PORT = 18090
 # Kafka's service names and PostgreSQL's read-write service: what the clients connect to.
@@ -158,10 +159,14 @@ def kafka(deployment: Deployment) -> list[Document]:
         "spec": {
             "kafka": {
                 "version": KAFKA_VERSION,
-                "listeners": [{
-                    "name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True,
-                    "authentication": {"type": "scram-sha-512"},
-                }],
+                # Inside the cluster (the services) and outside it (the agencies' producers,
+                # through a load balancer): both TLS with SCRAM-SHA-512, as on the local stack.
+                "listeners": [
+                    {"name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True,
+                     "authentication": {"type": "scram-sha-512"}},
+                    {"name": "external", "port": KAFKA_EXTERNAL_PORT, "type": "loadbalancer",
+                     "tls": True, "authentication": {"type": "scram-sha-512"}},
+                ],
                 "authorization": {"type": "simple", "superUsers": [ADMIN]},
                 "config": dict(BROKER_CONFIG),
                 "rack": {"topologyKey": "topology.kubernetes.io/zone"},

@@ -18,7 +18,7 @@ from deploy.operations.manifests_cluster import (
     restricted,
 )
 from deploy.stack.postgres import APP_ROLE
-from deploy.stack.principals import MONITOR, SINK, STREAM
+from deploy.stack.principals import ADMIN, MONITOR, SINK, STREAM
 from schemas.config import (
     DEFAULT_OPERATIONS_METRICS_PORT,
     DEFAULT_SINK_METRICS_PORT,
@@ -140,6 +140,26 @@ def tipsync_deployment(deployment: Deployment, role: Role) -> Document:
 
 
 def tipsync(deployment: Deployment) -> list[Document]:
-    return [tipsync_deployment(deployment, role) for role in ROLES]
+    return [setup_job(deployment), *(tipsync_deployment(deployment, role) for role in ROLES)]
 
 
+
+
+def setup_job(deployment: Deployment) -> Document:
+    """Once, as admin: the store's migrations and the Avro contract in the registry (the
+    topics and users are Strimzi's resources). Re-running it is harmless: both are
+    idempotent."""
+    role = Role("setup", ADMIN, (), 0)
+    pod = tipsync_deployment(deployment, role)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    for probe in ("readinessProbe", "livenessProbe", "ports"):
+        container.pop(probe)
+    container["command"] = ["/bin/sh", "-c"]
+    container["args"] = ["tipsync db migrate && tipsync schemas register"]
+    pod["restartPolicy"] = "OnFailure"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(deployment, "tipsync-setup"),
+        "spec": {"backoffLimit": 10, "template": {"spec": pod}},
+    }

@@ -105,8 +105,8 @@ def test_the_registry_is_secured_as_the_local_registry(settings) -> None:
     postgres._ensure_passwords()
     local = Registry(settings, layout, postgres)._environment()
     composed = compose_services()["registry"]["environment"]
-    security = [key for key in local if key.startswith(("APICURIO_AUTH", "QUARKUS_HTTP_AUTH",
-                                                        "QUARKUS_HTTP_INSECURE", "APICURIO_STORAGE"))]
+    guarded = ("APICURIO_AUTH", "QUARKUS_HTTP_AUTH", "QUARKUS_HTTP_INSECURE", "APICURIO_STORAGE")
+    security = [key for key in local if key.startswith(guarded)]
     assert len(security) >= 6
     for key in security:
         assert composed[key] == local[key], key
