@@ -101,9 +101,10 @@ def test_the_cluster_is_kraft_replicated_and_refuses_what_no_acl_allows() -> Non
     assert all(pool["spec"]["replicas"] == 3 for pool in pools)
     (kafka,) = of_kind(found, "Kafka")
     spec = kafka["spec"]["kafka"]
-    assert [listener["authentication"]["type"] for listener in spec["listeners"]] == [
+    assert {listener["name"] for listener in spec["listeners"]} == {"tls", "external"}
+    assert {listener["authentication"]["type"] for listener in spec["listeners"]} == {
         "scram-sha-512"
-    ]
+    }
     assert all(listener["tls"] for listener in spec["listeners"])
     assert spec["authorization"] == {"type": "simple", "superUsers": ["admin"]}
     assert spec["config"]["allow.everyone.if.no.acl.found"] is False
