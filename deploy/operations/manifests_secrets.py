@@ -70,7 +70,7 @@ def realm_text(settings: Settings, extra: dict[str, str]) -> str:
 
 
 def pgpass_text(host: str, passwords: dict[str, str]) -> str:
-    return "".join(f"{host}:5432:*:{role}:{passwords[role]}\n"
+    return "".join(f"{host}:*:*:{role}:{passwords[role]}\n"
                    for role in (APP_ROLE, SINK_ROLE))
 
 
