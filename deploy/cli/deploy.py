@@ -7,7 +7,7 @@
 
 ``kubernetes`` writes the manifests (no secret in them) and, with ``--secrets``, the Secrets
 they name, from the state folder's generated secrets, into a 0600 file to apply once.
-``compose`` writes the files deploy/compose.yaml mounts into ``<TIPSYNC_HOME>/compose/``;
+``compose`` writes the files deploy/compose.yaml mounts into the state folder's ``compose/``;
 ``grant``, once that Kafka runs, gives the service principals their credentials and ACLs.
 
 Exit codes: 0 done; 1 the broker refused (grant); 2 bad input (an agency registry that
@@ -70,14 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     kubernetes.add_argument("--secrets", type=Path, default=None, metavar="DIR",
                             help="also write the Secrets here (never into the checkout)")
     kubernetes.add_argument("--agencies", type=Path, default=None, metavar="FILE",
-                            help="the agency registry (default: TIPSYNC_AGENCIES or"
+                            help=f"the agency registry (default: {config.AGENCIES} or"
                             " deploy/agencies.yaml)")
     add_topic_root(kubernetes)
     kubernetes.set_defaults(func=_kubernetes)
 
     compose = targets.add_parser(
         "compose", help="the configuration and secrets deploy/compose.yaml mounts",
-        description="Writes <TIPSYNC_HOME>/compose/: Kafka's, the registry's and PostgreSQL's"
+        description=f"Writes <{config.HOME}>/compose/: Kafka's, the registry's and PostgreSQL's"
         " configuration with their secrets, and the services' client files (0600).",
     )
     compose.add_argument(

@@ -40,6 +40,7 @@ from deploy.stack.principals import (
     agency_principal,
 )
 from deploy.stack.read_audit import SERVER_LOG_SETTINGS
+from deploy.stack.registry import security_environment
 from schemas.config import (
     TopicSettings,
 )
@@ -276,20 +277,9 @@ def registry(deployment: Deployment) -> list[Document]:
     basic authentication against the realm Secret, Apicurio's roles from the identity."""
     labels = {"app.kubernetes.io/name": REGISTRY_NAME}
     env = {
-        "QUARKUS_HTTP_SSL_PORT": str(REGISTRY_PORT),
-        "QUARKUS_HTTP_INSECURE_REQUESTS": "disabled",
-        "QUARKUS_HTTP_SSL_CERTIFICATE_FILES": "/etc/tipsync/tls/tls.crt",
-        "QUARKUS_HTTP_SSL_CERTIFICATE_KEY_FILES": "/etc/tipsync/tls/tls.key",
-        "QUARKUS_MANAGEMENT_PORT": str(REGISTRY_PORT + 1),
-        "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_FILES": "/etc/tipsync/tls/tls.crt",
-        "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_KEY_FILES": "/etc/tipsync/tls/tls.key",
-        "QUARKUS_HTTP_AUTH_BASIC": "true",
-        # The realm's digests and the datasource password, one Quarkus properties file.
-        "QUARKUS_CONFIG_LOCATIONS": "/etc/tipsync/realm/realm.properties",
-        "APICURIO_AUTH_ROLE_BASED_AUTHORIZATION": "true",
-        "APICURIO_AUTH_ROLE_SOURCE": "token",
-        "APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED": "false",
-        "APICURIO_AUTH_AUTHENTICATED_READ_ACCESS_ENABLED": "false",
+        # the realm's digests and the datasource password, one Quarkus properties file
+        **security_environment(REGISTRY_PORT, "/etc/tipsync/tls/tls.crt",
+                               "/etc/tipsync/tls/tls.key", "/etc/tipsync/realm/realm.properties"),
         "QUARKUS_OTEL_SDK_DISABLED": "true",
         "APICURIO_STORAGE_KIND": "sql",
         "APICURIO_STORAGE_SQL_KIND": "postgresql",

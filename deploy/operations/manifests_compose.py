@@ -1,6 +1,6 @@
 """The files deploy/compose.yaml mounts: configuration with secrets, made by tipsync.
 
-``tipsync deploy compose`` writes them into ``<TIPSYNC_HOME>/compose/`` (folders 0700, files
+``tipsync deploy compose`` writes them into ``compose/`` of the state folder (folders 0700, files
 0600), from the state folder's secrets (``manifests_secrets``), so that compose.yaml holds no
 secret and no secret is on a command line:
 

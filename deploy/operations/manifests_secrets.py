@@ -4,7 +4,7 @@ Every secret comes from the one place the local stack takes it from: the CA and 
 certificate from ``deploy.stack.tls``, the principals' secrets (Kafka SCRAM password and
 registry password in one) from ``deploy.stack.principals``, the registry's realm from
 ``deploy.stack.registry_users``, PostgreSQL's role passwords from the password file the local
-stack keeps (``Postgres`` makes them). The deployment's state folder (``TIPSYNC_HOME`` on
+stack keeps (``Postgres`` makes them). The deployment's state folder (``schemas.config.HOME`` on
 the administrator's machine) holds them; what this module writes is 0600 in 0700 folders.
 """
 

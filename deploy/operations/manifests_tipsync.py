@@ -19,6 +19,7 @@ from deploy.operations.manifests_cluster import (
 )
 from deploy.stack.postgres import APP_ROLE
 from deploy.stack.principals import ADMIN, MONITOR, SINK, STREAM
+from schemas import config
 from schemas.config import (
     DEFAULT_OPERATIONS_METRICS_PORT,
     DEFAULT_SINK_METRICS_PORT,
@@ -58,9 +59,9 @@ def _environment(deployment: Deployment, role: Role) -> list[Document]:
         "&sslrootcert=/etc/tipsync/clients/ca.pem"
     )
     env = {
-        "TIPSYNC_CLIENT_CONFIG": client,
-        "TIPSYNC_DATABASE_URL": database_url,
-        "TIPSYNC_HOME": "/var/lib/tipsync",
+        config.CLIENT_CONFIG: client,
+        config.DATABASE_URL: database_url,
+        config.HOME: "/var/lib/tipsync",
     }
     return [{"name": key, "value": value} for key, value in env.items()]
 
