@@ -1,13 +1,14 @@
 """The platform tipsync runs on, on Kubernetes, made from the same facts as the local stack.
 
-``tipsync deploy kubernetes --out DIR`` writes them (deploy/kubernetes/ holds the output for
-``tip`` and ``deploy/agencies.yaml``; a test keeps it in step). Nothing here holds a secret:
+``deploy.operations.manifests`` writes these resources and tipsync's own
+(``manifests_tipsync``) as files. Nothing here holds a secret:
 the KafkaUsers name their passwords in Secrets that ``manifests_secrets`` makes from the state
 folder's generated secrets (``deploy.stack.principals``), never written into these files.
 
 - Kafka: Strimzi (``kafka.strimzi.io/v1``, Strimzi 1.0.1, the last release that runs Kafka
   4.1.2, the local stack's version): a KRaft cluster of three controllers and three brokers
-  (``KafkaNodePool``), one TLS listener with SCRAM-SHA-512, the simple authorizer with
+  (``KafkaNodePool``), TLS listeners with SCRAM-SHA-512 (in the cluster, and a load
+  balancer for the agencies), the simple authorizer with
   ``admin`` its only super user, the broker settings of the local stack
   (``deploy.stack.kafka``) with replication factor 3 and ``min.insync.replicas`` 2. The
   cluster CA is the deployment's own (``deploy.stack.tls``, given to Strimzi as a custom CA),
@@ -19,10 +20,7 @@ folder's generated secrets (``deploy.stack.principals``), never written into the
 - The registry: Apicurio 3.3.3 with the local stack's settings (``deploy.stack.registry``):
   HTTPS only, basic authentication against a realm Secret, role-based authorization.
 - PostgreSQL: a CloudNativePG ``Cluster`` of three instances, TLS with the deployment's
-  certificate, SCRAM for every connection, the local stack's roles.
-- tipsync: one Deployment per role (stream, sink, monitor, console), the image of
-  deploy/image/, each with its principal's client properties file from a Secret, probes and
-  resource requests.
+  certificate, SCRAM for every connection, the local stack's roles, pgaudit's settings.
 """
 
 from __future__ import annotations
