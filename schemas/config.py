@@ -65,8 +65,6 @@ HOME: Final = "TIPSYNC_HOME"
 CACHE: Final = "TIPSYNC_CACHE"
 JAVA_HOME: Final = "TIPSYNC_JAVA_HOME"
 POSTGRES_BIN: Final = "TIPSYNC_POSTGRES_BIN"
-POSTGRES_PASSWORD: Final = "TIPSYNC_POSTGRES_PASSWORD"  # read by docker compose only
-KAFKA_ADMIN_SECRET: Final = "TIPSYNC_KAFKA_ADMIN_SECRET"  # read by docker compose only
 AGENCIES: Final = "TIPSYNC_AGENCIES"
 PARTITIONS: Final = "TIPSYNC_PARTITIONS"
 REPLICATION_FACTOR: Final = "TIPSYNC_REPLICATION_FACTOR"
@@ -127,17 +125,6 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "the only Java used for Kafka (17+) and the registry (21+ for 3.3, else 3.0.9)",
     ),
     Variable(POSTGRES_BIN, f"`{DEFAULT_POSTGRES_BIN}`", "PostgreSQL server binaries"),
-    Variable(
-        POSTGRES_PASSWORD, "none: Docker only",
-        "the PostgreSQL password `deploy/compose.yaml` gives its database and registry;"
-        f" tipsync never reads it (put it in a password file that `{DATABASE_URL}` names"
-        " with `passfile=`, as that file's header shows)",
-    ),
-    Variable(
-        KAFKA_ADMIN_SECRET, "none: Docker only",
-        "the Kafka admin's secret `deploy/compose.yaml` gives its broker (the local stack keeps"
-        " its own in `<home>/secrets/principals.json`); tipsync never reads it",
-    ),
     Variable(
         AGENCIES, "`deploy/agencies.yaml`",
         "the agency registry: who may publish, and how far each agency is trusted",

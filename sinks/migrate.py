@@ -110,8 +110,11 @@ def plan_migrations(
 def shipped_migrations() -> list[Migration]:
     """The migrations packaged with this code."""
     folder: Traversable = resources.files("sinks") / "migrations"
+    # Only the SQL files are read: an installed package also holds ``__pycache__/`` (pip
+    # compiles ``__init__.py``), a folder whose text cannot be read.
     return parse_migrations(
-        (entry.name, entry.read_text(encoding="utf-8")) for entry in folder.iterdir()
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir() if entry.name.endswith(".sql") and entry.is_file()
     )
 
 

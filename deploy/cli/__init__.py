@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.review",
     "deploy.cli.subscribe",
     "deploy.cli.bench",
+    "deploy.cli.deploy",
 )
 
 

@@ -64,6 +64,34 @@ def write_realm(layout: StateLayout) -> Path:
     temporary.replace(path)
     return path
 
+
+def security_environment(port: int, certificate: str, key: str,
+                         realm: str) -> dict[str, str]:
+    """The registry's security settings, wherever it runs (the local stack, Kubernetes):
+    HTTPS only on ``port`` and its management port (+ 1) with ``certificate`` and ``key``,
+    basic authentication against the ``realm`` properties file, Apicurio's roles from the
+    identity, no anonymous or merely authenticated access."""
+    return {
+        # HTTPS on the registry port; the plain HTTP port is never opened.
+        "QUARKUS_HTTP_SSL_PORT": str(port),
+        "QUARKUS_HTTP_INSECURE_REQUESTS": "disabled",
+        "QUARKUS_HTTP_SSL_CERTIFICATE_FILES": certificate,
+        "QUARKUS_HTTP_SSL_CERTIFICATE_KEY_FILES": key,
+        "QUARKUS_MANAGEMENT_PORT": str(port + 1),
+        "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_FILES": certificate,
+        "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_KEY_FILES": key,
+        # Basic authentication against the realm file, Apicurio's roles from the identity.
+        # Quarkus logs that quarkus.http.auth.basic is "build time fixed to 'null'":
+        # Apicurio's authentication chain reads the value given here and delegates to
+        # Quarkus' basic mechanism (checked: 401 without credentials).
+        "QUARKUS_HTTP_AUTH_BASIC": "true",
+        "QUARKUS_CONFIG_LOCATIONS": realm,
+        "APICURIO_AUTH_ROLE_BASED_AUTHORIZATION": "true",
+        "APICURIO_AUTH_ROLE_SOURCE": "token",
+        "APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED": "false",
+        "APICURIO_AUTH_AUTHENTICATED_READ_ACCESS_ENABLED": "false",
+    }
+
 # --------------------------------------------------------------------------- Apicurio
 
 
@@ -151,25 +179,11 @@ class Registry(Service):
         env.update(
             {
                 "QUARKUS_HTTP_HOST": "127.0.0.1",
-                # HTTPS on the registry port; the plain HTTP port is never opened.
-                "QUARKUS_HTTP_SSL_PORT": str(self.port),
-                "QUARKUS_HTTP_INSECURE_REQUESTS": "disabled",
-                "QUARKUS_HTTP_SSL_CERTIFICATE_FILES": str(tls.server_certificate),
-                "QUARKUS_HTTP_SSL_CERTIFICATE_KEY_FILES": str(tls.server_key),
+                **security_environment(
+                    self.port, str(tls.server_certificate), str(tls.server_key),
+                    str(write_realm(self.layout)),
+                ),
                 "QUARKUS_MANAGEMENT_HOST": "127.0.0.1",
-                "QUARKUS_MANAGEMENT_PORT": str(self.management_port),
-                "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_FILES": str(tls.server_certificate),
-                "QUARKUS_MANAGEMENT_SSL_CERTIFICATE_KEY_FILES": str(tls.server_key),
-                # Basic authentication against the realm file, Apicurio's roles from the
-                # identity. Quarkus logs that quarkus.http.auth.basic is "build time fixed to
-                # 'null'": Apicurio's authentication chain reads the value given here and
-                # delegates to Quarkus' basic mechanism (checked: 401 without credentials).
-                "QUARKUS_HTTP_AUTH_BASIC": "true",
-                "QUARKUS_CONFIG_LOCATIONS": str(write_realm(self.layout)),
-                "APICURIO_AUTH_ROLE_BASED_AUTHORIZATION": "true",
-                "APICURIO_AUTH_ROLE_SOURCE": "token",
-                "APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED": "false",
-                "APICURIO_AUTH_AUTHENTICATED_READ_ACCESS_ENABLED": "false",
                 "QUARKUS_OTEL_SDK_DISABLED": "true",
                 "APICURIO_STORAGE_KIND": "sql",
                 "APICURIO_STORAGE_SQL_KIND": "postgresql",

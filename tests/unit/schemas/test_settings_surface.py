@@ -25,7 +25,9 @@ EXCLUDED_FOLDERS = (
 # Files read by a program other than tipsync, which cannot import a name from schemas.config:
 # they may name a variable, but only one VARIABLES declares.
 OTHER_READERS = {
-    "deploy/compose.yaml": "docker compose interpolates ${TIPSYNC_POSTGRES_PASSWORD:?...}",
+    "deploy/compose.yaml": "docker compose interpolates ${TIPSYNC_HOME:?...}",
+    "deploy/image/Containerfile": "the image sets TIPSYNC_HOME for the processes it runs",
+    "deploy/kubernetes/60-tipsync.yaml": "Kubernetes gives the pods their TIPSYNC_* variables",
 }
 
 

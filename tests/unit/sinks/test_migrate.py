@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sinks.migrate import (
@@ -58,3 +60,22 @@ def test_the_shipped_migrations_parse_and_start_at_one() -> None:
     versions = [m.version for m in shipped_migrations()]
     assert versions[0] == 1
     assert versions == list(range(1, len(versions) + 1))
+
+
+def test_shipped_migrations_skip_the_bytecode_folder_an_installed_package_has(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pip compiles ``sinks/migrations/__init__.py`` into ``__pycache__/`` when it installs
+    tipsync (the container image): reading that folder as a file broke `db migrate`."""
+    from importlib import resources
+
+    import sinks.migrate as migrate_module
+
+    package = tmp_path / "sinks"
+    folder = package / "migrations"
+    (folder / "__pycache__").mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "0001_first.sql").write_text("SELECT 1;\n")
+    monkeypatch.setattr(migrate_module.resources, "files",
+                        lambda name: resources.files(name) if name != "sinks" else package)
+    assert [m.file_name for m in migrate_module.shipped_migrations()] == ["0001_first.sql"]
