@@ -213,8 +213,9 @@ def _replay(args: argparse.Namespace) -> int:
             return 0
         if plan.to_publish:
             audit_ids = audit.record("replay", list(plan.to_publish))
-            placed = publish(settings.client, [(target, entry.message)
-                                               for entry, target in plan.to_publish])
+            placed = publish(settings.client, [
+                (target, entry.source_partition, entry.message)
+                for entry, target in plan.to_publish])
             audit.complete(audit_ids, placed)
     except DeadLetterError as error:
         return _fail("replay", error)

@@ -9,8 +9,10 @@ A dead letter's **ID** is ``<stage>:<partition>:<offset>`` of its place on ``tip
 message key (``<agency_id>:<source_record_id>``) is never shown or logged by ``list`` and
 ``show``: a source record id points at a person, as a metric label or a log line must not.
 
-A **replay** re-publishes a letter's key and value bytes, unchanged, to the topic it was read
-from (its ``tipsync.source_topic`` header), which must be an input of its stage under the
+A **replay** re-publishes a letter's key and value bytes, unchanged, to the topic and
+partition it was read from (its ``tipsync.source_topic`` and ``source_partition`` headers:
+an agency's other changes of the record are in that partition, in order, whatever the
+partitioner of the producer that wrote them), which must be an input of its stage under the
 command's topic root: an agency topic for ``ingest``, the resolve topic for ``resolve``, a
 reconciled topic for ``sink``. The stages are idempotent (ingest drops an event_id it has
 seen and a source_version it holds; the sink keeps the newest golden_version), so a letter

@@ -44,9 +44,15 @@ def _message(kafka: KafkaMessage) -> Message:
     )
 
 
+def _harmless(error: KafkaError) -> bool:
+    """The client looks up the coordinator of the group it needs an id for, and the broker
+    refuses that to a principal without a group right: an event, not a failed read (the
+    fetches go on), since the group is never joined and nothing is committed."""
+    return error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
 def _refused(topic: str, error: KafkaError) -> DeadLetterError:
-    if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                        KafkaError.GROUP_AUTHORIZATION_FAILED):
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
         return DeadLetterError(
             f"Kafka refused to let this principal read {topic} ({error.name()}); run `tipsync"
             " dlq` as the operator principal (its default) or another with READ on the"
@@ -102,6 +108,8 @@ def _read_all(consumer: Consumer, topic: str) -> Iterator[Message]:
             if error.code() == KafkaError._PARTITION_EOF:
                 ends.pop(partition, None)
                 continue
+            if _harmless(error):
+                continue
             raise _refused(topic, error)
         if partition in ends:
             yield _message(kafka)
@@ -131,6 +139,8 @@ def read_dead_letter(client: ClientConfig, names: TopicNames, letter: DeadLetter
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     raise gone
+                if _harmless(error):
+                    continue
                 raise _refused(topic, error)
             if kafka.offset() != letter.offset:
                 raise gone  # compacted away: the next one was returned
@@ -144,10 +154,12 @@ def read_dead_letter(client: ClientConfig, names: TopicNames, letter: DeadLetter
         consumer.close()
 
 
-def publish(client: ClientConfig, messages: Sequence[tuple[str, Message]]
+def publish(client: ClientConfig, messages: Sequence[tuple[str, int | None, Message]]
             ) -> list[tuple[int, int]]:
-    """Publish each (topic, message)'s key and value bytes unchanged, without the dead-letter
-    headers; returns the (partition, offset) each got, in order. DeadLetterError when Kafka
+    """Publish each (topic, partition, message)'s key and value bytes unchanged, without the
+    dead-letter headers, to the partition it was read from when known (the producer that
+    wrote it may have hashed keys differently; its other changes are in that partition, in
+    order); returns the (partition, offset) each got, in order. DeadLetterError when Kafka
     refuses one (the ones before it are published: the caller's audit says which)."""
     producer = Producer(client.librdkafka({"acks": "all", "enable.idempotence": True}))
     placed: list[tuple[int, int] | None] = [None] * len(messages)
@@ -161,10 +173,11 @@ def publish(client: ClientConfig, messages: Sequence[tuple[str, Message]]
                 placed[index] = (kafka.partition() or 0, kafka.offset() or 0)
         return report
 
-    for index, (topic, message) in enumerate(messages):
+    for index, (topic, partition, message) in enumerate(messages):
         while True:
             try:
                 producer.produce(topic, key=message.key, value=message.value,
+                                 partition=-1 if partition is None else partition,
                                  on_delivery=delivered(index, topic))
                 break
             except BufferError:
