@@ -272,6 +272,7 @@ def test_the_operator_reads_dead_letters_and_writes_stage_inputs_and_nothing_els
             done = kafka_tool(
                 stack, PRODUCER, "--bootstrap-server", stack.kafka_bootstrap, "--topic", topic,
                 "--producer.config", str(operator), "--property", "parse.key=true",
+                "--property", "key.separator=:",
                 "--producer-property", "max.block.ms=15000",
                 "--producer-property", "delivery.timeout.ms=20000",
                 "--producer-property", "request.timeout.ms=10000",
