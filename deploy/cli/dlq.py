@@ -26,7 +26,6 @@ from deploy.operations.dlq import (
     DeadLetterEntry,
     DeadLetterError,
     check_reason,
-    check_stage,
     entry_of,
     parse_dead_letter_id,
     plan_replay,
@@ -194,7 +193,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     names = TopicNames(args.topic_root)
     try:
-        stage, reason = check_stage(args.stage), check_reason(args.reason)
+        stage, reason = args.stage, check_reason(args.reason)  # argparse checked the stage
         settings = config.load_settings()
         entries = select((entry_of(stage, message) for message
                           in read_dead_letters(settings.client, names, stage)), reason)

@@ -139,15 +139,6 @@ def entry_of(stage: str, message: Message) -> DeadLetterEntry:
     )
 
 
-def check_stage(stage: str) -> str:
-    if stage not in DLQ_STAGES:
-        raise DeadLetterError(
-            f"'{stage}' is not a stage with dead letters (expected one of"
-            f" {', '.join(DLQ_STAGES)})"
-        )
-    return stage
-
-
 def check_reason(reason: str | None) -> str | None:
     if reason is not None and reason not in REASONS:
         raise DeadLetterError(

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka import Message as KafkaMessage
 
 from deploy.operations.dlq import DeadLetterError, DeadLetterId, Message
+from deploy.operations.topic_reader import assign_to_end
 from schemas.client_config import ClientConfig
 from schemas.topics import TopicNames
 
@@ -86,17 +87,7 @@ def _read_all(consumer: Consumer, topic: str) -> Iterator[Message]:
             f"there is no topic {topic}; create the pipeline's topics (`tipsync topics"
             " create`) or give the right --topic-root"
         )
-    ends: dict[int, int] = {}
-    assignment = []
-    for partition in sorted(described.partitions):
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                   timeout=TIMEOUT_SECONDS)
-        if high > low:
-            ends[partition] = high
-            assignment.append(TopicPartition(topic, partition, low))
-    if not assignment:
-        return
-    consumer.assign(assignment)
+    ends = assign_to_end(consumer, topic, described.partitions, TIMEOUT_SECONDS)
     while ends:
         kafka = consumer.poll(TIMEOUT_SECONDS)
         if kafka is None:

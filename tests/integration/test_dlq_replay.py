@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +35,6 @@ from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
 from schemas.registration import register_all
 from schemas.topics import DLQ_STAGES, TopicNames
-from sinks.consumer import ReconciledSink, SinkOptions
 from sinks.migrate import migrate
 from streams.ingest import entity_golden_id
 from tests.integration.kafka_tools import java_client_config, kafka_tool
@@ -120,9 +118,6 @@ def pipeline(stack: Settings) -> Iterator[Pipeline]:
     harness = StreamHarness(stack, agencies=(POLICE,), entities=("case",), partitions=2)
     register_all(harness.registry)
     names = harness.topics
-    stop = threading.Event()
-    failures: list[BaseException] = []
-    thread: threading.Thread | None = None
     try:
         with scratch_database(stack.database_url, "dlq") as database_url:
             migrate(database_url)
@@ -139,27 +134,18 @@ def pipeline(stack: Settings) -> Iterator[Pipeline]:
             pipeline.wait_for(
                 lambda: names.reconciled("case") in harness.admin.list_topics(timeout=10).topics,
                 "the worker's output topics")
-            sink = ReconciledSink(stack, SinkOptions.under(
-                names, consumer_group=f"{harness.prefix}-sink", batch_seconds=0.3),
-                database_url)
-
-            def work() -> None:
-                try:
-                    sink.run(stop.is_set)
-                except BaseException as error:  # noqa: BLE001 - reported by the test
-                    failures.append(error)
-
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
+            sink = subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli", "sink", "--topic-root", names.root,
+                 "--database-url", database_url, "--metrics-port", "0",
+                 "--batch-seconds", "0.3"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 yield pipeline
             finally:
-                stop.set()
-                thread.join(60)
+                sink.terminate()
+                sink.wait(60)
     finally:
         harness.teardown()
-    if failures:
-        raise failures[0]
 
 
 def test_a_dead_letter_is_listed_fixed_replayed_into_the_store_once_and_audited(
