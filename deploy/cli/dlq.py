@@ -32,6 +32,7 @@ from deploy.operations.dlq import (
     render_entry,
     render_list,
     select,
+    sink_golden_record,
 )
 from deploy.stack.principals import ADMIN, OPERATOR
 from schemas import config
@@ -198,7 +199,8 @@ def _replay(args: argparse.Namespace) -> int:
         entries = select((entry_of(stage, message) for message
                           in read_dead_letters(settings.client, names, stage)), reason)
         audit = _audit_of(args, settings)
-        plan = plan_replay(entries, names, audit.replayed(), again=args.again)
+        plan = plan_replay(entries, names, audit.replayed(), again=args.again,
+                           superseded=_superseded(settings, audit, entries, names))
         for _, why in plan.refused:
             print(f"left: {why}", file=sys.stderr)
         if plan.replayed_before:
@@ -223,6 +225,35 @@ def _replay(args: argparse.Namespace) -> int:
           + (f" to {', '.join(targets)}" if targets else "")
           + "; recorded in reconciled.dead_letter_audit")
     return 1 if plan.refused else 0
+
+
+def _superseded(settings: config.Settings, audit: Any, entries: list[DeadLetterEntry],
+                names: TopicNames) -> dict[str, tuple[int, int]]:
+    """Sink letters whose golden record the store holds at the same or a newer version: ID ->
+    (the letter's golden_version, the store's). The value is decoded in memory for its
+    version only; nothing of it is printed."""
+    from schemas.registry import SchemaRegistry
+    from schemas.serde import AvroDeserializer
+
+    records = {str(entry.id): record for entry in entries
+               if (record := sink_golden_record(entry, names)) is not None}
+    if not records:
+        return {}
+    stored = audit.stored_versions(sorted(set(records.values())))
+    superseded: dict[str, tuple[int, int]] = {}
+    with SchemaRegistry(settings.client.registry()) as registry:
+        decode = AvroDeserializer(registry)
+        for entry in entries:
+            record = records.get(str(entry.id))
+            if record is None or record not in stored or entry.message.value is None:
+                continue
+            try:
+                version = int(decode(entry.message.value).record["golden_version"])
+            except Exception:  # noqa: BLE001 - undecodable: the replay will tell, as before
+                continue
+            if stored[record] >= version:
+                superseded[str(entry.id)] = (version, stored[record])
+    return superseded
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ fixed do not come back, doubled, on every run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -192,18 +192,40 @@ class ReplayPlan:
     refused: tuple[tuple[DeadLetterEntry, str], ...]  # (entry, why)
 
 
+def sink_golden_record(entry: DeadLetterEntry, names: TopicNames) -> tuple[str, str] | None:
+    """(entity, golden id) of a sink letter read from a reconciled entity topic (keyed by
+    golden id), None for any other letter (match decisions have no golden version)."""
+    if entry.stage != "sink" or entry.message.key is None:
+        return None
+    for output in RECONCILED_OUTPUTS:
+        if output != "match_decision" and entry.source_topic == names.reconciled(output):
+            return output, entry.message.key.decode(errors="replace")
+    return None
+
+
 def plan_replay(
     entries: Iterable[DeadLetterEntry], names: TopicNames, replayed: frozenset[str],
-    *, again: bool = False,
+    *, again: bool = False, superseded: Mapping[str, tuple[int, int]] | None = None,
 ) -> ReplayPlan:
     """Which of ``entries`` (already filtered) a replay publishes: ``replayed`` holds the IDs
-    the audit shows replayed before; those are left unless ``again``."""
+    the audit shows replayed before; those are left unless ``again``. ``superseded``: sink
+    letters whose golden record the store holds at the same or a newer version (ID -> (the
+    letter's version, the store's)): refused, since the store would ignore the replay and
+    the compacted topic would in time keep the older message instead of the newer one."""
     publish: list[tuple[DeadLetterEntry, str]] = []
     before: list[DeadLetterEntry] = []
     refused: list[tuple[DeadLetterEntry, str]] = []
     for entry in entries:
         if str(entry.id) in replayed and not again:
             before.append(entry)
+            continue
+        if superseded and str(entry.id) in superseded:
+            letter_version, stored = superseded[str(entry.id)]
+            refused.append((entry, (
+                f"dead letter {entry.id} is not replayed: the store holds its golden record at"
+                f" version {stored}, not older than the letter's {letter_version}; replayed,"
+                f" the older message would in time replace the newer one on the compacted"
+                f" {entry.source_topic} (docs/CONTRACT.md, Replaying one)")))
             continue
         try:
             publish.append((entry, replay_target(entry, names)))

@@ -101,6 +101,20 @@ class DeadLetterAudit:
                     (partition, offset, audit_id),
                 )
 
+    def stored_versions(self, records: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(entity, golden id) -> the golden_version the store holds (live, merged or
+        deleted), for the records it has."""
+        found: dict[tuple[str, str], int] = {}
+        with self._connect() as connection:
+            for entity, golden_id in records:
+                row = connection.execute(
+                    "SELECT golden_version FROM reconciled.golden_record_state"
+                    " WHERE entity = %s AND golden_id::text = %s", (entity, golden_id),
+                ).fetchone()
+                if row is not None:
+                    found[(entity, golden_id)] = int(row[0])
+        return found
+
     def rows(self, limit: int = 100) -> list[AuditRow]:
         """The latest rows of this root, newest first."""
         with self._connect() as connection:

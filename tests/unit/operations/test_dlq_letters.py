@@ -18,6 +18,7 @@ from deploy.operations.dlq import (
     render_list,
     replay_target,
     select,
+    sink_golden_record,
 )
 from schemas.dead_letters import DeadLetter, dead_letter_headers, dead_letter_key
 from schemas.topics import TopicNames
@@ -91,3 +92,19 @@ def test_a_replay_leaves_letters_replayed_before_unless_asked_again() -> None:
     assert [entry for entry, _ in plan.refused] == [stray]
     again = plan_replay([first, second], NAMES, frozenset({"ingest:1:1"}), again=True)
     assert [entry for entry, _ in again.to_publish] == [first, second]
+
+
+def test_a_sink_letter_the_store_has_superseded_is_refused_and_others_go() -> None:
+    topic = NAMES.reconciled("person")
+    golden = b"0b7f5c1e-0000-4000-8000-000000000001"
+    old, fresh = (entry_of("sink", letter("sink", topic, offset=n, key=golden)) for n in (1, 2))
+    decision = entry_of("sink", letter("sink", NAMES.reconciled("match_decision"), offset=3))
+    assert sink_golden_record(old, NAMES) == ("person", golden.decode())
+    assert sink_golden_record(decision, NAMES) is None
+    assert sink_golden_record(entry_of("ingest", letter("ingest", NAMES.agency(
+        "police-ctu", "person"))), NAMES) is None
+    plan = plan_replay([old, fresh, decision], NAMES, frozenset(),
+                       superseded={str(old.id): (4, 9)})
+    assert [entry for entry, _ in plan.to_publish] == [fresh, decision]
+    [(refused, why)] = plan.refused
+    assert refused == old and "version 9, not older than the letter's 4" in why
