@@ -32,8 +32,9 @@ from deploy.stack.acls import KafkaAccess, service_grants
 from deploy.stack.principals import OPERATOR
 from schemas import config
 from schemas.config import Settings
-from schemas.examples import example_event, example_uuid
+from schemas.examples import example_event, example_reconciled, example_uuid
 from schemas.registration import register_all
+from schemas.serde import AvroSerializer
 from schemas.topics import DLQ_STAGES, TopicNames
 from sinks.migrate import migrate
 from streams.ingest import entity_golden_id
@@ -91,6 +92,13 @@ class Pipeline:
                 " WHERE agency_id = %s AND source_record_id = %s", (POLICE, record),
             ).fetchall()
 
+    def golden_version(self, entity: str, golden_id: str) -> int | None:
+        with psycopg.connect(self.database_url) as connection:
+            row = connection.execute(
+                "SELECT golden_version FROM reconciled.golden_record_state"
+                " WHERE entity = %s AND golden_id = %s", (entity, golden_id)).fetchone()
+        return int(row[0]) if row else None
+
     def golden_rows(self, golden_id: str) -> int:
         with psycopg.connect(self.database_url) as connection:
             row = connection.execute('SELECT count(*) FROM reconciled."case" WHERE case_id = %s',
@@ -124,7 +132,8 @@ def pipeline(stack: Settings) -> Iterator[Pipeline]:
             harness.create_agency_topics((POLICE,), ("case",))
             for future in harness.admin.create_topics(
                 [NewTopic(names.dlq(stage), 2, 1) for stage in DLQ_STAGES]
-                + [NewTopic(names.resolve, 1, 1)], operation_timeout=30,
+                + [NewTopic(names.resolve, 1, 1), NewTopic(names.reconciled("person"), 1, 1)],
+                operation_timeout=30,
             ).values():
                 future.result()
             KafkaAccess(stack.client).grant(service_grants(names))
@@ -232,6 +241,32 @@ def test_a_dead_letter_is_listed_fixed_replayed_into_the_store_once_and_audited(
     assert all(row["target_topic"] == agency_topic and row["completed_at"] for row in replays)
     assert [row["kafka_principal"] for row in rows if row["action"] == "payload"] == ["admin"]
     assert SECRET_TITLE not in audit.stdout and FAILING not in audit.stdout
+
+
+def test_a_sink_letter_older_than_the_stored_record_is_not_replayed(pipeline: Pipeline) -> None:
+    harness, topic = pipeline.harness, pipeline.harness.topics.reconciled("person")
+    serialize = AvroSerializer(harness.registry, "reconciled.person")
+    stored, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def person(golden_id: str, version: int, **fields: Any) -> bytes:
+        record = example_reconciled("person")
+        record.update(person_id=golden_id, golden_version=version, **fields)
+        return serialize(record)
+
+    harness.publish_raw(topic, stored.encode(), person(stored, 9))
+    harness.flush()
+    pipeline.wait_for(lambda: pipeline.golden_version("person", stored) == 9, "version 9 stored")
+    # the store refuses a date that does not exist: two dead letters of the sink
+    harness.publish_raw(topic, stored.encode(), person(stored, 5, date_of_birth="1990-02-31"))
+    harness.publish_raw(topic, fresh.encode(), person(fresh, 3, date_of_birth="1990-02-31"))
+    harness.flush()
+    pipeline.wait_for(lambda: len(harness.read(harness.topics.dlq("sink"))) == 2,
+                      "the sink's two dead letters")
+    dry = pipeline.tipsync("replay", "--stage", "sink", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "the store holds its golden record at version 9, not older than the letter's 5" \
+        in dry.stderr
+    assert dry.stdout.count("would replay") == 1 and "dry run: 1 dead letter(s)" in dry.stdout
 
 
 # --------------------------------------------------------------------------- least privilege
