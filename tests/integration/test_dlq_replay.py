@@ -132,16 +132,16 @@ def pipeline(stack: Settings) -> Iterator[Pipeline]:
             harness.create_agency_topics((POLICE,), ("case",))
             for future in harness.admin.create_topics(
                 [NewTopic(names.dlq(stage), 2, 1) for stage in DLQ_STAGES]
-                + [NewTopic(names.resolve, 1, 1), NewTopic(names.reconciled("person"), 1, 1)],
-                operation_timeout=30,
+                + [NewTopic(names.resolve, 1, 1)], operation_timeout=30,
             ).values():
                 future.result()
             KafkaAccess(stack.client).grant(service_grants(names))
             pipeline = Pipeline(stack, harness, database_url)
             harness.start_worker(command=[__file__],
                                  environment={FAILING_RECORD_VARIABLE: FAILING})
-            pipeline.wait_for(
-                lambda: names.reconciled("case") in harness.admin.list_topics(timeout=10).topics,
+            outputs = {names.reconciled("case"), names.reconciled("person")}
+            pipeline.wait_for(  # the worker creates them, with its partition count
+                lambda: outputs <= set(harness.admin.list_topics(timeout=10).topics),
                 "the worker's output topics")
             sink = subprocess.Popen(
                 [sys.executable, "-m", "deploy.cli", "sink", "--topic-root", names.root,
