@@ -15,6 +15,7 @@ unchanged against a production cluster once the three connection variables are s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -73,6 +74,7 @@ DLQ_RETENTION_MS: Final = "TIPSYNC_DLQ_RETENTION_MS"
 STREAM_METRICS_PORT: Final = "TIPSYNC_STREAM_METRICS_PORT"
 SINK_METRICS_PORT: Final = "TIPSYNC_SINK_METRICS_PORT"
 OPERATIONS_METRICS_PORT: Final = "TIPSYNC_OPERATIONS_METRICS_PORT"
+METRICS_ADDRESS: Final = "TIPSYNC_METRICS_ADDRESS"
 RESOLVE_MODEL: Final = "TIPSYNC_RESOLVE_MODEL"
 RESOLVE_SNAPSHOT_RECORDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_RECORDS"
 RESOLVE_SNAPSHOT_SECONDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS"
@@ -151,6 +153,12 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         OPERATIONS_METRICS_PORT, f"`{DEFAULT_OPERATIONS_METRICS_PORT}`",
         "Prometheus endpoint of `tipsync monitor` on 127.0.0.1 (`--port` overrides)",
+    ),
+    Variable(
+        METRICS_ADDRESS, f"`{LOOPBACK}`",
+        "the address every metrics endpoint (stream, sink, monitor) listens on; `0.0.0.0`"
+        " or a pod's address for a Prometheus on another machine (the endpoints have no"
+        " authentication: expose them on a monitoring network only)",
     ),
     Variable(
         RESOLVE_MODEL, "the reasoned default weights",
@@ -457,6 +465,22 @@ def operations_metrics_port(
 ) -> int | None:
     """The monitor's port: ``--port``, then OPERATIONS_METRICS_PORT, then 19102."""
     return metrics_port(OPERATIONS_METRICS_PORT, DEFAULT_OPERATIONS_METRICS_PORT, option, environ)
+
+
+def metrics_address(environ: Mapping[str, str] | None = None) -> str:
+    """The address the metrics endpoints listen on: METRICS_ADDRESS, else loopback. An IP
+    address only (``0.0.0.0``, ``::``, an interface's), so a typo fails here, named."""
+    configured = _environment(environ).get(METRICS_ADDRESS, "").strip()
+    if not configured:
+        return LOOPBACK
+    try:
+        ipaddress.ip_address(configured)
+    except ValueError:
+        raise ValueError(
+            f"{METRICS_ADDRESS}='{configured}' is not an IP address; set e.g. {LOOPBACK}"
+            " (this machine only, the default) or 0.0.0.0 (every interface)"
+        ) from None
+    return configured
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Prometheus metrics of the sink, on their own registry (no process-wide globals).
 
-``tipsync sink`` serves them on http://127.0.0.1:<port>/metrics, the port from
+``tipsync sink`` serves them on http://<address>:<port>/metrics (``config.METRICS_ADDRESS``,
+loopback by default), the port from
 ``--metrics-port`` or ``config.SINK_METRICS_PORT`` (default 19101; 0 turns it off). The
 names are the ones agreed in ``deploy/operations/metric_names.py`` and docs/OPERATIONS.md.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from schemas import config
-from schemas.config import LOOPBACK
+from schemas.build_info import export_build_info
 from sinks.batch import Message, PreparedBatch
 from sinks.store import Written
 
@@ -125,6 +126,7 @@ class SinkMetrics:
             "Commit time minus the agency's event_time, per source record written.",
             ("entity",), buckets=FRESHNESS_BUCKETS, registry=self.registry,
         )
+        export_build_info(self.registry, "sink")
 
     def record(self, report: BatchReport) -> None:
         for (topic, entity), count in report.events_in.items():
@@ -142,17 +144,18 @@ class SinkMetrics:
                 histogram.observe(age)
 
     def serve(self, port: int) -> Callable[[], None] | None:
-        """Serve on http://127.0.0.1:<port>/metrics from a daemon thread; returns how to stop
-        it, or None when the port cannot be used (the sink then runs without an endpoint:
-        writing the data matters more than counting it, and Prometheus shows the target
-        down)."""
+        """Serve on http://<address>:<port>/metrics (``config.METRICS_ADDRESS``, loopback by
+        default) from a daemon thread; returns how to stop it, or None when the port cannot
+        be used (the sink then runs without an endpoint: writing the data matters more than
+        counting it, and Prometheus shows the target down)."""
+        address = config.metrics_address()
         try:
-            server, thread = start_http_server(port, addr=LOOPBACK, registry=self.registry)
+            server, thread = start_http_server(port, addr=address, registry=self.registry)
         except OSError as error:
             log.warning(
                 "the sink's metrics endpoint cannot listen on %s:%d (%s); the sink runs"
                 " without one. Give a free port with --metrics-port or %s, or 0 for none",
-                LOOPBACK, port, error.strerror or error, METRICS_PORT_VARIABLE,
+                address, port, error.strerror or error, METRICS_PORT_VARIABLE,
             )
             return None
 

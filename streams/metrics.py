@@ -1,7 +1,8 @@
 """Prometheus counters of the stream app, on their own registry (no process-wide globals).
 
 Served over HTTP on ``schemas.config.STREAM_METRICS_PORT`` (default 19100; worker ``i`` of
-``tipsync stream --workers N`` uses port + i). Labels carry agency ids, entities, stages and
+``tipsync stream --workers N`` uses port + i), on ``config.METRICS_ADDRESS`` (loopback by
+default), with ``tipsync_build_info``. Labels carry agency ids, entities, stages and
 reason codes only: never a record id, never personal data.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from schemas import config
+from schemas.build_info import export_build_info
 
 DEFAULT_METRICS_PORT = config.DEFAULT_STREAM_METRICS_PORT
 RESOLVE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -63,7 +65,9 @@ class StreamMetrics:
             "Time resolve takes for one record: decode, resolve, publish its outputs.",
             buckets=RESOLVE_BUCKETS, registry=self.registry,
         )
+        export_build_info(self.registry, "stream")
 
-    def serve(self, port: int, address: str = "127.0.0.1") -> None:
-        """Expose the counters on http://<address>:<port>/metrics (a daemon thread)."""
-        start_http_server(port, addr=address, registry=self.registry)
+    def serve(self, port: int, address: str | None = None) -> None:
+        """Expose the counters on http://<address>:<port>/metrics (a daemon thread); the
+        address from ``config.METRICS_ADDRESS`` (loopback by default) unless given."""
+        start_http_server(port, addr=address or config.metrics_address(), registry=self.registry)

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.analyst",
     "deploy.cli.audit",
     "deploy.cli.erase",
+    "deploy.cli.dlq",
     "deploy.cli.review",
     "deploy.cli.subscribe",
     "deploy.cli.bench",

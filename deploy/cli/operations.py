@@ -1,10 +1,13 @@
 """``tipsync lag | freshness | monitor``: the on-call operator's view of the pipeline.
 
     tipsync lag [--json] [--group G ...] [--group-prefix P] [--samples N --interval S]
+                [--fail-on STALL|STOP]
     tipsync lag --wait-zero --timeout SECONDS [--group G ...]
 
-Exit codes: 0 answered (or, with --wait-zero, everything caught up); 1 --wait-zero timed out;
-2 the tool could not ask (Kafka unreachable, bad arguments).
+Exit codes: 0 answered (with --fail-on: no group that bad; with --wait-zero: everything
+caught up); 1 a group is at --fail-on's status or worse, or --wait-zero timed out; 2 the tool
+could not ask (Kafka unreachable, bad arguments). A cron job or a CI step can so run
+``tipsync lag --fail-on STALL`` as a check.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ from pathlib import Path
 
 import psycopg
 
-from deploy.cli.options import add_client_config, use_principal
+from deploy.cli.options import add_client_config, add_topic_root, use_principal
 from deploy.operations.exporter import Monitor
 from deploy.operations.freshness import render_histogram, watch_freshness
-from deploy.operations.lag import GroupLag, Thresholds, still_behind
+from deploy.operations.lag import GroupLag, Status, Thresholds, failing, still_behind
 from deploy.operations.offsets import OperationsError
 from deploy.operations.survey import survey_lag
 from deploy.stack.principals import MONITOR
 from schemas import config
 from schemas.config import Settings, load_settings
+from schemas.topics import TopicNames
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -78,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "lag-history.json)",
     )
     lag.add_argument(
+        "--fail-on", choices=[status.value for status in Status if status is not Status.OK],
+        default=None, metavar="STATUS",
+        help="exit 1 when a group's status is STATUS or worse (order: NO_COMMIT, WARN,"
+        " REWIND, STALL, STOP; e.g. STALL catches STALL and STOP); the report is printed"
+        " as usual",
+    )
+    lag.add_argument(
         "--wait-zero", action="store_true",
         help="wait until every group has caught up (exit 0) or --timeout passes (exit 1)",
     )
@@ -121,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="only this group (repeatable); default: the pipeline's groups")
     monitor.add_argument("--group-prefix", default="", metavar="PREFIX",
                          help="without --group: only groups whose name starts with PREFIX")
+    add_topic_root(monitor)
     add_client_config(monitor)
     use_principal(monitor, MONITOR)
     monitor.set_defaults(func=monitor_command)
@@ -166,6 +178,13 @@ def lag_command(args: argparse.Namespace) -> int:
         print(f"tipsync lag: {error}", file=sys.stderr)
         return 2
     _print(groups, warnings, as_json=args.json)
+    if args.fail_on:
+        bad = failing(groups, Status(args.fail_on))
+        if bad:
+            print(f"tipsync lag: {len(bad)} group(s) at {args.fail_on} or worse: "
+                  + ", ".join(f"{group.group} ({group.status.value})" for group in bad),
+                  file=sys.stderr)
+            return 1
     return 0
 
 
@@ -252,14 +271,18 @@ def monitor_command(args: argparse.Namespace) -> int:
               f" {config.DEFAULT_OPERATIONS_METRICS_PORT}",
               file=sys.stderr)
         return 2
-    monitor = Monitor(load_settings(), groups=args.group, prefix=args.group_prefix)
+    monitor = Monitor(load_settings(), groups=args.group, prefix=args.group_prefix,
+                      names=TopicNames(args.topic_root))
     try:
-        monitor.serve(port)
+        address = monitor.serve(port)
+    except ValueError as error:
+        print(f"tipsync monitor: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"tipsync monitor: port {port} cannot be used ({error}); pick another with"
-              " --port", file=sys.stderr)
+              f" --port, or another address with {config.METRICS_ADDRESS}", file=sys.stderr)
         return 2
-    print(f"serving lag and freshness on http://127.0.0.1:{port}/metrics every"
+    print(f"serving lag and freshness on http://{address}:{port}/metrics every"
           f" {args.every:g} s; Ctrl-C stops", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     sink.add_argument(
         "--metrics-port", type=int, default=None,
-        help=f"Prometheus endpoint on 127.0.0.1 (default {config.SINK_METRICS_PORT} or"
+        help=f"Prometheus endpoint on {config.METRICS_ADDRESS} (default 127.0.0.1), port"
+             f" (default {config.SINK_METRICS_PORT} or"
              f" {config.DEFAULT_SINK_METRICS_PORT}; 0: none)",
     )
     sink.add_argument("--verbose", action="store_true", help="log every retry and batch")

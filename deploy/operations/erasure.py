@@ -54,6 +54,7 @@ from deploy.operations.erasure_plan import (
     erased_notice,
     feed_deadline,
 )
+from deploy.operations.topic_reader import assign_to_end
 from schemas.agencies import load_agencies
 from schemas.client_config import ClientConfig
 from schemas.entities import FEED_MESSAGE
@@ -563,16 +564,9 @@ def _read_topic(consumer: Consumer, topic: str) -> Iterator[Message]:
     described = metadata.topics.get(topic)
     if described is None or described.error is not None:
         return
-    ends: dict[int, int] = {}
-    assignment = []
-    for partition in described.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-        if high > low:
-            ends[partition] = high
-            assignment.append(TopicPartition(topic, partition, low))
-    if not assignment:
+    ends = assign_to_end(consumer, topic, described.partitions, 30)
+    if not ends:
         return
-    consumer.assign(assignment)
     try:
         while ends:
             message = consumer.poll(5.0)

@@ -3,7 +3,9 @@
 Every ``every`` seconds it takes one lag sample of the pipeline's groups (judged over the same
 history ``tipsync lag`` keeps) and polls the reconciled store for newly visible changes; the
 metrics (names in :mod:`deploy.operations.metric_names`) are served on
-``http://127.0.0.1:<port>/metrics``. One process is enough for the whole platform.
+``http://<address>:<port>/metrics`` (``config.METRICS_ADDRESS``, loopback by default). It also
+exports each agency topic's activity (``deploy.operations.agency_activity``) and
+``tipsync_build_info``. One process is enough for the whole platform.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from deploy.operations.agency_activity import AgencyActivity, families, survey_agencies
 from deploy.operations.freshness import FRESHNESS_BUCKETS, FreshnessWatcher
 from deploy.operations.lag import GroupLag, Status, Thresholds
 from deploy.operations.offsets import OperationsError
 from deploy.operations.survey import survey_lag
+from schemas import config
+from schemas.build_info import export_build_info
 from schemas.config import Settings
+from schemas.topics import TOPICS, TopicNames
 
 
 class LagCollector(Collector):
@@ -72,16 +79,39 @@ class LagCollector(Collector):
         yield from (messages, seconds, group_status, partition_status)
 
 
+class AgencyCollector(Collector):
+    """Serves the latest survey of the agency topics; an agency whose topics are gone stops
+    being exported."""
+
+    def __init__(self) -> None:
+        self._activity: Sequence[AgencyActivity] = ()
+        self._lock = threading.Lock()
+
+    def update(self, activity: Sequence[AgencyActivity]) -> None:
+        with self._lock:
+            self._activity = tuple(activity)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            activity = self._activity
+        yield from families(activity)  # type: ignore[misc]
+
+
 class Monitor:
     def __init__(self, settings: Settings, groups: Sequence[str] = (), prefix: str = "",
-                 thresholds: Thresholds | None = None) -> None:
+                 thresholds: Thresholds | None = None, names: TopicNames = TOPICS) -> None:
         self.settings = settings
         self.groups = list(groups)
         self.prefix = prefix
+        self.names = names
         self.thresholds = thresholds or Thresholds()
         self.registry = CollectorRegistry()
         self.lag = LagCollector()
         self.registry.register(self.lag)
+        self.agencies = AgencyCollector()
+        self.registry.register(self.agencies)
+        export_build_info(self.registry, "monitor")
+        self._admin: AdminClient | None = None
         self.freshness = Histogram(
             "tipsync_freshness_seconds",
             "Seconds from event_time at the agency to visible in PostgreSQL.",
@@ -110,6 +140,13 @@ class Monitor:
             self.errors.labels(source="kafka").inc()
             print(f"tipsync monitor: {error}", file=sys.stderr)
         try:
+            if self._admin is None:
+                self._admin = AdminClient(self.settings.client.librdkafka())
+            self.agencies.update(survey_agencies(self._admin, self.names))
+        except OperationsError as error:
+            self.errors.labels(source="kafka").inc()
+            print(f"tipsync monitor: {error}", file=sys.stderr)
+        try:
             if self._watcher is None:
                 self._watcher = FreshnessWatcher(self.settings.database_url)
             for age in self._watcher.poll():
@@ -122,8 +159,11 @@ class Monitor:
             print(f"tipsync monitor: freshness poll failed ({error}); retrying", file=sys.stderr)
         self.last_poll.set(time.time())
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int) -> str:
+        """Serve the metrics on ``port`` of ``config.METRICS_ADDRESS``; returns the address."""
+        address = config.metrics_address()
+        start_http_server(port, addr=address, registry=self.registry)
+        return address
 
     def run(self, every: float, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -281,6 +281,12 @@ def evaluate_group(
     )
 
 
+def failing(groups: Iterable[GroupLag], fail_on: Status) -> list[GroupLag]:
+    """The groups whose status is ``fail_on`` or worse (``SEVERITY``): what ``tipsync lag
+    --fail-on`` exits 1 for (``--fail-on STALL`` catches STALL and STOP)."""
+    return [group for group in groups if SEVERITY[group.status] >= SEVERITY[fail_on]]
+
+
 def still_behind(groups: Sequence[GroupLag]) -> list[str]:
     """One line per group that has not caught up, for ``--wait-zero``'s timeout message."""
     lines = []

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import build_info
+
 
 @dataclass(frozen=True)
 class MetricName:
@@ -22,7 +24,7 @@ class MetricName:
     kind: str  # counter | gauge | histogram
     labels: tuple[str, ...]
     meaning: str
-    process: str  # stream | sink | operations
+    process: str  # stream | sink | operations | every
 
     def series(self) -> tuple[str, ...]:
         """The names Prometheus stores for this metric."""
@@ -31,7 +33,15 @@ class MetricName:
         return (self.name,)
 
 
+# Served by every process with a metrics endpoint (schemas/build_info.py): value 1.
+BUILD_INFO = MetricName(
+    build_info.METRIC, "gauge", build_info.LABELS,
+    "what the process runs: tipsync's version and commit, Python, confluent-kafka, librdkafka"
+    " and faust versions (value 1)", "every",
+)
+
 STREAM = (
+    BUILD_INFO,
     MetricName("tipsync_stream_events_in_total", "counter", ("agency", "entity"),
                "agency events read by ingest", "stream"),
     MetricName("tipsync_stream_events_out_total", "counter", ("agency", "entity"),
@@ -58,6 +68,7 @@ STREAM = (
 
 # Served by the sink (sinks/metrics.py) on schemas.config.SINK_METRICS_PORT.
 SINK = (
+    BUILD_INFO,
     MetricName("tipsync_sink_events_in_total", "counter", ("topic", "entity"),
                "reconciled events the sink read and committed", "sink"),
     MetricName("tipsync_sink_rows_total", "counter", ("entity", "table"),
@@ -74,6 +85,7 @@ SINK = (
 )
 
 OPERATIONS = (
+    BUILD_INFO,
     MetricName("tipsync_lag_messages", "gauge", ("group", "topic", "partition"),
                "end offset minus committed offset (Kafka's, or the sink's in PostgreSQL)",
                "operations"),
@@ -91,6 +103,12 @@ OPERATIONS = (
                "monitor polls that failed (kafka, postgresql)", "operations"),
     MetricName("tipsync_operations_last_poll_timestamp_seconds", "gauge", (),
                "when the monitor last finished a poll (seconds since the epoch)", "operations"),
+    MetricName("tipsync_agency_messages_total", "counter", ("agency", "entity"),
+               "messages an agency has published on its topic (the sum of its end offsets):"
+               " its rate is the agency's throughput", "operations"),
+    MetricName("tipsync_agency_last_message_timestamp_seconds", "gauge", ("agency", "entity"),
+               "when the agency last published on its topic (largest record timestamp)",
+               "operations"),
 )
 
 ALL = STREAM + SINK + OPERATIONS

@@ -24,6 +24,9 @@ What each service needs, and why (found by running each against the broker):
 - ``steward`` (``tipsync review decide``): writes the stewards' decisions topic, and may
   create that one topic (``review decide`` makes it, compacted and kept forever, when a
   deployment has none yet; the same CREATE-or-refused answer as the stream's).
+- ``operator`` (``tipsync dlq``): reads the dead-letter topics, and writes each stage's input
+  (agency topics, the resolve topic, reconciled topics) to replay a dead letter there; it
+  reads with assigned partitions and no consumer group, so it needs no group right.
 - an agency: writes and describes its own ``tip.agency.<id>.`` prefix, reads its own feed
   ``tip.outbound.<id>`` with groups under ``tip.outbound.<id>.``; nothing else.
 """
@@ -37,6 +40,7 @@ from typing import Any, Literal, cast
 
 from deploy.stack.principals import (
     MONITOR,
+    OPERATOR,
     SINK,
     STEWARD,
     STREAM,
@@ -95,6 +99,10 @@ def service_grants(names: TopicNames) -> list[Grant]:
         *_grants(MONITOR, "TOPIC", "PREFIXED", [f"{names.root}."], ["DESCRIBE"]),
         *_grants(MONITOR, "GROUP", "PREFIXED", [f"{names.root}."], ["DESCRIBE"]),
         *_grants(STEWARD, "TOPIC", "LITERAL", [decisions], ["WRITE", "DESCRIBE", "CREATE"]),
+        *_grants(OPERATOR, "TOPIC", "PREFIXED", [dlq_prefix], ["READ", "DESCRIBE"]),
+        *_grants(OPERATOR, "TOPIC", "PREFIXED", [agency_prefix, reconciled_prefix],
+                 ["WRITE", "DESCRIBE"]),
+        *_grants(OPERATOR, "TOPIC", "LITERAL", [names.resolve], ["WRITE", "DESCRIBE"]),
     ]
     return grants
 

@@ -3,8 +3,8 @@
 Each service authenticates as itself, to Kafka (SCRAM) and to the registry (basic auth), with
 one generated secret: ``admin`` (topics, ACLs, schemas, enrolment), ``stream`` (the stream
 workers), ``sink`` (the PostgreSQL sink), ``monitor`` (lag and freshness), ``steward``
-(stewards' decisions). Agencies are principals too, made one by one by ``tipsync agency
-enroll``; they are not in this list.
+(stewards' decisions), ``operator`` (``tipsync dlq``: dead letters). Agencies are principals
+too, made one by one by ``tipsync agency enroll``; they are not in this list.
 
 The secrets are made once, by the first ``stack up``, into ``secrets/principals.json`` (mode
 0600) and never printed; the registry user store gets each service's digest at the same time
@@ -27,7 +27,8 @@ STREAM: Final = "stream"
 SINK: Final = "sink"
 MONITOR: Final = "monitor"
 STEWARD: Final = "steward"
-SERVICE_PRINCIPALS: Final = (ADMIN, STREAM, SINK, MONITOR, STEWARD)
+OPERATOR: Final = "operator"  # `tipsync dlq`: reads dead letters, replays them
+SERVICE_PRINCIPALS: Final = (ADMIN, STREAM, SINK, MONITOR, STEWARD, OPERATOR)
 STORE_NAME: Final = "principals.json"
 AGENCY_STORE_NAME: Final = "agency-secrets.json"
 AGENCY_PRINCIPAL_PREFIX: Final = "agency-"

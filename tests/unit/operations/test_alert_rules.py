@@ -24,7 +24,7 @@ def test_every_rule_has_a_name_an_expression_a_severity_and_a_runbook_link():
         assert rule["alert"].startswith("Tipsync"), rule
         assert rule["expr"].strip(), rule
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule
-        assert rule["annotations"]["runbook"].startswith("docs/OPERATIONS.md#"), rule
+        assert rule["annotations"]["runbook_url"].startswith("docs/OPERATIONS.md#"), rule
 
 
 def test_expressions_only_use_documented_metric_names():
@@ -48,7 +48,7 @@ def test_every_runbook_anchor_exists_in_operations_doc():
         if line.startswith("#")
     }
     for rule in rules():
-        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
         assert anchor in headings, f"{rule['alert']}: no heading for #{anchor}"
 
 

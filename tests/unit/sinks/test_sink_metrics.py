@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 
 from deploy.operations.freshness import FRESHNESS_BUCKETS as OPERATOR_FRESHNESS_BUCKETS
 from deploy.operations.metric_names import SINK
+from schemas import build_info
 from schemas.dead_letters import REASONS, DeadLetter
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer
@@ -171,6 +172,7 @@ def test_the_documented_labels_are_the_served_ones():
         "tipsync_sink_dead_letters_total": metrics.dead_letters._labelnames,
         "tipsync_sink_batch_seconds": metrics.batch_seconds._labelnames,
         "tipsync_sink_freshness_seconds": metrics.freshness_seconds._labelnames,
+        "tipsync_build_info": build_info.LABELS,
     }
     assert served == {metric.name: metric.labels for metric in SINK}
 
