@@ -1,4 +1,4 @@
-"""The dead-letter audit: ``reconciled.dead_letter_audit`` (migration 0009), written by
+"""The dead-letter audit: ``reconciled.dead_letter_audit`` (migration 0011), written by
 ``tipsync dlq replay`` and ``tipsync dlq show --payload`` before they publish or show
 anything, read by the data protection officer (``tipsync dlq audit``, or psql as the owner).
 
