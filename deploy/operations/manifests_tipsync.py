@@ -63,6 +63,8 @@ def _environment(deployment: Deployment, role: Role) -> list[Document]:
         config.DATABASE_URL: database_url,
         config.HOME: "/var/lib/tipsync",
     }
+    if role.metrics_port:  # Prometheus scrapes the pod's address, not its loopback
+        env[config.METRICS_ADDRESS] = "0.0.0.0"
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
