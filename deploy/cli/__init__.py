@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.erase",
     "deploy.cli.review",
     "deploy.cli.subscribe",
+    "deploy.cli.console",
     "deploy.cli.bench",
 )
 
