@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from deploy.cli.options import add_topic_root
 from schemas import config
 
 DEFAULT_PORT = 18090
@@ -46,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="a session ends after M minutes without a request (default 15)")
     console.add_argument("--hours", type=float, default=8.0, metavar="H",
                          help="a session ends H hours after sign-in in any case (default 8)")
+    console.add_argument("--steward-config", type=Path, metavar="FILE",
+                         help="Kafka client properties file stewards' decisions are read and"
+                         " written with (default: the local stack's steward file)")
+    console.add_argument("--monitor-config", type=Path, metavar="FILE",
+                         help="Kafka client properties file the status page reads lag with"
+                         " (default: the local stack's monitor file)")
+    add_topic_root(console)
     console.set_defaults(func=_console)
 
 
@@ -54,6 +62,7 @@ def _console(args: argparse.Namespace) -> int:
 
     from deploy.console.app import ConsoleOptions, build_app
     from deploy.console.pages import optional_pages
+    from deploy.console.pipeline import Pipeline
     from deploy.console.sessions import SessionStore
     from deploy.stack.layout import StateLayout
     from deploy.stack.tls import tls_files
@@ -75,8 +84,10 @@ def _console(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sessions = SessionStore(idle_seconds=args.idle_minutes * 60,
                             lifetime_seconds=args.hours * 3600)
-    options = ConsoleOptions(database_url=args.database_url or settings.database_url,
-                             sessions=sessions, extra_pages=optional_pages(settings))
+    database_url = args.database_url or settings.database_url
+    pipeline = Pipeline.of(settings, args.topic_root, args.steward_config, args.monitor_config)
+    options = ConsoleOptions(database_url=database_url, sessions=sessions,
+                             extra_pages=optional_pages(pipeline, database_url))
     app = build_app(options)
     print(f"tipsync console: https://{args.host}:{args.port}/ (stop with Ctrl-C)", flush=True)
     try:

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -36,6 +36,7 @@ from deploy.console.security import (
     tokens_match,
 )
 from deploy.console.sessions import LoginRefused, Session, SessionStore, connect_as_analyst
+from schemas.config import project_root
 
 HERE = Path(__file__).parent
 OPERATIONS_DOC = "docs/OPERATIONS.md"
@@ -186,8 +187,18 @@ def build_app(options: ConsoleOptions) -> Starlette:
                           " the person was removed, or your clearance does not cover them.")
         return render(request, "person.html", session=session, page=page)
 
+    async def operations_doc(request: Request, session: Session) -> Response:
+        found = project_root()
+        path = found / OPERATIONS_DOC if found else None
+        if path is None or not path.is_file():
+            return render(request, "missing.html", 404, session,
+                          reason=f"{OPERATIONS_DOC} is not beside this console; read it in"
+                          " the tipsync repository.")
+        return PlainTextResponse(path.read_text("utf-8"))
+
     routes = [
         Route("/login", login_form, methods=["GET"]),
+        Route(f"/{OPERATIONS_DOC}", authenticated(operations_doc), methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", authenticated(logout), methods=["POST"]),
         Route("/", authenticated(home), methods=["GET"]),

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.config import Settings
+from deploy.console.operations import operations_routes
+from deploy.console.pipeline import Pipeline
+from deploy.console.review import review_routes
 
 
-def optional_pages(settings: Settings) -> dict[str, Any]:
-    return {}
+def optional_pages(pipeline: Pipeline, database_url: str) -> dict[str, Any]:
+    return {"review": review_routes(pipeline),
+            "operations": operations_routes(pipeline, database_url)}

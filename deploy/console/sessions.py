@@ -26,10 +26,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 # deploy.stack first: deploy.operations.analysts and deploy.stack import each other, and only
 # this order completes (the ``tipsync`` command imports deploy.stack first too).
 import deploy.stack  # noqa: F401, I001
-from deploy.operations.analysts import KEPT_SETTINGS
+from deploy.operations.analysts import ANALYST_GROUP, KEPT_SETTINGS, STEWARD_GROUP
 from sinks.search import SearchRefused, require_analyst
 
-STEWARD_GROUP = "tipsync_steward"
 APPLICATION_NAME = "tipsync console"
 
 
@@ -74,9 +73,9 @@ def connect_as_analyst(database_url: str, username: str, password: str) -> tuple
     try:
         require_analyst(connection)
         row = connection.execute(
-            "SELECT pg_has_role(current_user, 'tipsync_analyst', 'MEMBER'),"
+            "SELECT pg_has_role(current_user, %s, 'MEMBER'),"
             " coalesce(pg_has_role(current_user, to_regrole(%s), 'MEMBER'), false)",
-            (STEWARD_GROUP,),
+            (ANALYST_GROUP, STEWARD_GROUP),
         ).fetchone()
     except SearchRefused:
         connection.close()
