@@ -61,6 +61,7 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["shown_date"] = people.shown_date
     templates.env.filters["when"] = people.shown_time
+    templates.env.filters["age"] = people.shown_age
     templates.env.globals["operations_doc"] = OPERATIONS_DOC
     return templates
 

@@ -161,25 +161,36 @@ def status_page(pipeline: Pipeline, database_url: str,
                 for number in partitions.get(topic, []))
     except OperationsError as error:
         page.warnings.append(f"dead-letter topics could not be read: {error}")
+    members = {group.group: group.members for group in page.groups}
     texts = []
     stream_base, sink_port = config.stream_metrics_port(), config.sink_metrics_port()
-    workers = 0
+    answering = 0
     for offset in range(STREAM_WORKER_PORTS if stream_base else 0):
         text = _metrics(stream_base + offset) if stream_base else None
         if text is not None:
             texts.append(text)
-            workers += 1
-    page.services["stream workers"] = (f"{workers} up (metrics answering)" if workers else
-                                       "none answering on their metrics ports")
+            answering += 1
+    stream_group, sink_group = pipeline.topics.stream_group, pipeline.topics.sink_group
+    page.services["stream workers"] = (
+        f"{_members(members, stream_group)} in group {stream_group};"
+        f" {answering} answering on metrics ports from {stream_base}")
     sink = _metrics(sink_port) if sink_port else None
-    page.services["sink"] = "up (metrics answering)" if sink else \
-        "not answering on its metrics port"
+    page.services["sink"] = (
+        f"{_members(members, sink_group)} in group {sink_group};"
+        f" metrics port {sink_port} {'answering' if sink else 'not answering'}")
     if sink:
         texts.append(sink)
     page.dead_letter_reasons = dead_letters_by_reason(texts)
     page.last_change = last_change()
     page.services["PostgreSQL"] = "up"
     return page
+
+
+def _members(members: dict[str, int], group: str) -> str:
+    if group not in members:
+        return "no offsets yet"
+    count = members[group]
+    return f"{count} member{'' if count == 1 else 's'} connected"
 
 
 _LAST_CHANGE = "SELECT max(event_time) FROM reconciled.person_source"

@@ -196,3 +196,13 @@ def shown_time(value: datetime | None) -> str:
     if value is None:
         return ""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def shown_age(seconds: float | None) -> str:
+    """A duration as people read it: 42 s, 5 min, 3 h, 266 days."""
+    if seconds is None:
+        return ""
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if abs(seconds) < limit:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds / 86400:.0f} days"

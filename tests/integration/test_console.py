@@ -44,6 +44,7 @@ from deploy.stack.tls import tls_files
 from schemas import config
 from schemas.config import Settings
 from schemas.examples import example_reconciled
+from schemas.stewardship import pair_id
 from sinks import store
 from sinks.migrate import migrate
 from sinks.records import golden_rows
@@ -69,6 +70,7 @@ class World:
     people: dict[str, str]  # classification -> person id
     sources: dict[str, list[tuple[str, str]]]  # person id -> (agency, record id)
     case_ref: str
+    review_pair: tuple[str, str]  # two source keys the resolver was unsure about
 
 
 def _person(given: str, classification: str, sources: list[tuple[str, str]],
@@ -123,6 +125,10 @@ def world(stack: Settings) -> Iterator[World]:
             people["VICTIM_PROTECTED"]: [(POLICE, f"VP-1-{RUN}"), (SHELTER, f"VP-2-{RUN}")],
         }
         given = {"OFFICIAL": "Olive", "SENSITIVE": "Sasha", "VICTIM_PROTECTED": "Violet"}
+        # Two OFFICIAL people the resolver could not decide about: a pair to review.
+        rita, rita_too = new_id(), new_id()
+        sources[rita] = [(POLICE, f"RITA-1-{RUN}")]
+        sources[rita_too] = [(IMMIGRATION, f"RITA-2-{RUN}")]
         case_id, case_ref = new_id(), f"CTU-{RUN}"
         with psycopg.connect(url, autocommit=True) as owner:
             store.prepare_session(owner, [PERSON, CASE, LINK])
@@ -131,6 +137,10 @@ def world(stack: Settings) -> Iterator[World]:
                     golden_rows(PERSON, person_id, _person(given[label], label,
                                                            sources[person_id]))
                     for label, person_id in people.items()
+                ] + [
+                    golden_rows(PERSON, person_id, _person("Rita", "OFFICIAL", sources[person_id],
+                                                           family_name=f"Zorilla{uuid.uuid4().hex[:6]}"))
+                    for person_id in (rita, rita_too)
                 ])
                 store.write_entity(owner, CASE, [golden_rows(CASE, case_id, _case(case_ref))])
                 store.write_entity(owner, LINK, [
@@ -144,8 +154,17 @@ def world(stack: Settings) -> Iterator[World]:
                     decision.update(left={"agency_id": left_agency, "source_record_id": left},
                                     right={"agency_id": right_agency, "source_record_id": right})
                     decisions.append(match_decision_row(decision))
+                review = example_reconciled("match_decision")
+                review.update(left={"agency_id": POLICE, "source_record_id": f"RITA-1-{RUN}"},
+                              right={"agency_id": IMMIGRATION,
+                                     "source_record_id": f"RITA-2-{RUN}"},
+                              decision="REVIEW", score=9.5,
+                              features={"family_name": 5.5, "date_of_birth": 2.0,
+                                        "phone": -1.0})
+                decisions.append(match_decision_row(review))
                 store.write_match_decisions(owner, decisions)
-        yield World(url, admin_conninfo(url, stack.pgpass_file), people, sources, case_ref)
+        yield World(url, admin_conninfo(url, stack.pgpass_file), people, sources, case_ref,
+                    (f"{IMMIGRATION}:RITA-2-{RUN}", f"{POLICE}:RITA-1-{RUN}"))
 
 
 @dataclass(frozen=True)
@@ -159,20 +178,22 @@ def analysts(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     folder = tmp_path_factory.mktemp("console-analysts")
     made: dict[str, Login] = {}
     try:
-        for clearance in ("OFFICIAL", "VICTIM_PROTECTED"):
-            name = f"console_{RUN}_{clearance.lower()}"
+        for key, clearance, role in (("OFFICIAL", "OFFICIAL", []),
+                                     ("VICTIM_PROTECTED", "VICTIM_PROTECTED", []),
+                                     ("STEWARD", "OFFICIAL", ["--steward"])):
+            name = f"console_{RUN}_{key.lower()}"
             out = folder / f"{name}.uri"
             assert main(["analyst", "add", name, "--clearance", clearance, "--out", str(out),
-                         "--database-url", world.url]) == 0
+                         "--database-url", world.url, *role]) == 0
             passfile = out.with_name(out.name + ".pgpass").read_text().strip()
-            made[clearance] = Login(name, passfile.rsplit(":", 1)[1])
+            made[key] = Login(name, passfile.rsplit(":", 1)[1])
         yield made
     finally:
         for login in made.values():
             remove_analyst(world.admin, login.name)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -187,14 +208,18 @@ def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 3
 
 @pytest.fixture(scope="module")
 def console(world: World, stack: Settings) -> Iterator[str]:
+    # Stewards' decisions go to a topic root of this test's own; the steward principal's
+    # ACLs cover the `tip` root only, so the console writes them with the admin's file.
+    admin_file = str(config.local_client_file(stack.home, config.DEFAULT_PRINCIPAL))
     environment = {**os.environ, config.CLIENT_CONFIG: ""}
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli", "console", "--port", str(CONSOLE_PORT),
-         "--database-url", world.url],
+         "--database-url", world.url, "--topic-root", f"test-console-{RUN}",
+         "--steward-config", admin_file, "--monitor-config", admin_file],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _wait_for_port(CONSOLE_PORT, process)
+        wait_for_port(CONSOLE_PORT, process)
         yield f"https://localhost:{CONSOLE_PORT}"
     finally:
         process.terminate()
@@ -361,3 +386,52 @@ def test_a_wrong_password_is_refused_without_saying_which_part(
         submit_and_wait(browser, "form.stacked button[type=submit]")
         assert browser.current_url == f"{console}/login"
         assert "was not accepted" in browser.find_element(By.CSS_SELECTOR, ".problem").text
+
+
+def test_a_steward_decides_a_review_pair_side_by_side_and_it_leaves_the_queue(
+    console: str, world: World, analysts: dict[str, Login], browser: webdriver.Chrome,
+) -> None:
+    sign_in(browser, console, analysts["STEWARD"])
+    browser.get(f"{console}/review")
+    first, second = world.review_pair
+    pair = pair_id(first, second)
+    assert first in browser.find_element(By.ID, "queue").text
+    screenshot(browser, "review")
+    browser.find_element(By.LINK_TEXT, pair).click()
+    table = browser.find_element(By.ID, "pair-table").text
+    assert first in table and second in table and "family_name" in table
+    assert "family_name: +5.5" in browser.find_element(By.ID, "evidence").text
+    browser.find_element(By.ID, "kind-different").click()
+    browser.find_element(By.ID, "reason").send_keys("different dates of birth on the passports")
+    screenshot(browser, "pair")
+    submit_and_wait(browser, "#decide button[type=submit]")
+    assert browser.current_url == f"{console}/review?decided={pair}"
+    assert pair in browser.find_element(By.CSS_SELECTOR, ".notice").text
+    assert "No open pair" in browser.find_element(By.ID, "queue").text
+    browser.get(f"{console}/review/{pair}")
+    decided = browser.find_element(By.CSS_SELECTOR, "p.meta").text
+    assert f"CANNOT_LINK by {analysts['STEWARD'].name}" in decided
+    assert "different dates of birth on the passports" in decided
+
+
+def test_an_analyst_without_the_steward_right_cannot_review(
+    console: str, world: World, analysts: dict[str, Login], browser: webdriver.Chrome,
+) -> None:
+    sign_in(browser, console, analysts["VICTIM_PROTECTED"])
+    assert browser.find_elements(By.LINK_TEXT, "Review queue") == []
+    browser.get(f"{console}/review")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Refused"
+
+
+def test_the_quality_page_shows_each_agency_within_the_clearance(
+    console: str, world: World, analysts: dict[str, Login], browser: webdriver.Chrome,
+) -> None:
+    sign_in(browser, console, analysts["VICTIM_PROTECTED"])
+    browser.get(f"{console}/quality")
+    records = browser.find_element(By.ID, "records-table").text
+    assert all(agency in records for agency in (POLICE, IMMIGRATION, SHELTER))
+    screenshot(browser, "quality")
+    browser.delete_all_cookies()
+    sign_in(browser, console, analysts["OFFICIAL"])
+    browser.get(f"{console}/quality")
+    assert SHELTER not in browser.find_element(By.TAG_NAME, "main").text
