@@ -26,7 +26,7 @@ from deploy.operations.lag import GroupLag
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.survey import survey_lag
 from schemas import config
-from schemas.topics import DLQ_STAGES
+from schemas.topics import DLQ_STAGES, ROOT
 
 # How many stream workers' metrics ports to look at (worker i serves on the base port + i).
 STREAM_WORKER_PORTS = 8
@@ -144,8 +144,12 @@ def status_page(pipeline: Pipeline, database_url: str,
     page = StatusPage(checked_at=datetime.now(UTC))
     monitor = replace(pipeline.monitor, database_url=database_url)
     try:
-        page.groups, page.warnings = survey_lag(monitor, prefix=pipeline.topics.root,
-                                                samples=1)
+        # Group discovery knows the `tip` root's topics only; under another root (tests,
+        # staging) the pipeline's two groups are named.
+        groups = ([] if pipeline.topics.root == ROOT else
+                  [pipeline.topics.stream_group, pipeline.topics.sink_group])
+        page.groups, page.warnings = survey_lag(monitor, groups=groups,
+                                                prefix=pipeline.topics.root, samples=1)
         page.services["Kafka"] = "up"
     except OperationsError as error:
         page.services["Kafka"] = f"not answering: {error}"
@@ -165,8 +169,11 @@ def status_page(pipeline: Pipeline, database_url: str,
     texts = []
     stream_base, sink_port = config.stream_metrics_port(), config.sink_metrics_port()
     answering = 0
+    others = {sink_port, config.operations_metrics_port()}
     for offset in range(STREAM_WORKER_PORTS if stream_base else 0):
-        text = _metrics(stream_base + offset) if stream_base else None
+        if stream_base is None or stream_base + offset in others:
+            continue  # worker i serves on base + i; the sink's port may come next
+        text = _metrics(stream_base + offset)
         if text is not None:
             texts.append(text)
             answering += 1

@@ -244,4 +244,7 @@ def test_the_status_page_shows_lag_rising_while_the_sink_is_stopped_and_back_to_
     services = browser.find_element(By.ID, "services-table").text
     assert f"{group}; metrics port {SINK_METRICS_PORT} answering" in services
     assert "1 answering on metrics ports" in services
+    stream = pipeline.harness.topics.stream_group
+    assert f"1 member connected in group {stream}" in services
+    assert stream in browser.find_element(By.ID, "lag-table").text
     screenshot(browser, "status")
