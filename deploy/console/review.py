@@ -63,12 +63,24 @@ def review_routes(pipeline: Pipeline) -> Callable[..., list[Route]]:
                           reason="Reviewing pairs is for stewards; ask your administrator"
                           " (tipsync analyst add --steward).")
 
+        def stewards_only(page: Callable[..., Any]) -> Any:
+            async def checked(request: Request, session: Session) -> Response:
+                if not session.steward:
+                    return refuse(request, session)
+                response: Response = await page(request, session)
+                return response
+            return authenticated(checked)
+
         def decisions() -> dict[str, dict[str, Any]]:
             return read_decisions(pipeline.steward, pipeline.topics)
 
+        async def sources_of(request: Request, session: Session) -> tuple[str, Any]:
+            golden_id = str(request.path_params["golden_id"])
+            found = await run_in_threadpool(
+                locked, session, lambda: golden_sources(session.connection, golden_id))
+            return golden_id, found
+
         async def queue(request: Request, session: Session) -> Response:
-            if not session.steward:
-                return refuse(request, session)
             known = await run_in_threadpool(decisions)
             pairs = await run_in_threadpool(
                 locked, session, lambda: open_pairs(session.connection, known))
@@ -76,8 +88,6 @@ def review_routes(pipeline: Pipeline) -> Callable[..., list[Route]]:
                           decided=request.query_params.get("decided"))
 
         async def pair(request: Request, session: Session) -> Response:
-            if not session.steward:
-                return refuse(request, session)
             known = await run_in_threadpool(decisions)
             wanted = request.path_params["pair_id"]
             found = await run_in_threadpool(
@@ -89,8 +99,6 @@ def review_routes(pipeline: Pipeline) -> Callable[..., list[Route]]:
                           rows=side_by_side(found))
 
         async def decide(request: Request, session: Session) -> Response:
-            if not session.steward:
-                return refuse(request, session)
             form = await request.form()
             kind = KINDS.get(str(form.get("kind")))
             wanted = request.path_params["pair_id"]
@@ -109,22 +117,14 @@ def review_routes(pipeline: Pipeline) -> Callable[..., list[Route]]:
                                     status_code=303)
 
         async def split_form(request: Request, session: Session) -> Response:
-            if not session.steward:
-                return refuse(request, session)
-            golden_id = str(request.path_params["golden_id"])
-            found = await run_in_threadpool(
-                locked, session, lambda: golden_sources(session.connection, golden_id))
+            _, found = await sources_of(request, session)
             return render(request, "split.html", session=session, found=found,
                           done=request.query_params.get("done"))
 
         async def split(request: Request, session: Session) -> Response:
-            if not session.steward:
-                return refuse(request, session)
-            golden_id = str(request.path_params["golden_id"])
             form = await request.form()
             record = str(form.get("record") or "")
-            found = await run_in_threadpool(
-                locked, session, lambda: golden_sources(session.connection, golden_id))
+            golden_id, found = await sources_of(request, session)
             keys = [source["key"] for source in found.sources]
             if record not in keys or len(keys) < 2:
                 return render(request, "missing.html", 404, session,
@@ -141,10 +141,10 @@ def review_routes(pipeline: Pipeline) -> Callable[..., list[Route]]:
                                     status_code=303)
 
         return [
-            Route("/review", authenticated(queue), methods=["GET"]),
-            Route("/review/{pair_id}", authenticated(pair), methods=["GET"]),
-            Route("/review/{pair_id}/decide", authenticated(decide), methods=["POST"]),
-            Route("/person/{golden_id:uuid}/split", authenticated(split_form), methods=["GET"]),
-            Route("/person/{golden_id:uuid}/split", authenticated(split), methods=["POST"]),
+            Route("/review", stewards_only(queue), methods=["GET"]),
+            Route("/review/{pair_id}", stewards_only(pair), methods=["GET"]),
+            Route("/review/{pair_id}/decide", stewards_only(decide), methods=["POST"]),
+            Route("/person/{golden_id:uuid}/split", stewards_only(split_form), methods=["GET"]),
+            Route("/person/{golden_id:uuid}/split", stewards_only(split), methods=["POST"]),
         ]
     return routes

@@ -11,6 +11,7 @@ shown in docs/CONSOLE.md.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -49,6 +50,7 @@ from sinks import store
 from sinks.migrate import migrate
 from sinks.records import golden_rows
 from sinks.tables import CASE, LINK, PERSON, match_decision_row
+from tests.integration.test_need_to_know import _other
 
 pytestmark = pytest.mark.integration
 
@@ -94,26 +96,6 @@ def _person(given: str, classification: str, sources: list[tuple[str, str]],
     return record
 
 
-def _case(case_ref: str) -> dict[str, Any]:
-    record = example_reconciled("case")
-    record.update({"golden_version": 1, "classification": "OFFICIAL", "case_ref": case_ref})
-    record["sources"] = [{"agency_id": POLICE, "source_record_id": f"case-{RUN}",
-                          "source_version": 1, "event_time": record["sources"][0]["event_time"],
-                          "deleted": False, "quality_issues": []}]
-    return record
-
-
-def _link(link_id: str, person_id: str, case_id: str) -> dict[str, Any]:
-    record = example_reconciled("link")
-    record.update({"golden_version": 1, "classification": "OFFICIAL", "link_id": link_id,
-                   "from_entity": "PERSON", "from_id": person_id, "to_entity": "CASE",
-                   "to_id": case_id, "link_role": "VICTIM"})
-    record["sources"] = [{"agency_id": POLICE, "source_record_id": f"link-{link_id[:8]}",
-                          "source_version": 1, "event_time": record["sources"][0]["event_time"],
-                          "deleted": False, "quality_issues": []}]
-    return record
-
-
 @pytest.fixture(scope="module")
 def world(stack: Settings) -> Iterator[World]:
     with scratch_database(stack.database_url, "test_console") as url:
@@ -142,9 +124,13 @@ def world(stack: Settings) -> Iterator[World]:
                                                            family_name=f"Zorilla{uuid.uuid4().hex[:6]}"))
                     for person_id in (rita, rita_too)
                 ])
-                store.write_entity(owner, CASE, [golden_rows(CASE, case_id, _case(case_ref))])
+                store.write_entity(owner, CASE, [golden_rows(
+                    CASE, case_id, _other("case", "OFFICIAL", POLICE, case_ref=case_ref))])
                 store.write_entity(owner, LINK, [
-                    golden_rows(LINK, link_id, _link(link_id, person_id, case_id))
+                    golden_rows(LINK, link_id, _other(
+                        "link", "OFFICIAL", POLICE, link_id=link_id, from_entity="PERSON",
+                        from_id=person_id, to_entity="CASE", to_id=case_id,
+                        link_role="VICTIM"))
                     for link_id, person_id in ((new_id(), p) for p in people.values())
                 ])
                 decisions = []
@@ -193,7 +179,9 @@ def analysts(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             remove_analyst(world.admin, login.name)
 
 
-def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+# Starting takes a second on an idle machine, but its imports alone took 17 s at a load
+# average of 40 on the shared 2 cores; a process that exits is reported at once.
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -206,24 +194,32 @@ def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30
     raise AssertionError(f"tipsync console did not listen on port {port} in {timeout:g} s")
 
 
-@pytest.fixture(scope="module")
-def console(world: World, stack: Settings) -> Iterator[str]:
-    # Stewards' decisions go to a topic root of this test's own; the steward principal's
-    # ACLs cover the `tip` root only, so the console writes them with the admin's file.
+@contextlib.contextmanager
+def running_console(stack: Settings, port: int, database_url: str, topic_root: str,
+                    environment: dict[str, str] | None = None) -> Iterator[str]:
+    """``tipsync console`` as a process of its own; yields its URL. Stewards' decisions go
+    to a topic root of the test's own; the steward and monitor principals' ACLs cover the
+    `tip` root only, so the console uses the admin's client file for both."""
     admin_file = str(config.local_client_file(stack.home, config.DEFAULT_PRINCIPAL))
-    environment = {**os.environ, config.CLIENT_CONFIG: ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "console", "--port", str(CONSOLE_PORT),
-         "--database-url", world.url, "--topic-root", f"test-console-{RUN}",
+        [sys.executable, "-m", "deploy.cli", "console", "--port", str(port),
+         "--database-url", database_url, "--topic-root", topic_root,
          "--steward-config", admin_file, "--monitor-config", admin_file],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, config.CLIENT_CONFIG: "", **(environment or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for_port(CONSOLE_PORT, process)
-        yield f"https://localhost:{CONSOLE_PORT}"
+        wait_for_port(port, process)
+        yield f"https://localhost:{port}"
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def console(world: World, stack: Settings) -> Iterator[str]:
+    with running_console(stack, CONSOLE_PORT, world.url, f"test-console-{RUN}") as url:
+        yield url
 
 
 def server_key_pin(certificate: Path) -> str:
@@ -235,17 +231,24 @@ def server_key_pin(certificate: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-@pytest.fixture
-def browser(stack: Settings, tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    chromium, driver = ensure_chromium()
+@contextlib.contextmanager
+def chromium(stack: Settings, profile: Path) -> Iterator[webdriver.Chrome]:
+    """A fresh headless Chromium that trusts the console's server key."""
+    binary, driver = ensure_chromium()
     certificate = tls_files(StateLayout(stack.home, stack.cache).secrets).server_certificate
-    options = chromium_options(chromium, tmp_path / "profile", server_key_pin(certificate))
+    options = chromium_options(binary, profile, server_key_pin(certificate))
     session = webdriver.Chrome(options=options, service=Service(str(driver)))
     session.set_window_size(1280, 900)
     try:
         yield session
     finally:
         session.quit()
+
+
+@pytest.fixture
+def browser(stack: Settings, tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    with chromium(stack, tmp_path / "profile") as session:
+        yield session
 
 
 def sign_in(browser: webdriver.Chrome, base: str, login: Login) -> None:

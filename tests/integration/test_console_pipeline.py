@@ -11,7 +11,6 @@ synthetic.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,16 +23,12 @@ from typing import Any
 import psycopg
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from deploy.bench.scratch import scratch_database
 from deploy.bench.stream_harness import ROOT, StreamHarness
 from deploy.cli import main
-from deploy.console.browser import chromium_options, ensure_chromium
 from deploy.operations.analysts import admin_conninfo, remove_analyst
-from deploy.stack.layout import StateLayout
-from deploy.stack.tls import tls_files
 from schemas import config
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
@@ -41,11 +36,11 @@ from sinks.migrate import migrate
 from sinks.roles import SINK_ROLE, conninfo_as
 from tests.integration.test_console import (
     Login,
+    chromium,
+    running_console,
     screenshot,
-    server_key_pin,
     sign_in,
     submit_and_wait,
-    wait_for_port,
 )
 
 pytestmark = pytest.mark.integration
@@ -147,35 +142,16 @@ def steward(pipeline: Pipeline, stack: Settings,
 
 @pytest.fixture(scope="module")
 def console(pipeline: Pipeline, stack: Settings) -> Iterator[str]:
-    admin_file = str(config.local_client_file(stack.home, config.DEFAULT_PRINCIPAL))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "console", "--port", str(CONSOLE_PORT),
-         "--database-url", pipeline.url, "--topic-root", pipeline.harness.prefix,
-         "--steward-config", admin_file, "--monitor-config", admin_file],
-        cwd=ROOT, env={**os.environ, config.CLIENT_CONFIG: "",
-                       config.STREAM_METRICS_PORT: str(STREAM_METRICS_PORT),
-                       config.SINK_METRICS_PORT: str(SINK_METRICS_PORT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(CONSOLE_PORT, process)
-        yield f"https://localhost:{CONSOLE_PORT}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with running_console(stack, CONSOLE_PORT, pipeline.url, pipeline.harness.prefix,
+                         {config.STREAM_METRICS_PORT: str(STREAM_METRICS_PORT),
+                          config.SINK_METRICS_PORT: str(SINK_METRICS_PORT)}) as url:
+        yield url
 
 
 @pytest.fixture
 def browser(stack: Settings, tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    chromium, driver = ensure_chromium()
-    certificate = tls_files(StateLayout(stack.home, stack.cache).secrets).server_certificate
-    session = webdriver.Chrome(
-        options=chromium_options(chromium, tmp_path / "profile", server_key_pin(certificate)),
-        service=Service(str(driver)))
-    session.set_window_size(1280, 900)
-    try:
+    with chromium(stack, tmp_path / "profile") as session:
         yield session
-    finally:
-        session.quit()
 
 
 def test_a_steward_splits_a_person_and_the_person_page_follows(
