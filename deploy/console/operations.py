@@ -23,6 +23,8 @@ from starlette.routing import Route
 from deploy.console.pipeline import Pipeline
 from deploy.console.sessions import Session
 from deploy.operations.lag import GroupLag
+from deploy.operations.metric_names import SINK as SINK_METRICS
+from deploy.operations.metric_names import STREAM as STREAM_METRICS
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.survey import survey_lag
 from schemas import config
@@ -30,8 +32,10 @@ from schemas.topics import DLQ_STAGES, ROOT
 
 # How many stream workers' metrics ports to look at (worker i serves on the base port + i).
 STREAM_WORKER_PORTS = 8
-DEAD_LETTER_METRICS = {"tipsync_stream_dead_letters": ("stage", "reason"),
-                       "tipsync_sink_dead_letters": ("reason",)}
+# The stream's and the sink's dead-letter counters, as metric_names declares them.
+DEAD_LETTER_SAMPLES = frozenset(
+    metric.name for metric in (*STREAM_METRICS, *SINK_METRICS)
+    if metric.kind == "counter" and "reason" in metric.labels)
 
 _SOURCES = """
 WITH sources AS (
@@ -128,10 +132,9 @@ def dead_letters_by_reason(texts: list[str]) -> dict[tuple[str, str], float]:
     counted: dict[tuple[str, str], float] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
-            if family.name not in DEAD_LETTER_METRICS:
-                continue
             for sample in family.samples:
-                if not sample.name.endswith("_total"):
+                # by the sample's name: a text without its TYPE line names the family so
+                if sample.name not in DEAD_LETTER_SAMPLES:
                     continue
                 stage = sample.labels.get("stage", "sink")
                 key = (stage, sample.labels.get("reason", "?"))

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -438,3 +439,30 @@ def test_the_quality_page_shows_each_agency_within_the_clearance(
     sign_in(browser, console, analysts["OFFICIAL"])
     browser.get(f"{console}/quality")
     assert SHELTER not in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_signing_in_and_searching_work_from_the_keyboard_alone(
+    console: str, world: World, analysts: dict[str, Login], browser: webdriver.Chrome,
+) -> None:
+    login = analysts["OFFICIAL"]
+    browser.get(f"{console}/login")
+    page = browser.find_element(By.TAG_NAME, "html")
+    # The username field has the focus; Tab moves to the password; Enter submits.
+    browser.switch_to.active_element.send_keys(login.name, Keys.TAB, login.password,
+                                                Keys.ENTER)
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+    assert browser.current_url == f"{console}/search"
+    # Tab from the top: the skip link first, then on through the page to the search field.
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    for _ in range(12):
+        if browser.switch_to.active_element.get_attribute("id") == "q":
+            break
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+    search_field = browser.switch_to.active_element
+    assert search_field.get_attribute("id") == "q"
+    page = browser.find_element(By.TAG_NAME, "html")
+    search_field.send_keys(FAMILY, Keys.ENTER)
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+    assert "Olive" in browser.find_element(By.ID, "results").text

@@ -126,3 +126,23 @@ def test_dates_of_birth_show_only_what_is_known() -> None:
     assert people.shown_date(born, "MONTH") == "1998-07"
     assert people.shown_date(born, "DAY") == "1998-07-01"
     assert people.shown_date(None, None) == ""
+
+
+def test_dead_letters_are_counted_per_stage_and_reason_from_the_metrics_text() -> None:
+    from deploy.console.operations import dead_letters_by_reason
+
+    stream = (
+        "# HELP tipsync_stream_dead_letters_total messages sent to a tip.dlq.* topic\n"
+        "# TYPE tipsync_stream_dead_letters_total counter\n"
+        'tipsync_stream_dead_letters_total{stage="ingest",reason="schema_mismatch"} 3.0\n'
+        'tipsync_stream_dead_letters_total{stage="ingest",reason="stale_version"} 2.0\n'
+        'tipsync_stream_dead_letters_created{stage="ingest",reason="stale_version"} 1.7e9\n'
+    )
+    second_worker = ('tipsync_stream_dead_letters_total{stage="ingest",'
+                     'reason="schema_mismatch"} 1.0\n')
+    sink = ('# TYPE tipsync_sink_dead_letters_total counter\n'
+            'tipsync_sink_dead_letters_total{reason="undecodable"} 4.0\n'
+            'tipsync_sink_batches_total 9.0\n')
+    assert dead_letters_by_reason([stream, second_worker, sink]) == {
+        ("ingest", "schema_mismatch"): 4.0, ("ingest", "stale_version"): 2.0,
+        ("sink", "undecodable"): 4.0}
