@@ -40,7 +40,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from deploy.bench.scratch import scratch_database
 from deploy.cli import main
 from deploy.console.browser import chromium_options, ensure_chromium
-from deploy.operations.analysts import admin_conninfo, remove_analyst
+from deploy.operations.analysts import admin_conninfo, list_analysts, remove_analyst
 from deploy.stack.layout import StateLayout
 from deploy.stack.tls import tls_files
 from schemas import config
@@ -272,7 +272,8 @@ def screenshot(browser: webdriver.Chrome, name: str) -> None:
     """The whole page, as tall as it is (up to 3000 pixels), into docs/console/."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = int(browser.execute_script("return document.documentElement.scrollHeight"))
-    browser.set_window_size(1280, min(max(height, 600), 3000))
+    browser.set_window_size(1280, min(max(height, 600), 3000) + 100)
+    browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
     browser.set_window_size(1280, 900)
 
@@ -421,6 +422,8 @@ def test_a_steward_decides_a_review_pair_side_by_side_and_it_leaves_the_queue(
 def test_an_analyst_without_the_steward_right_cannot_review(
     console: str, world: World, analysts: dict[str, Login], browser: webdriver.Chrome,
 ) -> None:
+    listed = {analyst.name: analyst.steward for analyst in list_analysts(world.admin)}
+    assert listed[analysts["STEWARD"].name] and not listed[analysts["VICTIM_PROTECTED"].name]
     sign_in(browser, console, analysts["VICTIM_PROTECTED"])
     assert browser.find_elements(By.LINK_TEXT, "Review queue") == []
     browser.get(f"{console}/review")
