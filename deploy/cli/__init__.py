@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.cli.dlq",
     "deploy.cli.review",
     "deploy.cli.subscribe",
+    "deploy.cli.console",
     "deploy.cli.bench",
     "deploy.cli.deploy",
 )

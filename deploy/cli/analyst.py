@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="the most protective classification the analyst may see")
     add.add_argument("--agencies", default=None,
                      help="ID,... : only records of these agencies (default: every agency)")
+    add.add_argument("--steward", action="store_true",
+                     help="may also decide review pairs in the console (same, different,"
+                          " split), within the same clearance (docs/CONSOLE.md)")
     add.add_argument("--out", required=True, type=Path,
                      help="connection URI file to write (mode 0600); its password goes to"
                           " FILE.pgpass beside it (0600)")
@@ -69,12 +72,14 @@ def _add(args: argparse.Namespace) -> int:
     try:
         agencies = parse_agencies(args.agencies)
         database_url, admin = _connections(args)
-        files = add_analyst(admin, database_url, args.name, args.clearance, agencies, args.out)
+        files = add_analyst(admin, database_url, args.name, args.clearance, agencies, args.out,
+                            steward=args.steward)
     except AnalystError as error:
         print(f"tipsync analyst add: {error}", file=sys.stderr)
         return 2
     scope = ", ".join(agencies) if agencies else "every agency"
-    print(f"analyst {args.name} added: clearance {args.clearance}, {scope}")
+    role = ", steward" if args.steward else ""
+    print(f"analyst {args.name} added: clearance {args.clearance}, {scope}{role}")
     print(f"connection file {files.uri_file} (password in {files.passfile}); hand both to"
           f" {args.name} privately, e.g. psql \"$(cat {files.uri_file.name})\"")
     return 0
@@ -92,11 +97,11 @@ def _list(args: argparse.Namespace) -> int:
     if not analysts:
         print("no analysts")
         return 0
-    header = ("name", "clearance", "agencies", "login", "granted")
+    header = ("name", "clearance", "agencies", "login", "steward", "granted")
     rows = [
         (a.name, a.clearance or "none (sees nothing)",
          ",".join(a.agencies) if a.agencies is not None else "all",
-         "yes" if a.can_login else "no",
+         "yes" if a.can_login else "no", "yes" if a.steward else "no",
          a.granted_at.isoformat(timespec="seconds") if a.granted_at else "")
         for a in analysts
     ]

@@ -105,6 +105,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e2e.register_arguments(parser)
     parser.set_defaults(func=e2e.run_bench_e2e)
 
+    from deploy.bench import console
+
+    parser = benchmarks.add_parser(
+        "console",
+        help="page response times of a running console (search and person pages, p50/p99)",
+    )
+    console.register_arguments(parser)
+    parser.set_defaults(func=console.run_bench)
+
     from deploy.bench import faults
 
     parser = benchmarks.add_parser(

@@ -38,6 +38,7 @@ import psycopg
 from deploy.demo.feeds import alert_and_decision
 from deploy.demo.generate import Manifest, generate
 from deploy.demo.world import PHONE_EXCHANGES
+from deploy.operations.analysts import AnalystError
 from deploy.operations.drive import (
     ProduceResult,
     StepError,
@@ -255,6 +256,20 @@ def wait_visible(connection: psycopg.Connection[Any], entity: str, record_id: st
 # --------------------------------------------------------------------------- command
 
 
+def show_console(settings: Settings) -> None:
+    """The console, running on, with a demo analyst's login (its password in a 0600 file)."""
+    from deploy.console.demo import start_demo_console
+
+    try:
+        console = start_demo_console(settings)
+    except (RuntimeError, AnalystError) as error:
+        say(f"the console did not start: {error}")
+        return
+    say(f"console: {console.url}  sign in as {console.analyst}, password in"
+        f" {console.password_file} (mode 0600); stop it with"
+        f" kill $(cat {settings.home / 'run' / 'console.pid'})")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     began = time.monotonic()
@@ -279,7 +294,9 @@ def run_demo(args: argparse.Namespace) -> int:
     except (StepError, PipelineError, StackError) as error:
         print(f"tipsync demo: {error}", file=sys.stderr)
         return 1
-    say(f"demo finished in {time.monotonic() - began:.0f}s. Try next:")
+    say(f"demo finished in {time.monotonic() - began:.0f}s.")
+    show_console(settings)
+    say("Try next:")
     say("  tipsync analyst add ana_demo --clearance OFFICIAL --out ana_demo.uri")
     say('  tipsync search person "<a name from above>" --connection ana_demo.uri')
     say('  psql "$(cat ana_demo.uri)"   then: select * from reconciled.person_overview;')

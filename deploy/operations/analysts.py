@@ -33,11 +33,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from deploy.operations.audit import audit_statements_of, read_audit_problem
 
 ANALYST_GROUP = "tipsync_analyst"
+# Analysts who may decide review pairs in the console (``analyst add --steward``). A marker
+# only: it grants nothing in the database; the console reads the membership.
+STEWARD_GROUP = "tipsync_steward"
 ADMIN_ROLE = "tipsync_admin"
 CLEARANCES = ("OFFICIAL", "SENSITIVE", "VICTIM_PROTECTED")
 # Roles an analyst name may never be (and that ``remove`` must never drop).
 RESERVED_NAMES = frozenset(
-    {"tipsync", ADMIN_ROLE, ANALYST_GROUP, "tipsync_sink", "apicurio", "postgres", "public"}
+    {"tipsync", ADMIN_ROLE, ANALYST_GROUP, STEWARD_GROUP, "tipsync_sink", "apicurio",
+     "postgres", "public"}
 )
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -59,6 +63,7 @@ class Analyst:
     agencies: tuple[str, ...] | None  # None: every agency
     can_login: bool
     granted_at: datetime | None
+    steward: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,8 +221,10 @@ def _require_store(connection: psycopg.Connection) -> None:
 
 
 def add_analyst(admin: str, database_url: str, name: str, clearance: str,
-                agencies: Sequence[str] | None, out: Path) -> ConnectionFiles:
-    """Create ``name``'s login in the analyst group with ``clearance`` and write its URI and
+                agencies: Sequence[str] | None, out: Path,
+                steward: bool = False) -> ConnectionFiles:
+    """Create ``name``'s login in the analyst group with ``clearance`` (and, with
+    ``steward``, in the stewards' group, made the first time) and write its URI and
     passfile (both 0600, refused if either exists). Nothing is left behind on failure."""
     check_name(name)
     if clearance not in CLEARANCES:
@@ -250,6 +257,8 @@ def add_analyst(admin: str, database_url: str, name: str, clearance: str,
                     sql.SQL("ALTER ROLE {} SET search_path = reconciled, public").format(role)
                 )
                 audit_statements_of(connection, name)
+                if steward:
+                    _grant_steward(connection, role)
                 # A row left by an earlier role of the same name is replaced.
                 connection.execute(
                     "INSERT INTO reconciled.analyst_clearance (role_name, clearance, agencies)"
@@ -263,6 +272,14 @@ def add_analyst(admin: str, database_url: str, name: str, clearance: str,
             files.passfile.unlink(missing_ok=True)
             raise
     return files
+
+
+def _grant_steward(connection: psycopg.Connection, role: sql.Identifier) -> None:
+    group = sql.Identifier(STEWARD_GROUP)
+    if not connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                              (STEWARD_GROUP,)).fetchone():
+        connection.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
+    connection.execute(sql.SQL("GRANT {} TO {}").format(group, role))
 
 
 def list_analysts(admin: str) -> list[Analyst]:
@@ -279,17 +296,19 @@ def list_analysts(admin: str) -> list[Analyst]:
                 WHERE m.roleid = to_regrole(%s) AND NOT m.admin_option
             )
             SELECT coalesce(m.rolname, c.role_name), c.clearance, c.agencies,
-                   coalesce(m.rolcanlogin, false), c.granted_at
+                   coalesce(m.rolcanlogin, false), c.granted_at,
+                   m.rolname IS NOT NULL AND coalesce(pg_has_role(
+                       m.rolname, to_regrole(%s), 'MEMBER'), false)
             FROM members AS m
             FULL JOIN reconciled.analyst_clearance AS c ON c.role_name = m.rolname
             ORDER BY 1
             """,
-            (ANALYST_GROUP,),
+            (ANALYST_GROUP, STEWARD_GROUP),
         ).fetchall()
     return [
         Analyst(str(name), clearance, tuple(agencies) if agencies is not None else None,
-                bool(can_login), granted_at)
-        for name, clearance, agencies, can_login, granted_at in rows
+                bool(can_login), granted_at, bool(steward))
+        for name, clearance, agencies, can_login, granted_at, steward in rows
     ]
 
 
