@@ -71,7 +71,13 @@ from streams.discovery import (
 )
 from streams.feeds import AgencyFeeds
 from streams.ingest_handler import IngestHandler
-from streams.input_gaps import ContiguousInput, FaustAcknowledger, GroupStart, read_range
+from streams.input_gaps import (
+    ContiguousInput,
+    FaustAcknowledger,
+    GroupStart,
+    SeekUncommittedToStart,
+    read_range,
+)
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
@@ -162,6 +168,7 @@ class StreamApp:
             consumer_topics=lambda: self.app.topics._topic_name_index,  # type: ignore[attr-defined]
         )
 
+        self._seek_uncommitted_to_start()
         self.output = OutputProducer(bootstrap, self._output_failed)
         self._flush_outputs_with_faust()
         send = self.output.send
@@ -230,6 +237,23 @@ class StreamApp:
         )
         self.contiguous_inputs.append(contiguous)
         return contiguous
+
+    def _seek_uncommitted_to_start(self) -> None:
+        # faust seeks only partitions committed above 0 back after a rebalance
+        # (streams.input_gaps.SeekUncommittedToStart): the consumer it makes gets the rest too
+        changelog_topics = lambda: self.app.tables.changelog_topics  # noqa: E731
+        made = self.app._consumer  # type: ignore[attr-defined]
+        if made is not None:
+            SeekUncommittedToStart.install(made, changelog_topics)
+            return
+        new_consumer = self.app._new_consumer
+
+        def consumer_seeking_uncommitted_to_start() -> Any:
+            consumer = new_consumer()
+            SeekUncommittedToStart.install(consumer, changelog_topics)
+            return consumer
+
+        self.app._new_consumer = consumer_seeking_uncommitted_to_start  # type: ignore[method-assign]
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
@@ -224,3 +224,58 @@ class FaustAcknowledger:
 
         add_gap = getattr(self._consumer(), "_add_gap")  # noqa: B009 - private in faust
         await add_gap(TP(*partition), first, until - 1)
+
+
+# faust's consumer (``faust.transport.consumer.Consumer``): only what the seek below uses
+SeekToCommitted = Callable[[], Awaitable[Mapping[Any, int | None]]]
+SeekToBeginning = Callable[..., Awaitable[object]]
+
+
+class SeekUncommittedToStart:
+    """faust's seek to the committed offsets, completed for the input partitions the group
+    never committed: they are sought to their first offset too.
+
+    Every rebalance ends with faust's ``Consumer.perform_seek``, and so does a fetch that
+    finds the flow stopped (``Consumer.getmany``): records fetched meanwhile were dropped
+    (their partition paused, the flow stopped or the generation changed while a fetched batch
+    was handed over), and the seek back to the committed offsets makes the fetcher read them
+    again. That seek is aiokafka's ``AIOKafkaConsumer.seek_to_committed``, which seeks only
+    partitions whose committed offset is above 0: a partition the group never committed
+    (a new agency topic, or one whose first messages the worker took just before it was
+    killed) stays where the dropped records left it, past them. Nothing hands them again;
+    ``ContiguousInput`` reads them at the partition's next message, but when none comes the
+    partition is never committed and its lag never reaches zero (the stalled worker of the
+    fault suite; the new agency's case that ``test_stream_workers`` waited for).
+
+    Table changelog partitions are left alone: faust's recovery places them itself."""
+
+    def __init__(self, seek_to_committed: SeekToCommitted, seek_to_beginning: SeekToBeginning,
+                 changelog_topics: Callable[[], Collection[str]]) -> None:
+        self._seek_to_committed = seek_to_committed
+        self._seek_to_beginning = seek_to_beginning
+        self._changelog_topics = changelog_topics
+        self.sought = 0  # partitions sought to their first offset
+
+    async def __call__(self) -> Mapping[Any, int | None]:
+        committed = await self._seek_to_committed()
+        changelogs = self._changelog_topics()
+        uncommitted = sorted(
+            (tp for tp, offset in committed.items()
+             if (offset is None or offset <= 0) and tp.topic not in changelogs),
+            key=lambda tp: (tp.topic, tp.partition),
+        )
+        if uncommitted:
+            await self._seek_to_beginning(*uncommitted)
+            self.sought += len(uncommitted)
+            log.info("%d input partition(s) without a committed offset sought to their first "
+                     "offset: %s", len(uncommitted),
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in uncommitted))
+        return committed
+
+    @classmethod
+    def install(cls, consumer: Any, changelog_topics: Callable[[], Collection[str]]) -> None:
+        """Replace ``consumer.seek_to_committed`` (faust 0.15.3's aiokafka consumer, whose
+        ``perform_seek`` calls it) with the completed seek."""
+        consumer.seek_to_committed = cls(
+            consumer.seek_to_committed, consumer._thread.seek_to_beginning, changelog_topics,
+        )

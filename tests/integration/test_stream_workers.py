@@ -39,12 +39,16 @@ def test_two_workers_share_the_work_and_stop_cleanly(stack: Settings) -> None:
         for number in range(300):
             harness.publish("case", _case("police-ctu", number))
         harness.flush()
-        group = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "stream", "--workers", "2",
-             "--topic-root", harness.prefix, "--store", "memory", "--metrics-port", "0",
-             "--discovery-interval", "2"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        # the workers' output, kept for a failed run's post-mortem (printed below)
+        harness.logs.mkdir(parents=True, exist_ok=True)
+        log = harness.logs / f"{harness.prefix}-workers.log"
+        with open(log, "wb") as output:
+            group = subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli", "stream", "--workers", "2",
+                 "--topic-root", harness.prefix, "--store", "memory", "--metrics-port", "0",
+                 "--discovery-interval", "2"],
+                cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            )
         case_topic = harness.topics.reconciled("case")
         harness.wait_for(lambda: harness.count(case_topic) >= 300, timeout=90,
                          what="the cases of the first agency")
@@ -57,9 +61,9 @@ def test_two_workers_share_the_work_and_stop_cleanly(stack: Settings) -> None:
                          what="the new agency's case")
         cases = harness.latest(case_topic)
         assert {entity_golden_id("case", "police-ctu", f"C-{n}") for n in range(300)} <= set(cases)
-        assert group.poll() is None
+        assert group.poll() is None, log.read_text(errors="replace")[-5000:]
         group.send_signal(signal.SIGTERM)
-        assert group.wait(timeout=60) == 0
+        assert group.wait(timeout=60) == 0, log.read_text(errors="replace")[-5000:]
     finally:
         if group is not None and group.poll() is None:
             group.kill()

@@ -12,7 +12,12 @@ from faust.types import TP
 
 from schemas.examples import example_uuid
 from streams.ingest import entity_golden_id
-from streams.input_gaps import ContiguousInput, FaustAcknowledger, Partition
+from streams.input_gaps import (
+    ContiguousInput,
+    FaustAcknowledger,
+    Partition,
+    SeekUncommittedToStart,
+)
 from tests.unit.streams.test_ingest_handler import (
     TOPICS,
     Message,
@@ -152,3 +157,86 @@ def test_the_ingest_guard_acknowledges_what_it_read_once_processed() -> None:
     for offset in (4, 5):
         asyncio.run(handler.ingest_one(messages[offset]))
     assert acknowledged == [((CASES, 2), 2, 4)]
+
+
+class _AiokafkaAssigned:
+    """What aiokafka's ``seek_to_committed`` uses of its consumer: the group's committed
+    offsets and the fetcher's seeks."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self._committed = committed
+        self._subscription = self
+        self._fetcher = self
+        self.sought: list[tuple[Any, int]] = []
+
+    def assigned_partitions(self) -> set[Any]:
+        return set(self._committed)
+
+    async def committed(self, tp: Any) -> int | None:
+        return self._committed[tp]
+
+    def seek_to(self, tp: Any, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+def test_aiokafka_seeks_back_only_partitions_committed_above_zero() -> None:
+    """The library behaviour the fix is for (aiokafka 0.12, ``AIOKafkaConsumer
+    .seek_to_committed``, which faust's seek after every rebalance uses): a partition the
+    group never committed, or committed at 0, is not sought, so records fetched and dropped
+    meanwhile are never fetched again."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    never, zero, five = (TopicPartition(CASES, partition) for partition in range(3))
+    consumer = _AiokafkaAssigned({never: None, zero: 0, five: 5})
+    committed = asyncio.run(AIOKafkaConsumer.seek_to_committed(consumer))  # type: ignore[arg-type]
+    assert committed == {never: None, zero: 0, five: 5}
+    assert consumer.sought == [(five, 5)]
+
+
+def test_partitions_never_committed_are_sought_to_their_start_after_faust_seeks() -> None:
+    """The stalled worker of the fault suite: the seek that ends a rebalance leaves input
+    partitions without a committed offset past records faust dropped; they are sought to
+    their first offset (changelog partitions are left to faust's table recovery)."""
+    from aiokafka import TopicPartition
+
+    changelog = "tip.internal.stream-ingest_held-changelog"
+    never, zero, five = (TopicPartition(CASES, partition) for partition in range(3))
+    table = TopicPartition(changelog, 0)
+    calls: list[str] = []
+    to_beginning: list[tuple[Any, ...]] = []
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        calls.append("committed")
+        return {five: 5, zero: 0, never: None, table: None}
+
+    async def seek_to_beginning(*partitions: Any) -> None:
+        calls.append("beginning")
+        to_beginning.append(partitions)
+
+    seek = SeekUncommittedToStart(seek_to_committed, seek_to_beginning, lambda: {changelog})
+    committed = asyncio.run(seek())
+    assert committed == {five: 5, zero: 0, never: None, table: None}  # what faust gets
+    assert calls == ["committed", "beginning"]
+    assert to_beginning == [(never, zero)]
+    assert seek.sought == 2
+
+
+def test_the_completed_seek_replaces_the_one_faust_calls() -> None:
+    class FaustConsumer:
+        def __init__(self) -> None:
+            self._thread = self
+            self.to_beginning: list[Any] = []
+
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return {FAUST_TP: None}
+
+        async def seek_to_beginning(self, *partitions: Any) -> None:
+            self.to_beginning.extend(partitions)
+
+        async def perform_seek(self) -> None:  # faust's, in short
+            await self.seek_to_committed()
+
+    consumer = FaustConsumer()
+    SeekUncommittedToStart.install(consumer, lambda: set())
+    asyncio.run(consumer.perform_seek())
+    assert consumer.to_beginning == [FAUST_TP]
