@@ -64,6 +64,7 @@ from streams.decoding import EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
     RegisteredAgencies,
+    SubscribeBetweenRebalances,
     agency_topics_on_broker,
     common_partition_count,
     fitting_topics,
@@ -168,7 +169,7 @@ class StreamApp:
             consumer_topics=lambda: self.app.topics._topic_name_index,  # type: ignore[attr-defined]
         )
 
-        self._seek_uncommitted_to_start()
+        self._adapt_consumer()
         self.output = OutputProducer(bootstrap, self._output_failed)
         self._flush_outputs_with_faust()
         send = self.output.send
@@ -238,22 +239,24 @@ class StreamApp:
         self.contiguous_inputs.append(contiguous)
         return contiguous
 
-    def _seek_uncommitted_to_start(self) -> None:
-        # faust seeks only partitions committed above 0 back after a rebalance
-        # (streams.input_gaps.SeekUncommittedToStart): the consumer it makes gets the rest too
-        changelog_topics = lambda: self.app.tables.changelog_topics  # noqa: E731
-        made = self.app._consumer  # type: ignore[attr-defined]
-        if made is not None:
-            SeekUncommittedToStart.install(made, changelog_topics)
-            return
-        new_consumer = self.app._new_consumer
+    def _adapt_consumer(self) -> None:
+        """Two fixes to the consumer faust makes (when it makes it): partitions never
+        committed are sought back too (streams.input_gaps.SeekUncommittedToStart), and a
+        subscription change waits for the rebalance to end
+        (streams.discovery.SubscribeBetweenRebalances)."""
+        app = self.app
 
-        def consumer_seeking_uncommitted_to_start() -> Any:
-            consumer = new_consumer()
-            SeekUncommittedToStart.install(consumer, changelog_topics)
+        def adapt(consumer: Any) -> Any:
+            SeekUncommittedToStart.install(consumer, lambda: app.tables.changelog_topics)
+            SubscribeBetweenRebalances.install(consumer, lambda: app.rebalancing)
             return consumer
 
-        self.app._new_consumer = consumer_seeking_uncommitted_to_start  # type: ignore[method-assign]
+        made = app._consumer  # type: ignore[attr-defined]
+        if made is not None:
+            adapt(made)
+            return
+        new_consumer = app._new_consumer
+        app._new_consumer = lambda: adapt(new_consumer())  # type: ignore[method-assign]
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it

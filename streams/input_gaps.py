@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -265,7 +266,14 @@ class SeekUncommittedToStart:
             key=lambda tp: (tp.topic, tp.partition),
         )
         if uncommitted:
-            await self._seek_to_beginning(*uncommitted)
+            try:
+                await self._seek_to_beginning(*uncommitted)
+            except IllegalStateError:
+                # not assigned any more: a rebalance began, and the seek that ends it seeks
+                # them again if they come back
+                log.info("input partitions were revoked before they were sought to their "
+                         "first offset; the next rebalance's seek takes them")
+                return committed
             self.sought += len(uncommitted)
             log.info("%d input partition(s) without a committed offset sought to their first "
                      "offset: %s", len(uncommitted),
