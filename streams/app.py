@@ -75,6 +75,7 @@ from streams.ingest_handler import IngestHandler
 from streams.input_gaps import (
     ContiguousInput,
     FaustAcknowledger,
+    FaustTailWatch,
     GroupStart,
     SeekUncommittedToStart,
     read_range,
@@ -95,6 +96,10 @@ from streams.worker import run_worker
 __all__ = ["StreamApp", "StreamOptions", "create_app", "run_worker"]
 
 log = logging.getLogger("tipsync.streams")
+
+# how often the app looks for input partitions faust holds without handing their last
+# messages (streams.input_gaps.TailWatch: taken up after three looks without a change)
+TAIL_WATCH_SECONDS = 10.0
 
 
 class StreamApp:
@@ -363,6 +368,13 @@ class StreamApp:
             except Exception as error:  # noqa: BLE001 - a failed look must not stop the app
                 log.error("looking for new agency topics failed (%s); trying again in %.0f s",
                           error, options.discovery_interval_seconds)
+
+        # input partitions whose last messages faust never handed (streams.input_gaps)
+        tail_watch = FaustTailWatch(app)
+
+        @app.timer(interval=TAIL_WATCH_SECONDS)
+        async def take_up_unhanded_tails() -> None:
+            await tail_watch()
 
         @app.agent(self.agency_channel, name="ingest")
         async def ingest(stream: faust.StreamT) -> None:

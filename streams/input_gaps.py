@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -287,3 +288,122 @@ class SeekUncommittedToStart:
         consumer.seek_to_committed = cls(
             consumer.seek_to_committed, consumer._thread.seek_to_beginning, changelog_topics,
         )
+
+
+@dataclass(frozen=True)
+class PartitionBooks:
+    """What faust's consumer knows of one input partition at a look (``TailWatch``)."""
+
+    committed: int | None  # the offset faust committed last (the next to read), if any
+    end: int | None  # the partition's end offset as last fetched (None: not fetched yet)
+    pending: bool  # faust holds messages of it handed but not yet committed
+
+
+class TailWatch:
+    """Input partitions whose last messages faust never handed over, found and read again.
+
+    ``ContiguousInput`` notices messages faust skipped at the partition's next message; at
+    the end of a partition there is none. faust 0.15.3 was seen doing it (a new agency's only
+    message, on ``tipsync stream --workers 2``): fetched (its read offset moved to it), never
+    handed to the agent, never acknowledged, so never committed, and its lag stays for ever
+    (the stalled worker). A partition is taken up again when, at ``patience`` looks in a row,
+    it has messages past its committed offset, faust holds none of them (none handed and not
+    yet committed), and neither its committed offset nor its end moved: the app then seeks it
+    back to the committed offset and faust hands the messages again (those already processed
+    are passed over by ``ContiguousInput``)."""
+
+    def __init__(self, patience: int = 3, attempts: int = 3) -> None:
+        self._patience = patience
+        self._attempts = attempts
+        self._still: dict[Partition, tuple[int | None, int | None, int]] = {}
+        # per partition, the (committed, end) at which it was last taken up, and how often
+        self._taken: dict[Partition, tuple[int | None, int | None, int]] = {}
+        self.taken_up = 0  # partitions sought back
+
+    def look(self, books: Mapping[Partition, PartitionBooks]) -> list[Partition]:
+        """The partitions to seek back to their committed offset now."""
+        for partition in [partition for partition in self._still if partition not in books]:
+            del self._still[partition]
+        stuck: list[Partition] = []
+        for partition, book in sorted(books.items()):
+            behind = book.end is not None and book.end > (book.committed or 0)
+            if not behind or book.pending:
+                self._still.pop(partition, None)
+                continue
+            committed, end, looks = self._still.get(partition, (None, None, 0))
+            looks = looks + 1 if (committed, end) == (book.committed, book.end) else 1
+            if looks < self._patience:
+                self._still[partition] = (book.committed, book.end, looks)
+                continue
+            self._still.pop(partition, None)
+            taken_committed, taken_end, attempts = self._taken.get(partition, (None, None, 0))
+            if (taken_committed, taken_end) != (book.committed, book.end):
+                attempts = 0
+            if attempts == self._attempts:  # said once; offsets without messages, perhaps
+                log.error("%s[%d]: %d offset(s) past the committed offset %s are still not "
+                          "handed after %d attempts; if `tipsync lag` shows it, restart the "
+                          "worker", partition[0], partition[1],
+                          (book.end or 0) - (book.committed or 0), book.committed, attempts)
+            if attempts >= self._attempts:
+                self._taken[partition] = (book.committed, book.end, attempts + 1)
+                continue
+            self._taken[partition] = (book.committed, book.end, attempts + 1)
+            stuck.append(partition)
+            self.taken_up += 1
+        return stuck
+
+
+class FaustTailWatch:
+    """``TailWatch`` over faust 0.15.3's consumer (its books are private: ``_committed_offset``,
+    ``_acked``, ``_unacked_messages``), looked at by a timer of the app."""
+
+    def __init__(self, app: Any, watch: TailWatch | None = None) -> None:
+        self._app = app
+        self.watch = watch or TailWatch()
+
+    def books(self) -> dict[Partition, PartitionBooks]:
+        consumer = self._app.consumer
+        changelogs = self._app.tables.changelog_topics
+        in_flight = {message.tp for message in list(consumer._unacked_messages)
+                     if not message.acked}
+        books = {}
+        for tp in consumer.assignment():
+            if tp.topic in changelogs or tp in consumer._paused_partitions:
+                continue
+            books[(tp.topic, tp.partition)] = PartitionBooks(
+                committed=consumer._committed_offset.get(tp), end=consumer.highwater(tp),
+                pending=bool(consumer._acked.get(tp)) or tp in in_flight,
+            )
+        return books
+
+    async def __call__(self) -> None:
+        app = self._app
+        if app.rebalancing or not app.consumer.flow_active:
+            return
+        try:
+            books = self.books()
+        except Exception as error:  # noqa: BLE001 - a failed look must not stop the worker
+            log.info("the input partitions could not be looked at (%r); at the next look", error)
+            return
+        for topic, partition in self.watch.look(books):
+            await self._seek_back(topic, partition)
+
+    async def _seek_back(self, topic: str, partition: int) -> None:
+        from faust.types import TP
+
+        consumer = self._app.consumer
+        tp = TP(topic, partition)
+        committed = consumer._committed_offset.get(tp)
+        try:
+            offset = committed
+            if offset is None:
+                offset = (await consumer.earliest_offsets(tp))[tp]
+            log.warning("%s[%d]: messages from offset %d to %s were never handed by faust and "
+                        "the partition is not committed past them; reading them again",
+                        topic, partition, offset, consumer.highwater(tp))
+            await consumer.seek_wait({tp: offset})
+        except (IllegalStateError, AssertionError, KeyError) as error:
+            # revoked meanwhile (aiokafka: not assigned): its next owner starts at the
+            # committed offset anyway
+            log.info("%s[%d] was not sought back (%r): no longer assigned", topic, partition,
+                     error)

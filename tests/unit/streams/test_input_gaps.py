@@ -16,7 +16,9 @@ from streams.input_gaps import (
     ContiguousInput,
     FaustAcknowledger,
     Partition,
+    PartitionBooks,
     SeekUncommittedToStart,
+    TailWatch,
 )
 from tests.unit.streams.test_ingest_handler import (
     TOPICS,
@@ -240,3 +242,44 @@ def test_the_completed_seek_replaces_the_one_faust_calls() -> None:
     SeekUncommittedToStart.install(consumer, lambda: set())
     asyncio.run(consumer.perform_seek())
     assert consumer.to_beginning == [FAUST_TP]
+
+
+def _books(committed: int | None, end: int | None, pending: bool = False) -> dict[
+        Partition, PartitionBooks]:
+    return {(CASES, 1): PartitionBooks(committed=committed, end=end, pending=pending)}
+
+
+def test_a_tail_faust_never_handed_is_taken_up_after_three_looks_without_a_change() -> None:
+    """Seen on the real stack (tipsync stream --workers 2, a new agency's only message):
+    faust's read offset at 0, the partition's end at 1, nothing acknowledged, nothing
+    committed, for minutes. No later message comes for ``ContiguousInput`` to notice."""
+    watch = TailWatch(patience=3)
+    assert watch.look(_books(None, 1)) == []
+    assert watch.look(_books(None, 1)) == []
+    assert watch.look(_books(None, 1)) == [(CASES, 1)]
+    assert watch.taken_up == 1
+
+
+def test_a_partition_that_moves_or_has_messages_in_hand_is_left_alone() -> None:
+    watch = TailWatch(patience=2)
+    for book in (_books(3, 9), _books(5, 9), _books(7, 9), _books(7, 12)):  # it moves
+        assert watch.look(book) == []
+    for _ in range(5):  # faust holds messages of it (in the agent, or acked not committed)
+        assert watch.look(_books(7, 12, pending=True)) == []
+    for _ in range(5):  # at its end, or never fetched
+        assert watch.look(_books(12, 12)) == []
+        assert watch.look(_books(None, None)) == []
+    assert watch.taken_up == 0
+
+
+def test_a_tail_taken_up_in_vain_is_tried_a_few_times_then_reported_once(
+    caplog: Any,
+) -> None:
+    watch = TailWatch(patience=1, attempts=2)
+    assert watch.look(_books(4, 5)) == [(CASES, 1)]
+    assert watch.look(_books(4, 5)) == [(CASES, 1)]
+    with caplog.at_level("ERROR", logger="tipsync.streams"):
+        for _ in range(4):
+            assert watch.look(_books(4, 5)) == []
+    assert len([r for r in caplog.records if "restart the worker" in r.getMessage()]) == 1
+    assert watch.look(_books(5, 7)) == [(CASES, 1)]  # a new state: tried again
