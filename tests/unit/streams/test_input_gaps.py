@@ -283,3 +283,38 @@ def test_a_tail_taken_up_in_vain_is_tried_a_few_times_then_reported_once(
             assert watch.look(_books(4, 5)) == []
     assert len([r for r in caplog.records if "restart the worker" in r.getMessage()]) == 1
     assert watch.look(_books(5, 7)) == [(CASES, 1)]  # a new state: tried again
+
+
+def test_the_app_seeks_a_tail_faust_holds_back_to_its_committed_offset() -> None:
+    """``FaustTailWatch`` reads faust's own books (a real consumer object of its aiokafka
+    driver, without a broker) and seeks through faust's ``seek_wait``."""
+    from weakref import WeakSet
+
+    from streams.input_gaps import FaustTailWatch
+
+    books = _faust_books(committed=4)
+    books._paused_partitions = set()
+    books._unacked_messages = WeakSet()
+    books.flow_active = True
+    sought: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        sought.append(dict(partitions))
+
+    books.assignment = lambda: {FAUST_TP, TP("changelog", 0)}  # type: ignore[method-assign]
+    books.highwater = lambda tp: 5  # type: ignore[method-assign]
+    books.seek_wait = seek_wait  # type: ignore[method-assign]
+
+    class App:
+        consumer = books
+        rebalancing = False
+
+        class tables:  # noqa: N801 - faust's attribute
+            changelog_topics = {"changelog"}
+
+    watch = FaustTailWatch(App(), TailWatch(patience=2))
+    assert watch.books() == {(CASES, 0): PartitionBooks(committed=4, end=5, pending=False)}
+    asyncio.run(watch())
+    assert sought == []
+    asyncio.run(watch())
+    assert sought == [{FAUST_TP: 4}]
