@@ -23,6 +23,11 @@ Once they are processed they are recorded in faust's books as a gap (``FaustAckn
 so its commit moves on. The stage processes a partition's messages one after the other, so
 the commit that faust makes past a gap always comes after the gap was read and processed (the
 message after it is acknowledged only once processed).
+
+Two more holes, where no later message reveals a skip: ``SeekUncommittedToStart`` completes
+faust's seek after a rebalance for the partitions the group never committed (aiokafka seeks
+only those committed above 0), and ``TailWatch`` (``FaustTailWatch`` on a timer of the app)
+seeks back a partition whose last messages faust fetched but never handed.
 """
 
 from __future__ import annotations
