@@ -64,6 +64,7 @@ from streams.decoding import EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
     RegisteredAgencies,
+    SubscribeBetweenRebalances,
     agency_topics_on_broker,
     common_partition_count,
     fitting_topics,
@@ -71,7 +72,14 @@ from streams.discovery import (
 )
 from streams.feeds import AgencyFeeds
 from streams.ingest_handler import IngestHandler
-from streams.input_gaps import ContiguousInput, FaustAcknowledger, GroupStart, read_range
+from streams.input_gaps import (
+    ContiguousInput,
+    FaustAcknowledger,
+    FaustTailWatch,
+    GroupStart,
+    SeekUncommittedToStart,
+    read_range,
+)
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
@@ -88,6 +96,10 @@ from streams.worker import run_worker
 __all__ = ["StreamApp", "StreamOptions", "create_app", "run_worker"]
 
 log = logging.getLogger("tipsync.streams")
+
+# how often the app looks for input partitions faust holds without handing their last
+# messages (streams.input_gaps.TailWatch: taken up after three looks without a change)
+TAIL_WATCH_SECONDS = 10.0
 
 
 class StreamApp:
@@ -162,6 +174,7 @@ class StreamApp:
             consumer_topics=lambda: self.app.topics._topic_name_index,  # type: ignore[attr-defined]
         )
 
+        self._adapt_consumer()
         self.output = OutputProducer(bootstrap, self._output_failed)
         self._flush_outputs_with_faust()
         send = self.output.send
@@ -230,6 +243,25 @@ class StreamApp:
         )
         self.contiguous_inputs.append(contiguous)
         return contiguous
+
+    def _adapt_consumer(self) -> None:
+        """Two fixes to the consumer faust makes (when it makes it): partitions never
+        committed are sought back too (streams.input_gaps.SeekUncommittedToStart), and a
+        subscription change waits for the rebalance to end
+        (streams.discovery.SubscribeBetweenRebalances)."""
+        app = self.app
+
+        def adapt(consumer: Any) -> Any:
+            SeekUncommittedToStart.install(consumer, lambda: app.tables.changelog_topics)
+            SubscribeBetweenRebalances.install(consumer, lambda: app.rebalancing)
+            return consumer
+
+        made = app._consumer  # type: ignore[attr-defined]
+        if made is not None:
+            adapt(made)
+            return
+        new_consumer = app._new_consumer
+        app._new_consumer = lambda: adapt(new_consumer())  # type: ignore[method-assign]
 
     def _flush_outputs_with_faust(self) -> None:
         # faust flushes its producer before it commits offsets, on a rebalance and when it
@@ -336,6 +368,13 @@ class StreamApp:
             except Exception as error:  # noqa: BLE001 - a failed look must not stop the app
                 log.error("looking for new agency topics failed (%s); trying again in %.0f s",
                           error, options.discovery_interval_seconds)
+
+        # input partitions whose last messages faust never handed (streams.input_gaps)
+        tail_watch = FaustTailWatch(app)
+
+        @app.timer(interval=TAIL_WATCH_SECONDS)
+        async def take_up_unhanded_tails() -> None:
+            await tail_watch()
 
         @app.agent(self.agency_channel, name="ingest")
         async def ingest(stream: faust.StreamT) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -134,3 +135,37 @@ class AgencyDiscovery:
                             ", ".join(waiting))
                 self.on_new()
         return new
+
+
+class SubscribeBetweenRebalances:
+    """faust's subscription change, made only while the app is not rebalancing.
+
+    faust's conductor (``Conductor._subscriber``, faust 0.15.3) looks whether the app is
+    rebalancing when a change is flagged, then sleeps (``_resubscribe_sleep_lock_seconds``)
+    and subscribes without looking again. When a rebalance began during that sleep (another
+    worker subscribed to the same new agency topic first), the subscription is replaced in the
+    middle of the table recovery, aiokafka's assignment is gone under it, and the recovery's
+    seek fails (``assert self._subscription.assignment is not None`` in aiokafka's
+    ``SubscriptionState``): the worker crashes (seen in
+    ``tests/integration/test_stream_workers.py``: a worker of ``tipsync stream --workers 2``
+    exited 1). The subscription change waits here until the rebalance is over (faust's
+    recovery done, ``App.rebalancing`` false), then goes through."""
+
+    def __init__(self, subscribe: Callable[[Iterable[str]], Awaitable[None]],
+                 rebalancing: Callable[[], bool], pause_seconds: float = 0.2) -> None:
+        self._subscribe = subscribe
+        self._rebalancing = rebalancing
+        self._pause_seconds = pause_seconds
+        self.waited = 0  # subscription changes that waited for a rebalance to end
+
+    async def __call__(self, topics: Iterable[str]) -> None:
+        if self._rebalancing():
+            self.waited += 1
+            while self._rebalancing():
+                await asyncio.sleep(self._pause_seconds)
+        await self._subscribe(topics)
+
+    @classmethod
+    def install(cls, consumer: Any, rebalancing: Callable[[], bool]) -> None:
+        """Replace ``consumer.subscribe`` (faust's, which its conductor calls)."""
+        consumer.subscribe = cls(consumer.subscribe, rebalancing)

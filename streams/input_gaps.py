@@ -23,16 +23,23 @@ Once they are processed they are recorded in faust's books as a gap (``FaustAckn
 so its commit moves on. The stage processes a partition's messages one after the other, so
 the commit that faust makes past a gap always comes after the gap was read and processed (the
 message after it is acknowledged only once processed).
+
+Two more holes, where no later message reveals a skip: ``SeekUncommittedToStart`` completes
+faust's seek after a rebalance for the partitions the group never committed (aiokafka seeks
+only those committed above 0), and ``TailWatch`` (``FaustTailWatch`` on a timer of the app)
+seeks back a partition whose last messages faust fetched but never handed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -224,3 +231,184 @@ class FaustAcknowledger:
 
         add_gap = getattr(self._consumer(), "_add_gap")  # noqa: B009 - private in faust
         await add_gap(TP(*partition), first, until - 1)
+
+
+# faust's consumer (``faust.transport.consumer.Consumer``): only what the seek below uses
+SeekToCommitted = Callable[[], Awaitable[Mapping[Any, int | None]]]
+SeekToBeginning = Callable[..., Awaitable[object]]
+
+
+class SeekUncommittedToStart:
+    """faust's seek to the committed offsets, completed for the input partitions the group
+    never committed: they are sought to their first offset too.
+
+    Every rebalance ends with faust's ``Consumer.perform_seek``, and so does a fetch that
+    finds the flow stopped (``Consumer.getmany``): records fetched meanwhile were dropped
+    (their partition paused, the flow stopped or the generation changed while a fetched batch
+    was handed over), and the seek back to the committed offsets makes the fetcher read them
+    again. That seek is aiokafka's ``AIOKafkaConsumer.seek_to_committed``, which seeks only
+    partitions whose committed offset is above 0: a partition the group never committed
+    (a new agency topic, or one whose first messages the worker took just before it was
+    killed) stays where the dropped records left it, past them. Nothing hands them again;
+    ``ContiguousInput`` reads them at the partition's next message, but when none comes the
+    partition is never committed and its lag never reaches zero (the stalled worker of the
+    fault suite; the new agency's case that ``test_stream_workers`` waited for).
+
+    Table changelog partitions are left alone: faust's recovery places them itself."""
+
+    def __init__(self, seek_to_committed: SeekToCommitted, seek_to_beginning: SeekToBeginning,
+                 changelog_topics: Callable[[], Collection[str]]) -> None:
+        self._seek_to_committed = seek_to_committed
+        self._seek_to_beginning = seek_to_beginning
+        self._changelog_topics = changelog_topics
+        self.sought = 0  # partitions sought to their first offset
+
+    async def __call__(self) -> Mapping[Any, int | None]:
+        committed = await self._seek_to_committed()
+        changelogs = self._changelog_topics()
+        uncommitted = sorted(
+            (tp for tp, offset in committed.items()
+             if (offset is None or offset <= 0) and tp.topic not in changelogs),
+            key=lambda tp: (tp.topic, tp.partition),
+        )
+        if uncommitted:
+            try:
+                await self._seek_to_beginning(*uncommitted)
+            except IllegalStateError:
+                # not assigned any more: a rebalance began, and the seek that ends it seeks
+                # them again if they come back
+                log.info("input partitions were revoked before they were sought to their "
+                         "first offset; the next rebalance's seek takes them")
+                return committed
+            self.sought += len(uncommitted)
+            log.info("%d input partition(s) without a committed offset sought to their first "
+                     "offset: %s", len(uncommitted),
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in uncommitted))
+        return committed
+
+    @classmethod
+    def install(cls, consumer: Any, changelog_topics: Callable[[], Collection[str]]) -> None:
+        """Replace ``consumer.seek_to_committed`` (faust 0.15.3's aiokafka consumer, whose
+        ``perform_seek`` calls it) with the completed seek."""
+        consumer.seek_to_committed = cls(
+            consumer.seek_to_committed, consumer._thread.seek_to_beginning, changelog_topics,
+        )
+
+
+@dataclass(frozen=True)
+class PartitionBooks:
+    """What faust's consumer knows of one input partition at a look (``TailWatch``)."""
+
+    committed: int | None  # the offset faust committed last (the next to read), if any
+    end: int | None  # the partition's end offset as last fetched (None: not fetched yet)
+    pending: bool  # faust holds messages of it handed but not yet committed
+
+
+class TailWatch:
+    """Input partitions whose last messages faust never handed over, found and read again.
+
+    ``ContiguousInput`` notices messages faust skipped at the partition's next message; at
+    the end of a partition there is none. faust 0.15.3 was seen doing it (a new agency's only
+    message, on ``tipsync stream --workers 2``): fetched (its read offset moved to it), never
+    handed to the agent, never acknowledged, so never committed, and its lag stays for ever
+    (the stalled worker). A partition is taken up again when, at ``patience`` looks in a row,
+    it has messages past its committed offset, faust holds none of them (none handed and not
+    yet committed), and neither its committed offset nor its end moved: the app then seeks it
+    back to the committed offset and faust hands the messages again (those already processed
+    are passed over by ``ContiguousInput``)."""
+
+    def __init__(self, patience: int = 3, attempts: int = 3) -> None:
+        self._patience = patience
+        self._attempts = attempts
+        self._still: dict[Partition, tuple[int | None, int | None, int]] = {}
+        # per partition, the (committed, end) at which it was last taken up, and how often
+        self._taken: dict[Partition, tuple[int | None, int | None, int]] = {}
+        self.taken_up = 0  # partitions sought back
+
+    def look(self, books: Mapping[Partition, PartitionBooks]) -> list[Partition]:
+        """The partitions to seek back to their committed offset now."""
+        for partition in [partition for partition in self._still if partition not in books]:
+            del self._still[partition]
+        stuck: list[Partition] = []
+        for partition, book in sorted(books.items()):
+            behind = book.end is not None and book.end > (book.committed or 0)
+            if not behind or book.pending:
+                self._still.pop(partition, None)
+                continue
+            committed, end, looks = self._still.get(partition, (None, None, 0))
+            looks = looks + 1 if (committed, end) == (book.committed, book.end) else 1
+            if looks < self._patience:
+                self._still[partition] = (book.committed, book.end, looks)
+                continue
+            self._still.pop(partition, None)
+            taken_committed, taken_end, attempts = self._taken.get(partition, (None, None, 0))
+            if (taken_committed, taken_end) != (book.committed, book.end):
+                attempts = 0
+            if attempts == self._attempts:  # said once; offsets without messages, perhaps
+                log.error("%s[%d]: %d offset(s) past the committed offset %s are still not "
+                          "handed after %d attempts; if `tipsync lag` shows it, restart the "
+                          "worker", partition[0], partition[1],
+                          (book.end or 0) - (book.committed or 0), book.committed, attempts)
+            if attempts >= self._attempts:
+                self._taken[partition] = (book.committed, book.end, attempts + 1)
+                continue
+            self._taken[partition] = (book.committed, book.end, attempts + 1)
+            stuck.append(partition)
+            self.taken_up += 1
+        return stuck
+
+
+class FaustTailWatch:
+    """``TailWatch`` over faust 0.15.3's consumer (its books are private: ``_committed_offset``,
+    ``_acked``, ``_unacked_messages``), looked at by a timer of the app."""
+
+    def __init__(self, app: Any, watch: TailWatch | None = None) -> None:
+        self._app = app
+        self.watch = watch or TailWatch()
+
+    def books(self) -> dict[Partition, PartitionBooks]:
+        consumer = self._app.consumer
+        changelogs = self._app.tables.changelog_topics
+        in_flight = {message.tp for message in list(consumer._unacked_messages)
+                     if not message.acked}
+        books = {}
+        for tp in consumer.assignment():
+            if tp.topic in changelogs or tp in consumer._paused_partitions:
+                continue
+            books[(tp.topic, tp.partition)] = PartitionBooks(
+                committed=consumer._committed_offset.get(tp), end=consumer.highwater(tp),
+                pending=bool(consumer._acked.get(tp)) or tp in in_flight,
+            )
+        return books
+
+    async def __call__(self) -> None:
+        app = self._app
+        if app.rebalancing or not app.consumer.flow_active:
+            return
+        try:
+            books = self.books()
+        except Exception as error:  # noqa: BLE001 - a failed look must not stop the worker
+            log.info("the input partitions could not be looked at (%r); at the next look", error)
+            return
+        for topic, partition in self.watch.look(books):
+            await self._seek_back(topic, partition)
+
+    async def _seek_back(self, topic: str, partition: int) -> None:
+        from faust.types import TP
+
+        consumer = self._app.consumer
+        tp = TP(topic, partition)
+        committed = consumer._committed_offset.get(tp)
+        try:
+            offset = committed
+            if offset is None:
+                offset = (await consumer.earliest_offsets(tp))[tp]
+            log.warning("%s[%d]: messages from offset %d to %s were never handed by faust and "
+                        "the partition is not committed past them; reading them again",
+                        topic, partition, offset, consumer.highwater(tp))
+            await consumer.seek_wait({tp: offset})
+        except (IllegalStateError, AssertionError, KeyError) as error:
+            # revoked meanwhile (aiokafka: not assigned): its next owner starts at the
+            # committed offset anyway
+            log.info("%s[%d] was not sought back (%r): no longer assigned", topic, partition,
+                     error)

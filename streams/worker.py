@@ -4,6 +4,7 @@ hard exit when faust's shutdown hangs.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
@@ -103,6 +104,9 @@ def ensure_internal_topics(topics: Iterable[TopicT], default_partitions: int,
 def run_worker(stream_app: StreamApp) -> None:
     """Run one faust worker until SIGINT or SIGTERM (then it stops cleanly and returns)."""
     stream_app.data_dir.mkdir(parents=True, exist_ok=True)
+    # A crash in native code (seen once: the worker died of SIGSEGV while the broker
+    # restarted, in the fault suite) leaves the stacks of every thread in the worker's log.
+    faulthandler.enable()
     ensure_internal_topics(stream_app.internal_topics(), stream_app.partitions,
                            stream_app.settings.client)
     # faust polls Kafka in a thread of its own; with the default 5 ms switch interval the

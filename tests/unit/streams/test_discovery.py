@@ -133,3 +133,45 @@ def test_a_new_topic_found_during_a_rebalance_is_asked_for_again_until_subscribe
     conductor.rebalancing = False
     assert asyncio.run(discovery.discover()) == []
     assert set(conductor.subscribed) == {POLICE_PERSON, CUSTOMS_PERSON}
+
+
+def test_a_subscription_change_waits_until_the_rebalance_is_over() -> None:
+    """faust's conductor subscribes after a sleep without looking again whether a rebalance
+    began meanwhile; replaced in the middle of the table recovery, the subscription took the
+    assignment from under the recovery's seek and the worker crashed
+    (``SubscribeBetweenRebalances``)."""
+    from streams.discovery import SubscribeBetweenRebalances
+
+    looks = {"left": 3}  # the app says it is rebalancing at the first three looks
+    subscribed: list[tuple[list[str], int]] = []
+
+    async def subscribe(topics: list[str]) -> None:
+        subscribed.append((list(topics), looks["left"]))
+
+    def is_rebalancing() -> bool:
+        looks["left"] = max(looks["left"] - 1, -1)
+        return looks["left"] >= 0
+
+    between = SubscribeBetweenRebalances(subscribe, is_rebalancing, pause_seconds=0)
+    asyncio.run(between([POLICE_CASE, CUSTOMS_PERSON]))
+    assert subscribed == [([POLICE_CASE, CUSTOMS_PERSON], -1)]  # only once it was over
+    assert between.waited == 1
+    asyncio.run(between([POLICE_CASE]))  # not rebalancing: at once
+    assert between.waited == 1 and len(subscribed) == 2
+
+
+def test_the_subscription_faust_calls_is_replaced() -> None:
+    from streams.discovery import SubscribeBetweenRebalances
+
+    class FaustConsumer:
+        def __init__(self) -> None:
+            self.topics: list[str] = []
+
+        async def subscribe(self, topics: list[str]) -> None:
+            self.topics = list(topics)
+
+    consumer = FaustConsumer()
+    SubscribeBetweenRebalances.install(consumer, lambda: False)
+    assert isinstance(consumer.subscribe, SubscribeBetweenRebalances)
+    asyncio.run(consumer.subscribe([POLICE_CASE]))
+    assert consumer.topics == [POLICE_CASE]

@@ -12,7 +12,14 @@ from faust.types import TP
 
 from schemas.examples import example_uuid
 from streams.ingest import entity_golden_id
-from streams.input_gaps import ContiguousInput, FaustAcknowledger, Partition
+from streams.input_gaps import (
+    ContiguousInput,
+    FaustAcknowledger,
+    Partition,
+    PartitionBooks,
+    SeekUncommittedToStart,
+    TailWatch,
+)
 from tests.unit.streams.test_ingest_handler import (
     TOPICS,
     Message,
@@ -152,3 +159,162 @@ def test_the_ingest_guard_acknowledges_what_it_read_once_processed() -> None:
     for offset in (4, 5):
         asyncio.run(handler.ingest_one(messages[offset]))
     assert acknowledged == [((CASES, 2), 2, 4)]
+
+
+class _AiokafkaAssigned:
+    """What aiokafka's ``seek_to_committed`` uses of its consumer: the group's committed
+    offsets and the fetcher's seeks."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self._committed = committed
+        self._subscription = self
+        self._fetcher = self
+        self.sought: list[tuple[Any, int]] = []
+
+    def assigned_partitions(self) -> set[Any]:
+        return set(self._committed)
+
+    async def committed(self, tp: Any) -> int | None:
+        return self._committed[tp]
+
+    def seek_to(self, tp: Any, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+def test_aiokafka_seeks_back_only_partitions_committed_above_zero() -> None:
+    """The library behaviour the fix is for (aiokafka 0.12, ``AIOKafkaConsumer
+    .seek_to_committed``, which faust's seek after every rebalance uses): a partition the
+    group never committed, or committed at 0, is not sought, so records fetched and dropped
+    meanwhile are never fetched again."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    never, zero, five = (TopicPartition(CASES, partition) for partition in range(3))
+    consumer = _AiokafkaAssigned({never: None, zero: 0, five: 5})
+    committed = asyncio.run(AIOKafkaConsumer.seek_to_committed(consumer))  # type: ignore[arg-type]
+    assert committed == {never: None, zero: 0, five: 5}
+    assert consumer.sought == [(five, 5)]
+
+
+def test_partitions_never_committed_are_sought_to_their_start_after_faust_seeks() -> None:
+    """The stalled worker of the fault suite: the seek that ends a rebalance leaves input
+    partitions without a committed offset past records faust dropped; they are sought to
+    their first offset (changelog partitions are left to faust's table recovery)."""
+    from aiokafka import TopicPartition
+
+    changelog = "tip.internal.stream-ingest_held-changelog"
+    never, zero, five = (TopicPartition(CASES, partition) for partition in range(3))
+    table = TopicPartition(changelog, 0)
+    calls: list[str] = []
+    to_beginning: list[tuple[Any, ...]] = []
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        calls.append("committed")
+        return {five: 5, zero: 0, never: None, table: None}
+
+    async def seek_to_beginning(*partitions: Any) -> None:
+        calls.append("beginning")
+        to_beginning.append(partitions)
+
+    seek = SeekUncommittedToStart(seek_to_committed, seek_to_beginning, lambda: {changelog})
+    committed = asyncio.run(seek())
+    assert committed == {five: 5, zero: 0, never: None, table: None}  # what faust gets
+    assert calls == ["committed", "beginning"]
+    assert to_beginning == [(never, zero)]
+    assert seek.sought == 2
+
+
+def test_the_completed_seek_replaces_the_one_faust_calls() -> None:
+    class FaustConsumer:
+        def __init__(self) -> None:
+            self._thread = self
+            self.to_beginning: list[Any] = []
+
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return {FAUST_TP: None}
+
+        async def seek_to_beginning(self, *partitions: Any) -> None:
+            self.to_beginning.extend(partitions)
+
+        async def perform_seek(self) -> None:  # faust's, in short
+            await self.seek_to_committed()
+
+    consumer = FaustConsumer()
+    SeekUncommittedToStart.install(consumer, lambda: set())
+    asyncio.run(consumer.perform_seek())
+    assert consumer.to_beginning == [FAUST_TP]
+
+
+def _books(committed: int | None, end: int | None, pending: bool = False) -> dict[
+        Partition, PartitionBooks]:
+    return {(CASES, 1): PartitionBooks(committed=committed, end=end, pending=pending)}
+
+
+def test_a_tail_faust_never_handed_is_taken_up_after_three_looks_without_a_change() -> None:
+    """Seen on the real stack (tipsync stream --workers 2, a new agency's only message):
+    faust's read offset at 0, the partition's end at 1, nothing acknowledged, nothing
+    committed, for minutes. No later message comes for ``ContiguousInput`` to notice."""
+    watch = TailWatch(patience=3)
+    assert watch.look(_books(None, 1)) == []
+    assert watch.look(_books(None, 1)) == []
+    assert watch.look(_books(None, 1)) == [(CASES, 1)]
+    assert watch.taken_up == 1
+
+
+def test_a_partition_that_moves_or_has_messages_in_hand_is_left_alone() -> None:
+    watch = TailWatch(patience=2)
+    for book in (_books(3, 9), _books(5, 9), _books(7, 9), _books(7, 12)):  # it moves
+        assert watch.look(book) == []
+    for _ in range(5):  # faust holds messages of it (in the agent, or acked not committed)
+        assert watch.look(_books(7, 12, pending=True)) == []
+    for _ in range(5):  # at its end, or never fetched
+        assert watch.look(_books(12, 12)) == []
+        assert watch.look(_books(None, None)) == []
+    assert watch.taken_up == 0
+
+
+def test_a_tail_taken_up_in_vain_is_tried_a_few_times_then_reported_once(
+    caplog: Any,
+) -> None:
+    watch = TailWatch(patience=1, attempts=2)
+    assert watch.look(_books(4, 5)) == [(CASES, 1)]
+    assert watch.look(_books(4, 5)) == [(CASES, 1)]
+    with caplog.at_level("ERROR", logger="tipsync.streams"):
+        for _ in range(4):
+            assert watch.look(_books(4, 5)) == []
+    assert len([r for r in caplog.records if "restart the worker" in r.getMessage()]) == 1
+    assert watch.look(_books(5, 7)) == [(CASES, 1)]  # a new state: tried again
+
+
+def test_the_app_seeks_a_tail_faust_holds_back_to_its_committed_offset() -> None:
+    """``FaustTailWatch`` reads faust's own books (a real consumer object of its aiokafka
+    driver, without a broker) and seeks through faust's ``seek_wait``."""
+    from weakref import WeakSet
+
+    from streams.input_gaps import FaustTailWatch
+
+    books = _faust_books(committed=4)
+    books._paused_partitions = set()
+    books._unacked_messages = WeakSet()
+    books.flow_active = True
+    sought: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        sought.append(dict(partitions))
+
+    books.assignment = lambda: {FAUST_TP, TP("changelog", 0)}  # type: ignore[method-assign]
+    books.highwater = lambda tp: 5  # type: ignore[method-assign]
+    books.seek_wait = seek_wait  # type: ignore[method-assign]
+
+    class App:
+        consumer = books
+        rebalancing = False
+
+        class tables:  # noqa: N801 - faust's attribute
+            changelog_topics = {"changelog"}
+
+    watch = FaustTailWatch(App(), TailWatch(patience=2))
+    assert watch.books() == {(CASES, 0): PartitionBooks(committed=4, end=5, pending=False)}
+    asyncio.run(watch())
+    assert sought == []
+    asyncio.run(watch())
+    assert sought == [{FAUST_TP: 4}]
