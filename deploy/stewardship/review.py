@@ -214,6 +214,11 @@ def read_decisions(settings: Settings, topics: TopicNames,
                 if error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard(message.partition())
                     continue
+                if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    # librdkafka looks the group's coordinator up although this consumer is
+                    # only assigned and never commits; the steward holds no group (least
+                    # privilege), and fetching an assigned partition does not need one
+                    continue
                 raise RuntimeError(f"reading {topic} failed: {error}")
             value = message.value()
             if value is None:
