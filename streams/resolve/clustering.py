@@ -13,12 +13,11 @@ cluster still holds together as a whole:
 
 Stewards' decisions (``streams.resolve.stewardship``) come first: the must-linked pairs are
 joined before any automatic pair, in the order given (the earliest decided first) and
-whatever their scores, and no merge,
-automatic or must-link, may put two cannot-linked records in one cluster (checked on every
-cross pair, so a cannot-link also beats a chain A~C~B of matches). Two must-links that would
-join a cannot-linked pair contradict each other: the one that would close the gap (the later
-decided) is not applied (keeping people apart is the safe side), the same whatever the order
-of arrival.
+whatever their scores, and no merge, automatic or must-link, may put two cannot-linked
+records in one cluster (checked on every cross pair, so a cannot-link also beats a chain
+A~C~B of matches). Must-links that would join a cannot-linked pair contradict it: the one
+that would close the gap, the latest decided of them, is not applied (keeping people apart is
+the safe side), the same whatever the order of arrival.
 """
 
 from __future__ import annotations
