@@ -247,9 +247,13 @@ def contradiction(decisions: dict[str, dict[str, Any]],
     if found is None:
         return None
     apart, new = found.cannot, found.decision
-    chain = ", ".join(f"{link.left} = {link.right}"
-                      + (" (this decision)" if link is new else f" (decision {link.decision_id})")
-                      for link in found.chain)
+    steps, at = [], apart.left  # the chain as a walk from one end of the cannot-link
+    for link in found.chain:
+        following = link.right if link.left == at else link.left
+        steps.append(f"{at} = {following} " + (
+            "(this decision)" if link is new else f"(decision {link.decision_id})"))
+        at = following
+    chain = ", ".join(steps)
     if new.kind == "MUST_LINK":
         return (
             f"{new.left} and {new.right} are not joined: {apart.left} and {apart.right} are "
