@@ -60,7 +60,10 @@ class ModelRollout:
         latest: bytes | None = None
         try:
             consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
+            # an explicit seek (streams.recovery says why: seek_to_beginning can end at the
+            # latest offset, and the recorded model would be missed)
+            earliest = (await consumer.beginning_offsets([partition]))[partition]
+            consumer.seek(partition, earliest)
             end = (await consumer.end_offsets([partition]))[partition]
             while await consumer.position(partition) < end:
                 batch = await consumer.getmany(partition, timeout_ms=1000)

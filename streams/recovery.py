@@ -146,7 +146,10 @@ class ResolveRecovery:
             if snapshot is None:
                 stage = ResolveStage(lambda: Resolver(self.trust, start.model))
                 source = "the whole topic"
-                await consumer.seek_to_beginning(partition)
+                # an explicit seek, never seek_to_beginning: aiokafka (0.14) lets the
+                # "latest" reset its assign() started answer after the seek's "earliest" one
+                # and takes it, so the rebuild read nothing and lost every record
+                consumer.seek(partition, earliest)
             else:
                 header, stage = snapshot
                 source = f"snapshot at offset {header.offset} plus the topic after it"

@@ -8,7 +8,9 @@
 
 Keys are ``<agency_id>:<source_record_id>``; PAIR_ID is the 12-digit id ``list`` prints, or
 the pair key ``<a key>|<b key>``. Exit codes: 0 done; 1 not found, or Kafka / PostgreSQL
-refused; 2 bad arguments. What it does: ``deploy.stewardship.review``.
+refused; 2 bad arguments; 3 (``decide``) refused: the decision contradicts decisions in force
+(a cannot-linked pair would become one person through must-links; the message names them).
+What it does: ``deploy.stewardship.review``.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from deploy.stewardship.review import publish_decision
+    from deploy.stewardship.review import contradiction, publish_decision, read_decisions
     from schemas.stewardship import pair_id, steward_decision
 
     option = next(name for name in KINDS if getattr(args, name))
@@ -143,9 +145,14 @@ def _decide(args: argparse.Namespace) -> int:
         print(f"tipsync review decide: {error}", file=sys.stderr)
         return 2
     topics = TopicNames(args.topic_root)
+    settings = load_settings()
     try:
-        publish_decision(load_settings(), topics, decision)
-    except RuntimeError as error:
+        refused = contradiction(read_decisions(settings, topics), decision)
+        if refused is not None:
+            print(f"tipsync review decide: refused: {refused}", file=sys.stderr)
+            return 3
+        publish_decision(settings, topics, decision)
+    except (RuntimeError, TimeoutError) as error:
         print(f"tipsync review decide: {error}", file=sys.stderr)
         return 1
     print(f"{decision.kind} {first} {second}: decision {decision.decision_id} (pair "

@@ -21,9 +21,11 @@ What each service needs, and why (found by running each against the broker):
 - ``sink``: reads reconciled topics, writes ``tip.dlq.sink``, commits as group ``tip.sink``.
 - ``monitor`` (``tipsync lag``, ``monitor``; ``freshness`` reads only PostgreSQL): describes
   the root's topics (end offsets) and groups (members, committed offsets).
-- ``steward`` (``tipsync review decide``): writes the stewards' decisions topic, and may
-  create that one topic (``review decide`` makes it, compacted and kept forever, when a
-  deployment has none yet; the same CREATE-or-refused answer as the stream's).
+- ``steward`` (``tipsync review decide``): reads the stewards' decisions topic (the
+  decisions in force, so a decision that contradicts them is refused before it is published;
+  assigned, never a group) and writes it, and may create that one topic (``review decide``
+  makes it, compacted and kept forever, when a deployment has none yet; the same
+  CREATE-or-refused answer as the stream's).
 - ``operator`` (``tipsync dlq``): reads the dead-letter topics, and writes each stage's input
   (agency topics, the resolve topic, reconciled topics) to replay a dead letter there; it
   reads with assigned partitions and no consumer group, so it needs no group right.
@@ -98,7 +100,8 @@ def service_grants(names: TopicNames) -> list[Grant]:
         *_grants(SINK, "GROUP", "LITERAL", [names.sink_group], ["READ"]),
         *_grants(MONITOR, "TOPIC", "PREFIXED", [f"{names.root}."], ["DESCRIBE"]),
         *_grants(MONITOR, "GROUP", "PREFIXED", [f"{names.root}."], ["DESCRIBE"]),
-        *_grants(STEWARD, "TOPIC", "LITERAL", [decisions], ["WRITE", "DESCRIBE", "CREATE"]),
+        *_grants(STEWARD, "TOPIC", "LITERAL", [decisions],
+                 ["READ", "WRITE", "DESCRIBE", "CREATE"]),
         *_grants(OPERATOR, "TOPIC", "PREFIXED", [dlq_prefix], ["READ", "DESCRIBE"]),
         *_grants(OPERATOR, "TOPIC", "PREFIXED", [agency_prefix, reconciled_prefix],
                  ["WRITE", "DESCRIBE"]),

@@ -43,6 +43,7 @@ from schemas.topics import (
     create_topics,
     stewardship_config,
 )
+from streams.resolve.stewardship import StewardDecisions
 
 # The latest match decision of every pair, its records in canonical order.
 _LATEST = """
@@ -213,6 +214,11 @@ def read_decisions(settings: Settings, topics: TopicNames,
                 if error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard(message.partition())
                     continue
+                if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    # librdkafka looks the group's coordinator up although this consumer is
+                    # only assigned and never commits; the steward holds no group (least
+                    # privilege), and fetching an assigned partition does not need one
+                    continue
                 raise RuntimeError(f"reading {topic} failed: {error}")
             value = message.value()
             if value is None:
@@ -226,6 +232,42 @@ def read_decisions(settings: Settings, topics: TopicNames,
         consumer.close()
         registry.close()
     return decisions
+
+
+def contradiction(decisions: dict[str, dict[str, Any]],
+                  decision: StewardDecision) -> str | None:
+    """Why ``decision`` contradicts the decisions in force (``read_decisions``), as a
+    sentence naming them and the way out, or None. The resolver keeps such a pair apart
+    anyway (a must-link decided after the cannot-links it contradicts is not applied,
+    ``streams.resolve.stewardship``); refusing it here tells the steward at once."""
+    held = StewardDecisions()
+    for record in decisions.values():
+        held.apply(record)
+    found = held.conflict(decision.to_record())
+    if found is None:
+        return None
+    apart, new = found.cannot, found.decision
+    steps, at = [], apart.left  # the chain as a walk from one end of the cannot-link
+    for link in found.chain:
+        following = link.right if link.left == at else link.left
+        steps.append(f"{at} = {following} " + (
+            "(this decision)" if link is new else f"(decision {link.decision_id})"))
+        at = following
+    chain = ", ".join(steps)
+    if new.kind == "MUST_LINK":
+        return (
+            f"{new.left} and {new.right} are not joined: {apart.left} and {apart.right} are "
+            f"different people by decision {apart.decision_id} ({apart.steward}, "
+            f"{apart.decided_at:%Y-%m-%d %H:%M} UTC), and with the must-links {chain} they "
+            "would be one. If they are one person, withdraw that decision first (tipsync "
+            f"review decide --withdraw {apart.left} {apart.right} --steward NAME); if not, "
+            "this pair is different people too (--different)"
+        )
+    return (
+        f"{new.left} and {new.right} are not separated: the must-links {chain} make them one "
+        "person. Withdraw the must-link that is wrong first (tipsync review decide --withdraw "
+        "A_KEY B_KEY --steward NAME), then decide this pair again"
+    )
 
 
 def publish_decision(settings: Settings, topics: TopicNames, decision: StewardDecision,

@@ -12,11 +12,12 @@ cluster still holds together as a whole:
   different people than of being the same one.
 
 Stewards' decisions (``streams.resolve.stewardship``) come first: the must-linked pairs are
-joined before any automatic pair, in pair order and whatever their scores, and no merge,
-automatic or must-link, may put two cannot-linked records in one cluster (checked on every
-cross pair, so a cannot-link also beats a chain A~C~B of matches). Two must-links that would
-join a cannot-linked pair contradict each other: the one that would close the gap is not
-applied (keeping people apart is the safe side), the same whatever the order of arrival.
+joined before any automatic pair, in the order given (the earliest decided first) and
+whatever their scores, and no merge, automatic or must-link, may put two cannot-linked
+records in one cluster (checked on every cross pair, so a cannot-link also beats a chain
+A~C~B of matches). Must-links that would join a cannot-linked pair contradict it: the one
+that would close the gap, the latest decided of them, is not applied (keeping people apart is
+the safe side), the same whatever the order of arrival.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def cluster_component(
     cannot: Mapping[str, set[str]] | None = None,
 ) -> tuple[list[list[str]], list[Vetoed]]:
     """Clusters (each sorted) of one component, and the matching pairs the guard or a
-    cannot-link vetoed. ``must_links``: steward-joined pairs (both ends among ``records``);
+    cannot-link vetoed. ``must_links``: steward-joined pairs (both ends among ``records``),
+    in the order they are to be applied;
     ``cannot``: key -> the keys a steward said are other people."""
     cluster_of: dict[str, list[str]] = {key: [key] for key in sorted(records)}
     vetoed: list[Vetoed] = []
@@ -76,7 +78,7 @@ def cluster_component(
         for key in merged:
             cluster_of[key] = merged
 
-    for left, right in sorted(must_links):
+    for left, right in must_links:
         left_cluster, right_cluster = cluster_of[left], cluster_of[right]
         if left_cluster is not right_cluster and not _cannot_linked(
             left_cluster, right_cluster, cannot

@@ -66,7 +66,7 @@ from streams.resolve.scoring import (
     match_weight_reaching,
     score_pair,
 )
-from streams.resolve.stewardship import StewardDecisions
+from streams.resolve.stewardship import MUST_LINK, StewardDecisions
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
 # 3: the state carries the stewards' decisions; 2: the edges and clusters (and what they were
@@ -157,7 +157,8 @@ class Resolver:
         seeds |= self._index(key, fields)
         if not decisions:
             return self._recluster(seeds, changed={key}, decisions=False)
-        return self._decisions_for(key) + self._recluster(seeds, changed={key})
+        changes = self._recluster(seeds, changed={key})
+        return self._decisions_for(key) + changes  # after: a verdict names what was done
 
     def delete(
         self, agency_id: str, source_record_id: str, *, decisions: bool = True
@@ -567,8 +568,16 @@ class Resolver:
         for other in sorted(self._edges.get(key, {})) if only is None else [only]:
             pair = self.explain(key, other)
             steward = self.stewardship.binding(key, other)
-            if steward is not None:
-                verdict = "MATCH" if steward.kind == "MUST_LINK" else "NON_MATCH"
+            if steward is not None and steward.kind == MUST_LINK and (
+                self._person_of.get(key) != self._person_of.get(other)
+            ):
+                # a must-link that contradicts cannot-links decided before it: not applied
+                decisions.append(self._decision(key, other, pair, "NON_MATCH", (
+                    f"steward_must_link_refused:{steward.decision_id}: it would make one "
+                    "person of records a steward's cannot-link keeps apart"
+                )))
+            elif steward is not None:
+                verdict = "MATCH" if steward.kind == MUST_LINK else "NON_MATCH"
                 decisions.append(self._decision(key, other, pair, verdict, steward.rule))
             else:
                 decisions.append(self._decision(

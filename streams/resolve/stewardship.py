@@ -124,18 +124,105 @@ class StewardDecisions:
         return decision
 
     def must_pairs(self, keys: Iterable[str]) -> list[Pair]:
-        """Must-link pairs with both ends among ``keys`` (a set), sorted."""
+        """Must-link pairs with both ends among ``keys`` (a set), the earliest decided first
+        (by ``(decided_at, decision_id)``: of two must-links that contradict a cannot-link,
+        the one decided first is honoured, whatever the order they arrived in)."""
         held = keys if isinstance(keys, set | frozenset) else set(keys)
-        return sorted(
-            (key, other) for key in held for other in self.must.get(key, ())
-            if key < other and other in held
-        )
+        pairs = [(key, other) for key in held for other in self.must.get(key, ())
+                 if key < other and other in held]
+        return sorted(pairs, key=lambda pair: self.latest[pair].order)
+
+    def conflict(self, value: Mapping[str, Any] | PairDecision) -> Conflict | None:
+        """What a new decision would contradict, None when nothing: a must-link that would
+        make one person of two records a cannot-link keeps apart (through the must-links in
+        force), or a cannot-link between two records must-links join. A decision replaces
+        the one in force for its own pair, so changing one's mind about a pair is never a
+        conflict, nor is a withdrawal; contradictions already held (two must-links decided
+        at once) are the resolver's to settle and are not this decision's fault."""
+        decision = value if isinstance(value, PairDecision) else PairDecision.of(value)
+        if decision.kind == WITHDRAWN:
+            return None
+        must: dict[str, dict[str, PairDecision]] = {}
+        cannot: list[PairDecision] = []
+        for pair, held in self.latest.items():
+            if pair != decision.pair:
+                _bind(held, must, cannot)
+        if decision.kind == CANNOT_LINK:
+            chain = _must_chain(must, decision.left, decision.right)
+            return None if chain is None else Conflict(decision, decision, chain)
+        left, right = _joined(must, decision.left), _joined(must, decision.right)
+        if decision.right in left:
+            return None  # one person already
+        _bind(decision, must, cannot)
+        for apart in sorted(cannot, key=lambda held: held.order):
+            if (apart.left in left and apart.right in right) or (
+                apart.left in right and apart.right in left
+            ):
+                chain = _must_chain(must, apart.left, apart.right)
+                assert chain is not None  # both sides are joined by the new must-link
+                return Conflict(decision, apart, chain)
+        return None
 
     def to_state(self) -> list[dict[str, Any]]:
         return [decision.to_dict() for _, decision in sorted(self.latest.items())]
 
     def __iter__(self) -> Iterator[PairDecision]:
         return iter(self.latest.values())
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """``decision`` would make ``cannot``'s two records one person through ``chain`` (the
+    must-links from ``cannot.left`` to ``cannot.right``, in path order; ``decision`` is
+    one of them or is ``cannot``)."""
+
+    decision: PairDecision
+    cannot: PairDecision
+    chain: list[PairDecision]
+
+
+def _bind(decision: PairDecision, must: dict[str, dict[str, PairDecision]],
+          cannot: list[PairDecision]) -> None:
+    if decision.kind == MUST_LINK:
+        must.setdefault(decision.left, {})[decision.right] = decision
+        must.setdefault(decision.right, {})[decision.left] = decision
+    elif decision.kind == CANNOT_LINK:
+        cannot.append(decision)
+
+
+def _joined(must: dict[str, dict[str, PairDecision]], start: str) -> set[str]:
+    """The records must-links join to ``start`` (itself included)."""
+    found, frontier = {start}, [start]
+    while frontier:
+        for other in must.get(frontier.pop(), {}):
+            if other not in found:
+                found.add(other)
+                frontier.append(other)
+    return found
+
+
+def _must_chain(must: dict[str, dict[str, PairDecision]], start: str,
+                goal: str) -> list[PairDecision] | None:
+    """The must-links of a shortest path from ``start`` to ``goal`` (breadth first, partners
+    in key order: the same path whatever the order decisions arrived in), or None."""
+    came_from: dict[str, tuple[str, PairDecision] | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for key in frontier:
+            for other in sorted(must.get(key, {})):
+                if other not in came_from:
+                    came_from[other] = (key, must[key][other])
+                    following.append(other)
+        if goal in came_from:
+            chain: list[PairDecision] = []
+            step = came_from[goal]
+            while step is not None:
+                chain.append(step[1])
+                step = came_from[step[0]]
+            return chain[::-1]
+        frontier = following
+    return None
 
 
 def _unlink(links: dict[str, set[str]], left: str, right: str) -> None:

@@ -44,8 +44,8 @@ def test_service_grants_follow_the_topic_root_and_never_reach_the_admin() -> Non
         "WRITE topic t1.dlq.sink", "DESCRIBE topic t1.dlq.sink", "READ group t1.sink",
     }
     assert by_principal["steward"] == {
-        "WRITE topic t1.stewardship.decisions", "DESCRIBE topic t1.stewardship.decisions",
-        "CREATE topic t1.stewardship.decisions",
+        "READ topic t1.stewardship.decisions", "WRITE topic t1.stewardship.decisions",
+        "DESCRIBE topic t1.stewardship.decisions", "CREATE topic t1.stewardship.decisions",
     }
     assert by_principal["monitor"] == {"DESCRIBE topic t1.*", "DESCRIBE group t1.*"}
     stream = by_principal["stream"]

@@ -104,10 +104,52 @@ def test_contradicting_decisions_keep_people_apart():
         resolver.upsert(record)
     resolver.decide(decision(POLICE, HOTLINE, "CANNOT_LINK", 1))
     resolver.decide(decision(POLICE, OTHER, "MUST_LINK", 2))
-    resolver.decide(decision(OTHER, HOTLINE, "MUST_LINK", 3))
+    changes = resolver.decide(decision(OTHER, HOTLINE, "MUST_LINK", 3))
     assert not _together(resolver, POLICE, HOTLINE)
-    # the must-links apply in pair order: 'hope-line-ngo:H-3|police-ctu:P-200' comes first
-    assert _together(resolver, OTHER, HOTLINE)
+    # the must-link decided first is honoured, the later one that closes the gap is not
+    # (although 'hope-line-ngo:H-3|police-ctu:P-200' sorts first), and its match decision
+    # says so
+    assert _together(resolver, POLICE, OTHER)
+    [refused] = [c for c in changes if isinstance(c, MatchDecision)
+                 and {c.left_source_record_id, c.right_source_record_id} == {"P-200", "H-3"}]
+    assert refused.decision == "NON_MATCH"
+    assert refused.rule.startswith("steward_must_link_refused:00000000-0000-4000-8000-0000000")
+
+
+def test_contradicting_must_links_are_settled_by_decision_time_whatever_the_arrival_order():
+    decided = [decision(POLICE, HOTLINE, "CANNOT_LINK", 1),
+               decision(POLICE, OTHER, "MUST_LINK", 3), decision(OTHER, HOTLINE, "MUST_LINK", 2)]
+    views = []
+    for order in (decided, decided[::-1], [decided[1], decided[0], decided[2]]):
+        resolver = Resolver(TRUST)
+        for record in (KERRY_POLICE, OTHER_WOMAN, KERRY_HOTLINE):
+            resolver.upsert(record)
+        for item in order:
+            resolver.decide(item)
+        views.append(key_sets(resolver))
+        assert _together(resolver, OTHER, HOTLINE)  # decided at minute 2, before P-100's
+    assert views[0] == views[1] == views[2]
+
+
+def test_a_decision_that_contradicts_those_in_force_is_named_with_the_chain():
+    held = StewardDecisions()
+    held.apply(decision(POLICE, HOTLINE, "CANNOT_LINK", 1))
+    held.apply(decision(POLICE, OTHER, "MUST_LINK", 2))
+    closing = held.conflict(decision(OTHER, HOTLINE, "MUST_LINK", 3))
+    assert closing is not None and closing.cannot.pair == tuple(sorted((POLICE, HOTLINE)))
+    assert [link.pair for link in closing.chain] == [  # from the cannot-link's left end
+        tuple(sorted((HOTLINE, OTHER))), tuple(sorted((OTHER, POLICE)))]
+    # a cannot-link between records must-links join; deciding the same pair again is not one
+    held.apply(decision(OTHER, HOTLINE, "MUST_LINK", 3))
+    assert held.conflict(decision(POLICE, OTHER, "CANNOT_LINK", 4)) is None  # replaces it
+    assert held.conflict(decision(OTHER, "immigration:I-9", "MUST_LINK", 4)) is None
+    held.apply(decision(OTHER, "immigration:I-9", "MUST_LINK", 4))
+    apart = held.conflict(decision(POLICE, "immigration:I-9", "CANNOT_LINK", 5))
+    assert apart is not None and [link.pair for link in apart.chain] == [
+        tuple(sorted(("immigration:I-9", OTHER))), tuple(sorted((OTHER, POLICE)))]
+    # the contradiction already held (P-100 = H-3 through P-200) is nobody's new fault
+    assert held.conflict(decision("immigration:I-9", "police-ctu:P-9", "MUST_LINK", 6)) is None
+    assert held.conflict(decision(POLICE, HOTLINE, "WITHDRAWN", 6)) is None
 
 
 def _decisions() -> list[dict[str, Any]]:
