@@ -42,9 +42,11 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench.e2e_resolver import resolver_rate
 from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
-from deploy.demo.run import DEMO_SEED, LIVE_AGENCY, demo_data
+from deploy.demo.live import LIVE_AGENCY
+from deploy.demo.run import DEMO_SEED, demo_data
 from deploy.operations.drive import (
     PIPELINE_GROUPS,
     ProduceResult,
@@ -57,7 +59,7 @@ from deploy.operations.drive import (
 )
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.supervisor import Pipeline, PipelineError
-from deploy.stack.layout import StackError
+from deploy.stack.layout import StackError, private_folder
 from deploy.stack.stack import LocalStack
 from schemas import config
 from schemas.config import Settings, load_settings
@@ -131,6 +133,9 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
     except BenchError as error:
         print(f"tipsync bench e2e: {error}", file=sys.stderr)
         return 2
+    # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
+    # folder to reach the private stack's own; the stack makes only its state folder so.
+    private_folder(bench_home, traversable=True)
     # Every step (and every ``tipsync`` process it starts) now talks to the private stack.
     os.environ.update(environment)
     settings = load_settings()
@@ -166,6 +171,11 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
                 figures["steady"] = steady(settings, manifest, args)
                 pipeline.check()
                 print_steady(figures["steady"])
+        if "backfill" in figures:
+            # After the pipeline stopped, so that the two do not share the cores.
+            figures["resolver"] = resolver_rate(settings, manifest)
+            figures["pipeline_over_resolver"] = pipeline_over_resolver(figures)
+            print_resolver(figures)
         figures["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
@@ -637,6 +647,24 @@ def print_backfill(figures: dict[str, Any]) -> None:
         ("producers alone (2 at a time)", f"{figures['producer_seconds']:,} s = "
                                           f"{figures['producer_events_per_second']:,} events/s"),
         ("stream processes, peak resident memory", f"{figures['stream_peak_rss_mib']:,} MiB"),
+    ):
+        say(f"  {label:<44} {value}")
+
+
+def pipeline_over_resolver(figures: dict[str, Any]) -> float | None:
+    pipeline = figures["backfill"]["person_records_per_second"]
+    resolver = figures["resolver"]["records_per_second"]
+    return round(pipeline / resolver, 3) if pipeline and resolver else None
+
+
+def print_resolver(figures: dict[str, Any]) -> None:
+    resolver = figures["resolver"]
+    say("the resolver in-process on the same person records (deploy/bench/e2e_resolver.py):")
+    for label, value in (
+        ("person records resolved", f"{resolver['person_records']:,} in {resolver['seconds']} s"),
+        ("records/s (wall)", f"{resolver['records_per_second']:,}"),
+        ("records per CPU second", f"{resolver['records_per_cpu_second']:,}"),
+        ("pipeline / resolver (backfill records/s)", f"{figures['pipeline_over_resolver']}"),
     ):
         say(f"  {label:<44} {value}")
 
