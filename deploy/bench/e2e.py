@@ -42,6 +42,7 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench.e2e_plaintext import plaintext_backfill
 from deploy.bench.e2e_resolver import resolver_rate
 from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
@@ -107,6 +108,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tipsync stream --workers (default 1)")
     parser.add_argument("--sink-batch-seconds", type=float, default=None,
                         help="tipsync sink --batch-seconds (default: the sink's own)")
+    parser.add_argument("--plaintext", action="store_true",
+                        help="after the secure run, wipe the private stack and run the same "
+                             "backfill with Kafka in PLAINTEXT (issue 14's comparison)")
     parser.add_argument("--poll-interval", type=float, default=0.1,
                         help="seconds between visibility polls in the steady phase")
     parser.add_argument("--backfill-timeout", type=float, default=7200.0,
@@ -176,6 +180,12 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
             figures["resolver"] = resolver_rate(settings, manifest)
             figures["pipeline_over_resolver"] = pipeline_over_resolver(figures)
             print_resolver(figures)
+            if args.plaintext:
+                figures["backfill_plaintext"] = plaintext_backfill(
+                    settings, manifest, args.kafka_port, args.backfill_timeout,
+                    stream_arguments, sink_arguments)
+                print_backfill(figures["backfill_plaintext"])
+                print_secure_against_plaintext(figures)
         figures["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
@@ -667,6 +677,16 @@ def print_resolver(figures: dict[str, Any]) -> None:
         ("pipeline / resolver (backfill records/s)", f"{figures['pipeline_over_resolver']}"),
     ):
         say(f"  {label:<44} {value}")
+
+
+def print_secure_against_plaintext(figures: dict[str, Any]) -> None:
+    secure, plain = figures["backfill"], figures["backfill_plaintext"]
+    say("backfill, Kafka SASL_SSL against PLAINTEXT (same records, same run):")
+    for label, key in (("total time, s", "seconds"),
+                       ("person records/s", "person_records_per_second"),
+                       ("producers alone, s", "producer_seconds")):
+        ratio = (f"{secure[key] / plain[key]:.2f}" if secure[key] and plain[key] else "-")
+        say(f"  {label:<44} {secure[key]} against {plain[key]} (ratio {ratio})")
 
 
 def print_steady(figures: dict[str, Any]) -> None:

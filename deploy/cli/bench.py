@@ -93,6 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--batch-size", type=int, default=None,
                       help="changes per transaction (default: the sink's)")
     sink.add_argument("--seed", type=int, default=7)
+    sink.add_argument("--peers", action="store_true",
+                      help="instead: tipsync sink and the Debezium JDBC sink connector (Kafka "
+                           "Connect standalone, fetched from Maven Central on first use) on "
+                           "the same changes through Kafka, end states compared row by row")
+    sink.add_argument("--partitions", type=int, default=3,
+                      help="with --peers: partitions of the run's topics (default 3)")
     sink.set_defaults(func=_bench_sink)
 
     from deploy.bench import e2e
@@ -126,6 +132,10 @@ def _bench_serde(args: argparse.Namespace) -> int:
 
 
 def _bench_sink(args: argparse.Namespace) -> int:
+    if args.peers:
+        from deploy.bench.sink_peers import run_peers
+
+        return run_peers(load_settings(), args.changes, args.keys, args.partitions, args.seed)
     from deploy.bench.sink import run_benchmark
 
     return run_benchmark(load_settings(), args.changes, args.keys, args.batch_size, args.seed)

@@ -183,3 +183,39 @@ def registry_runner(folder: Path) -> Path:
             "`tipsync stack up` again."
         )
     return runner
+
+
+CONNECT_POM = Path(__file__).with_name("connect-pom.xml")
+CONNECT_FOLDER = "kafka-connect-debezium"  # in the cache, beside Kafka's jars
+
+
+def ensure_connect_jars(layout: StateLayout) -> Path:
+    """Kafka Connect's runtime and the Debezium JDBC sink connector (``connect-pom.xml``) in
+    the cache, for ``tipsync bench sink --peers``; downloaded on first use, not by stack up."""
+    target = layout.cache / CONNECT_FOLDER
+    fingerprint = hashlib.sha256(CONNECT_POM.read_bytes()).hexdigest()[:16]
+    if is_complete(target, fingerprint):
+        return target
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".connect-", dir=layout.cache))
+    try:
+        _run_maven(
+            ["-f", str(CONNECT_POM), "dependency:copy-dependencies",
+             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
+            "Kafka Connect and the Debezium JDBC sink connector",
+        )
+        if not any(staging.glob("debezium-connector-jdbc-*.jar")):
+            raise StackError(
+                "Maven finished but debezium-connector-jdbc is missing from the download; "
+                "run the benchmark again."
+            )
+        (staging / COMPLETE).write_text(fingerprint + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def connect_classpath(layout: StateLayout) -> str:
+    return str(ensure_connect_jars(layout) / "*")
