@@ -68,6 +68,9 @@ class SinkOptions:
     # the rate of 20,000 over 100,000 keys).
     batch_size: int = 50_000
     batch_seconds: float = 1.0
+    # False: every batch waits out its window, as before the caught-up rule (kept to measure
+    # the difference: tipsync bench sink --trickle).
+    close_when_caught_up: bool = True
     # A sink that dies is noticed after this long and its partitions go to the others.
     session_timeout_ms: int = 10_000
     # Static group membership: a sink restarted with the same id takes its partitions back
@@ -206,7 +209,7 @@ class ReconciledSink:
                 min(self.options.batch_size - len(messages), 10_000), timeout=0
             )
             if not received:
-                if messages and self._caught_up():
+                if messages and self.options.close_when_caught_up and self._caught_up():
                     break
                 # ...else wait for the next message, at most until the window closes.
                 received = self._consumer.consume(1, timeout=remaining)

@@ -5,8 +5,9 @@ same reconciled person changes, side by side, in one run.
    versions per golden id, 1% tombstones) are published twice under a topic root of the
    run's own: Avro in the Confluent wire format on ``<root>.reconciled.person`` (what the
    resolver writes and ``tipsync sink`` reads), and a JSON copy of each change on
-   ``<root>.peer.person`` for the connector. Both topics have the same partitions and keys,
-   and one producer writes them, so every key's changes are in the same order in both.
+   ``<root>.peer.person`` for the connector. Both topics have the same partitions and one
+   producer writes them, keyed by golden id (the copy's key as a JSON struct, which the
+   connector needs), so every key's changes are in the same order in both.
 2. ``tipsync sink`` (``ReconciledSink``, its own role) reads the Avro topic into one scratch
    database; the clock runs from its start until the offsets it stores reach the topic's end.
 3. Kafka Connect standalone (``connect-runtime`` at the broker's version) runs
@@ -71,6 +72,8 @@ FLAT_FIELDS = (("golden_version", "int64", False), ("given_name", "string", True
                ("middle_name", "string", True), ("family_name", "string", True),
                ("date_of_birth", "string", True), ("sex", "string", True),
                ("classification", "string", True), ("document", "string", False))
+KEY_SCHEMA = {"type": "struct", "name": "tipsync.peer.PersonKey", "optional": False,
+              "fields": [{"field": "person_id", "type": "string", "optional": False}]}
 COMPARED = "person_id::text, golden_version, given_name, family_name, date_of_birth::text, sex"
 
 
@@ -91,28 +94,23 @@ def run_peers(settings: Settings, changes: int, keys: int, partitions: int, seed
     with scratch_database(settings.database_url, "peer_tipsync") as tipsync_url, \
             scratch_database(settings.database_url, "peer_debezium") as peer_url:
         migrate(tipsync_url)
-        tipsync_seconds = run_tipsync_sink(settings, names, avro_topic, tipsync_url)
-        print(f"tipsync sink    : {published:>10,} changes in {tipsync_seconds:7.2f} s = "
-              f"{published / tipsync_seconds:>9,.0f} changes/s (start to last offset stored; "
-              f"load average {os.getloadavg()[0]:.2f})", flush=True)
-        peer_seconds = run_debezium(settings, json_topic, peer_url, root)
-        print(f"Debezium JDBC   : {published:>10,} changes in {peer_seconds:7.2f} s = "
-              f"{published / peer_seconds:>9,.0f} changes/s (JVM start to last offset "
-              f"committed; load average {os.getloadavg()[0]:.2f})", flush=True)
+        ours_clock = run_tipsync_sink(settings, names, avro_topic, tipsync_url)
+        print(f"tipsync sink    : {ours_clock.describe()}; load average "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        peer_clock = run_debezium(settings, json_topic, peer_url, root)
+        print(f"Debezium JDBC   : {peer_clock.describe()}; JVM start included; load average "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
         ours, theirs, differing = compare(tipsync_url, peer_url)
     print(f"end state: tipsync {ours:,} people, Debezium {theirs:,} people, "
           f"{differing:,} rows differ", flush=True)
-    ratio = peer_seconds / tipsync_seconds
+    ratio = peer_clock.seconds / ours_clock.seconds
     print(f"tipsync / Debezium changes/s: {ratio:.2f}   (goal: >= 10)", flush=True)
     delete_topics(settings, [avro_topic, json_topic, names.dlq("sink")])
     print(json.dumps({
         "benchmark": "sink-peers", "changes": published, "keys": keys,
-        "partitions": partitions, "tipsync_seconds": round(tipsync_seconds, 2),
-        "tipsync_changes_per_second": round(published / tipsync_seconds),
-        "debezium_seconds": round(peer_seconds, 2),
-        "debezium_changes_per_second": round(published / peer_seconds),
-        "ratio": round(ratio, 2), "people": ours, "peer_people": theirs,
-        "rows_differing": differing,
+        "partitions": partitions, "tipsync": ours_clock.figures(),
+        "debezium": peer_clock.figures(), "ratio": round(ratio, 2), "people": ours,
+        "peer_people": theirs, "rows_differing": differing,
         "load_average_start": [round(value, 2) for value in load_start],
         "load_average_end": [round(value, 2) for value in os.getloadavg()],
     }), flush=True)
@@ -135,6 +133,12 @@ def flat_copy(record: dict[str, Any]) -> bytes:
     return json.dumps({"schema": flat_schema(), "payload": payload}).encode()
 
 
+def flat_key(key: bytes) -> bytes:
+    """The connector's record key: a struct with the golden id (it reads key fields by
+    name, so a plain string key does not do)."""
+    return json.dumps({"schema": KEY_SCHEMA, "payload": {"person_id": key.decode()}}).encode()
+
+
 def publish_changes(settings: Settings, avro_topic: str, json_topic: str, changes: int,
                     keys: int, seed: int) -> int:
     with SchemaRegistry(settings.client.registry()) as registry:
@@ -151,10 +155,11 @@ def publish_changes(settings: Settings, avro_topic: str, json_topic: str, change
             value = values[message.offset]
             avro = None if value is None else serialize({**value, "person_id": key.decode()})
             flat = None if value is None else flat_copy(value)
-            for topic, encoded in ((avro_topic, avro), (json_topic, flat)):
+            for topic, topic_key, encoded in ((avro_topic, key, avro),
+                                              (json_topic, flat_key(key), flat)):
                 while True:
                     try:
-                        producer.produce(topic, key=key, value=encoded)
+                        producer.produce(topic, key=topic_key, value=encoded)
                         break
                     except BufferError:
                         producer.poll(0.1)
@@ -185,11 +190,51 @@ def delete_topics(settings: Settings, topics: list[str]) -> None:
             print(f"note: a bench topic was not deleted ({error})")
 
 
+# --------------------------------------------------------------------------- the clock
+
+
+class Progress:
+    """When a sink started, first stored some offsets and reached the end, from polls of the
+    offsets it keeps (PostgreSQL for tipsync, the consumer group for Connect)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.began = time.monotonic()
+        self.first: tuple[float, int] | None = None  # (seconds, offsets stored then)
+        self.seconds = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def seen(self, done: dict[int, int], ends: dict[int, int]) -> bool:
+        stored = sum(max(0, done.get(partition, 0)) for partition in ends)
+        if stored and self.first is None:
+            self.first = (self.elapsed(), stored)
+        if all(done.get(partition, -1) >= end for partition, end in ends.items()):
+            self.seconds = self.elapsed()
+            return True
+        return False
+
+    def describe(self) -> str:
+        rate = self.total / self.seconds
+        text = f"{self.total:>10,} changes in {self.seconds:7.2f} s = {rate:>9,.0f} changes/s"
+        if self.first is not None and self.seconds > self.first[0]:
+            after = (self.total - self.first[1]) / (self.seconds - self.first[0])
+            text += (f" (first offsets stored after {self.first[0]:.1f} s; "
+                     f"{after:,.0f} changes/s from then on)")
+        return text
+
+    def figures(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 2),
+                "changes_per_second": round(self.total / self.seconds),
+                "first_stored_after": round(self.first[0], 2) if self.first else None}
+
+
 # --------------------------------------------------------------------------- tipsync sink
 
 
 def run_tipsync_sink(settings: Settings, names: TopicNames, topic: str, database_url: str
-                     ) -> float:
+                     ) -> Progress:
     ends = end_offsets(settings, topic)
     group = f"{names.root}-tipsync"
     options = SinkOptions(topics={topic: "person"}, consumer_group=group,
@@ -204,26 +249,25 @@ def run_tipsync_sink(settings: Settings, names: TopicNames, topic: str, database
         except BaseException as error:  # noqa: BLE001 - re-raised below
             failure.append(error)
 
-    began = time.monotonic()
+    clock = Progress(sum(ends.values()))
     thread = threading.Thread(target=run, name="tipsync-sink", daemon=True)
     thread.start()
     try:
         with psycopg.connect(database_url, autocommit=True) as connection:
             while not failure:
                 stored = store.stored_offsets(connection, group, [topic])
-                if all(stored.get((topic, partition), 0) >= end
-                       for partition, end in ends.items()):
+                done = {partition: stored.get((topic, partition)) or 0 for partition in ends}
+                if clock.seen(done, ends):
                     break
-                if time.monotonic() - began > WAIT_SECONDS:
+                if clock.elapsed() > WAIT_SECONDS:
                     raise RuntimeError(f"tipsync sink did not catch up in {WAIT_SECONDS:.0f} s")
                 time.sleep(0.05)
-        seconds = time.monotonic() - began
     finally:
         stop.set()
         thread.join(60)
     if failure:
         raise failure[0]
-    return seconds
+    return clock
 
 
 # --------------------------------------------------------------------------- Debezium
@@ -267,16 +311,20 @@ def connect_folder(settings: Settings, root: str) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        for item in sorted(folder.rglob("*"), reverse=True):
-            if item.is_file() and item.name != "connect.log":
+        # The properties hold passwords; a log with something in it stays for a look.
+        for item in folder.iterdir():
+            if item.name != "connect.log" or item.stat().st_size == 0:
                 item.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def worker_properties(settings: Settings, folder: Path) -> dict[str, str]:
     security = java_security_properties(settings.client)
     worker = {
         **security,
-        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "true",
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "true",
         "offset.storage.file.filename": str(folder / "connect.offsets"),
@@ -310,6 +358,8 @@ def connector_properties(settings: Settings, topic: str, database_url: str, root
         "collection.name.format": PEER_TABLE,
         "table.name.format": PEER_TABLE,
         "batch.size": "5000",
+        # Keep only the last change per key of a batch, as tipsync's sink does.
+        "use.reduction.buffer": "true",
     }
 
 
@@ -320,7 +370,8 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: list[int])
     return {item.partition: item.offset for item in result.topic_partitions}
 
 
-def run_debezium(settings: Settings, topic: str, database_url: str, root: str) -> float:
+def run_debezium(settings: Settings, topic: str, database_url: str, root: str
+                 ) -> Progress:
     if not port_is_free(CONNECT_REST_PORT):
         raise RuntimeError(f"port {CONNECT_REST_PORT} (Kafka Connect's REST listener) is "
                            "taken; free it and run again")
@@ -333,7 +384,7 @@ def run_debezium(settings: Settings, topic: str, database_url: str, root: str) -
         write_private(worker, worker_properties(settings, folder))
         write_private(connector, connector_properties(settings, topic, database_url, root))
         log = folder / "connect.log"
-        began = time.monotonic()
+        clock = Progress(sum(ends.values()))
         with open(log, "w", encoding="utf-8") as output:
             process = subprocess.Popen(
                 [java_executable(17), "-Xmx1g", "-cp", classpath,
@@ -348,9 +399,9 @@ def run_debezium(settings: Settings, topic: str, database_url: str, root: str) -
                     done = committed(admin, group, topic, list(ends))
                 except Exception:  # noqa: BLE001 - the group does not exist yet
                     done = {}
-                if all(done.get(partition, -1) >= end for partition, end in ends.items()):
-                    return time.monotonic() - began
-                if time.monotonic() - began > WAIT_SECONDS:
+                if clock.seen(done, ends):
+                    return clock
+                if clock.elapsed() > WAIT_SECONDS:
                     raise RuntimeError(f"the Debezium connector did not catch up in "
                                        f"{WAIT_SECONDS:.0f} s; see {log}")
                 time.sleep(0.1)
