@@ -52,6 +52,10 @@ def plaintext_backfill(
     from deploy.bench.e2e import backfill, wait_until_consuming, warm_up
 
     LocalStack(settings).reset()
+    # Read again: the wiped stack comes up with new credentials, and ``Settings.client`` keeps
+    # the file it first read (the admin's old SCRAM password: every admin request then waits
+    # for a controller it cannot authenticate to, and times out).
+    settings = load_settings()
     prepare(settings)
     port = kafka_port + PLAINTEXT_OFFSET
     open_plaintext_listener(settings, port)
