@@ -2,8 +2,9 @@
 batch closed as soon as the sink has caught up (the default) and with the fixed window of
 earlier versions, in the same run.
 
-For each mode: a fresh topic (under a root of the run's own) and scratch database, one
-``ReconciledSink`` (its own role, default window and batch size), and reconciled person
+For each mode: fresh reconciled topics (under a root of the run's own; the sink reads all of
+them, as in production) and a scratch database, one ``ReconciledSink`` (its own role, default
+window and batch size), and reconciled person
 changes published at ``--rate`` per second for ``--seconds``, each a new golden id. A change's
 sink latency = PostgreSQL's commit timestamp of its ``reconciled.person`` row minus the
 moment it was handed to the producer (no linger: sent at once). The stream app is left out:
@@ -68,10 +69,11 @@ def measure(settings: Settings, serialize: AvroSerializer, rate: float, seconds:
             seed: int, adaptive: bool) -> list[float]:
     names = TopicNames(f"bench-trickle-{uuid.uuid4().hex[:8]}")
     topic = names.reconciled("person")
-    create_topics(settings.client, [TopicSpec(topic, PARTITIONS, 1),
-                                    TopicSpec(names.dlq("sink"), 1, 1)])
-    options = SinkOptions(topics={topic: "person"}, consumer_group=f"{names.root}-sink",
-                          dead_letter_topic=names.dlq("sink"), close_when_caught_up=adaptive)
+    # Every reconciled topic, as the real sink reads them; only the person topic gets changes,
+    # the others' partitions must still count as caught up.
+    options = SinkOptions.under(names, close_when_caught_up=adaptive)
+    create_topics(settings.client, [TopicSpec(name, PARTITIONS, 1) for name in options.topics]
+                  + [TopicSpec(names.dlq("sink"), 1, 1)])
     total = int(rate * seconds)
     people = synthetic_people(total, random.Random(seed))
     sent: dict[str, float] = {}
