@@ -43,6 +43,7 @@ from sinks.migrate import require_migrated
 from sinks.records import GoldenRows, RecordError, Row
 from sinks.roles import SINK_ROLE, conninfo_as
 from sinks.tables import ENTITY_TABLES
+from sinks.window import caught_up
 
 log = logging.getLogger("tipsync.sink")
 
@@ -60,12 +61,16 @@ class SinkOptions:
     topics: Mapping[str, str] = field(default_factory=default_topics)
     consumer_group: str = TOPICS.sink_group
     dead_letter_topic: str = TOPICS.dlq("sink")
-    # A batch closes at batch_size messages or after batch_seconds, whichever comes first:
-    # at a trickle a change is visible within about a second; under a backlog, big batches
-    # reduce more changes per key and amortise each transaction (tipsync bench sink: 50,000
-    # gives 1.6x the rate of 20,000 over 100,000 keys).
+    # A batch closes as soon as the sink has caught up with every partition it owns (nothing
+    # more to read now: a change at a trickle is written at once, sinks/window.py), else at
+    # batch_size messages or after batch_seconds: under a backlog, big batches reduce more
+    # changes per key and amortise each transaction (tipsync bench sink: 50,000 gives 1.6x
+    # the rate of 20,000 over 100,000 keys).
     batch_size: int = 50_000
     batch_seconds: float = 1.0
+    # False: every batch waits out its window, as before the caught-up rule (kept to measure
+    # the difference: tipsync bench sink --trickle).
+    close_when_caught_up: bool = True
     # A sink that dies is noticed after this long and its partitions go to the others.
     session_timeout_ms: int = 10_000
     # Static group membership: a sink restarted with the same id takes its partitions back
@@ -198,15 +203,36 @@ class ReconciledSink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # What librdkafka has fetched already, without waiting (consume() with a timeout
+            # returns only when it has as many messages as asked or the timeout passed)...
             received = self._consumer.consume(
-                min(self.options.batch_size - len(messages), 10_000), timeout=remaining
+                min(self.options.batch_size - len(messages), 10_000), timeout=0
             )
+            if not received:
+                if messages and self.options.close_when_caught_up and self._caught_up():
+                    break
+                # ...else wait for the next message, at most until the window closes.
+                received = self._consumer.consume(1, timeout=remaining)
             if self._generation != generation:
                 # A rebalance happened inside consume(): every owned partition was sought to
                 # its stored offset, so what was read before is read again.
                 generation, messages = self._generation, []
             messages.extend(self._messages_of(received))
         return generation, [m for m in messages if (m.topic, m.partition) in self._stored]
+
+    def _caught_up(self) -> bool:
+        """Nothing more to read now on any owned partition (sinks/window.py)."""
+        assert self._consumer is not None
+        owned = [TopicPartition(topic, partition) for topic, partition in self._stored]
+        next_offsets, ends = {}, {}
+        for partition in self._consumer.position(owned):
+            position = (partition.topic, partition.partition)
+            stored = self._stored.get(position)
+            # No message handed out since the assignment: the next one is at the stored offset.
+            next_offsets[position] = (partition.offset if partition.offset >= 0
+                                      else 0 if stored is None else stored)
+            ends[position] = self._consumer.get_watermark_offsets(partition, cached=True)[1]
+        return caught_up(next_offsets, ends)
 
     def _messages_of(self, received: Sequence[Any]) -> list[Message]:
         messages = []

@@ -42,9 +42,12 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench.e2e_plaintext import plaintext_backfill
+from deploy.bench.e2e_resolver import resolver_rate
 from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
-from deploy.demo.run import DEMO_SEED, LIVE_AGENCY, demo_data
+from deploy.demo.live import LIVE_AGENCY
+from deploy.demo.run import DEMO_SEED, demo_data
 from deploy.operations.drive import (
     PIPELINE_GROUPS,
     ProduceResult,
@@ -57,7 +60,7 @@ from deploy.operations.drive import (
 )
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.supervisor import Pipeline, PipelineError
-from deploy.stack.layout import StackError
+from deploy.stack.layout import StackError, private_folder
 from deploy.stack.stack import LocalStack
 from schemas import config
 from schemas.config import Settings, load_settings
@@ -105,6 +108,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tipsync stream --workers (default 1)")
     parser.add_argument("--sink-batch-seconds", type=float, default=None,
                         help="tipsync sink --batch-seconds (default: the sink's own)")
+    parser.add_argument("--plaintext", action="store_true",
+                        help="after the secure run, wipe the private stack and run the same "
+                             "backfill with Kafka in PLAINTEXT (issue 14's comparison)")
     parser.add_argument("--poll-interval", type=float, default=0.1,
                         help="seconds between visibility polls in the steady phase")
     parser.add_argument("--backfill-timeout", type=float, default=7200.0,
@@ -131,6 +137,9 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
     except BenchError as error:
         print(f"tipsync bench e2e: {error}", file=sys.stderr)
         return 2
+    # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
+    # folder to reach the private stack's own; the stack makes only its state folder so.
+    private_folder(bench_home, traversable=True)
     # Every step (and every ``tipsync`` process it starts) now talks to the private stack.
     os.environ.update(environment)
     settings = load_settings()
@@ -166,6 +175,17 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
                 figures["steady"] = steady(settings, manifest, args)
                 pipeline.check()
                 print_steady(figures["steady"])
+        if "backfill" in figures:
+            # After the pipeline stopped, so that the two do not share the cores.
+            figures["resolver"] = resolver_rate(settings, manifest)
+            figures["pipeline_over_resolver"] = pipeline_over_resolver(figures)
+            print_resolver(figures)
+            if args.plaintext:
+                figures["backfill_plaintext"] = plaintext_backfill(
+                    settings, manifest, args.kafka_port, args.backfill_timeout,
+                    stream_arguments, sink_arguments)
+                print_backfill(figures["backfill_plaintext"])
+                print_secure_against_plaintext(figures)
         figures["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
@@ -639,6 +659,34 @@ def print_backfill(figures: dict[str, Any]) -> None:
         ("stream processes, peak resident memory", f"{figures['stream_peak_rss_mib']:,} MiB"),
     ):
         say(f"  {label:<44} {value}")
+
+
+def pipeline_over_resolver(figures: dict[str, Any]) -> float | None:
+    pipeline = figures["backfill"]["person_records_per_second"]
+    resolver = figures["resolver"]["records_per_second"]
+    return round(pipeline / resolver, 3) if pipeline and resolver else None
+
+
+def print_resolver(figures: dict[str, Any]) -> None:
+    resolver = figures["resolver"]
+    say("the resolver in-process on the same person records (deploy/bench/e2e_resolver.py):")
+    for label, value in (
+        ("person records resolved", f"{resolver['person_records']:,} in {resolver['seconds']} s"),
+        ("records/s (wall)", f"{resolver['records_per_second']:,}"),
+        ("records per CPU second", f"{resolver['records_per_cpu_second']:,}"),
+        ("pipeline / resolver (backfill records/s)", f"{figures['pipeline_over_resolver']}"),
+    ):
+        say(f"  {label:<44} {value}")
+
+
+def print_secure_against_plaintext(figures: dict[str, Any]) -> None:
+    secure, plain = figures["backfill"], figures["backfill_plaintext"]
+    say("backfill, Kafka SASL_SSL against PLAINTEXT (same records, same run):")
+    for label, key in (("total time, s", "seconds"),
+                       ("person records/s", "person_records_per_second"),
+                       ("producers alone, s", "producer_seconds")):
+        ratio = (f"{secure[key] / plain[key]:.2f}" if secure[key] and plain[key] else "-")
+        say(f"  {label:<44} {secure[key]} against {plain[key]} (ratio {ratio})")
 
 
 def print_steady(figures: dict[str, Any]) -> None:

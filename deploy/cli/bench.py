@@ -93,6 +93,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sink.add_argument("--batch-size", type=int, default=None,
                       help="changes per transaction (default: the sink's)")
     sink.add_argument("--seed", type=int, default=7)
+    sink.add_argument("--peers", action="store_true",
+                      help="instead: tipsync sink and the Debezium JDBC sink connector (Kafka "
+                           "Connect standalone, fetched from Maven Central on first use) on "
+                           "the same changes through Kafka, end states compared row by row")
+    sink.add_argument("--partitions", type=int, default=3,
+                      help="with --peers: partitions of the run's topics (default 3)")
+    sink.add_argument("--trickle", action="store_true",
+                      help="instead: the sink's latency at a trickle (commit time minus "
+                           "publish time), batches closed when caught up against the fixed "
+                           "1 s window, same run")
+    sink.add_argument("--rate", type=float, default=20.0,
+                      help="with --trickle: changes per second (default 20)")
+    sink.add_argument("--seconds", type=float, default=30.0,
+                      help="with --trickle: seconds per mode (default 30)")
     sink.set_defaults(func=_bench_sink)
 
     from deploy.bench import e2e
@@ -135,6 +149,14 @@ def _bench_serde(args: argparse.Namespace) -> int:
 
 
 def _bench_sink(args: argparse.Namespace) -> int:
+    if args.trickle:
+        from deploy.bench.sink_trickle import run_trickle
+
+        return run_trickle(load_settings(), args.rate, args.seconds, args.seed)
+    if args.peers:
+        from deploy.bench.sink_peers import run_peers
+
+        return run_peers(load_settings(), args.changes, args.keys, args.partitions, args.seed)
     from deploy.bench.sink import run_benchmark
 
     return run_benchmark(load_settings(), args.changes, args.keys, args.batch_size, args.seed)

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     sink.add_argument("--batch-size", type=int, default=None, help="messages per transaction")
     sink.add_argument("--batch-seconds", type=float, default=None,
-                      help="longest wait to fill a batch")
+                      help="longest wait to fill a batch while there is more to read (a"
+                           " batch is written as soon as the sink has caught up)")
     sink.add_argument(
         "--database-url",
         help=f"libpq URI of the sink's role (default: the store {config.DATABASE_URL} names,"

@@ -10,7 +10,8 @@ What ``make demo`` runs, step by step, each step the command an operator would r
    deletes, ``--full-export``), until ``tipsync lag --wait-zero`` says the pipeline drained;
 5. a summary read from PostgreSQL: records per agency, golden people, people known to several
    agencies, example golden records with lineage, accuracy against the truth, freshness;
-6. a minute of live changes (updates, deletes, new reports) shown as they arrive;
+6. a minute of live changes (updates, deletes, new reports) from one long-lived producer,
+   each shown when PostgreSQL has committed it (``deploy.demo.live``);
 7. an agency's alert through ``tipsync subscribe``, and a steward's decision and its
    withdrawal, each shown when it is visible (``deploy.demo.feeds``).
 
@@ -22,28 +23,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import random
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from deploy.demo.feeds import alert_and_decision
 from deploy.demo.generate import Manifest, generate
-from deploy.demo.world import PHONE_EXCHANGES
+from deploy.demo.live import LIVE_AGENCY, live_minute, live_people
 from deploy.operations.analysts import AnalystError
 from deploy.operations.drive import (
     ProduceResult,
     StepError,
-    checked,
-    percentile,
     prepare,
     produce_all,
     read_predicted,
@@ -51,12 +45,11 @@ from deploy.operations.drive import (
     wait_for_drain,
 )
 from deploy.operations.supervisor import Pipeline, PipelineError
-from deploy.stack.layout import StackError, StateLayout
+from deploy.stack.layout import StackError
 from schemas.config import Settings, load_settings
 
 DEMO_SEED = 20261130
 DEMO_PEOPLE = 1500
-LIVE_AGENCY = "police-ctu"  # exports the canonical columns, so live rows need no mapping
 
 
 def demo_data(settings: Settings, people: int, seed: int) -> Manifest:
@@ -135,122 +128,6 @@ def summarise(settings: Settings, manifest: Manifest, results: Iterable[ProduceR
     say(f"accuracy against the generator's truth over {accuracy['records']} person records: "
         f"pairwise precision {accuracy['precision']:.4f}, recall {accuracy['recall']:.4f}, "
         f"F1 {accuracy['f1']:.4f}")
-
-
-# --------------------------------------------------------------------------- live minute
-
-
-def live_people(manifest: Manifest) -> list[dict[str, str]]:
-    """The live agency's person rows the producer accepted (never a planted bad row)."""
-    base = next(file for file in manifest.exports(0, "person") if file.agency == LIVE_AGENCY)
-    planted = {
-        bad["row"] for bad in map(json.loads, manifest.bad_rows.read_text().splitlines())
-        if bad["agency"] == LIVE_AGENCY and bad["entity"] == "person"
-    }
-    with open(base.path, newline="", encoding="utf-8") as handle:
-        return [row for number, row in enumerate(csv.DictReader(handle), start=2)
-                if number not in planted and row.get("source_record_id")]
-
-
-def live_minute(settings: Settings, manifest: Manifest, seconds: float) -> None:
-    """Updates, deletes and new reports from the live agency, each shown when it lands."""
-    if seconds <= 0:
-        return
-    people = live_people(manifest)
-    live_folder = settings.home / "demo" / "live"
-    live_folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random()
-    say(f"live changes for {seconds:.0f}s from {LIVE_AGENCY} (updates, deletes, new reports):")
-    deadline = time.monotonic() + seconds
-    tick = 0
-    freshness: list[float] = []
-    # One connection for the whole minute: the visibility poll asks every 0.1 s.
-    with psycopg.connect(settings.database_url, autocommit=True) as connection:
-        while time.monotonic() < deadline:
-            tick += 1
-            kind = rng.choice(("update", "update", "report", "delete"))
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            if kind == "report":
-                record_id = f"CTU-LIVE-{uuid.uuid4().hex[:10]}"
-                row = {"source_record_id": record_id, "channel": "HOTLINE", "received_at": now,
-                       "narrative": "Live demo tip (synthetic): workers seen housed at a farm.",
-                       "parish": rng.choice(("St. Ann", "Clarendon", "Manchester")),
-                       "case_ref": "", "updated_at": now}
-                entity = "report"
-            else:
-                row = dict(rng.choice(people))
-                row["updated_at"] = now
-                record_id = row["source_record_id"]
-                entity = "person"
-                if kind == "update":
-                    # A new number on an exchange the generator uses, so it is a valid one.
-                    exchange = rng.choice(PHONE_EXCHANGES)
-                    row["phone"] = f"876-{exchange}-{rng.randint(1000, 9999)}"
-                else:
-                    row["deleted"] = "true"
-            path = live_folder / f"tick-{tick:03d}-{entity}.csv"
-            with open(path, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(row))
-                writer.writeheader()
-                writer.writerow(row)
-            before = stored_version(connection, entity, record_id)
-            changed_at = time.monotonic()  # the change's event_time (updated_at) is this moment
-            output = checked("publishing a live change", "produce", "--agency", LIVE_AGENCY,
-                             "--entity", entity, "--file", str(path), "--source-name",
-                             f"live-{entity}", "--no-progress")
-            published = time.monotonic() - changed_at
-            summary = json.loads(output.strip().splitlines()[-1])
-            if summary.get("rejected"):
-                say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: rejected by the producer, "
-                    f"see {summary.get('rejects_file')}")
-                continue
-            waited = wait_visible(connection, entity, record_id, before,
-                                  deleted=kind == "delete")
-            if waited is None:
-                outcome = ("NOT visible within 30s (see stream.log and sink.log in "
-                           f"{StateLayout.of(settings).logs})")
-            else:
-                freshness.append(published + waited)
-                outcome = (f"visible in PostgreSQL {waited:.2f}s after Kafka acknowledged it "
-                           f"({published + waited:.2f}s after the change, producer start-up "
-                           "included)")
-            say(f"  tick {tick:>2}: {kind:<6} {entity} {record_id}: {outcome}")
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - changed_at)))
-    if freshness:
-        say(f"live freshness over {len(freshness)} changes (change at the agency → visible in "
-            f"PostgreSQL): p50 {percentile(freshness, 50):.2f}s, "
-            f"p99 {percentile(freshness, 99):.2f}s")
-
-
-VISIBILITY_QUERIES = {
-    "person": "select source_version, deleted from reconciled.person_source "
-              "where agency_id = %s and source_record_id = %s",
-    "report": "select source_version, deleted from reconciled.report_source "
-              "where agency_id = %s and source_record_id = %s",
-}
-
-
-def stored_version(
-    connection: psycopg.Connection[Any], entity: str, record_id: str
-) -> tuple[int, bool] | None:
-    row = connection.execute(VISIBILITY_QUERIES[entity], (LIVE_AGENCY, record_id)).fetchone()
-    return (int(row[0]), bool(row[1])) if row else None
-
-
-def wait_visible(connection: psycopg.Connection[Any], entity: str, record_id: str,
-                 before: tuple[int, bool] | None, deleted: bool,
-                 timeout: float = 30.0) -> float | None:
-    """Seconds until the store shows the change: a newer version than ``before``, or, for a
-    delete, the source record gone from (or marked deleted in) its golden record."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        now = stored_version(connection, entity, record_id)
-        if deleted and (now is None or now[1]):
-            return time.monotonic() - began
-        if not deleted and now is not None and now != before:
-            return time.monotonic() - began
-        time.sleep(0.1)
-    return None
 
 
 # --------------------------------------------------------------------------- command

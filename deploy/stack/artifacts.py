@@ -96,33 +96,37 @@ def is_complete(folder: Path, fingerprint: str) -> bool:
         return False
 
 
-def _pom_fingerprint() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
-
-
 def ensure_kafka_jars(layout: StateLayout) -> Path:
     """Kafka's jars (broker, tools, logging binding) in the cache; download when missing."""
-    target = layout.kafka_jars
-    if is_complete(target, _pom_fingerprint()):
+    return _dependencies_of(POM, layout, layout.kafka_jars, f"Apache Kafka {KAFKA_VERSION}",
+                            f"kafka_2.13-{KAFKA_VERSION}.jar")
+
+
+def _dependencies_of(pom: Path, layout: StateLayout, target: Path, what: str,
+                     required: str) -> Path:
+    """The runtime jars ``pom`` names, resolved by Maven into ``target`` in the cache once
+    (again when the pom changes); ``required`` is a file name pattern the download must hold."""
+    fingerprint = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    if is_complete(target, fingerprint):
         return target
     layout.cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".kafka-", dir=layout.cache))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=layout.cache))
     try:
         _run_maven(
             [
-                "-f", str(POM),
+                "-f", str(pom),
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={staging}",
                 "-DincludeScope=runtime",
             ],
-            f"Apache Kafka {KAFKA_VERSION}",
+            what,
         )
-        if not any(staging.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        if not any(staging.glob(required)):
             raise StackError(
-                f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is missing from the "
-                f"download; run `tipsync stack up` again."
+                f"Maven finished but {required} is missing from the download of {what}; run "
+                "the command again."
             )
-        (staging / COMPLETE).write_text(_pom_fingerprint() + "\n")
+        (staging / COMPLETE).write_text(fingerprint + "\n")
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
@@ -183,3 +187,19 @@ def registry_runner(folder: Path) -> Path:
             "`tipsync stack up` again."
         )
     return runner
+
+
+CONNECT_POM = Path(__file__).with_name("connect-pom.xml")
+CONNECT_FOLDER = "kafka-connect-debezium"  # in the cache, beside Kafka's jars
+
+
+def ensure_connect_jars(layout: StateLayout) -> Path:
+    """Kafka Connect's runtime and the Debezium JDBC sink connector (``connect-pom.xml``) in
+    the cache, for ``tipsync bench sink --peers``; downloaded on first use, not by stack up."""
+    return _dependencies_of(CONNECT_POM, layout, layout.cache / CONNECT_FOLDER,
+                            "Kafka Connect and the Debezium JDBC sink connector",
+                            "debezium-connector-jdbc-*.jar")
+
+
+def connect_classpath(layout: StateLayout) -> str:
+    return str(ensure_connect_jars(layout) / "*")

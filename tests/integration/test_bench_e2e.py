@@ -55,3 +55,10 @@ def test_bench_e2e_prints_backfill_and_freshness_figures(settings: Settings) -> 
     assert steady["visibility"] == "commit timestamp"  # a fresh stack tracks commit times
     assert 0 <= steady["p50_seconds"] <= steady["p99_seconds"] <= steady["max_seconds"]
     assert figures["machine"]["nproc"] >= 1
+
+    # The resolver in-process on the records the producers published, and the ratio.
+    resolver = figures["resolver"]
+    assert resolver["person_records"] == backfill["person_records_published"]
+    assert resolver["records_per_second"] > 0 and resolver["records_per_cpu_second"] > 0
+    assert figures["pipeline_over_resolver"] == round(
+        backfill["person_records_per_second"] / resolver["records_per_second"], 3)

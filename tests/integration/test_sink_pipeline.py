@@ -61,8 +61,8 @@ class Topics:
         self.settings = settings
 
     def options(self, group: str, **overrides: Any) -> SinkOptions:
-        return SinkOptions.under(self.names, consumer_group=group, batch_seconds=0.3,
-                                 **overrides)
+        return SinkOptions.under(self.names, consumer_group=group,
+                                 **{"batch_seconds": 0.3, **overrides})
 
     def publish(self, output: str, key: str | bytes, record: dict[str, Any] | bytes | None) -> None:
         """Publish ``record`` Avro-encoded (bytes as they are); a golden record gets the key
@@ -363,3 +363,39 @@ def test_sigkill_and_restart_give_the_same_final_state(
     assert reference == after_kill
     assert len(after_kill["person"]) == len(ids) - len(range(0, 30, 7))
 
+
+
+def test_a_change_at_a_trickle_is_written_as_soon_as_the_sink_has_caught_up(
+    topics: Topics, database_url: str
+) -> None:
+    # A window far longer than the test's patience: only the caught-up rule can close the
+    # batch in time.
+    window = 30.0
+    golden_id = str(uuid.uuid4())
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    sink = ReconciledSink(topics.settings, topics.options(group, batch_seconds=window),
+                          conninfo_as(database_url, SINK_ROLE))
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop.is_set,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: sink._stored != {}, "the sink's assignment")
+        latencies = []
+        for version in (1, 2, 3):
+            topics.publish("person", golden_id, person(version, f"Trickle{version}", "T-1"))
+            topics.flush()
+            published = time.monotonic()
+
+            def stored(version: int = version) -> bool:
+                with psycopg.connect(database_url) as connection:
+                    return connection.execute(
+                        "SELECT golden_version FROM reconciled.person WHERE person_id = %s",
+                        (golden_id,)).fetchone() == (version,)
+
+            wait_until(stored, f"version {version} in the store", every_seconds=0.05)
+            latencies.append(time.monotonic() - published)
+    finally:
+        stop.set()
+        thread.join(TIMEOUT_SECONDS)
+    assert max(latencies) < window / 3, latencies
+    assert sink.statistics.batches >= 3
