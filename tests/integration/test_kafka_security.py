@@ -218,7 +218,7 @@ def test_an_enrolled_agencys_record_reaches_the_store_through_least_privileged_s
     harness = StreamHarness(stack, agencies=[AGENCY], entities=["person", "link"]).setup()
     try:
         names = harness.topics
-        KafkaAccess(stack.client).grant(service_grants(names))
+        KafkaAccess(stack.client).grant(service_grants(names, [AGENCY]))
         harness.admin.create_topics([NewTopic(names.dlq("sink"), 1, 1)])[names.dlq("sink")] \
             .result()
         agency_file = enroll_agency(AGENCY, names.root)
