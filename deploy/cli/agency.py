@@ -37,12 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         " its registry reader role, and its client properties file (mode 0600) in the state"
         " folder. Enrolling again keeps the secret issued before.",
     )
-    enrol.add_argument("agency_id", metavar="ID", help="an id of deploy/agencies.yaml")
-    enrol.add_argument(
-        "--out", type=Path, default=None, metavar="FILE",
-        help="also write the file here (mode 0600), with the CA beside it as"
-        " tipsync-ca.pem, for the agency's IT officer",
-    )
+    _add_agency_and_copy(enrol, "an id of deploy/agencies.yaml", "the file")
     add_topic_root(enrol)
     enrol.set_defaults(func=_enroll)
     renew = actions.add_parser(
@@ -53,12 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         " user and mechanism), so agree the moment with the agency's IT officer. The local"
         " registry restarts to take the new password.",
     )
-    renew.add_argument("agency_id", metavar="ID", help="an enrolled agency")
-    renew.add_argument(
-        "--out", type=Path, default=None, metavar="FILE",
-        help="also write the new file here (mode 0600), with the CA beside it as"
-        " tipsync-ca.pem, for the agency's IT officer",
-    )
+    _add_agency_and_copy(renew, "an enrolled agency", "the new file")
     renew.set_defaults(func=_rotate)
     withdraw = actions.add_parser(
         "revoke", help="remove an agency's credentials, ACLs, registry user and file"
@@ -70,6 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.set_defaults(func=_list)
     for parser in (enrol, renew, withdraw, show):
         add_client_config(parser)
+
+
+def _add_agency_and_copy(parser: argparse.ArgumentParser, which: str, what: str) -> None:
+    parser.add_argument("agency_id", metavar="ID", help=which)
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="FILE",
+        help=f"also write {what} here (mode 0600), with the CA beside it as tipsync-ca.pem,"
+        " for the agency's IT officer",
+    )
 
 
 def _enroll(args: argparse.Namespace) -> int:

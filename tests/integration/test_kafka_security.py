@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,20 +91,32 @@ class Broker:
         return java_client_config(client_file, self.folder, **overrides)
 
 
-@pytest.fixture
-def broker(stack: Settings, tmp_path: Path) -> Iterator[Broker]:
-    names = TopicNames(f"sec{uuid.uuid4().hex[:10]}")
+@contextmanager
+def broker_with_topics(
+    stack: Settings, folder: Path, prefix: str, topics_of: Callable[[TopicNames], list[str]]
+) -> Iterator[Broker]:
+    """A topic root of its own (``prefix`` + random), with ``topics_of(names)`` made for the
+    test (one partition each) and deleted after it."""
+    names = TopicNames(f"{prefix}{uuid.uuid4().hex[:10]}")
     admin = AdminClient(stack.client.librdkafka())
-    topics = [names.agency(AGENCY, "person"), names.agency(OTHER, "person"),
-              names.agency(REVOKED, "person"), names.reconciled("person"),
-              names.internal("resolve"), names.dlq("ingest"), names.outbound(AGENCY)]
+    topics = topics_of(names)
     for future in admin.create_topics([NewTopic(topic, 1, 1) for topic in topics]).values():
         future.result()
     try:
-        yield Broker(stack, names, tmp_path / "java", admin)
+        yield Broker(stack, names, folder, admin)
     finally:
         for future in admin.delete_topics(topics, operation_timeout=30).values():
             future.result()
+
+
+@pytest.fixture
+def broker(stack: Settings, tmp_path: Path) -> Iterator[Broker]:
+    with broker_with_topics(stack, tmp_path / "java", "sec", lambda names: [
+        names.agency(AGENCY, "person"), names.agency(OTHER, "person"),
+        names.agency(REVOKED, "person"), names.reconciled("person"),
+        names.internal("resolve"), names.dlq("ingest"), names.outbound(AGENCY),
+    ]) as found:
+        yield found
 
 
 def test_a_client_without_credentials_is_refused(broker: Broker, enroll_agency) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from deploy.stack.acls import (
     KafkaAccess,
@@ -29,13 +28,14 @@ from schemas import config
 from schemas.agencies import default_agencies_path, load_agencies
 from schemas.client_config import load_client_config
 from schemas.config import Settings
-from schemas.topics import TOPICS, TopicNames
+from schemas.topics import TOPICS
 from tests.integration.kafka_tools import java_client_config, kafka_tool
 from tests.integration.test_kafka_security import (
     AUTHENTICATION_FAILED,
     CONSUMER,
     TOPIC_COMMAND,
     Broker,
+    broker_with_topics,
 )
 
 ROTATED = "customs"  # an agency no other integration test enrols
@@ -52,17 +52,11 @@ def tipsync(
 
 @pytest.fixture
 def rotation_broker(stack: Settings, tmp_path: Path) -> Iterator[Broker]:
-    names = TopicNames(f"rot{uuid.uuid4().hex[:10]}")
-    admin = AdminClient(stack.client.librdkafka())
-    topics = [names.agency(ROTATED, "person"), names.agency(REGISTERED, "person"),
-              names.agency(UNREGISTERED, "person")]
-    for future in admin.create_topics([NewTopic(topic, 1, 1) for topic in topics]).values():
-        future.result()
-    try:
-        yield Broker(stack, names, tmp_path / "java", admin)
-    finally:
-        for future in admin.delete_topics(topics, operation_timeout=30).values():
-            future.result()
+    with broker_with_topics(stack, tmp_path / "java", "rot", lambda names: [
+        names.agency(ROTATED, "person"), names.agency(REGISTERED, "person"),
+        names.agency(UNREGISTERED, "person"),
+    ]) as found:
+        yield found
 
 
 def registry_status(client_file: Path, folder: Path) -> str:
