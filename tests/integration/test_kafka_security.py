@@ -81,10 +81,14 @@ class Broker:
     def consume(
         self, java_config: Path, topic: str, group: str
     ) -> subprocess.CompletedProcess[str]:
+        """Reads one record, or ends at the broker's refusal. The idle timeout is generous:
+        the refusal comes only after the group is joined, which took over 15 s at load
+        average 25 (the tool then ended with a bare TimeoutException); a consumer that reads
+        or is refused ends long before it."""
         return kafka_tool(
             self.settings, CONSUMER, "--bootstrap-server", self.settings.kafka_bootstrap,
             "--topic", topic, "--group", group, "--from-beginning", "--max-messages", "1",
-            "--timeout-ms", "15000", "--consumer.config", str(java_config),
+            "--timeout-ms", "60000", "--consumer.config", str(java_config),
         )
 
     def java(self, client_file: Path, **overrides: str) -> Path:

@@ -32,7 +32,6 @@ from schemas.topics import TOPICS
 from tests.integration.kafka_tools import java_client_config, kafka_tool
 from tests.integration.test_kafka_security import (
     AUTHENTICATION_FAILED,
-    CONSUMER,
     TOPIC_COMMAND,
     Broker,
     broker_with_topics,
@@ -164,7 +163,7 @@ def test_the_stream_principal_reads_a_registered_agencys_topic_and_no_other(
     rotation_broker: Broker,
 ) -> None:
     """As ``stack up`` grants it for ``tip``: the stream's own file, Kafka's console
-    consumer, a group under the stream's internal prefix."""
+    consumer (``Broker.consume``), a group under the stream's internal prefix."""
     broker = rotation_broker
     names = broker.names
     KafkaAccess(broker.settings.client).grant(service_grants(names, load_agencies()))
@@ -178,16 +177,9 @@ def test_the_stream_principal_reads_a_registered_agencys_topic_and_no_other(
     stream = broker.java(config.local_client_file(broker.settings.home, "stream"))
     group = names.internal_prefix + "console-check"
 
-    def consume(topic: str) -> subprocess.CompletedProcess[str]:
-        return kafka_tool(
-            broker.settings, CONSUMER, "--bootstrap-server", broker.settings.kafka_bootstrap,
-            "--topic", topic, "--group", group, "--from-beginning", "--max-messages", "1",
-            "--timeout-ms", "15000", "--consumer.config", str(stream),
-        )
-
-    read = consume(registered)
+    read = broker.consume(stream, registered, group)
     assert "a-synthetic-value" in read.stdout, read.stderr
-    refused = consume(unregistered)
+    refused = broker.consume(stream, unregistered, group)
     assert "TopicAuthorizationException" in refused.stderr + refused.stdout
     assert "Processed a total of 0 messages" in refused.stderr + refused.stdout
 
