@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     rotate.add_argument("principal", metavar="PRINCIPAL",
                         help="admin, stream, sink, monitor or steward")
+    rotate.add_argument(
+        "--yes", action="store_true",
+        help="confirm rotating admin: Kafka restarts (docs/SECURITY.md: once, on a long-used"
+        " stack, Kafka refused every principal after it; back up first)",
+    )
     rotate.set_defaults(func=stack_rotate)
     reset = actions.add_parser("reset", help="stop and delete all state (keeps downloads)")
     reset.add_argument("--yes", action="store_true", help="confirm: all local data is deleted")
@@ -94,6 +99,12 @@ def stack_status(args: argparse.Namespace) -> int:
 
 
 def stack_rotate(args: argparse.Namespace) -> int:
+    if args.principal == "admin" and not args.yes:
+        print("tipsync stack rotate: rotating admin restarts the local Kafka and registry, and"
+              " once left a long-used stack's Kafka refusing every principal"
+              " (docs/SECURITY.md); run `tipsync stack rotate admin --yes` to confirm",
+              file=sys.stderr)
+        return 2
     try:
         done = rotate_service(load_settings(), args.principal)
     except ValueError as error:

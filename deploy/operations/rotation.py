@@ -63,6 +63,8 @@ def rotate_service(settings: Settings, principal: str) -> ServiceRotation:
     path = config.local_client_file(stack.layout.home, principal)
     write_client_file(path, settings, principal, secret, tls)
     restarted = False
+    # its connections, made with the old secret, would fail noisily after Kafka's restart
+    del access
     if principal == ADMIN:
         # Kafka's configuration holds the admin's secret (controller listener, inter-broker
         # login): written anew from principals.json when Kafka starts
