@@ -1,4 +1,4 @@
-"""``tipsync stack up | down | status [--json] | reset --yes``."""
+"""``tipsync stack up | down | status [--json] | rotate PRINCIPAL | reset --yes``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from deploy.operations.rotation import rotate_service
+from deploy.stack.acls import AclError
 from deploy.stack.at_rest import check_folder
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
@@ -25,6 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     status = actions.add_parser("status", help="which services answer")
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.set_defaults(func=stack_status)
+    rotate = actions.add_parser(
+        "rotate", help="give a service principal a new secret (broker, registry, its file)",
+        description="Replaces the service's SCRAM credential and registry password with a new"
+        " secret and rewrites secrets/clients/PRINCIPAL.properties. Restart the service"
+        " afterwards: it read its old file when it started, and its next connection with it"
+        " is refused. Rotating admin restarts the local Kafka and registry.",
+    )
+    rotate.add_argument("principal", metavar="PRINCIPAL",
+                        help="admin, stream, sink, monitor or steward")
+    rotate.add_argument(
+        "--yes", action="store_true",
+        help="confirm rotating admin: Kafka restarts (docs/SECURITY.md: once, on a long-used"
+        " stack, Kafka refused every principal after it; back up first)",
+    )
+    rotate.set_defaults(func=stack_rotate)
     reset = actions.add_parser("reset", help="stop and delete all state (keeps downloads)")
     reset.add_argument("--yes", action="store_true", help="confirm: all local data is deleted")
     reset.set_defaults(func=stack_reset)
@@ -79,6 +96,30 @@ def stack_status(args: argparse.Namespace) -> int:
                    None: "encryption unknown"}[at_rest.encrypted]
         print(f"{'state':<9} {verdict}: {at_rest.folder} on {at_rest.where}")
     return 0 if all(fields["up"] for fields in status.values()) else 1
+
+
+def stack_rotate(args: argparse.Namespace) -> int:
+    if args.principal == "admin" and not args.yes:
+        print("tipsync stack rotate: rotating admin restarts the local Kafka and registry, and"
+              " once left a long-used stack's Kafka refusing every principal"
+              " (docs/SECURITY.md); run `tipsync stack rotate admin --yes` to confirm",
+              file=sys.stderr)
+        return 2
+    try:
+        done = rotate_service(load_settings(), args.principal)
+    except ValueError as error:
+        print(f"tipsync stack rotate: {error}", file=sys.stderr)
+        return 2
+    except (StackError, AclError) as error:
+        print(f"tipsync stack rotate: {error}", file=sys.stderr)
+        return 1
+    restarted = ["kafka"] * done.kafka_restarted + ["registry"] * (
+        done.registry_restart_seconds is not None)
+    print(f"rotated the secret of {done.principal}; its new file: {done.file}"
+          + (f"; restarted {', '.join(restarted)}" if restarted else ""))
+    print(f"restart every running {done.principal} process now: its next connection with the"
+          " old secret is refused")
+    return 0
 
 
 def stack_reset(args: argparse.Namespace) -> int:

@@ -253,7 +253,7 @@ def kafka_user(deployment: Deployment, principal: str, grants: list[Grant]) -> D
 
 def users(deployment: Deployment) -> list[Document]:
     """One KafkaUser per service principal and per agency, with the ACL plan's grants."""
-    services = service_grants(deployment.names)
+    services = service_grants(deployment.names, deployment.agency_ids)
     found = [
         kafka_user(deployment, principal,
                    [grant for grant in services if grant.principal == principal])

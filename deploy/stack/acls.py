@@ -9,15 +9,17 @@ same grants under its root.
 
 What each service needs, and why (found by running each against the broker):
 
-- ``stream`` (faust): reads every agency topic (prefix ``tip.agency.``) and the stewards'
-  decisions; reads, writes and creates its own topics under ``tip.internal.`` (the resolve
-  topic, person mapping, model marker, faust's changelogs and its assignor topic, all named
-  after the app id ``tip.internal.stream``); writes reconciled, dead-letter and outbound
-  topics. faust declares every topic it writes (``app.topic(..., internal=True)``) and asks
-  the broker to create it at start-up: Kafka answers TOPIC_AUTHORIZATION_FAILED, not "already
-  exists", to a principal without CREATE, so the stream also holds CREATE on the names it
-  declares (they exist already: ``tipsync topics create`` made them). Its consumer groups are
-  under ``tip.internal.``.
+- ``stream`` (faust): reads the topics of each registered agency (its prefix
+  ``tip.agency.<id>.``, ``stream_agency_grants``: granted by ``stack up`` for every agency of
+  the agency registry and by ``tipsync agency enroll``, so a topic of an agency the registry
+  does not list is refused to it) and the stewards' decisions; reads, writes and creates its
+  own topics under ``tip.internal.`` (the resolve topic, person mapping, model marker, faust's
+  changelogs and its assignor topic, all named after the app id ``tip.internal.stream``);
+  writes reconciled, dead-letter and outbound topics. faust declares every topic it writes
+  (``app.topic(..., internal=True)``) and asks the broker to create it at start-up: Kafka
+  answers TOPIC_AUTHORIZATION_FAILED, not "already exists", to a principal without CREATE, so
+  the stream also holds CREATE on the names it declares (they exist already: ``tipsync topics
+  create`` made them). Its consumer groups are under ``tip.internal.``.
 - ``sink``: reads reconciled topics, writes ``tip.dlq.sink``, commits as group ``tip.sink``.
 - ``monitor`` (``tipsync lag``, ``monitor``; ``freshness`` reads only PostgreSQL): describes
   the root's topics (end offsets) and groups (members, committed offsets).
@@ -78,9 +80,10 @@ def _grants(principal: str, resource: Resource, pattern: Pattern, names: Iterabl
             for name in names for operation in operations]
 
 
-def service_grants(names: TopicNames) -> list[Grant]:
+def service_grants(names: TopicNames, agency_ids: Iterable[str]) -> list[Grant]:
     """What ``stream``, ``sink``, ``monitor`` and ``steward`` may do under ``names``' root
-    (``admin`` is a super user and needs none)."""
+    (``admin`` is a super user and needs none), the stream reading the topics of
+    ``agency_ids`` (the registered agencies)."""
     agency_prefix = f"{names.root}.agency."
     reconciled_prefix = f"{names.root}.reconciled."
     dlq_prefix = f"{names.root}.dlq."
@@ -88,7 +91,8 @@ def service_grants(names: TopicNames) -> list[Grant]:
     internal = names.internal_prefix
     decisions = names.stewardship_decisions
     grants = [
-        *_grants(STREAM, "TOPIC", "PREFIXED", [agency_prefix], ["READ", "DESCRIBE"]),
+        *(grant for agency_id in sorted(set(agency_ids))
+          for grant in stream_agency_grants(agency_id, names)),
         *_grants(STREAM, "TOPIC", "LITERAL", [decisions], ["READ", "DESCRIBE", "CREATE"]),
         *_grants(STREAM, "TOPIC", "PREFIXED", [internal],
                  ["READ", "WRITE", "DESCRIBE", "CREATE"]),
@@ -108,6 +112,26 @@ def service_grants(names: TopicNames) -> list[Grant]:
         *_grants(OPERATOR, "TOPIC", "LITERAL", [names.resolve], ["WRITE", "DESCRIBE"]),
     ]
     return grants
+
+
+def stream_agency_grants(agency_id: str, names: TopicNames) -> list[Grant]:
+    """The stream's right to read one agency's topics (ingest's input): its prefix only."""
+    return _grants(STREAM, "TOPIC", "PREFIXED", [names.agency_prefix(agency_id)],
+                   ["READ", "DESCRIBE"])
+
+
+def is_stream_agency_grant(grant: Grant, agency_id: str) -> bool:
+    """Whether ``grant`` is the stream's read of ``agency_id``'s topics, under any topic root
+    (revoking an agency enrolled under several roots removes them all)."""
+    return (grant.principal == STREAM and grant.resource == "TOPIC"
+            and grant.pattern == "PREFIXED" and grant.name.endswith(f".agency.{agency_id}.")
+            and grant.operation in ("READ", "DESCRIBE"))
+
+
+def legacy_stream_grants(names: TopicNames) -> list[Grant]:
+    """The stream's read of every agency prefix (``tip.agency.``) that stacks before
+    session 5 granted; ``stack up`` deletes it."""
+    return _grants(STREAM, "TOPIC", "PREFIXED", [f"{names.root}.agency."], ["READ", "DESCRIBE"])
 
 
 def agency_grants(agency_id: str, names: TopicNames) -> list[Grant]:
@@ -155,6 +179,17 @@ def wait_all(futures: Mapping[Any, Future[Any]], what: str) -> None:
             failures.append(f"{key}: {error}")
     if failures:
         raise AclError(f"Kafka refused to {what}: " + "; ".join(map(str, failures)))
+
+
+def _filter(grant: Grant):  # type: ignore[no-untyped-def]
+    """The filter matching exactly ``grant``'s ACL (delete_acls takes filters)."""
+    from confluent_kafka.admin import AclBindingFilter
+
+    binding = _binding(grant)
+    return AclBindingFilter(
+        binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
+        binding.host, binding.operation, binding.permission_type,
+    )
 
 
 class KafkaAccess:
@@ -253,6 +288,17 @@ class KafkaAccess:
             )
             wait_all(futures, "create ACLs")
         return len(missing)
+
+    def revoke(self, grants: Iterable[Grant]) -> int:
+        """Delete those of ``grants`` that are on the broker; returns how many were."""
+        present = set(self.grants())
+        found = sorted(grant for grant in set(grants) if grant in present)
+        if found:
+            futures = self.admin.delete_acls(
+                [_filter(grant) for grant in found], request_timeout=self.timeout
+            )
+            wait_all(futures, "delete ACLs")
+        return len(found)
 
     def revoke_all(self, principal: str) -> int:
         """Delete every ACL of ``principal``; returns how many there were."""

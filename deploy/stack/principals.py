@@ -52,12 +52,7 @@ def service_secrets(layout: StateLayout) -> dict[str, str]:
     if missing:
         for name in missing:
             known[name] = new_secret()
-        private_folder(layout.secrets)
-        temporary = path.with_suffix(".tmp")
-        temporary.touch(mode=0o600, exist_ok=True)
-        temporary.chmod(0o600)
-        temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", "utf-8")
-        temporary.replace(path)
+        _write_private_json(path, known)
     granted = registry_users.entries(layout)
     for name in SERVICE_PRINCIPALS:
         # Granted anew when missing from the store or stored in an older digest form.
@@ -67,6 +62,33 @@ def service_secrets(layout: StateLayout) -> dict[str, str]:
                 layout, name, known[name], "admin" if name == ADMIN else "reader"
             )
     return {name: known[name] for name in SERVICE_PRINCIPALS}
+
+
+def renew_service_secret(layout: StateLayout, principal: str) -> str:
+    """A new secret for the service ``principal``, replacing the one in ``principals.json``
+    and in the registry user store (the registry takes it when it restarts); the broker's
+    credential and the client file are the caller's to change (``deploy.operations.rotation``)."""
+    if principal not in SERVICE_PRINCIPALS:
+        raise ValueError(
+            f"'{principal}' is not a service principal (expected one of"
+            f" {', '.join(SERVICE_PRINCIPALS)}); an agency's secret rotates with"
+            " `tipsync agency rotate ID`"
+        )
+    known = service_secrets(layout)
+    known[principal] = new_secret()
+    _write_private_json(store_path(layout), known)
+    registry_users.grant(layout, principal, known[principal],
+                         "admin" if principal == ADMIN else "reader")
+    return known[principal]
+
+
+def _write_private_json(path: Path, data: dict[str, str]) -> None:
+    private_folder(path.parent)
+    temporary = path.with_suffix(".tmp")
+    temporary.touch(mode=0o600, exist_ok=True)
+    temporary.chmod(0o600)
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", "utf-8")
+    temporary.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,13 +113,7 @@ def _read_agency_store(layout: StateLayout) -> dict[str, str]:
 
 
 def _write_agency_store(layout: StateLayout, known: dict[str, str]) -> None:
-    private_folder(layout.secrets)
-    path = _agency_store(layout)
-    temporary = path.with_suffix(".tmp")
-    temporary.touch(mode=0o600, exist_ok=True)
-    temporary.chmod(0o600)
-    temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", "utf-8")
-    temporary.replace(path)
+    _write_private_json(_agency_store(layout), known)
 
 
 def prepare_agency_secrets(layout: StateLayout, agency_ids: Iterable[str]) -> list[str]:
@@ -125,6 +141,16 @@ def agency_secret(layout: StateLayout, agency_id: str) -> str:
     """The agency's prepared secret, made now (with its registry grant) when there is none."""
     prepare_agency_secrets(layout, [agency_id])
     return _read_agency_store(layout)[agency_id]
+
+
+def renew_agency_secret(layout: StateLayout, agency_id: str) -> str:
+    """A new secret for the agency, replacing its old one in ``agency-secrets.json`` and in
+    the registry user store (the registry takes it when it restarts)."""
+    known = _read_agency_store(layout)
+    known[agency_id] = new_secret()
+    _write_agency_store(layout, known)
+    registry_users.grant(layout, agency_principal(agency_id), known[agency_id], "reader")
+    return known[agency_id]
 
 
 def forget_agency_secret(layout: StateLayout, agency_id: str) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.stack.acls import KafkaAccess, service_grants
+from deploy.stack.acls import KafkaAccess, legacy_stream_grants, service_grants
 from deploy.stack.clients import write_client_file
 from deploy.stack.kafka import Kafka
 from deploy.stack.layout import (
@@ -160,12 +160,14 @@ class LocalStack:
     def grant_services(self) -> None:
         """The service principals' SCRAM credentials (set to the secret of
         ``principals.json`` every time, so a secret made anew there takes effect) and ACLs
-        (``deploy.stack.acls``, created when missing) on the local broker."""
+        (``deploy.stack.acls``, created when missing) on the local broker: the stream reads
+        the topics of the registered agencies, and no longer every agency prefix."""
         access = KafkaAccess(self.kafka.admin_client())
         for principal, secret in service_secrets(self.layout).items():
             if principal != ADMIN:
                 access.set_password(principal, secret)
-        access.grant(service_grants(TOPICS))
+        access.grant(service_grants(TOPICS, load_agencies()))
+        access.revoke(legacy_stream_grants(TOPICS))
 
     def down(self) -> list[str]:
         stopped = []

@@ -135,7 +135,7 @@ def pipeline(stack: Settings) -> Iterator[Pipeline]:
                 + [NewTopic(names.resolve, 1, 1)], operation_timeout=30,
             ).values():
                 future.result()
-            KafkaAccess(stack.client).grant(service_grants(names))
+            KafkaAccess(stack.client).grant(service_grants(names, (POLICE,)))
             pipeline = Pipeline(stack, harness, database_url)
             harness.start_worker(command=[__file__],
                                  environment={FAILING_RECORD_VARIABLE: FAILING})
@@ -285,7 +285,7 @@ def test_the_operator_reads_dead_letters_and_writes_stage_inputs_and_nothing_els
     for future in harness.admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
         future.result()
     try:
-        KafkaAccess(stack.client).grant(service_grants(names))
+        KafkaAccess(stack.client).grant(service_grants(names, (POLICE,)))
         operator = java_client_config(config.local_client_file(stack.home, OPERATOR),
                                       tmp_path / "java")
 

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,30 +81,46 @@ class Broker:
     def consume(
         self, java_config: Path, topic: str, group: str
     ) -> subprocess.CompletedProcess[str]:
+        """Reads one record, or ends at the broker's refusal. The idle timeout is generous:
+        the refusal comes only after the group is joined, which took over 15 s at load
+        average 25 (the tool then ended with a bare TimeoutException); a consumer that reads
+        or is refused ends long before it."""
         return kafka_tool(
             self.settings, CONSUMER, "--bootstrap-server", self.settings.kafka_bootstrap,
             "--topic", topic, "--group", group, "--from-beginning", "--max-messages", "1",
-            "--timeout-ms", "15000", "--consumer.config", str(java_config),
+            "--timeout-ms", "60000", "--consumer.config", str(java_config),
         )
 
     def java(self, client_file: Path, **overrides: str) -> Path:
         return java_client_config(client_file, self.folder, **overrides)
 
 
-@pytest.fixture
-def broker(stack: Settings, tmp_path: Path) -> Iterator[Broker]:
-    names = TopicNames(f"sec{uuid.uuid4().hex[:10]}")
+@contextmanager
+def broker_with_topics(
+    stack: Settings, folder: Path, prefix: str, topics_of: Callable[[TopicNames], list[str]]
+) -> Iterator[Broker]:
+    """A topic root of its own (``prefix`` + random), with ``topics_of(names)`` made for the
+    test (one partition each) and deleted after it."""
+    names = TopicNames(f"{prefix}{uuid.uuid4().hex[:10]}")
     admin = AdminClient(stack.client.librdkafka())
-    topics = [names.agency(AGENCY, "person"), names.agency(OTHER, "person"),
-              names.agency(REVOKED, "person"), names.reconciled("person"),
-              names.internal("resolve"), names.dlq("ingest"), names.outbound(AGENCY)]
+    topics = topics_of(names)
     for future in admin.create_topics([NewTopic(topic, 1, 1) for topic in topics]).values():
         future.result()
     try:
-        yield Broker(stack, names, tmp_path / "java", admin)
+        yield Broker(stack, names, folder, admin)
     finally:
         for future in admin.delete_topics(topics, operation_timeout=30).values():
             future.result()
+
+
+@pytest.fixture
+def broker(stack: Settings, tmp_path: Path) -> Iterator[Broker]:
+    with broker_with_topics(stack, tmp_path / "java", "sec", lambda names: [
+        names.agency(AGENCY, "person"), names.agency(OTHER, "person"),
+        names.agency(REVOKED, "person"), names.reconciled("person"),
+        names.internal("resolve"), names.dlq("ingest"), names.outbound(AGENCY),
+    ]) as found:
+        yield found
 
 
 def test_a_client_without_credentials_is_refused(broker: Broker, enroll_agency) -> None:
@@ -218,7 +235,7 @@ def test_an_enrolled_agencys_record_reaches_the_store_through_least_privileged_s
     harness = StreamHarness(stack, agencies=[AGENCY], entities=["person", "link"]).setup()
     try:
         names = harness.topics
-        KafkaAccess(stack.client).grant(service_grants(names))
+        KafkaAccess(stack.client).grant(service_grants(names, [AGENCY]))
         harness.admin.create_topics([NewTopic(names.dlq("sink"), 1, 1)])[names.dlq("sink")] \
             .result()
         agency_file = enroll_agency(AGENCY, names.root)

@@ -245,7 +245,7 @@ def _assert_verdicts(world: World) -> None:
 @pytest.fixture(scope="module")
 def world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     harness = StreamHarness(stack, entities=("person",)).setup()
-    grants = [grant for grant in service_grants(harness.topics)
+    grants = [grant for grant in service_grants(harness.topics, harness.agencies)
               if grant.principal in (STREAM, STEWARD)]
     access = KafkaAccess(stack.client)
     access.grant(grants)

@@ -73,7 +73,7 @@ def test_one_kafka_user_per_agency_and_service_with_the_acl_plans_grants() -> No
         assert {acl["resource"]["name"] for acl in prefixes} == {
             names.agency_prefix(agency_id), names.outbound_group_prefix(agency_id)
         }
-    plan = service_grants(names)
+    plan = service_grants(names, AGENCIES)
     for principal in SERVICE_PRINCIPALS:
         assert grants_of(by_name[principal]) == {g for g in plan if g.principal == principal}
     assert "authorization" not in by_name["admin"]["spec"]  # the super user

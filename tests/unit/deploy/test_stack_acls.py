@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.stack.acls import Grant, agency_grants, agency_principal, service_grants
+from deploy.stack.acls import (
+    Grant,
+    agency_grants,
+    agency_principal,
+    is_stream_agency_grant,
+    legacy_stream_grants,
+    service_grants,
+    stream_agency_grants,
+)
 from deploy.stack.clients import java_security_properties, secret_of, write_client_file
 from deploy.stack.principals import SERVICE_PRINCIPALS
 from deploy.stack.tls import ensure_tls
@@ -33,7 +41,7 @@ def test_no_agency_principal_can_take_a_services_name() -> None:
 
 
 def test_service_grants_follow_the_topic_root_and_never_reach_the_admin() -> None:
-    grants = service_grants(TopicNames("t1"))
+    grants = service_grants(TopicNames("t1"), ["police-ctu", "customs"])
     assert all(grant.name.startswith("t1.") for grant in grants)
     assert "admin" not in {grant.principal for grant in grants}
     by_principal: dict[str, set[str]] = {}
@@ -49,8 +57,32 @@ def test_service_grants_follow_the_topic_root_and_never_reach_the_admin() -> Non
     }
     assert by_principal["monitor"] == {"DESCRIBE topic t1.*", "DESCRIBE group t1.*"}
     stream = by_principal["stream"]
-    assert "READ topic t1.agency.*" in stream and "WRITE topic t1.agency.*" not in stream
-    assert Grant("stream", "TOPIC", "PREFIXED", "t1.agency.", "READ") in grants
+    assert {name for name in stream if ".agency." in name} == {
+        "READ topic t1.agency.police-ctu.*", "DESCRIBE topic t1.agency.police-ctu.*",
+        "READ topic t1.agency.customs.*", "DESCRIBE topic t1.agency.customs.*",
+    }
+    assert Grant("stream", "TOPIC", "PREFIXED", "t1.agency.customs.", "READ") in grants
+
+
+def test_the_stream_reads_registered_agencies_only_never_the_whole_agency_prefix() -> None:
+    names = TopicNames("t1")
+    grants = service_grants(names, ["police-ctu"])
+    assert not set(legacy_stream_grants(names)) & set(grants)
+    assert set(stream_agency_grants("police-ctu", names)) <= set(grants)
+    assert not any("immigration" in grant.name for grant in grants)
+    assert {str(grant) for grant in service_grants(names, [])
+            if grant.principal == "stream" and ".agency." in grant.name} == set()
+
+
+def test_revoking_finds_the_streams_read_of_that_agency_under_every_root() -> None:
+    grants = [*stream_agency_grants("customs", TopicNames("t1")),
+              *stream_agency_grants("customs", TopicNames()),
+              *stream_agency_grants("police-ctu", TopicNames()),
+              *agency_grants("customs", TopicNames()),
+              *legacy_stream_grants(TopicNames())]
+    found = {str(grant) for grant in grants if is_stream_agency_grant(grant, "customs")}
+    assert found == {"READ topic t1.agency.customs.*", "DESCRIBE topic t1.agency.customs.*",
+                     "READ topic tip.agency.customs.*", "DESCRIBE topic tip.agency.customs.*"}
 
 
 def test_an_issued_file_is_private_and_reads_back_as_the_principal(tmp_path: Path) -> None:
