@@ -129,7 +129,11 @@ class StreamApp:
             web_port=options.web_port or 6066,
             web_host="127.0.0.1",
             topic_partitions=self.partitions,
-            topic_replication_factor=TopicSettings.from_environment().replication_factor,
+            # faust creates no topic: the worker makes them all first, its assignor's too
+            # (``internal_topics``), with TIPSYNC_REPLICATION_FACTOR or the cluster's default,
+            # which faust cannot ask for (-1); 0 makes a creation faust tried anyway fail
+            # loudly rather than quietly make a topic of one replica on a cluster.
+            topic_replication_factor=max(TopicSettings.from_environment().replication_factor, 0),
             processing_guarantee="at_least_once",
             key_serializer="raw",
             value_serializer="raw",
@@ -305,7 +309,8 @@ class StreamApp:
         """The topics the worker creates before it starts (``streams.worker``)."""
         return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
                 self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values(),
-                *self.outbound_topics.values()]
+                *self.outbound_topics.values(),
+                self.app.assignor._leader_topic]  # type: ignore[attr-defined]
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options
