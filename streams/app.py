@@ -130,7 +130,7 @@ class StreamApp:
             web_host="127.0.0.1",
             topic_partitions=self.partitions,
             # faust creates no topic: the worker makes them all first, its assignor's too
-            # (``internal_topics``), with TIPSYNC_REPLICATION_FACTOR or the cluster's default,
+            # (``internal_topics``), with the replication factor setting or the cluster's default,
             # which faust cannot ask for (-1); 0 makes a creation faust tried anyway fail
             # loudly rather than quietly make a topic of one replica on a cluster.
             topic_replication_factor=max(TopicSettings.from_environment().replication_factor, 0),

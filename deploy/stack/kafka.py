@@ -155,7 +155,7 @@ def cluster_nodes(layout: StateLayout, first_port: int, count: int) -> list[Kafk
 
 def cluster_bootstrap(first_port: int, count: int) -> str:
     """The bootstrap list that names every node of a local cluster (what
-    ``TIPSYNC_KAFKA_BOOTSTRAP`` should hold, so a client starting while one node is down
+    the Kafka bootstrap variable should hold, so a client starting while one node is down
     still finds the others)."""
     return ",".join(f"127.0.0.1:{first_port + NODE_PORT_STEP * index}" for index in range(count))
 
@@ -263,8 +263,10 @@ class Kafka(Service):
         brokers = self._metadata().brokers
         return len(brokers) >= self.brokers if self.local else bool(brokers)
 
-    def _security(self, node: KafkaNode) -> list[str]:
-        """The listeners' TLS and SASL settings and the authorizer (see the module's text)."""
+    def _security(self, node: KafkaNode | None = None) -> list[str]:
+        """The listeners' TLS and SASL settings and the authorizer (see the module's text) of
+        a node (node 1 when none is named)."""
+        node = node or self.nodes[0]
         tls = ensure_tls(self.layout.secrets)
         secret = service_secrets(self.layout)[ADMIN]
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -309,7 +311,7 @@ class Kafka(Service):
         replicas, in_sync = CLUSTER_REPLICATION_FACTOR, CLUSTER_MIN_INSYNC_REPLICAS
         return [
             # what a topic gets when its creator asks for the cluster's default (tipsync does
-            # unless TIPSYNC_REPLICATION_FACTOR says otherwise) and sets no min.insync.replicas
+            # unless the replication factor setting says otherwise) and sets no min.insync.replicas
             f"default.replication.factor={replicas}",
             f"min.insync.replicas={in_sync}",
             # a replica that missed writes never becomes leader: a lost node loses no write
