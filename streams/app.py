@@ -75,7 +75,7 @@ from streams.input_gaps import ContiguousInput, FaustAcknowledger, GroupStart, r
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
-from streams.output_producer import OutputProducer
+from streams.output_producer import IdempotentFaustProducer, OutputProducer
 from streams.outputs import DeadLetterSender, ResolvePublisher, Serializers
 from streams.recovery import ResolveRecovery, committed_offset, resolve_topic_id
 from streams.resolve_handler import ResolveHandler
@@ -155,6 +155,8 @@ class StreamApp:
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
+        # before faust makes its producer (one transport per app: only ours is changed)
+        self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
             lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
@@ -309,8 +311,14 @@ class StreamApp:
         """The topics the worker creates before it starts (``streams.worker``)."""
         return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
                 self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values(),
-                *self.outbound_topics.values(),
-                self.app.assignor._leader_topic]  # type: ignore[attr-defined]
+                *self.outbound_topics.values(), self._assignor_topic()]
+
+    def _assignor_topic(self) -> Any:
+        """faust's leader-assignor topic, named as ``faust.assignor.LeaderAssignor`` names it
+        (faust 0.15.3); made here so that faust, which cannot ask for the cluster's default
+        replication factor, creates no topic."""
+        return self.app.topic(f"{self.app.conf.id}-__assignor-__leader", partitions=1,
+                              internal=True, acks=False)
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options
