@@ -313,6 +313,8 @@ class NodeKills:
     done: list[dict[str, Any]] = field(default_factory=list)
     down: dict[str, Any] | None = None  # the kill whose node is still down
     down_until: float = 0.0
+    catching_up: dict[str, Any] | None = None  # the kill whose node is not in sync yet
+    last_look: float = 0.0
 
     def kill(self, kafka: Any, rng: random.Random) -> str:
         """SIGKILL the target node; it is started again by ``tend`` after
@@ -327,13 +329,22 @@ class NodeKills:
                              f"(active controller: {controller})")
         self.down = {"node": victim, "target": self.target, "controller_before": controller,
                      "killed_at": time.monotonic(), "new_controller": None,
-                     "election_seconds": None}
+                     "election_seconds": None, "caught_up_seconds": None}
         self.down_until = time.monotonic() + NODE_DOWN_SECONDS
         return f"SIGKILL Kafka node {victim} (the {self.target}; active controller {controller})"
 
     def tend(self, kafka: Any) -> str | None:
         """Note the election that follows a controller's loss; start the node again once its
-        time is up. What happened, to print, when anything did."""
+        time is up; note when it is in sync again. What happened, to print, when anything
+        did."""
+        if self.catching_up is not None and time.monotonic() - self.last_look >= 1.0:
+            self.last_look = time.monotonic()
+            if self.in_sync(kafka, self.catching_up["node"]):
+                self.catching_up["caught_up_seconds"] = round(
+                    time.monotonic() - self.catching_up.pop("started_at"), 1)
+                caught_up, self.catching_up = self.catching_up, None
+                return (f"Kafka node {caught_up['node']} in sync on every replica again "
+                        f"{caught_up['caught_up_seconds']}s after its start")
         if self.down is None:
             return None
         killed = self.down
@@ -341,15 +352,23 @@ class NodeKills:
             controller = kafka.active_controller()
             if controller is not None and controller != killed["node"]:
                 killed["new_controller"] = controller
-                killed["election_seconds"] = round(time.monotonic() - killed["killed_at"], 1)
+                if controller != killed["controller_before"]:
+                    killed["election_seconds"] = round(
+                        time.monotonic() - killed["killed_at"], 1)
         if time.monotonic() < self.down_until:
             return None
         kafka.start_node(killed["node"])
         killed["down_seconds"] = round(time.monotonic() - killed.pop("killed_at"), 1)
+        killed["started_at"] = time.monotonic()
         self.done.append(killed)
-        self.down = None
+        self.down, self.catching_up = None, killed
         return (f"Kafka node {killed['node']} started again after {killed['down_seconds']}s; "
                 f"active controller meanwhile {killed['new_controller']}")
+
+    @staticmethod
+    def in_sync(kafka: Any, node_id: int) -> bool:
+        node = next(node for node in kafka.node_report() if node["id"] == node_id)
+        return bool(node["registered"] and node["in_sync_replicas"] == node["replicas"] > 0)
 
     def wait_in_sync(self, kafka: Any) -> tuple[float | None, int]:
         """Seconds until every node is registered and in sync on every ``tip.*`` replica it
@@ -360,6 +379,10 @@ class NodeKills:
             nodes = kafka.node_report()
             behind = sum(node["replicas"] - node["in_sync_replicas"] for node in nodes)
             if all(node["registered"] for node in nodes) and behind == 0:
+                if self.catching_up is not None:  # in sync by now, first seen here
+                    self.catching_up["caught_up_seconds"] = round(
+                        time.monotonic() - self.catching_up.pop("started_at"), 1)
+                    self.catching_up = None
                 return round(time.monotonic() - began, 1), 0
             if time.monotonic() - began > NODE_CATCH_UP_SECONDS:
                 return None, behind + sum(not node["registered"] for node in nodes)
@@ -552,9 +575,12 @@ def report(figures: Mapping[str, Any]) -> str:
         + ("PASSED" if figures["passed"] else "FAILED"),
     ]
     for kill in figures.get("node_kills", []):
+        elected = (f"elected in {kill['election_seconds']}s" if kill["election_seconds"]
+                   is not None else "unchanged")
         lines.insert(-1, f"Kafka node {kill['node']} ({kill['target']}) SIGKILLed, down "
-                         f"{kill['down_seconds']}s; active controller {kill['controller_before']}"
-                         f" -> {kill['new_controller']} (elected in {kill['election_seconds']}s)")
+                         f"{kill['down_seconds']}s, in sync again {kill['caught_up_seconds']}s "
+                         f"after its start; active controller {kill['controller_before']} -> "
+                         f"{kill['new_controller']} ({elected})")
     if figures.get("node_kills"):
         lines.insert(-1, f"every node in sync again {figures['isr_restored_seconds']}s after the "
                          f"drain; out-of-sync replicas {figures['out_of_sync_replicas']}")

@@ -71,6 +71,7 @@ def assert_nothing_lost_and_the_node_caught_up(figures: dict, output: str) -> di
     # every node registered and in sync on every tip.* replica it holds
     assert figures["out_of_sync_replicas"] == 0, output
     assert figures["isr_restored_seconds"] is not None, output
+    assert kill["caught_up_seconds"] is not None, output
     assert figures["passed"], output
     return kill
 
@@ -83,6 +84,7 @@ def test_a_broker_killed_during_a_backfill_loses_nothing_and_catches_up(
     kill = assert_nothing_lost_and_the_node_caught_up(figures, output)
     assert kill["target"] == "broker" and kill["node"] != kill["controller_before"], output
     assert kill["new_controller"] == kill["controller_before"], output  # no election needed
+    assert kill["election_seconds"] is None, output
 
 
 @pytest.mark.timeout(1600)
