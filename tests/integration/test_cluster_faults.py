@@ -47,12 +47,12 @@ def run_with_a_node_killed(settings: Settings, target: str) -> tuple[dict, str]:
             env={**os.environ, "TIPSYNC_CACHE": str(settings.cache)},
         )
         # Stopped and wiped: no node of the private stack keeps running.
-        assert not (home / "stack" / "run").exists()
+        wiped = not (home / "stack" / "run").exists()
     finally:
         shutil.rmtree(home, ignore_errors=True)
     output = result.stdout
     print(output)  # the figures (pytest -s or -rP shows them)
-    assert output.strip(), result.stderr[-3000:]
+    assert wiped and output.strip(), output + result.stderr[-3000:]
     return json.loads(output.strip().splitlines()[-1]), output + result.stderr[-3000:]
 
 
