@@ -260,6 +260,7 @@ class LocalStack:
         self.down()
         home = self.layout.home
         if not home.exists():
+            self.check_state_folder()  # a new folder, claimed with the node count asked for
             return
         for entry in home.iterdir():
             if entry in self._kept_by_reset():

@@ -82,6 +82,12 @@ def test_the_state_folder_remembers_the_node_count(tmp_path: Path) -> None:
     assert LocalStack(settings).kafka.brokers == 3
 
 
+def test_a_reset_of_a_folder_not_made_yet_remembers_the_count_asked_for(tmp_path: Path) -> None:
+    settings = load_settings({"TIPSYNC_HOME": str(tmp_path / "new")})
+    LocalStack(settings, brokers=3).reset()  # what `bench faults --brokers 3` does first
+    assert LocalStack(settings).kafka.brokers == 3
+
+
 def test_a_stack_with_data_refuses_another_node_count(tmp_path: Path) -> None:
     settings = load_settings({"TIPSYNC_HOME": str(tmp_path)})
     LocalStack(settings).check_state_folder()  # a one-node stack
