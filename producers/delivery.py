@@ -7,6 +7,7 @@ callback and only then advance their checkpoint.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,13 +47,27 @@ class Publisher:
 
     def check_topics(self, topics: list[str], timeout: float = 15.0) -> None:
         """Fail early, before reading a row, when Kafka or a topic is not there."""
-        try:
-            metadata = self.producer.list_topics(timeout=timeout)
-        except KafkaException as error:
-            raise DeliveryError(
-                f"Kafka at {self.bootstrap} did not answer within {timeout:g} s ({error}); "
-                f"check that it runs (tipsync stack status) or set {config.KAFKA_BOOTSTRAP}"
-            ) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                metadata = self.producer.list_topics(
+                    timeout=max(deadline - time.monotonic(), 0.1))
+                break
+            except KafkaException as error:
+                # librdkafka asks one broker; one that is down (a lost node of a cluster)
+                # fails the request at once with _TRANSPORT while the others would answer
+                # (seen in `bench faults --node-kills`): ask again until the deadline.
+                failure = error.args[0] if error.args else None
+                transport = isinstance(failure, KafkaError) and (
+                    failure.code() == KafkaError._TRANSPORT)
+                if transport and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise DeliveryError(
+                    f"Kafka at {self.bootstrap} did not answer within {timeout:g} s ({error});"
+                    f" check that it runs (tipsync stack status) or set"
+                    f" {config.KAFKA_BOOTSTRAP}"
+                ) from None
         missing = [topic for topic in topics if topic not in metadata.topics]
         if missing:
             raise DeliveryError(

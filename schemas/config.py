@@ -51,6 +51,11 @@ DEFAULT_STREAM_METRICS_PORT = 19100  # worker i of `tipsync stream --workers N` 
 DEFAULT_SINK_METRICS_PORT = 19101
 DEFAULT_OPERATIONS_METRICS_PORT = 19102
 DAY_MS: Final = 24 * 60 * 60 * 1000
+# A topic's replication factor when REPLICATION_FACTOR is unset: Kafka's "-1" of CreateTopics,
+# the cluster's own ``default.replication.factor`` (1 on one node; 3 on the local stack's
+# cluster, ``stack up --brokers 3``, which also sets min.insync.replicas=2). Who sizes the
+# cluster sets it, once, on the brokers.
+CLUSTER_DEFAULT_REPLICATION: Final = -1
 # The stream's resolve snapshots (streams.snapshot.SnapshotPolicy has the same defaults; the
 # settings-surface test keeps them equal until the stream takes them from here).
 DEFAULT_SNAPSHOT_EVERY_RECORDS = 100_000
@@ -132,7 +137,11 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "the agency registry: who may publish, and how far each agency is trusted",
     ),
     Variable(PARTITIONS, "`6`", "partitions of every topic `tipsync topics create` makes"),
-    Variable(REPLICATION_FACTOR, "`1`", "replicas of every topic"),
+    Variable(
+        REPLICATION_FACTOR, "the cluster's `default.replication.factor`",
+        "replicas of every topic tipsync creates (the local stack: 1; with `stack up"
+        " --brokers 3`: 3, and `min.insync.replicas=2`)",
+    ),
     Variable(
         AGENCY_RETENTION_MS, f"`{30 * DAY_MS}` (30 days)", "how long agency change events stay"
     ),
@@ -388,7 +397,7 @@ class TopicSettings:
     """How ``tipsync topics create`` (and the stream app, for its own topics) sizes topics."""
 
     partitions: int = 6
-    replication_factor: int = 1
+    replication_factor: int = CLUSTER_DEFAULT_REPLICATION  # or a positive number
     agency_retention_ms: int = 30 * DAY_MS
     dlq_retention_ms: int = 30 * DAY_MS
 

@@ -83,7 +83,7 @@ from streams.input_gaps import (
 from streams.metrics import StreamMetrics
 from streams.model_rollout import ModelRollout
 from streams.options import StreamOptions
-from streams.output_producer import OutputProducer
+from streams.output_producer import IdempotentFaustProducer, OutputProducer
 from streams.outputs import DeadLetterSender, ResolvePublisher, Serializers
 from streams.recovery import ResolveRecovery, committed_offset, resolve_topic_id
 from streams.resolve_handler import ResolveHandler
@@ -141,7 +141,11 @@ class StreamApp:
             web_port=options.web_port or 6066,
             web_host="127.0.0.1",
             topic_partitions=self.partitions,
-            topic_replication_factor=TopicSettings.from_environment().replication_factor,
+            # faust creates no topic: the worker makes them all first, its assignor's too
+            # (``internal_topics``), with the replication factor setting or the cluster's default,
+            # which faust cannot ask for (-1); 0 makes a creation faust tried anyway fail
+            # loudly rather than quietly make a topic of one replica on a cluster.
+            topic_replication_factor=max(TopicSettings.from_environment().replication_factor, 0),
             processing_guarantee="at_least_once",
             key_serializer="raw",
             value_serializer="raw",
@@ -163,6 +167,8 @@ class StreamApp:
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
+        # before faust makes its producer (one transport per app: only ours is changed)
+        self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
             lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
@@ -337,7 +343,14 @@ class StreamApp:
         """The topics the worker creates before it starts (``streams.worker``)."""
         return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
                 self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values(),
-                *self.outbound_topics.values()]
+                *self.outbound_topics.values(), self._assignor_topic()]
+
+    def _assignor_topic(self) -> Any:
+        """faust's leader-assignor topic, named as ``faust.assignor.LeaderAssignor`` names it
+        (faust 0.15.3); made here so that faust, which cannot ask for the cluster's default
+        replication factor, creates no topic."""
+        return self.app.topic(f"{self.app.conf.id}-__assignor-__leader", partitions=1,
+                              internal=True, acks=False)
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options

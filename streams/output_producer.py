@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import confluent_kafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schemas.client_config import ClientConfig
 
@@ -36,6 +37,16 @@ class DeliveryFailed(RuntimeError):
 DeliveryCallback = Callable[[str, int, int], None]  # topic, partition, offset
 
 
+class IdempotentFaustProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    """faust's own producer (its assignor topic; anything it writes itself) with ``acks=all``
+    and idempotence, as every producer of tipsync: faust sets them only inside transactions
+    (exactly_once, which the app does not use). ``StreamApp`` installs it on faust's
+    transport."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class OutputProducer:
     def __init__(
         self, bootstrap: str | ClientConfig, on_failure: Callable[[str], None]
@@ -43,8 +54,10 @@ class OutputProducer:
         # ``bootstrap``: the servers, or the client config (``Settings.client``)
         self._producer = confluent_kafka.Producer(ClientConfig.of(bootstrap).librdkafka({
             "linger.ms": 20,
-            # per partition: in order, and no duplicates when librdkafka retries
+            # per partition: in order, and no duplicates when librdkafka retries; a write
+            # counts once min.insync.replicas replicas have it
             "enable.idempotence": True,
+            "acks": "all",
             # the Java client's partitioner, which aiokafka (faust) uses too: a key keeps the
             # partition it had before (compacted topics, the sink's per-key order)
             "partitioner": "murmur2_random",

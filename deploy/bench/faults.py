@@ -27,8 +27,16 @@ reconciled store is compared with what the producers published (``deploy.bench.f
   (``ResolveStage.load``, the rebuild path of the stream app), fed every published person
   event through ingest's rules. Golden ids are not compared, only who is with whom.
 
+With ``--brokers 3`` the private stack's Kafka is a three-node cluster (``tipsync stack up
+--brokers 3``; every client's bootstrap list names the three nodes), and ``--node-kills N``
+SIGKILLs a whole Kafka node N times at seeded places (``--node-kill-target``: a node that is
+not the active controller, or the active controller): it stays down ``NODE_DOWN_SECONDS`` while
+the pipeline goes on, with no process restarted for it, then is started again. At the end every
+node must be back in the in-sync replicas of every ``tip.*`` partition it holds
+(``isr_restored_seconds``), and after a controller's loss another node must have been elected.
+
 The figures are printed, then one JSON line (the last line of the output); the exit code is
-1 when anything was lost or duplicated or a cluster differs.
+1 when anything was lost or duplicated or a cluster differs (or a node did not catch up).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from deploy.bench.faults_count import (
     stored_records,
 )
 from deploy.demo.generate import ExportFile
+from deploy.stack.kafka import cluster_bootstrap
 from schemas import config
 
 DEFAULT_PEOPLE = 1000
@@ -80,6 +89,11 @@ STREAM_ARGUMENTS = ("--metrics-port", "0")
 SINK_ARGUMENTS = ("--metrics-port", "0")
 NO_METRICS = {config.STREAM_METRICS_PORT: "0", config.SINK_METRICS_PORT: "0"}
 DRAIN_TIMEOUT_SECONDS = 900.0
+# A killed Kafka node stays down this long (the pipeline runs on two nodes), then is started
+# again; it must be in sync again within NODE_CATCH_UP_SECONDS of the drain.
+NODE_DOWN_SECONDS = 20.0
+NODE_CATCH_UP_SECONDS = 180.0
+NODE_TARGETS = ("broker", "controller")
 
 
 # --------------------------------------------------------------------------- command
@@ -106,6 +120,14 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
     parser.add_argument("--postgres-port", type=int, default=PRIVATE_PORTS["postgres"])
     parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_SECONDS)
+    parser.add_argument("--brokers", type=int, choices=(1, 3), default=1,
+                        help="Kafka nodes of the private stack (default 1; 3: a cluster)")
+    parser.add_argument("--node-kills", type=int, default=0,
+                        help="SIGKILLs of a whole Kafka node during the backfill, each down "
+                             f"{NODE_DOWN_SECONDS:.0f}s then started again (needs --brokers 3)")
+    parser.add_argument("--node-kill-target", choices=NODE_TARGETS, default="broker",
+                        help="the node killed: one that is not the active controller "
+                             "(default), or the active controller")
 
 
 def run_bench_faults(args: argparse.Namespace) -> int:
@@ -122,10 +144,16 @@ def run_bench_faults(args: argparse.Namespace) -> int:
         print("tipsync bench faults: --kills and --restarts must be 0 or more and --people 1 "
               "or more", file=sys.stderr)
         return 2
+    if args.node_kills and args.brokers < 3:
+        print("tipsync bench faults: --node-kills needs a cluster that survives a node's loss:"
+              " add --brokers 3", file=sys.stderr)
+        return 2
+    node_kills = NodeKills(args.brokers, max(args.node_kills, 0), args.node_kill_target)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     shared = load_settings()
     bench_home = (args.home or shared.home / "bench-faults").resolve()
-    environment = {**private_environment(shared, bench_home / STACK_FOLDER, args), **NO_METRICS}
+    environment = {**private_environment(shared, bench_home / STACK_FOLDER, args), **NO_METRICS,
+                   config.KAFKA_BOOTSTRAP: cluster_bootstrap(args.kafka_port, args.brokers)}
     if Path(environment[config.HOME]) == shared.home:
         print(f"tipsync bench faults: --home {bench_home} would put the private stack in the "
               "shared state folder; give a folder of its own", file=sys.stderr)
@@ -135,12 +163,12 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     saved = dict(os.environ)
     os.environ.update(environment)
     settings = load_settings()
-    stack = LocalStack(settings)
+    stack = LocalStack(settings, brokers=args.brokers)
     succeeded = False
     try:
         figures = run_faults(settings, bench_home, seed, args.kills, args.restarts, args.people,
                              args.data_seed if args.data_seed is not None else DEMO_SEED,
-                             args.drain_timeout)
+                             args.drain_timeout, node_kills)
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
         print(f"tipsync bench faults: {error}", file=sys.stderr)
@@ -261,15 +289,105 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def schedule(rng: random.Random, kills: int, restarts: int) -> list[str]:
+def schedule(rng: random.Random, kills: int, restarts: int, node_kills: int = 0) -> list[str]:
     """The order of the disruptions: ``kills`` SIGKILLs ("kill": its victim is drawn at the
     moment) and ``restarts`` restarts, as many of the broker as of PostgreSQL (one more of a
-    drawn one when odd), each at a drawn place among the others."""
+    drawn one when odd), each at a drawn place among the others; then ``node_kills`` kills of
+    a Kafka node ("node"), each at a drawn place too."""
     first = rng.randrange(len(SERVICES))
     events = ["kill"] * kills
     for index in range(restarts):
         events.insert(rng.randrange(len(events) + 1), SERVICES[(first + index) % len(SERVICES)])
+    for _ in range(node_kills):
+        events.insert(rng.randrange(len(events) + 1), "node")
     return events
+
+
+@dataclass
+class NodeKills:
+    """The Kafka nodes of the private stack, how many times one is SIGKILLed, which one
+    (``NODE_TARGETS``), and what happened each time."""
+
+    brokers: int = 1
+    count: int = 0
+    target: str = "broker"
+    done: list[dict[str, Any]] = field(default_factory=list)
+    down: dict[str, Any] | None = None  # the kill whose node is still down
+    down_until: float = 0.0
+    catching_up: dict[str, Any] | None = None  # the kill whose node is not in sync yet
+    last_look: float = 0.0
+
+    def kill(self, kafka: Any, rng: random.Random) -> str:
+        """SIGKILL the target node; it is started again by ``tend`` after
+        NODE_DOWN_SECONDS."""
+        from deploy.bench.e2e import BenchError
+
+        controller = kafka.active_controller()
+        others = [node.node_id for node in kafka.nodes if node.node_id != controller]
+        victim = controller if self.target == "controller" else rng.choice(others)
+        if victim is None or not kafka.kill_node(victim):
+            raise BenchError(f"no running Kafka node to kill as the {self.target} "
+                             f"(active controller: {controller})")
+        self.down = {"node": victim, "target": self.target, "controller_before": controller,
+                     "killed_at": time.monotonic(), "new_controller": None,
+                     "election_seconds": None, "caught_up_seconds": None}
+        self.down_until = time.monotonic() + NODE_DOWN_SECONDS
+        return f"SIGKILL Kafka node {victim} (the {self.target}; active controller {controller})"
+
+    def tend(self, kafka: Any) -> str | None:
+        """Note the election that follows a controller's loss; start the node again once its
+        time is up; note when it is in sync again. What happened, to print, when anything
+        did."""
+        if self.catching_up is not None and time.monotonic() - self.last_look >= 1.0:
+            self.last_look = time.monotonic()
+            if self.in_sync(kafka, self.catching_up["node"]):
+                self.catching_up["caught_up_seconds"] = round(
+                    time.monotonic() - self.catching_up.pop("started_at"), 1)
+                caught_up, self.catching_up = self.catching_up, None
+                return (f"Kafka node {caught_up['node']} in sync on every replica again "
+                        f"{caught_up['caught_up_seconds']}s after its start")
+        if self.down is None:
+            return None
+        killed = self.down
+        if killed["new_controller"] is None:
+            controller = kafka.active_controller()
+            if controller is not None and controller != killed["node"]:
+                killed["new_controller"] = controller
+                if controller != killed["controller_before"]:
+                    killed["election_seconds"] = round(
+                        time.monotonic() - killed["killed_at"], 1)
+        if time.monotonic() < self.down_until:
+            return None
+        kafka.start_node(killed["node"])
+        killed["down_seconds"] = round(time.monotonic() - killed.pop("killed_at"), 1)
+        killed["started_at"] = time.monotonic()
+        self.done.append(killed)
+        self.down, self.catching_up = None, killed
+        return (f"Kafka node {killed['node']} started again after {killed['down_seconds']}s; "
+                f"active controller meanwhile {killed['new_controller']}")
+
+    @staticmethod
+    def in_sync(kafka: Any, node_id: int) -> bool:
+        node = next(node for node in kafka.node_report() if node["id"] == node_id)
+        return bool(node["registered"] and node["in_sync_replicas"] == node["replicas"] > 0)
+
+    def wait_in_sync(self, kafka: Any) -> tuple[float | None, int]:
+        """Seconds until every node is registered and in sync on every ``tip.*`` replica it
+        holds (None when that did not happen within NODE_CATCH_UP_SECONDS), and how many
+        replicas were out of sync at the last look."""
+        began = time.monotonic()
+        while True:
+            nodes = kafka.node_report()
+            behind = sum(node["replicas"] - node["in_sync_replicas"] for node in nodes)
+            if all(node["registered"] for node in nodes) and behind == 0:
+                if self.catching_up is not None:  # in sync by now, first seen here
+                    self.catching_up["caught_up_seconds"] = round(
+                        time.monotonic() - self.catching_up.pop("started_at"), 1)
+                    self.catching_up = None
+                return round(time.monotonic() - began, 1), 0
+            if time.monotonic() - began > NODE_CATCH_UP_SECONDS:
+                return None, behind + sum(not node["registered"] for node in nodes)
+            time.sleep(1.0)
 
 
 @dataclass
@@ -322,7 +440,8 @@ def revive(pipeline: Any, disruptions: Disruptions) -> None:
 
 
 def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts: int,
-               people: int, data_seed: int, drain_timeout: float) -> dict[str, Any]:
+               people: int, data_seed: int, drain_timeout: float,
+               nodes: NodeKills | None = None) -> dict[str, Any]:
     import psycopg
 
     from deploy.bench.e2e import wait_until_consuming, warm_up
@@ -332,7 +451,8 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
     from deploy.stack.stack import LocalStack
 
     rng = random.Random(seed)
-    stack = LocalStack(settings)
+    nodes = nodes or NodeKills()
+    stack = LocalStack(settings, brokers=nodes.brokers)
     stack.reset()  # the private stack only: producers' checkpoints start empty
     prepare(settings)
     manifest = demo_data(replace(settings, home=bench_home), people, data_seed)
@@ -343,7 +463,7 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
     logs = settings.home / "logs" / "faults"
     runs = [ProducerRun(file, logs / f"produce-{index:03d}.log")
             for index, file in enumerate(files)]
-    events = schedule(rng, kills, restarts)
+    events = schedule(rng, kills, restarts, nodes.count)
     done = Disruptions()
     began = time.monotonic()
     with Pipeline(settings, STREAM_ARGUMENTS, SINK_ARGUMENTS) as pipeline:
@@ -351,8 +471,10 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
         processes = {process.name: process for process in pipeline.processes}
         waiting, running = list(runs), list[ProducerRun]()
         next_event = time.monotonic() + rng.uniform(*KILL_EVERY_SECONDS)
-        while waiting or running or events:
+        while waiting or running or events or nodes.down is not None:
             running = [run for run in running if not run.finished(done.in_grace())]
+            if (happened := nodes.tend(stack.kafka)) is not None:
+                say(f"  {time.monotonic() - began:6.1f}s: {happened}")
             while waiting and len(running) < PRODUCERS_AT_ONCE:
                 run = waiting.pop(0)
                 run.start()
@@ -360,7 +482,9 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
             if events and time.monotonic() >= next_event:
                 event = events.pop(0)
                 at = f"  {time.monotonic() - began:6.1f}s:"
-                if event in SERVICES:
+                if event == "node":
+                    say(f"{at} {nodes.kill(stack.kafka, rng)}")
+                elif event in SERVICES:
                     say(f"{at} restarting {event}")
                     seconds = restart_service(stack, event)
                     done.restarted[event] += 1
@@ -390,6 +514,7 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
             "waiting for the pipeline to drain")
         stalls = drain(pipeline, processes["stream"], drain_timeout, done)
         drained = time.monotonic() - began
+    in_sync_seconds, out_of_sync = nodes.wait_in_sync(stack.kafka) if nodes.count else (0.0, 0)
     published = published_records(settings)
     with psycopg.connect(settings.database_url) as connection:
         stored = {entity: stored_records(connection, entity) for entity in ENTITIES}
@@ -415,10 +540,15 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
         "dead_letters": published.dead_letters, "stalled_stream_restarts": stalls,
         "not_on_resolve_topic": published.not_on_resolve_topic,
         "seconds_producing": round(produced, 1), "seconds_to_drain": round(drained, 1),
+        "brokers": nodes.brokers, "node_kills": nodes.done,
+        "isr_restored_seconds": in_sync_seconds, "out_of_sync_replicas": out_of_sync,
     })
     figures["duplicated"] = duplicated + orphans
+    elected = all(kill["new_controller"] not in (None, kill["node"])
+                  for kill in nodes.done if kill["target"] == "controller")
     figures["passed"] = (figures["lost"] == 0 and figures["duplicated"] == 0
-                         and figures["cluster_differences"] == 0)
+                         and figures["cluster_differences"] == 0 and out_of_sync == 0
+                         and len(nodes.done) == nodes.count and elected)
     return figures
 
 
@@ -454,4 +584,14 @@ def report(figures: Mapping[str, Any]) -> str:
         f"producing {figures['seconds_producing']}s, drained at {figures['seconds_to_drain']}s: "
         + ("PASSED" if figures["passed"] else "FAILED"),
     ]
+    for kill in figures.get("node_kills", []):
+        elected = (f"elected in {kill['election_seconds']}s" if kill["election_seconds"]
+                   is not None else "unchanged")
+        lines.insert(-1, f"Kafka node {kill['node']} ({kill['target']}) SIGKILLed, down "
+                         f"{kill['down_seconds']}s, in sync again {kill['caught_up_seconds']}s "
+                         f"after its start; active controller {kill['controller_before']} -> "
+                         f"{kill['new_controller']} ({elected})")
+    if figures.get("node_kills"):
+        lines.insert(-1, f"every node in sync again {figures['isr_restored_seconds']}s after the "
+                         f"drain; out-of-sync replicas {figures['out_of_sync_replicas']}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.stack.acls import wait_all
-from deploy.stack.kafka import Kafka
+from deploy.stack.kafka import Kafka, KafkaNode
 from deploy.stack.layout import StateLayout
 from deploy.stack.processes import port_is_free
 from schemas import config
@@ -59,10 +59,10 @@ class MeasuredKafka(Kafka):
 
     plaintext_port = 0
 
-    def _security(self) -> list[str]:
+    def _security(self, node: KafkaNode | None = None) -> list[str]:
         plain = f"PLAINTEXT://127.0.0.1:{self.plaintext_port}"
         lines = []
-        for line in super()._security():
+        for line in super()._security(node):
             key, _, value = line.partition("=")
             if key in ("listeners", "advertised.listeners"):
                 line = f"{key}={value},{plain}"

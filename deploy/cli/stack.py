@@ -1,4 +1,4 @@
-"""``tipsync stack up | down | status [--json] | rotate PRINCIPAL | reset --yes``."""
+"""``tipsync stack up [--brokers N] | down | status [--json] | rotate PRINCIPAL | reset --yes``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from deploy.operations.rotation import rotate_service
 from deploy.stack.acls import AclError
 from deploy.stack.at_rest import check_folder
+from deploy.stack.kafka import NODE_COUNTS
 from deploy.stack.layout import StackError
 from deploy.stack.stack import LocalStack
 from schemas.config import load_settings
@@ -19,8 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "stack", help="start, stop and inspect the local Kafka + registry + PostgreSQL stack"
     )
     actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("up", help="start the stack (downloads on first use); no-op when up") \
-        .set_defaults(func=stack_up)
+    up = actions.add_parser("up", help="start the stack (downloads on first use); no-op when up")
+    up.add_argument(
+        "--brokers", type=int, choices=NODE_COUNTS, default=None,
+        help="Kafka nodes (each a broker and a controller): 1, or 3 for a cluster that survives"
+             " losing one (topics with 3 replicas, min.insync.replicas=2). Set on a stack whose"
+             " Kafka has no data yet, then remembered (default: the stack's count, 1 when new)",
+    )
+    up.set_defaults(func=stack_up)
     actions.add_parser("down", help="stop the processes `up` started").set_defaults(
         func=stack_down
     )
@@ -53,8 +60,8 @@ def _fail(error: StackError) -> int:
 
 
 def stack_up(args: argparse.Namespace) -> int:
-    stack = LocalStack(load_settings())
     try:
+        stack = LocalStack(load_settings(), brokers=args.brokers)
         report = stack.up()
     except StackError as error:
         return _fail(error)
@@ -65,9 +72,12 @@ def stack_up(args: argparse.Namespace) -> int:
     if report.external:
         print(f"external (not managed here): {', '.join(report.external)}")
     print(f"stack up in {report.seconds:.1f}s; state in {stack.layout.home}")
-    warning = check_folder(stack.layout.home).warning()
-    if warning:
-        print(f"tipsync stack: note: {warning}", file=sys.stderr)
+    if stack.kafka.brokers > 1:
+        print(f"kafka: {stack.kafka.brokers} nodes, "
+              + ", ".join(node.address for node in stack.kafka.nodes))
+    for warning in (check_folder(stack.layout.home).warning(), stack.bootstrap_note()):
+        if warning:
+            print(f"tipsync stack: note: {warning}", file=sys.stderr)
     return 0
 
 
@@ -91,6 +101,8 @@ def stack_status(args: argparse.Namespace) -> int:
             state = "up" if fields["up"] else "DOWN"
             managed = "" if fields["managed"] else " (external)"
             print(f"{name:<9} {state:<5} {address}{managed}")
+            for node in fields.get("nodes", []):
+                print(_node_line(node))
         at_rest = check_folder(load_settings().home)
         verdict = {True: "encrypted volume", False: "NOT an encrypted volume",
                    None: "encryption unknown"}[at_rest.encrypted]
@@ -120,6 +132,16 @@ def stack_rotate(args: argparse.Namespace) -> int:
     print(f"restart every running {done.principal} process now: its next connection with the"
           " old secret is refused")
     return 0
+
+
+def _node_line(node: dict[str, object]) -> str:
+    """``  node 2  broker,controller  SASL_SSL://127.0.0.1:19192  up  registered
+    active-controller  in sync 40/40`` (replicas of tip.* partitions on the node)."""
+    process = "up" if node["process_up"] else "DOWN"
+    registered = "registered" if node["registered"] else "unregistered"
+    controller = "  active-controller" if node["active_controller"] else ""
+    return (f"  node {node['id']:<2} {node['roles']}  {node['listener']}  {process:<4} "
+            f"{registered}  in sync {node['in_sync_replicas']}/{node['replicas']}{controller}")
 
 
 def stack_reset(args: argparse.Namespace) -> int:

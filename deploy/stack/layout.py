@@ -3,7 +3,8 @@
 Everything lives under the state folder (``schemas.config.HOME``, default ``.tipsync/``):
 
 ``cache/``      downloaded jars and archives (kept by ``stack reset``)
-``kafka/``      broker configuration and log segments
+``kafka/``      broker configuration and log segments (node 1; ``kafka-<id>/`` for the other
+                nodes of a cluster, ``stack up --brokers 3``)
 ``registry/``   Apicurio Registry's working directory
 ``postgres/``   the PostgreSQL cluster and its socket directory
 ``secrets/``    generated passwords (mode 0700), never committed, never logged
@@ -71,6 +72,11 @@ class StateLayout:
     @property
     def kafka_dir(self) -> Path:
         return self.home / "kafka"
+
+    def kafka_node_dir(self, node_id: int) -> Path:
+        """Node 1's folder is ``kafka/`` (the one node of the default stack), node i's
+        ``kafka-<i>/``."""
+        return self.kafka_dir if node_id == 1 else self.home / f"kafka-{node_id}"
 
     @property
     def registry_dir(self) -> Path:

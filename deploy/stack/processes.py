@@ -114,6 +114,16 @@ def stop_process(pid: int, marker: str, timeout: float = 30.0) -> None:
         return
 
 
+def kill_process(pid: int, marker: str) -> None:
+    """SIGKILL at once (no chance to shut down cleanly): only if the pid still belongs to
+    us."""
+    if process_mentions(pid, marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -129,15 +139,19 @@ def wait_until(
     timeout: float,
     process: subprocess.Popen[bytes] | None,
     log: Path,
+    also_watched: Sequence[tuple[subprocess.Popen[bytes], Path]] = (),
 ) -> None:
-    """Poll ``check()`` until it is true; fail with the log's tail if the process dies."""
+    """Poll ``check()`` until it is true; fail with the log's tail if the process (or one of
+    ``also_watched``, each with its log: the other nodes of a Kafka cluster) dies."""
+    watched = [*([(process, log)] if process is not None else []), *also_watched]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise StackError(
-                f"{service} exited with code {process.returncode} while starting. "
-                f"Last lines of {log}:\n{tail(log)}"
-            )
+        for started, its_log in watched:
+            if started.poll() is not None:
+                raise StackError(
+                    f"{service} exited with code {started.returncode} while starting. "
+                    f"Last lines of {its_log}:\n{tail(its_log)}"
+                )
         try:
             if check():
                 return

@@ -1,4 +1,9 @@
-"""Bringing the three services up and down together, in the right order."""
+"""Bringing the three services up and down together, in the right order.
+
+The state folder's marker remembers how many Kafka nodes the stack has (``stack up
+--brokers N`` sets it on a stack whose Kafka holds no data yet; one by default), so every later
+``up``, ``down`` and ``status`` handles all of them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 
 from deploy.stack.acls import KafkaAccess, legacy_stream_grants, service_grants
 from deploy.stack.clients import write_client_file
-from deploy.stack.kafka import Kafka
+from deploy.stack.kafka import Kafka, cluster_bootstrap
 from deploy.stack.layout import (
     MARKER_FILE,
     STATE_FORMAT,
@@ -40,11 +45,13 @@ class UpReport:
 
 
 class LocalStack:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, brokers: int | None = None) -> None:
+        """``brokers``: the Kafka nodes asked for (``stack up --brokers``); None for the count
+        the state folder remembers (one for a new folder)."""
         self.settings = settings
         self.layout = StateLayout.of(settings)
         self.postgres = Postgres(settings, self.layout)
-        self.kafka = Kafka(settings, self.layout)
+        self.kafka = Kafka(settings, self.layout, brokers or self.remembered_brokers())
         self.registry = Registry(settings, self.layout, self.postgres)
 
     @property
@@ -87,7 +94,49 @@ class LocalStack:
         return {self.layout.cache}
 
     def _write_marker(self) -> None:
-        self.layout.marker.write_text(json.dumps({"format": STATE_FORMAT}) + "\n")
+        state: dict[str, Any] = {"format": STATE_FORMAT}
+        if self.kafka.brokers != 1:
+            state["brokers"] = self.kafka.brokers
+        self.layout.marker.write_text(json.dumps(state) + "\n")
+
+    def remembered_brokers(self) -> int:
+        """How many Kafka nodes the state folder's stack has (one when it does not say)."""
+        try:
+            state = json.loads(self.layout.marker.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 1
+        count = state.get("brokers", 1) if isinstance(state, dict) else 1
+        return count if isinstance(count, int) else 1
+
+    def settle_node_count(self) -> None:
+        """Remember the node count asked for; refuse to change it once Kafka holds data (the
+        quorum is static and the topics' replicas are placed)."""
+        remembered = self.remembered_brokers()
+        if self.kafka.brokers == remembered:
+            return
+        formatted = [node for node in self.kafka.nodes[:remembered]
+                     if (node.data / "meta.properties").is_file()]
+        if formatted:
+            raise StackError(
+                f"the stack in {self.layout.home} has {remembered} Kafka node(s) with data; "
+                f"it cannot become {self.kafka.brokers}. Run `tipsync stack up` to keep "
+                f"{remembered}, or `tipsync stack reset --yes` (every topic, schema and table "
+                f"is deleted) and then `tipsync stack up --brokers {self.kafka.brokers}`."
+            )
+        self._write_marker()
+
+    def bootstrap_note(self) -> str | None:
+        """A word when the bootstrap list names fewer nodes than the stack has: a client that
+        starts while the one it names is down finds no other."""
+        named = len(self.settings.kafka_bootstrap.split(","))
+        if not self.kafka.local or named >= self.kafka.brokers:
+            return None
+        full = cluster_bootstrap(self.kafka.port, self.kafka.brokers)
+        return (
+            f"{config.KAFKA_BOOTSTRAP} names {named} of the {self.kafka.brokers} Kafka nodes; "
+            f"a client that starts while that node is down finds no other. Set "
+            f"{config.KAFKA_BOOTSTRAP}={full}"
+        )
 
     def protect_state_folder(self) -> None:
         """The state folder and logs/ 0700; 0711 for the ones PostgreSQL's unprivileged user
@@ -102,6 +151,7 @@ class LocalStack:
     def up(self) -> UpReport:
         began = time.monotonic()
         self.check_state_folder()
+        self.settle_node_count()
         self.protect_state_folder()
         self.issue_service_credentials()
         report = UpReport(0.0, [], [], [])
@@ -118,13 +168,14 @@ class LocalStack:
             report.started.append(self.postgres.name)
         if self.postgres.local:
             self._migrate_store()
-        for service in (self.kafka, self.registry):
-            if service.name not in report.already_up + report.external:
-                service.start()
-        for service in (self.kafka, self.registry):
-            if service.name not in report.already_up + report.external:
-                service.wait()
-                report.started.append(service.name)
+        for batch in self._start_order():
+            for service in batch:
+                if service.name not in report.already_up + report.external:
+                    service.start()
+            for service in batch:
+                if service.name not in report.already_up + report.external:
+                    service.wait()
+                    report.started.append(service.name)
         for service in self.services:
             if service.name in report.external and not service.is_up():
                 raise StackError(
@@ -138,6 +189,16 @@ class LocalStack:
             self.registry.reload_if_stale()
         report.seconds = time.monotonic() - began
         return report
+
+    def _start_order(self) -> list[list[Service]]:
+        """Kafka and the registry start side by side and are waited for together; a cluster's
+        nodes start after the registry answers: three JVMs starting beside it on a busy
+        two-core machine made its first connections to PostgreSQL time out (Agroal's
+        acquisition timeout), after which it never created its tables and answered 500 (seen
+        twice in four starts at a load average of 40)."""
+        if self.kafka.brokers == 1:
+            return [[self.kafka, self.registry]]
+        return [[self.registry], [self.kafka]]
 
     def _migrate_store(self) -> None:
         """The store's migrations, as its owner (what `tipsync db migrate` does): the sink
@@ -191,6 +252,8 @@ class LocalStack:
                 "managed": service.local,
                 "pid": service.pid() if service.local else None,
             }
+        if self.kafka.local and self.kafka.brokers > 1:
+            result[self.kafka.name]["nodes"] = self.kafka.node_report()
         return result
 
     def reset(self) -> None:
@@ -199,6 +262,7 @@ class LocalStack:
         self.down()
         home = self.layout.home
         if not home.exists():
+            self.check_state_folder()  # a new folder, claimed with the node count asked for
             return
         for entry in home.iterdir():
             if entry in self._kept_by_reset():

@@ -139,7 +139,7 @@ def test_the_declared_defaults_are_the_ones_the_code_uses() -> None:
     assert config.operations_metrics_port(None, {}) == 19102
     thirty_days = 30 * 86_400_000
     assert config.TopicSettings.from_environment({}) == config.TopicSettings(
-        6, 1, thirty_days, thirty_days
+        6, config.CLUSTER_DEFAULT_REPLICATION, thirty_days, thirty_days
     )
 
 

@@ -98,6 +98,10 @@ def test_plan_compacts_reconciled_topics_and_compacts_and_retains_agency_topics(
 
 def test_sizing_comes_from_the_environment() -> None:
     settings = TopicSettings.from_environment({"TIPSYNC_PARTITIONS": "3"})
-    assert settings.partitions == 3 and settings.replication_factor == 1
+    assert settings.partitions == 3
+    # unset: the cluster's default.replication.factor (Kafka's -1), a number when set
+    assert settings.replication_factor == -1
+    explicit = TopicSettings.from_environment({"TIPSYNC_REPLICATION_FACTOR": "3"})
+    assert explicit.replication_factor == 3
     with pytest.raises(ValueError, match="TIPSYNC_PARTITIONS='six' is not a positive whole"):
         TopicSettings.from_environment({"TIPSYNC_PARTITIONS": "six"})
