@@ -26,6 +26,10 @@ import psycopg
 import pytest
 from confluent_kafka.admin import NewTopic
 
+# a plain import: this file is also the worker's script (its folder first on sys.path),
+# run where the repository's root is not importable as `tests`
+from kafka_tools import java_client_config, kafka_tool
+
 from deploy.bench.scratch import scratch_database
 from deploy.bench.stream_harness import StreamHarness
 from deploy.stack.acls import KafkaAccess, service_grants
@@ -38,7 +42,6 @@ from schemas.serde import AvroSerializer
 from schemas.topics import DLQ_STAGES, TopicNames
 from sinks.migrate import migrate
 from streams.ingest import entity_golden_id
-from tests.integration.kafka_tools import java_client_config, kafka_tool
 
 POLICE = "police-ctu"
 FAILING = "C-DLQ-FAIL"
