@@ -50,6 +50,10 @@ def enforced(stack: Settings) -> Iterator[dict[str, Any]]:
              pipeline.database_url, "--wait", "120"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Ctrl-C as an operator's terminal gives it, even when the tests run in a
+            # background job, whose shell has them ignore SIGINT (inherited, and Python then
+            # installs no KeyboardInterrupt handler: the command ran on for ever)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         lines: list[str] = []
         reader = threading.Thread(
