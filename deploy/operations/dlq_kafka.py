@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka import Message as KafkaMessage
 
 from deploy.operations.dlq import DeadLetterError, DeadLetterId, Message
-from deploy.operations.topic_reader import assign_to_end
+from deploy.operations.topic_reader import TopicReadError, group_lookup_refused, read_to_end
 from schemas.client_config import ClientConfig
 from schemas.topics import TopicNames
 
@@ -43,13 +43,6 @@ def _message(kafka: KafkaMessage) -> Message:
         timestamp_ms=int(timestamp or 0), key=_bytes(kafka.key()), value=_bytes(kafka.value()),
         headers=tuple((str(pair[0]), _bytes(pair[1]) or b"") for pair in kafka.headers() or []),
     )
-
-
-def _harmless(error: KafkaError) -> bool:
-    """The client looks up the coordinator of the group it needs an id for, and the broker
-    refuses that to a principal without a group right: an event, not a failed read (the
-    fetches go on), since the group is never joined and nothing is committed."""
-    return error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
 
 
 def _refused(topic: str, error: KafkaError) -> DeadLetterError:
@@ -87,25 +80,14 @@ def _read_all(consumer: Consumer, topic: str) -> Iterator[Message]:
             f"there is no topic {topic}; create the pipeline's topics (`tipsync topics"
             " create`) or give the right --topic-root"
         )
-    ends = assign_to_end(consumer, topic, described.partitions, TIMEOUT_SECONDS)
-    while ends:
-        kafka = consumer.poll(TIMEOUT_SECONDS)
-        if kafka is None:
-            raise DeadLetterError(f"{topic} gave nothing for {TIMEOUT_SECONDS:.0f} s while"
-                                  " messages remained to read; check the cluster")
-        error = kafka.error()
-        partition = kafka.partition() or 0
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                ends.pop(partition, None)
-                continue
-            if _harmless(error):
-                continue
-            raise _refused(topic, error)
-        if partition in ends:
+    try:
+        for kafka in read_to_end(consumer, topic, described.partitions, TIMEOUT_SECONDS):
             yield _message(kafka)
-            if (kafka.offset() or 0) + 1 >= ends[partition]:
-                ends.pop(partition, None)
+    except TopicReadError as error:
+        if error.error is None:
+            raise DeadLetterError(f"{topic} gave nothing for {TIMEOUT_SECONDS:.0f} s while"
+                                  " messages remained to read; check the cluster") from None
+        raise _refused(topic, error.error) from None
 
 
 def read_dead_letter(client: ClientConfig, names: TopicNames, letter: DeadLetterId) -> Message:
@@ -130,7 +112,7 @@ def read_dead_letter(client: ClientConfig, names: TopicNames, letter: DeadLetter
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     raise gone
-                if _harmless(error):
+                if group_lookup_refused(error):
                     continue
                 raise _refused(topic, error)
             if kafka.offset() != letter.offset:

@@ -54,7 +54,7 @@ from deploy.operations.erasure_plan import (
     erased_notice,
     feed_deadline,
 )
-from deploy.operations.topic_reader import assign_to_end
+from deploy.operations.topic_reader import TopicReadError, read_to_end
 from schemas.agencies import load_agencies
 from schemas.client_config import ClientConfig
 from schemas.entities import FEED_MESSAGE
@@ -559,28 +559,13 @@ class Eraser:
 
 
 def _read_topic(consumer: Consumer, topic: str) -> Iterator[Message]:
-    """Every message of ``topic`` now (up to each partition's end), assigned by hand."""
-    metadata = consumer.list_topics(topic, timeout=30)
-    described = metadata.topics.get(topic)
+    """Every message of ``topic`` now (up to each partition's end), assigned by hand; nothing
+    when the topic does not exist."""
+    described = consumer.list_topics(topic, timeout=30).topics.get(topic)
     if described is None or described.error is not None:
         return
-    ends = assign_to_end(consumer, topic, described.partitions, 30)
-    if not ends:
-        return
     try:
-        while ends:
-            message = consumer.poll(5.0)
-            if message is None:
-                continue
-            error, partition = message.error(), message.partition() or 0
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    ends.pop(partition, None)
-                    continue
-                raise ErasureError(f"reading {topic} failed ({error.str()})")
-            yield message
-            if (message.offset() or 0) + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
-    finally:
-        consumer.unassign()
+        yield from read_to_end(consumer, topic, described.partitions, 30)
+    except TopicReadError as error:
+        raise ErasureError(f"{error}; check `tipsync stack status`, then erase again") from None
 

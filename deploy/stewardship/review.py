@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from psycopg.rows import dict_row
 
+from deploy.operations.topic_reader import read_to_end
 from schemas.config import Settings, TopicSettings
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
@@ -195,31 +196,8 @@ def read_decisions(settings: Settings, topics: TopicNames,
         if metadata is None or metadata.error is not None:
             return {}
         deserializer = AvroDeserializer(registry)
-        wanted = []
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                       timeout=timeout)
-            if high > low:
-                wanted.append(TopicPartition(topic, partition, low))
-        if not wanted:
-            return {}
-        consumer.assign(wanted)  # assigned, never committed: no group appears
-        remaining = {tp.partition for tp in wanted}
-        while remaining:
-            message = consumer.poll(timeout)
-            if message is None:
-                raise TimeoutError(f"reading {topic} stalled for {timeout:g} s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(message.partition())
-                    continue
-                if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
-                    # librdkafka looks the group's coordinator up although this consumer is
-                    # only assigned and never commits; the steward holds no group (least
-                    # privilege), and fetching an assigned partition does not need one
-                    continue
-                raise RuntimeError(f"reading {topic} failed: {error}")
+        # assigned, never committed: no group appears (TopicReadError is a RuntimeError)
+        for message in read_to_end(consumer, topic, metadata.partitions, timeout):
             value = message.value()
             if value is None:
                 continue
