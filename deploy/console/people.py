@@ -71,9 +71,8 @@ class PersonPage:
 
 
 # The person's golden values, the read recorded as the view person_overview records it (same
-# recorder, same path): the view itself finds the person's cases by resolving the person end
-# of every link the analyst may see, 11 s per person on the demo's data, where the links
-# query below takes milliseconds.
+# recorder, same path): the page shows more than the view holds (identifiers, phones, emails,
+# addresses, the raw date of birth), and its links come from the query below.
 _OVERVIEW = """
 SELECT p.person_id, concat_ws(' ', p.given_name, p.middle_name, p.family_name) AS full_name,
        p.aliases, p.date_of_birth, p.dob_precision, p.sex, p.citizenship, p.classification,

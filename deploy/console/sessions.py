@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-# deploy.stack first: deploy.operations.analysts and deploy.stack import each other, and only
-# this order completes (the ``tipsync`` command imports deploy.stack first too).
-import deploy.stack  # noqa: F401, I001
 from deploy.operations.analysts import ANALYST_GROUP, KEPT_SETTINGS, STEWARD_GROUP
 from sinks.search import SearchRefused, require_analyst
 

@@ -13,9 +13,6 @@ is never printed, logged or put on a command line; the connection URI names the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -31,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from deploy.operations.audit import audit_statements_of, read_audit_problem
+from deploy.stack.scram import scram_verifier
 
 ANALYST_GROUP = "tipsync_analyst"
 # Analysts who may decide review pairs in the console (``analyst add --steward``). A marker
@@ -49,7 +47,6 @@ AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 # to trust it; never the owner's user, password, passfile or client certificate.
 KEPT_SETTINGS = ("host", "hostaddr", "port", "dbname", "sslmode", "sslrootcert", "sslcrl",
                  "connect_timeout", "target_session_attrs")
-SCRAM_ITERATIONS = 4096
 
 
 class AnalystError(Exception):
@@ -96,23 +93,6 @@ def parse_agencies(text: str | None) -> tuple[str, ...] | None:
         if not AGENCY.match(agency):
             raise AnalystError(f"'{agency}' is not an agency id (see deploy/agencies.yaml)")
     return tuple(agencies)
-
-
-def scram_verifier(password: str, salt: bytes | None = None,
-                   iterations: int = SCRAM_ITERATIONS) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (as psql's
-    ``\\password`` sends it): the server never receives the password itself, so no server
-    log (an error's statement, ``log_statement``) can show it."""
-    salt = os.urandom(16) if salt is None else salt
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode("ascii")
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def _passfile_field(value: str) -> str:

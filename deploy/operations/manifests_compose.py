@@ -129,7 +129,7 @@ def roles_sql(passwords: dict[str, str]) -> str:
     """The store's login roles with SCRAM verifiers: the server never sees a password."""
     # imported here: deploy.operations.analysts and deploy.stack import each other, and
     # only deploy.stack's side may be imported first
-    from deploy.operations.analysts import scram_verifier
+    from deploy.stack.scram import scram_verifier
 
     lines = ["-- Made by `tipsync deploy compose`; SCRAM verifiers only, no password."]
     lines += [f"CREATE ROLE {role} {attributes} PASSWORD '{scram_verifier(passwords[role])}';"

@@ -13,7 +13,6 @@ from urllib.parse import SplitResult, urlsplit
 import psycopg
 from psycopg import sql
 
-from deploy.operations.analysts import scram_verifier
 from deploy.stack.layout import PRIVATE_UMASK, StackError, private_folder
 from deploy.stack.processes import (
     read_pid,
@@ -26,6 +25,7 @@ from deploy.stack.read_audit import (
     add_settings,
     ensure_pgaudit,
 )
+from deploy.stack.scram import scram_verifier
 from deploy.stack.services import Service, accepts_tcp, is_local
 from deploy.stack.tls import ensure_tls, tls_files
 from schemas import config

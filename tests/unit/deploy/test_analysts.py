@@ -22,9 +22,9 @@ from deploy.operations.analysts import (
     passfile_line,
     read_connection_file,
     refuse_password_in,
-    scram_verifier,
     write_private,
 )
+from deploy.stack.scram import scram_verifier
 
 STORE = "postgresql://tipsync@127.0.0.1:15432/tipsync?passfile=/home/x/.tipsync/secrets/pgpass"
 
