@@ -49,6 +49,8 @@ log = logging.getLogger("tipsync.sink")
 
 # How the sink's sessions appear in pg_stat_activity.
 SINK_APPLICATION_NAME = "tipsync-sink"
+# How often a held batch looks again whether the sink has caught up (sinks/window.py).
+CAUGHT_UP_RECHECK_SECONDS = 0.1
 
 
 def default_topics(names: TopicNames = TOPICS) -> dict[str, str]:
@@ -209,10 +211,16 @@ class ReconciledSink:
                 min(self.options.batch_size - len(messages), 10_000), timeout=0
             )
             if not received:
-                if messages and self.options.close_when_caught_up and self._caught_up():
+                checking = messages and self.options.close_when_caught_up
+                if checking and self._caught_up():
                     break
-                # ...else wait for the next message, at most until the window closes.
-                received = self._consumer.consume(1, timeout=remaining)
+                # ...else wait for the next message, at most until the window closes. While a
+                # batch is held, look again soon: a partition's end is unknown until its first
+                # fetch response after an assignment, and waiting out the whole window on that
+                # once held a trickle's change for 30 s.
+                received = self._consumer.consume(
+                    1, timeout=min(remaining, CAUGHT_UP_RECHECK_SECONDS) if checking else remaining
+                )
             if self._generation != generation:
                 # A rebalance happened inside consume(): every owned partition was sought to
                 # its stored offset, so what was read before is read again.
