@@ -46,6 +46,7 @@ from deploy.operations.drive import (
 )
 from deploy.operations.supervisor import Pipeline, PipelineError
 from deploy.stack.layout import StackError
+from schemas import config
 from schemas.config import Settings, load_settings
 
 DEMO_SEED = 20261130
@@ -147,6 +148,18 @@ def show_console(settings: Settings) -> None:
         f" kill $(cat {settings.home / 'run' / 'console.pid'})")
 
 
+def metrics_urls() -> str:
+    """Where this demo's workers serve their metrics (the configured ports, not the defaults)."""
+    urls = []
+    host = config.metrics_address()
+    host = f"[{host}]" if ":" in host else host
+    for port, who in ((config.stream_metrics_port(), "stream"),
+                      (config.sink_metrics_port(), "sink")):
+        if port is not None:
+            urls.append(f"http://{host}:{port}/metrics ({who})")
+    return ", ".join(urls) or f"none (metrics ports set to 0: {config.STREAM_METRICS_PORT})"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     began = time.monotonic()
@@ -179,5 +192,5 @@ def run_demo(args: argparse.Namespace) -> int:
     say('  psql "$(cat ana_demo.uri)"   then: select * from reconciled.person_overview;')
     say("  tipsync lag                                     consumer lag and statuses")
     say("  tipsync run                                     keep the pipeline running")
-    say("  metrics: http://127.0.0.1:19100/metrics (stream), http://127.0.0.1:19101/metrics (sink)")
+    say(f"  metrics: {metrics_urls()}")
     return 0
