@@ -21,14 +21,14 @@ from deploy.operations.analysts import (
     list_analysts,
     write_private,
 )
-from deploy.stack.layout import StateLayout
+from deploy.stack.layout import CONSOLE_SERVICE, StateLayout
 from deploy.stack.processes import port_is_free, process_mentions, read_pid, start_background
 from schemas import config
 from schemas.config import Settings
 
 DEMO_ANALYST = "demo_steward"
 DEMO_CLEARANCE = "VICTIM_PROTECTED"
-SERVICE = "console"
+SERVICE = CONSOLE_SERVICE
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ REGISTRY_VERSION_FOR_JAVA_17 = "3.0.9"
 # 2: Kafka listens SASL_SSL only, with ACLs (a format-1 folder's broker is PLAINTEXT).
 STATE_FORMAT = 2
 MARKER_FILE = "tipsync-state.json"
+# The console a demo starts in the background (its pid in run/console.pid): `stack down`
+# stops it with the stack it reads.
+CONSOLE_SERVICE = "console"
 # Files 0600, folders 0700: what tipsync and every process it starts create is the user's only.
 PRIVATE_UMASK = 0o077
 

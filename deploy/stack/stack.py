@@ -18,6 +18,7 @@ from deploy.stack.acls import KafkaAccess, legacy_stream_grants, service_grants
 from deploy.stack.clients import write_client_file
 from deploy.stack.kafka import Kafka, cluster_bootstrap
 from deploy.stack.layout import (
+    CONSOLE_SERVICE,
     MARKER_FILE,
     STATE_FORMAT,
     StackError,
@@ -26,6 +27,7 @@ from deploy.stack.layout import (
 )
 from deploy.stack.postgres import Postgres
 from deploy.stack.principals import ADMIN, prepare_agency_secrets, service_secrets
+from deploy.stack.processes import read_pid, stop_process
 from deploy.stack.registry import Registry
 from deploy.stack.services import Service
 from deploy.stack.tls import ensure_tls
@@ -232,6 +234,11 @@ class LocalStack:
 
     def down(self) -> list[str]:
         stopped = []
+        console = read_pid(self.layout.pidfile(CONSOLE_SERVICE))
+        if console is not None:  # the demo's console: nothing to show without the stack
+            stop_process(console, CONSOLE_SERVICE)
+            self.layout.pidfile(CONSOLE_SERVICE).unlink(missing_ok=True)
+            stopped.append(CONSOLE_SERVICE)
         # Reverse order: the registry holds connections to PostgreSQL.
         for service in (self.registry, self.kafka, self.postgres):
             if service.local and service.stop():

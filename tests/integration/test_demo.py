@@ -11,21 +11,23 @@ from pathlib import Path
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from private_stack import running_private_stack, tipsync
+from private_stack import private_stack_env, running_private_stack, tipsync
 
 from deploy.demo.generate import Manifest
 from deploy.demo.run import pairwise_accuracy, read_truth
 from deploy.operations.drive import read_predicted
+from deploy.stack.processes import process_mentions, read_pid
 from schemas.config import Settings, load_settings
 from schemas.topics import DLQ_STAGES, TOPICS
 
+PORT_BASE = 27000
 PEOPLE = 150
 SEED = 11
 
 
 @pytest.fixture(scope="module")
 def demo_run() -> Iterator[tuple[Settings, str]]:
-    with running_private_stack(port_base=27000) as env:
+    with running_private_stack(port_base=PORT_BASE) as env:
         result = tipsync(env, "demo", "--people", str(PEOPLE), "--seed", str(SEED),
                          "--live-seconds", "15", timeout=900)
         assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
@@ -144,3 +146,16 @@ def test_an_agency_alert_and_a_steward_decision_are_shown(
     assert "in two golden people" in output
     assert "steward: WITHDRAWN " in output
     assert "in one golden person again" in output
+
+
+def test_stack_down_stops_the_demo_s_console(demo_run: tuple[Settings, str]) -> None:
+    # Last in this module: it stops the stack the other tests read. The console the demo left
+    # running used to outlive its stack (and hold its port for the next demo).
+    settings, output = demo_run
+    assert "console: https://" in output, output[-3000:]
+    pid = read_pid(settings.home / "run" / "console.pid")
+    assert pid is not None and process_mentions(pid, "console")
+    result = tipsync(private_stack_env(settings.home, PORT_BASE), "stack", "down")
+    assert result.returncode == 0, result.stderr
+    assert not process_mentions(pid, "console")
+    assert not (settings.home / "run" / "console.pid").exists()
