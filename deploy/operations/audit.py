@@ -4,8 +4,9 @@ Two sources (docs/ANALYSTS.md, *The read audit*):
 
 - **person reads**: ``reconciled.read_audit``, one row per person that ``search_person``, a
   person view (``person_overview``, ``case_people``, ``person_lineage``) or a steward's
-  review (``review_pair``, ``review_split``) gave an analyst's statement; the recorder also writes each to the server log (``tipsync read: ...``), so a
-  read whose transaction was rolled back is found there alone;
+  review (``review_pair``, ``review_split``) gave an analyst's statement; the recorder also
+  writes each to the server log (``tipsync read: ...``), so a read whose transaction was
+  rolled back is found there alone;
 - **statement reads**: pgaudit's object audit in the server log (``AUDIT: OBJECT,...``): each
   analyst statement that read tables or views of the store, with the objects and the rows
   it returned, never its text.
