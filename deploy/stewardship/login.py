@@ -85,8 +85,8 @@ def require_steward(connection: psycopg.Connection) -> str:
     if not row[2]:
         raise StewardRefused(
             f"analyst {row[0]} is not a steward (not a member of {STEWARD_GROUP}), and only"
-            f" stewards review pairs; {HOW_TO_GET_ONE} (or, for this analyst: GRANT"
-            f" {STEWARD_GROUP} TO {row[0]})")
+            f" stewards review pairs; an administrator makes {row[0]} one with GRANT"
+            f" {STEWARD_GROUP} TO {row[0]}, or {HOW_TO_GET_ONE}")
     return str(row[0])
 
 
