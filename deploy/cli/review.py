@@ -8,7 +8,7 @@
 
 Every action runs as the steward's own login to the store: the connection file ``tipsync
 analyst add NAME --steward --clearance C --out FILE`` wrote (``--connection FILE``, else
-``TIPSYNC_STEWARD_CONNECTION``). So row-level security shows only the pairs and records the
+``config.STEWARD_CONNECTION``). So row-level security shows only the pairs and records the
 steward's clearance covers, the persons shown are in the read audit, and a decision names the
 login as its steward; the owner, the sink and analysts who are not stewards are refused
 (``deploy.stewardship.login``). Keys are ``<agency_id>:<source_record_id>``; PAIR_ID is the

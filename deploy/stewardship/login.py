@@ -5,7 +5,7 @@ the command reads as the steward, as the console does (``deploy.console.sessions
 security shows them only the pairs whose two records their clearance covers, and the persons
 shown are recorded in the read audit (paths ``review_pair`` and ``review_split``, migration
 0012). The login comes from the connection file ``tipsync analyst add NAME --steward ...
---out FILE`` wrote (``--connection FILE`` or ``TIPSYNC_STEWARD_CONNECTION``); it must be a
+--out FILE`` wrote (``--connection FILE`` or ``config.STEWARD_CONNECTION``); it must be a
 member of ``tipsync_steward``, and a role that row-level security does not bind (the owner,
 a superuser, the sink) is refused. A decision names that login as its steward.
 """
@@ -40,7 +40,7 @@ class StewardRefused(Exception):
 
 def steward_conninfo(connection_file: Path | None, database_url: str | None) -> str:
     """The steward's connection string: ``--database-url`` (a steward's URI), else the
-    connection file (``--connection``, else ``TIPSYNC_STEWARD_CONNECTION``). Never the
+    connection file (``--connection``, else ``config.STEWARD_CONNECTION``). Never the
     store's own URL, which is its owner's."""
     if database_url:
         try:
