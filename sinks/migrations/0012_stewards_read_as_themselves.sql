@@ -25,7 +25,7 @@ ALTER TABLE reconciled.read_audit ADD CONSTRAINT read_audit_path_check
 -- rest is held beyond its clearance. That tells a steward that a key they typed is held,
 -- which refusing the decision tells anyway; deciding blindly would tell more (a person who
 -- disappears from one's view after a must-link), and would let a steward change people they
--- may not see.
+-- may not see. Two keys at most a call: the two records of one decision.
 CREATE FUNCTION reconciled.held_person_sources(keys text[]) RETURNS text[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -36,6 +36,11 @@ BEGIN
         RAISE EXCEPTION 'only stewards may ask which source records the store holds'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'tipsync analyst add NAME --steward --clearance ... --out FILE';
+    END IF;
+    -- A decision names two records: no more, so nobody probes keys in bulk through it.
+    IF cardinality(keys) > 2 THEN
+        RAISE EXCEPTION 'held_person_sources answers about the two records of one decision'
+            USING ERRCODE = 'program_limit_exceeded';
     END IF;
     RETURN coalesce((
         SELECT array_agg(wanted ORDER BY wanted)

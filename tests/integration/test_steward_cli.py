@@ -136,10 +136,14 @@ def _listed(world: World, who: str) -> set[tuple[str, str]]:
     return {(pair["a_key"], pair["b_key"]) for pair in json.loads(listed.stdout)}
 
 
+def _psql_program() -> str:
+    return shutil.which("psql") or str(config.postgres_bin() / "psql")
+
+
 def _psql(conninfo: str, query: str) -> list[list[str]]:
     """Rows of ``query`` through psql itself (not our code), as the store's administrator."""
-    psql = shutil.which("psql") or str(config.postgres_bin() / "psql")
-    result = subprocess.run([psql, "--no-psqlrc", "-At", "-F", "\t", "-c", query, conninfo],
+    result = subprocess.run([_psql_program(), "--no-psqlrc", "-At", "-F", "\t", "-c", query,
+                             conninfo],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return [line.split("\t") for line in result.stdout.splitlines() if line]
@@ -223,3 +227,26 @@ def test_a_decision_names_the_login_and_stays_within_its_clearance(
     assert pair_key(*PROTECTED_PAIR) not in decisions
     # the pair is decided, so it leaves the queue
     assert _listed(world, "official") == set()
+
+
+def test_only_stewards_may_ask_which_records_the_store_holds(world: World) -> None:
+    """held_person_sources runs with the owner's rights: an analyst who is not a steward is
+    refused by the server itself (psql, as that analyst)."""
+    psql = _psql_program()
+    uri = world.logins["analyst"].read_text().strip()
+    query = f"SELECT reconciled.held_person_sources(ARRAY['{PROTECTED_PAIR[0]}'])"
+    refused = subprocess.run([psql, "--no-psqlrc", "-At", "-c", query, uri],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "only stewards may ask which source records the store holds" in refused.stderr
+    steward = world.logins["official"].read_text().strip()
+    held = subprocess.run([psql, "--no-psqlrc", "-At", "-c", query, steward],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert held.returncode == 0, held.stderr
+    assert held.stdout.strip() == "{" + PROTECTED_PAIR[0] + "}"
+    keys = ", ".join(f"'{key}'" for key in (*PROTECTED_PAIR, *OFFICIAL_PAIR))
+    bulk = subprocess.run([psql, "--no-psqlrc", "-At", "-c",
+                           f"SELECT reconciled.held_person_sources(ARRAY[{keys}])", steward],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert bulk.returncode != 0
+    assert "answers about the two records of one decision" in bulk.stderr
