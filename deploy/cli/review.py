@@ -180,7 +180,7 @@ def _show(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace) -> int:
     from deploy.stewardship.login import beyond_clearance
     from deploy.stewardship.review import contradiction, publish_decision, read_decisions
-    from schemas.stewardship import pair_id, steward_decision
+    from schemas.stewardship import canonical_pair, pair_id, steward_decision
 
     option = next(name for name in KINDS if getattr(args, name))
     first, second = getattr(args, option)
@@ -191,7 +191,7 @@ def _decide(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        steward_decision(first, second, KINDS[option], "-", args.reason)  # the keys checked
+        canonical_pair(first, second)  # two different keys, before asking the store
         with _as_steward(args, "decide") as (connection, steward):
             hidden = beyond_clearance(connection, [first, second])
     except ValueError as error:
