@@ -84,6 +84,7 @@ RESOLVE_MODEL: Final = "TIPSYNC_RESOLVE_MODEL"
 RESOLVE_SNAPSHOT_RECORDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_RECORDS"
 RESOLVE_SNAPSHOT_SECONDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS"
 CLIENT_CONFIG: Final = "TIPSYNC_CLIENT_CONFIG"
+STEWARD_CONNECTION: Final = "TIPSYNC_STEWARD_CONNECTION"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,12 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "the Kafka client properties file every command reads (`--client-config` overrides):"
         " bootstrap servers, security protocol, SASL and TLS, `schema.registry.*`; its"
         " bootstrap and registry URL win over the two variables above (docs/SECURITY.md)",
+    ),
+    Variable(
+        STEWARD_CONNECTION, "none (`review` then needs `--connection FILE`)",
+        "the steward's own connection file (`tipsync analyst add NAME --steward ... --out"
+        " FILE`): `tipsync review` reads and decides as that login, under its clearance and"
+        " the read audit (`--connection` overrides; docs/ANALYSTS.md)",
     ),
     Variable(HOME, "`.tipsync/` in the checkout (else `~/.tipsync`)", "state folder"),
     Variable(CACHE, f"`${HOME}/cache`", "downloaded jars and archives"),
@@ -366,6 +373,12 @@ def connection_environment(settings: Settings) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # The local stack's programs.
+
+
+def steward_connection_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The connection file of the steward using this shell (``tipsync review``), or None."""
+    chosen = _environment(environ).get(STEWARD_CONNECTION, "").strip()
+    return Path(chosen).expanduser() if chosen else None
 
 
 def java_home(environ: Mapping[str, str] | None = None) -> Path | None:

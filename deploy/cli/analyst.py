@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("--agencies", default=None,
                      help="ID,... : only records of these agencies (default: every agency)")
     add.add_argument("--steward", action="store_true",
-                     help="may also decide review pairs in the console (same, different,"
-                          " split), within the same clearance (docs/CONSOLE.md)")
+                     help="may also review and decide pairs (same, different, split), in the"
+                          " console and with `tipsync review --connection FILE`, within the"
+                          " same clearance (docs/CONSOLE.md, docs/ANALYSTS.md)")
     add.add_argument("--out", required=True, type=Path,
                      help="connection URI file to write (mode 0600); its password goes to"
                           " FILE.pgpass beside it (0600)")

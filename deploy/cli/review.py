@@ -1,16 +1,22 @@
 """``tipsync review``: the stewards' review queue and their decisions.
 
-    tipsync review list [--json] [--agency ID] [--min-score S]
-    tipsync review show PAIR_ID [--json]
-    tipsync review decide (--same | --different | --withdraw) A_KEY B_KEY --steward NAME
-                          [--reason TEXT]
-    tipsync review split GOLDEN_ID [--json]
+    tipsync review list [--json] [--agency ID] [--min-score S] [--connection FILE]
+    tipsync review show PAIR_ID [--json] [--connection FILE]
+    tipsync review decide (--same | --different | --withdraw) A_KEY B_KEY [--reason TEXT]
+                          [--connection FILE]
+    tipsync review split GOLDEN_ID [--json] [--connection FILE]
 
-Keys are ``<agency_id>:<source_record_id>``; PAIR_ID is the 12-digit id ``list`` prints, or
-the pair key ``<a key>|<b key>``. Exit codes: 0 done; 1 not found, or Kafka / PostgreSQL
-refused; 2 bad arguments; 3 (``decide``) refused: the decision contradicts decisions in force
-(a cannot-linked pair would become one person through must-links; the message names them).
-What it does: ``deploy.stewardship.review``.
+Every action runs as the steward's own login to the store: the connection file ``tipsync
+analyst add NAME --steward --clearance C --out FILE`` wrote (``--connection FILE``, else
+``config.STEWARD_CONNECTION``). So row-level security shows only the pairs and records the
+steward's clearance covers, the persons shown are in the read audit, and a decision names the
+login as its steward; the owner, the sink and analysts who are not stewards are refused
+(``deploy.stewardship.login``). Keys are ``<agency_id>:<source_record_id>``; PAIR_ID is the
+12-digit id ``list`` prints, or the pair key ``<a key>|<b key>``. Exit codes: 0 done; 1 not
+found, or Kafka / PostgreSQL refused; 2 bad arguments, or not a steward's login; 3
+(``decide``) refused: the decision contradicts decisions in force (a cannot-linked pair would
+become one person through must-links; the message names them), or names a record the store
+holds beyond the steward's clearance. What it does: ``deploy.stewardship.review``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from deploy.cli.options import add_client_config, add_topic_root, use_principal
@@ -26,7 +35,11 @@ from schemas import config
 from schemas.config import load_settings
 from schemas.topics import TopicNames
 
-DATABASE_URL_HELP = f"libpq URI (default: {config.DATABASE_URL})"
+CONNECTION_HELP = (
+    "the steward's connection file (`tipsync analyst add NAME --steward ... --out FILE`);"
+    f" default {config.STEWARD_CONNECTION}"
+)
+DATABASE_URL_HELP = "a steward's libpq URI instead of --connection (its password in a passfile)"
 KINDS = {"same": "MUST_LINK", "different": "CANNOT_LINK", "withdraw": "WITHDRAWN"}
 
 
@@ -55,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                               ("different", "they are different people (cannot-link)"),
                               ("withdraw", "the pair is the resolver's alone again")):
         kind.add_argument(f"--{option}", nargs=2, metavar=("A_KEY", "B_KEY"), help=help_text)
-    decide.add_argument("--steward", required=True, metavar="NAME",
-                        help="who decides (recorded with the decision)")
+    # Gone: the decision names the login (--connection). Kept only to say so to old scripts.
+    decide.add_argument("--steward", metavar="NAME", help=argparse.SUPPRESS)
     decide.add_argument("--reason", metavar="TEXT", help="why, in a sentence")
     split = commands.add_parser(
         "split", help="a golden person's source records and the exact `decide --different` "
@@ -64,16 +77,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     split.add_argument("golden_id", metavar="GOLDEN_ID", help="a golden person id")
     split.add_argument("--json", action="store_true", help="one JSON document")
-    split.add_argument("--database-url", help=DATABASE_URL_HELP)
     split.set_defaults(func=_split)
     for parser in (listing, show, decide):
         add_topic_root(parser)
         add_client_config(parser)
-    for parser in (listing, show):
-        parser.add_argument("--database-url", help=DATABASE_URL_HELP)
+        use_principal(parser, STEWARD)
+    for parser in (listing, show, decide, split):
+        login = parser.add_mutually_exclusive_group()
+        login.add_argument("--connection", type=Path, metavar="FILE", help=CONNECTION_HELP)
+        login.add_argument("--database-url", help=DATABASE_URL_HELP)
     listing.set_defaults(func=_list)
     show.set_defaults(func=_show)
-    use_principal(decide, STEWARD)
     decide.set_defaults(func=_decide)
 
 
@@ -81,30 +95,58 @@ def _print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, default=str, ensure_ascii=False))
 
 
-def _queue_call(args: argparse.Namespace, what: str, call: Any) -> Any:
+class _Refused(Exception):
+    """Said on stderr already; the exit code is ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextmanager
+def _as_steward(args: argparse.Namespace, what: str) -> Iterator[tuple[Any, str]]:
+    """The steward's connection and login name; ``_Refused`` (said on stderr) otherwise."""
     import psycopg
 
+    from deploy.stewardship.login import StewardRefused, connect_as_steward, steward_conninfo
+
+    try:
+        connection, steward = connect_as_steward(
+            steward_conninfo(args.connection, args.database_url))
+    except StewardRefused as error:
+        print(f"tipsync review {what}: {error}", file=sys.stderr)
+        raise _Refused(2) from None
+    except psycopg.OperationalError as error:
+        print(f"tipsync review {what}: cannot reach PostgreSQL as the steward ({error});"
+              " check `tipsync stack status` and the connection file", file=sys.stderr)
+        raise _Refused(1) from None
+    with connection:
+        try:
+            yield connection, steward
+        except (psycopg.errors.UndefinedFunction, psycopg.errors.CheckViolation):
+            # the read audit's review paths and held_person_sources come with migration 0012
+            print(f"tipsync review {what}: the reconciled store is older than this command"
+                  " (no migration 0012); run `tipsync db migrate`", file=sys.stderr)
+            raise _Refused(1) from None
+
+
+def _queue_call(args: argparse.Namespace, what: str,
+                call: Callable[[Any, dict[str, Any]], Any]) -> Any:
     from deploy.stewardship.review import read_decisions
 
-    settings = load_settings()
-    decisions = read_decisions(settings, TopicNames(args.topic_root))
-    try:
-        with psycopg.connect(args.database_url or settings.database_url,
-                             connect_timeout=10) as connection:
-            return call(connection, decisions)
-    except psycopg.OperationalError as error:
-        print(f"tipsync review {what}: cannot reach PostgreSQL ({error}); check"
-              f" `tipsync stack status` and {config.DATABASE_URL}", file=sys.stderr)
-        return None
+    with _as_steward(args, what) as (connection, _):
+        decisions = read_decisions(load_settings(), TopicNames(args.topic_root))
+        return call(connection, decisions)
 
 
 def _list(args: argparse.Namespace) -> int:
     from deploy.stewardship.review import format_pairs, open_pairs
 
-    pairs = _queue_call(args, "list", lambda connection, decisions: open_pairs(
-        connection, decisions, args.agency, args.min_score))
-    if pairs is None:
-        return 1
+    try:
+        pairs = _queue_call(args, "list", lambda connection, decisions: open_pairs(
+            connection, decisions, args.agency, args.min_score))
+    except _Refused as stop:
+        return stop.code
     if args.json:
         _print_json([pair.to_json() for pair in pairs])
     else:
@@ -121,8 +163,10 @@ def _show(args: argparse.Namespace) -> int:
         found.append(find_pair(connection, args.pair, decisions))
         return True
 
-    if _queue_call(args, "show", lookup) is None:
-        return 1
+    try:
+        _queue_call(args, "show", lookup)
+    except _Refused as stop:
+        return stop.code
     if found[0] is None:
         print(f"tipsync review show: no match decision about pair {args.pair}", file=sys.stderr)
         return 1
@@ -134,16 +178,34 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
+    from deploy.stewardship.login import beyond_clearance
     from deploy.stewardship.review import contradiction, publish_decision, read_decisions
-    from schemas.stewardship import pair_id, steward_decision
+    from schemas.stewardship import canonical_pair, pair_id, steward_decision
 
     option = next(name for name in KINDS if getattr(args, name))
     first, second = getattr(args, option)
+    if args.steward is not None:
+        print("tipsync review decide: --steward is gone: a decision names the steward's own"
+              " login, so nobody can decide in another's name; give your connection file"
+              f" (--connection FILE or {config.STEWARD_CONNECTION}) and leave --steward out",
+              file=sys.stderr)
+        return 2
     try:
-        decision = steward_decision(first, second, KINDS[option], args.steward, args.reason)
+        canonical_pair(first, second)  # two different keys, before asking the store
+        with _as_steward(args, "decide") as (connection, steward):
+            hidden = beyond_clearance(connection, [first, second])
     except ValueError as error:
         print(f"tipsync review decide: {error}", file=sys.stderr)
         return 2
+    except _Refused as stop:
+        return stop.code
+    if hidden:
+        print(f"tipsync review decide: refused: the store holds {' and '.join(hidden)} beyond"
+              f" the clearance of {steward}, so {steward} may not decide about"
+              f" {'them' if len(hidden) > 1 else 'it'}; a steward whose clearance covers both"
+              " records decides this pair", file=sys.stderr)
+        return 3
+    decision = steward_decision(first, second, KINDS[option], steward, args.reason)
     topics = TopicNames(args.topic_root)
     settings = load_settings()
     try:
@@ -155,15 +217,13 @@ def _decide(args: argparse.Namespace) -> int:
     except (RuntimeError, TimeoutError) as error:
         print(f"tipsync review decide: {error}", file=sys.stderr)
         return 1
-    print(f"{decision.kind} {first} {second}: decision {decision.decision_id} (pair "
-          f"{pair_id(first, second)}) published to {topics.stewardship_decisions}")
+    print(f"{decision.kind} {first} {second}: decision {decision.decision_id} by {steward}"
+          f" (pair {pair_id(first, second)}) published to {topics.stewardship_decisions}")
     return 0
 
 
 def _split(args: argparse.Namespace) -> int:
     import uuid
-
-    import psycopg
 
     from deploy.stewardship.split import format_split, golden_sources
 
@@ -174,13 +234,10 @@ def _split(args: argparse.Namespace) -> int:
               "as `tipsync analyst` and the feeds show it)", file=sys.stderr)
         return 2
     try:
-        with psycopg.connect(args.database_url or load_settings().database_url,
-                             connect_timeout=10) as connection:
+        with _as_steward(args, "split") as (connection, _):
             found = golden_sources(connection, args.golden_id)
-    except psycopg.OperationalError as error:
-        print(f"tipsync review split: cannot reach PostgreSQL ({error}); check"
-              f" `tipsync stack status` and {config.DATABASE_URL}", file=sys.stderr)
-        return 1
+    except _Refused as stop:
+        return stop.code
     if args.json:
         _print_json(found.to_json())
     else:

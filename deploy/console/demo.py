@@ -62,6 +62,13 @@ def demo_analyst(settings: Settings) -> tuple[str, Path]:
     return DEMO_ANALYST, password_file
 
 
+def demo_steward_connection(settings: Settings) -> tuple[str, Path]:
+    """The demo steward's login and connection file (``tipsync analyst add --out``'s file),
+    which ``tipsync review --connection`` reads as; made the first time."""
+    analyst, password_file = demo_analyst(settings)
+    return analyst, password_file.with_name(f"{analyst}.uri")
+
+
 def start_demo_console(settings: Settings, port: int = DEFAULT_PORT) -> DemoConsole:
     """The demo analyst, and the console running in the background (started if need be)."""
     analyst, password_file = demo_analyst(settings)

@@ -2,9 +2,11 @@
 same / different / withdraw and split decisions (``deploy.stewardship.review`` does the work).
 
 The queue is read on the steward's own connection, so a steward sees only pairs whose two
-records their clearance covers. A decision is a ``StewardDecision`` event on the stewardship
-topic, written with the ``steward`` principal's client file, naming the steward's login: the
-resolver applies it and the person pages follow once the sink has written the result.
+records their clearance covers, and every person shown is in the read audit (paths
+``review_pair`` and ``review_split``), as with ``tipsync review``. A decision is a
+``StewardDecision`` event on the stewardship topic, written with the ``steward``
+principal's client file, naming the steward's login: the resolver applies it and the person
+pages follow once the sink has written the result.
 """
 
 from __future__ import annotations

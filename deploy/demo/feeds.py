@@ -3,10 +3,13 @@
 1. **An alert.** A police person record whose golden person another agency (A) also holds is
    updated at the police; A's ``tipsync subscribe`` (JSON Lines, in the state folder) receives
    the ``RECORD_REPORTED`` alert, within what A's clearance allows.
-2. **A decision.** A steward separates the two records (``tipsync review decide
+2. **A decision.** A steward, on their own login (the demo's ``demo_steward``, its connection
+   file from ``tipsync analyst add --steward --out``), reads the queue (``tipsync review
+   list --connection FILE``) and separates the two records (``tipsync review decide
    --different``): the store shows them in two golden people, A's feed says its person no
    longer holds the police record; then the steward withdraws the decision and the resolver
-   joins them again, so a rerun of the demo starts from the same view.
+   joins them again, so a rerun of the demo starts from the same view. What the steward was
+   shown is in the read audit, under their login.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from deploy.operations.drive import StepError, checked, say
 from schemas.agencies import load_agencies
 from schemas.outbound import within_clearance
 from schemas.topics import TOPICS
-
-STEWARD = "Demo Steward"
 
 _SHARED = """
 select p.source_record_id, o.agency_id, o.source_record_id, p.person_id::text
@@ -92,7 +93,8 @@ def _wait(condition: Any, timeout: float = 30.0) -> float | None:
 
 
 def alert_and_decision(database_url: str, home: Path, live_agency: str,
-                       people: list[dict[str, str]]) -> None:
+                       people: list[dict[str, str]], steward: tuple[str, Path]) -> None:
+    """``steward``: the demo steward's login name and connection file."""
     with psycopg.connect(database_url, autocommit=True) as connection:
         row, agency, other_record, person_id = _pick_shared_record(
             connection, live_agency, people)
@@ -131,7 +133,7 @@ def alert_and_decision(database_url: str, home: Path, live_agency: str,
                 f"holds as {', '.join(alert['your_records'])}; shown within its clearance: "
                 f"{shown.get('given_name')} {shown.get('family_name')}, "
                 f"{len(alert['holders'])} other holder(s) named (all synthetic)")
-            _decide(connection, folder, live_agency, record_id, agency, other_record)
+            _decide(connection, folder, live_agency, record_id, agency, other_record, steward)
         finally:
             subscriber.terminate()
             _, errors = subscriber.communicate(timeout=30)
@@ -156,8 +158,16 @@ def _publish_update(home: Path, live_agency: str, row: dict[str, str],
 
 
 def _decide(connection: psycopg.Connection[Any], folder: FeedFolder, live_agency: str,
-            record_id: str, agency: str, other_record: str) -> None:
+            record_id: str, agency: str, other_record: str, steward: tuple[str, Path]) -> None:
     police, other = f"{live_agency}:{record_id}", f"{agency}:{other_record}"
+    name, login = steward
+    queue = json.loads(checked("the steward's review queue", "review", "list", "--json",
+                               "--connection", str(login)))
+    say(f"steward {name} reads the review queue as their own login (`tipsync review list"
+        f" --connection {login.name}`): {len(queue)} open pair(s) within their clearance")
+    split = checked("the steward's split view", "review", "split",
+                    _person_of(connection, live_agency, record_id), "--connection", str(login))
+    say(f"  `tipsync review split`: {split.splitlines()[0]}")
 
     def same_person() -> bool:
         found = connection.execute(
@@ -170,7 +180,7 @@ def _decide(connection: psycopg.Connection[Any], folder: FeedFolder, live_agency
                                  ("--withdraw", True, "in one golden person again")):
         started = time.monotonic()
         output = checked(f"a steward's decision ({option})", "review", "decide", option,
-                         police, other, "--steward", STEWARD, "--reason",
+                         police, other, "--connection", str(login), "--reason",
                          "demo: a steward corrects the resolver, then takes it back")
         waited = _wait(lambda wanted=wanted: same_person() == wanted)
         if waited is None:
@@ -187,3 +197,17 @@ def _decide(connection: psycopg.Connection[Any], folder: FeedFolder, live_agency
                 for m in folder.new_messages()))
             if separated is not None:
                 say(f"  {agency}'s feed: its golden person no longer names {police}")
+    audited = connection.execute(
+        "select path, count(*) from reconciled.read_audit where analyst = %s"
+        " and path like 'review%%' group by path order by path", (name,)).fetchall()
+    say(f"  read audit: {name}'s review reads, each person shown recorded: "
+        + (", ".join(f"{path} {count}" for path, count in audited) or "none"))
+
+
+def _person_of(connection: psycopg.Connection[Any], agency: str, record_id: str) -> str:
+    row = connection.execute(
+        "select person_id::text from reconciled.person_source"
+        " where agency_id = %s and source_record_id = %s", (agency, record_id)).fetchone()
+    if row is None:
+        raise StepError(f"{agency}:{record_id} is not in the store; see sink.log")
+    return str(row[0])

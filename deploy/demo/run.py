@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 
+from deploy.console.demo import demo_steward_connection
 from deploy.demo.feeds import alert_and_decision
 from deploy.demo.generate import Manifest, generate
 from deploy.demo.live import LIVE_AGENCY, live_minute, live_people
@@ -179,7 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
             summarise(settings, manifest, results)
             live_minute(settings, manifest, args.live_seconds)
             alert_and_decision(settings.database_url, settings.home, LIVE_AGENCY,
-                               live_people(manifest))
+                               live_people(manifest), demo_steward_connection(settings))
             pipeline.check()
     except (StepError, PipelineError, StackError) as error:
         print(f"tipsync demo: {error}", file=sys.stderr)
@@ -190,6 +191,8 @@ def run_demo(args: argparse.Namespace) -> int:
     say("  tipsync analyst add ana_demo --clearance OFFICIAL --out ana_demo.uri")
     say('  tipsync search person "<a name from above>" --connection ana_demo.uri')
     say('  psql "$(cat ana_demo.uri)"   then: select * from reconciled.person_overview;')
+    say(f"  tipsync review list --connection {settings.home / 'demo' / 'console'}"
+        "/demo_steward.uri   the steward's queue, as the steward")
     say("  tipsync lag                                     consumer lag and statuses")
     say("  tipsync run                                     keep the pipeline running")
     say(f"  metrics: {metrics_urls()}")

@@ -31,8 +31,9 @@ from deploy.operations.audit import audit_statements_of, read_audit_problem
 from deploy.stack.scram import scram_verifier
 
 ANALYST_GROUP = "tipsync_analyst"
-# Analysts who may decide review pairs in the console (``analyst add --steward``). A marker
-# only: it grants nothing in the database; the console reads the membership.
+# Analysts who may decide review pairs, in the console and with ``tipsync review`` (``analyst
+# add --steward``). A marker only: it grants nothing in the database; the console, the
+# command and reconciled.held_person_sources (migration 0012) read the membership.
 STEWARD_GROUP = "tipsync_steward"
 ADMIN_ROLE = "tipsync_admin"
 CLEARANCES = ("OFFICIAL", "SENSITIVE", "VICTIM_PROTECTED")

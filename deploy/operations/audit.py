@@ -2,10 +2,11 @@
 
 Two sources (docs/ANALYSTS.md, *The read audit*):
 
-- **person reads**: ``reconciled.read_audit``, one row per person that ``search_person`` or
-  a person view (``person_overview``, ``case_people``, ``person_lineage``) gave an analyst's
-  statement; the recorder also writes each to the server log (``tipsync read: ...``), so a
-  read whose transaction was rolled back is found there alone;
+- **person reads**: ``reconciled.read_audit``, one row per person that ``search_person``, a
+  person view (``person_overview``, ``case_people``, ``person_lineage``) or a steward's
+  review (``review_pair``, ``review_split``) gave an analyst's statement; the recorder also
+  writes each to the server log (``tipsync read: ...``), so a read whose transaction was
+  rolled back is found there alone;
 - **statement reads**: pgaudit's object audit in the server log (``AUDIT: OBJECT,...``): each
   analyst statement that read tables or views of the store, with the objects and the rows
   it returned, never its text.
@@ -29,7 +30,12 @@ import psycopg
 
 from deploy.stack.read_audit import AUDITOR_ROLE
 
-PERSON_PATHS = ("search_person", "person_overview", "case_people", "person_lineage")
+PERSON_PATHS = ("search_person", "person_overview", "case_people", "person_lineage",
+                "review_pair", "review_split")
+# The stewards' paths (migration 0012): what `tipsync review` and the console's review pages
+# showed, by what the steward was doing rather than the view the query read.
+REVIEW_PATHS = {"review_pair": "review pair (side by side)",
+                "review_split": "review split (sources)"}
 READ_LINE = re.compile(
     r"^tipsync read: at=(?P<at>\S+) path=(?P<path>[a-z_]+) person=(?P<person>[0-9a-f-]{36})$"
 )
@@ -76,6 +82,8 @@ class AuditEntry:
 
 
 def person_path(path: str) -> str:
+    if path in REVIEW_PATHS:
+        return REVIEW_PATHS[path]
     return "search_person()" if path == "search_person" else f"view reconciled.{path}"
 
 

@@ -15,6 +15,11 @@
 
 The store keeps golden people, not the agencies' own records: a side shows the record's
 source row and the values of its golden person now (the record's own values stay in Kafka).
+
+The queries run on the caller's connection: a steward's own login (``deploy.stewardship.login``
+for the command, the session's for the console), so row-level security decides which pairs
+come back, and every person shown side by side is recorded in the read audit (path
+``review_pair``, migration 0012).
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ SELECT s.agency_id || ':' || s.source_record_id AS key, s.person_id AS mapped_pe
        s.source_version, s.event_time, s.deleted, p.person_id, p.given_name, p.middle_name,
        p.family_name, p.aliases, p.date_of_birth, p.dob_precision, p.date_of_birth_text, p.sex,
        p.citizenship, p.identifiers, p.phones, p.emails, p.addresses, p.agencies,
-       p.source_count, p.classification
+       p.source_count, p.classification,
+       reconciled.record_person_read('review_pair', ARRAY[p.person_id]) AS read_recorded
 FROM reconciled.person_source AS s
 LEFT JOIN reconciled.person AS p ON p.person_id = reconciled.resolve_person_id(s.person_id)
 WHERE s.agency_id || ':' || s.source_record_id = ANY(%s)
@@ -118,6 +124,8 @@ def _add_sides(connection: psycopg.Connection, pairs: list[ReviewPair]) -> None:
     with connection.cursor(row_factory=dict_row) as cursor:
         cursor.execute(_SIDES, (keys,))
         found = {row.pop("key"): row for row in cursor.fetchall()}
+    for row in found.values():
+        row.pop("read_recorded")
     for pair in pairs:
         pair.sides = {key: found.get(key) for key in (pair.a_key, pair.b_key)}
 
@@ -238,13 +246,13 @@ def contradiction(decisions: dict[str, dict[str, Any]],
             f"different people by decision {apart.decision_id} ({apart.steward}, "
             f"{apart.decided_at:%Y-%m-%d %H:%M} UTC), and with the must-links {chain} they "
             "would be one. If they are one person, withdraw that decision first (tipsync "
-            f"review decide --withdraw {apart.left} {apart.right} --steward NAME); if not, "
+            f"review decide --withdraw {apart.left} {apart.right}); if not, "
             "this pair is different people too (--different)"
         )
     return (
         f"{new.left} and {new.right} are not separated: the must-links {chain} make them one "
         "person. Withdraw the must-link that is wrong first (tipsync review decide --withdraw "
-        "A_KEY B_KEY --steward NAME), then decide this pair again"
+        "A_KEY B_KEY), then decide this pair again"
     )
 
 

@@ -8,6 +8,8 @@ a golden person, the steward separates it from each of the others; to split the 
 groups, from each record of the other group. This module lists the sources from the reconciled
 store (a merged-away id is followed to its survivor), with the latest match decision between
 each pair, and prints the exact commands; the steward runs the ones that say what is true.
+It reads on the steward's own connection: only the sources their clearance covers, and the
+person recorded in the read audit (path ``review_split``, migration 0012).
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 _SOURCES = """
-SELECT s.agency_id || ':' || s.source_record_id AS key, s.source_version, s.event_time
+SELECT s.agency_id || ':' || s.source_record_id AS key, s.source_version, s.event_time,
+       reconciled.record_person_read('review_split',
+                                     ARRAY[reconciled.resolve_person_id(s.person_id)])
+           AS read_recorded
 FROM reconciled.person_source AS s
 WHERE reconciled.resolve_person_id(s.person_id) = reconciled.resolve_person_id(%s)
   AND NOT s.deleted
@@ -65,18 +70,21 @@ def golden_sources(connection: psycopg.Connection, golden_id: str) -> GoldenSour
         survivor = str(found["survivor"]) if found and found["survivor"] else None
         cursor.execute(_SOURCES, (golden_id,))
         sources = cursor.fetchall()
+        for source in sources:
+            source.pop("read_recorded")
         keys = [row["key"] for row in sources]
         cursor.execute(_PAIRS, (keys, keys))
         pairs = {(row.pop("a_key"), row.pop("b_key")): row for row in cursor.fetchall()}
     return GoldenSources(golden_id, survivor, sources, pairs)
 
 
-def split_commands(keys: list[str], steward: str = "YOUR NAME") -> dict[str, list[str]]:
-    """For each source key, the commands that take it out of the others' golden person."""
+def split_commands(keys: list[str]) -> dict[str, list[str]]:
+    """For each source key, the commands that take it out of the others' golden person (run
+    with the steward's login: ``--connection FILE`` or the variable)."""
     return {
         key: [
             f"tipsync review decide --different {shlex.quote(key)} {shlex.quote(other)} "
-            f"--steward {shlex.quote(steward)} --reason {shlex.quote('WHY THEY DIFFER')}"
+            f"--reason {shlex.quote('WHY THEY DIFFER')}"
             for other in keys if other != key
         ]
         for key in keys
@@ -103,7 +111,7 @@ def format_split(found: GoldenSources) -> str:
         lines.append("one record: nothing to split")
         return "\n".join(lines)
     lines.append("to take a record out, separate it from each of the others "
-                 "(replace the steward's name and the reason):")
+                 "(replace the reason; your login names you as the steward):")
     for key, commands in split_commands([s["key"] for s in found.sources]).items():
         lines.append(f"  # {key} out:")
         lines.extend(f"  {command}" for command in commands)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,11 +19,13 @@ import pytest
 from deploy.bench.scratch import scratch_database
 from deploy.bench.stream_harness import ROOT, StreamHarness
 from deploy.stewardship.review import find_pair, open_pairs
+from deploy.stewardship.split import format_split, golden_sources
 from schemas import config
 from schemas.config import Settings
 from schemas.examples import example_event, example_uuid
 from schemas.stewardship import pair_id, pair_key
 from sinks.migrate import migrate
+from tests.integration.steward_login import steward_login
 
 POLICE, IMMIGRATION = "police-ctu:P-1", "immigration:I-1"
 # a snapshot before every resolve message: the restart starts from one
@@ -57,7 +60,8 @@ def harness(stack: Settings) -> Iterator[StreamHarness]:
         harness.teardown()
 
 
-def test_a_cannot_link_separates_a_merged_pair_for_good(harness: StreamHarness) -> None:
+def test_a_cannot_link_separates_a_merged_pair_for_good(harness: StreamHarness,
+                                                        tmp_path: Path) -> None:
     harness.publish("person", _person("police-ctu", "P-1"))
     harness.publish("person", _person("immigration", "I-1"))
     harness.flush()
@@ -65,9 +69,12 @@ def test_a_cannot_link_separates_a_merged_pair_for_good(harness: StreamHarness) 
     harness.wait_for(lambda: len({p for p in _people(harness).values()}) == 1
                      and len(_people(harness)) == 2, timeout=120, what="the merged pair")
 
-    decided = _tipsync(harness, "review", "decide", "--different", IMMIGRATION, POLICE,
-                       "--steward", "A. Steward", "--reason", "two sisters")
+    with steward_login(harness.settings, tmp_path) as steward:
+        decided = _tipsync(harness, "review", "decide", "--different", IMMIGRATION, POLICE,
+                           "--connection", str(steward.connection_file),
+                           "--reason", "two sisters")
     assert decided.returncode == 0, decided.stderr
+    assert f"by {steward.name}" in decided.stdout
     assert pair_id(POLICE, IMMIGRATION) in decided.stdout
     harness.wait_for(lambda: len(set(_people(harness).values())) == 2, timeout=120,
                      what="the pair separated")
@@ -170,13 +177,11 @@ def test_review_split_lists_the_sources_of_a_merged_id_and_the_commands_that_sep
                 " decision) VALUES ('police-ctu', 'P-1', 'immigration', 'I-1', now(), 14.5,"
                 " '{}', 'fellegi-sunter', 'MATCH')")
             connection.commit()
-        shown = subprocess.run(
-            [sys.executable, "-m", "deploy.cli", "review", "split", merged, "--database-url",
-             url], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert shown.returncode == 0, shown.stderr
-    assert f"golden person {survivor} (the id {merged} was merged into it): 2 source" \
-        in shown.stdout
-    assert f"{IMMIGRATION} ~ {POLICE}: MATCH score 14.5" in shown.stdout
-    assert "customs" not in shown.stdout  # deleted, or someone else's
-    assert (f"tipsync review decide --different {IMMIGRATION} {POLICE} --steward 'YOUR NAME'"
-            " --reason 'WHY THEY DIFFER'") in shown.stdout
+            # the SQL, on the owner's connection (the command runs as a steward's login, under
+            # row-level security: tests/integration/test_steward_cli.py)
+            shown = format_split(golden_sources(connection, merged))
+    assert f"golden person {survivor} (the id {merged} was merged into it): 2 source" in shown
+    assert f"{IMMIGRATION} ~ {POLICE}: MATCH score 14.5" in shown
+    assert "customs" not in shown  # deleted, or someone else's
+    assert (f"tipsync review decide --different {IMMIGRATION} {POLICE}"
+            " --reason 'WHY THEY DIFFER'") in shown

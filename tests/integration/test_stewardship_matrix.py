@@ -56,6 +56,7 @@ from streams.resolve.model_file import ModelFile, write_model_file
 from streams.resolve.scoring import ScoringModel
 from streams.resolve.survivorship import person_golden_id
 from tests.integration.kafka_tools import java_client_config, kafka_tool
+from tests.integration.steward_login import StewardLogin, make_steward_login
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 M1, M2 = "police-ctu:M-1", "immigration:M-2"
@@ -121,6 +122,7 @@ class World:
     # faust's and aiokafka's INFO lines: a stall (issue 13) shows its rebalance story
     worker_arguments: tuple[str, ...] = ("--loglevel", "info")
     log_seen: int = 0
+    steward: StewardLogin | None = None  # who runs `review decide`
 
     # ------------------------------------------------------------------ the worker
 
@@ -183,10 +185,12 @@ class World:
 
     def decide(self, kind: str, first: str, second: str,
                reason: str = "checked both files") -> subprocess.CompletedProcess[str]:
-        """``tipsync review decide`` as the steward principal (its own local client file)."""
+        """``tipsync review decide`` as the steward principal (its own local client file),
+        by the steward's login."""
+        assert self.steward is not None
         return subprocess.run(
             [sys.executable, "-m", "deploy.cli", "review", "decide", f"--{kind}", first, second,
-             "--steward", "A. Steward", "--reason", reason,
+             "--connection", str(self.steward.connection_file), "--reason", reason,
              "--topic-root", self.harness.prefix],
             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
             env={**os.environ, config.CLIENT_CONFIG: ""},
@@ -251,6 +255,7 @@ def world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     access.grant(grants)
     world = World(harness, tmp_path_factory.mktemp("models"))
     try:
+        world.steward = make_steward_login(stack, tmp_path_factory.mktemp("steward"))
         for key in PEOPLE:
             harness.publish("person", _event(key, 1))
         harness.flush()
@@ -277,6 +282,8 @@ def world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         world.settle("the decisions committed")
         yield world
     finally:
+        if world.steward is not None:
+            world.steward.remove()
         harness.teardown()
         access.admin.delete_acls([AclBindingFilter(
             ResourceType[grant.resource], grant.name, ResourcePatternType[grant.pattern],
@@ -293,8 +300,9 @@ def test_decisions_take_effect_and_the_match_decisions_say_whose_they_are(
     # effect names it
     held = read_decisions(stack, world.harness.topics)
     same = held[pair_key(M1, M2)]
+    assert world.steward is not None
     assert (same["kind"], same["steward"], same["reason"]) == (
-        "MUST_LINK", "A. Steward", "checked both files")
+        "MUST_LINK", world.steward.name, "checked both files")
     assert world.verdicts()[frozenset((M1, M2))]["rule"] == (
         f"steward_must_link:{same['decision_id']}")
 
