@@ -317,11 +317,11 @@ def run_peers(settings: Settings, events: int, partitions: int, seed: int = 7,
         seconds = run.publish()
         print(f"published {events:,} events to {run.input} in {seconds:.1f} s", flush=True)
         for engine in engines:
-            result = run.measure(engine, quix)
-            runs.append(result)
+            measured = run.measure(engine, quix)
+            runs.append(measured)
             outputs[engine] = run.check(engine)
-            print(f"{engine:<6}: {_figure(result.events_per_second, ',.0f')} events/s, "
-                  f"{_figure(result.cpu_per_thousand, '.3f')} CPU s per 1,000 events; output "
+            print(f"{engine:<6}: {_figure(measured.events_per_second, ',.0f')} events/s, "
+                  f"{_figure(measured.cpu_per_thousand, '.3f')} CPU s per 1,000 events; output "
                   f"{outputs[engine].describe()}; load average {load_average()}", flush=True)
     finally:
         run.teardown()

@@ -16,11 +16,12 @@ with tipsync's folder on ``PYTHONPATH`` and the usual ``TIPSYNC_*`` environment.
   the file; quix-streams keeps it as a pydantic ``SecretStr``).
 - **Decoding**: values are read as bytes and decoded by tipsync's ``AvroDeserializer`` (over
   the registry's TLS and basic authentication, as every tipsync client), so that the three
-  engines run the same decode and check. quix-streams' own ``AvroDeserializer`` could do it
-  too: its ``SchemaRegistryClientConfig`` takes the URL, ``ssl_ca_location`` and
-  ``basic_auth_user_info`` and hands them to confluent-kafka's ``SchemaRegistryClient``
-  (which needs the ``quixstreams[avro]`` extra); it would skip tipsync's check of the record
-  type, so it is not used here.
+  engines run the same decode and check. quix-streams' own ``AvroDeserializer`` can do it
+  too (tried once by hand against the stack's Apicurio, ``/apis/ccompat/v7``: it decoded a
+  person event to the same record): its ``SchemaRegistryClientConfig`` takes the URL,
+  ``ssl_ca_location`` and ``basic_auth_user_info`` and hands them to confluent-kafka's
+  ``SchemaRegistryClient``, which needs the ``quixstreams[avro]`` extra (attrs, cachetools,
+  authlib). It skips tipsync's check of the record type, so it is not used here.
 - **State**: the held entry of each record is quix-streams' per-key state (RocksDB, with the
   changelog topic quix-streams creates: ``changelog__<group>--<input>--default``).
 - **Delivery**: ``processing_guarantee="at-least-once"`` (its default): quix-streams flushes
