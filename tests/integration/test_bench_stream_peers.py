@@ -35,9 +35,13 @@ def test_three_engines_forward_every_event_and_print_their_figures(stack: Settin
     for engine, numbers in figures["engines"].items():
         assert numbers["complete"] is True, engine
         assert numbers["events"] >= EVENTS and numbers["messages"] >= EVENTS, engine
-        assert 0 < numbers["timed"] <= numbers["events"], engine
+        # 500 events may all appear between two looks at the output: then nothing was
+        # timed and the figures say n/a rather than a rate
+        assert 0 <= numbers["timed"] <= numbers["events"], engine
+        assert (numbers["events_per_second"] is None) == (numbers["timed"] == 0), engine
         assert numbers["events_per_second"] is None or numbers["events_per_second"] > 0
-    assert figures["engines"]["bare"]["rate_vs_bare"] == 1.0
+    bare = figures["engines"]["bare"]
+    assert bare["rate_vs_bare"] == (None if bare["timed"] == 0 else 1.0)
     for engine in ("faust", "bare", "quix"):
         assert f"{engine:<6}: " in result.stdout  # a line of figures for each
         assert "complete; load average" in result.stdout
