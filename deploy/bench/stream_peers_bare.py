@@ -9,7 +9,7 @@ At-least-once, as an engine would do it: offsets are stored by hand and committe
 the producer has flushed everything the batch sent (outputs and changelog messages). The held
 entries live in a dict, each change also written to a compacted changelog topic keyed as
 faust's table keys it, on the input's partition. The client settings (SASL_SSL, SCRAM, the
-CA) are tipsync's own (``TIPSYNC_*``, the client file), as for every command. Stops at
+CA) are tipsync's own (its settings and client file), as for every command. Stops at
 SIGTERM or SIGINT.
 """
 

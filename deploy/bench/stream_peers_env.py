@@ -1,5 +1,5 @@
 """The virtual environment of ``bench stream --peers``'s quix-streams application:
-``TIPSYNC_CACHE/quix-venv``, made on first use (and again when the pins below change), so
+``quix-venv`` in the cache folder, made on first use (and again when the pins below change), so
 that quix-streams never enters tipsync's own dependencies.
 
 It holds quix-streams at a pinned version, with what it brings (its own confluent-kafka,
@@ -18,14 +18,14 @@ from pathlib import Path
 
 QUIXSTREAMS = "quixstreams==3.28.1"
 # tipsync's code the application imports needs these beyond quix-streams' own dependencies
-TIPSYNC_IMPORTS = ("fastavro", "pyyaml", "phonenumbers", "rapidfuzz", "jellyfish", "anyascii")
+DECODE_IMPORTS = ("fastavro", "pyyaml", "phonenumbers", "rapidfuzz", "jellyfish", "anyascii")
 MARKER = "tipsync-requirements.txt"
 
 
 def requirements() -> list[str]:
     """What the environment is made of: quix-streams pinned, tipsync's imports at the
     versions installed here."""
-    return [QUIXSTREAMS, *(f"{name}=={version(name)}" for name in TIPSYNC_IMPORTS)]
+    return [QUIXSTREAMS, *(f"{name}=={version(name)}" for name in DECODE_IMPORTS)]
 
 
 def is_current(folder: Path, wanted: list[str]) -> bool:

@@ -1,14 +1,14 @@
 """The quix-streams peer of ``bench stream --peers``: ingest's decode, check and forward
 (``deploy.bench.stream_peers_work``) as a quix-streams application.
 
-It runs in a virtual environment of its own (``TIPSYNC_CACHE/quix-venv``, made by the
+It runs in a virtual environment of its own (``quix-venv`` in the cache folder, made by the
 benchmark on first use: ``deploy.bench.stream_peers_env``), never in tipsync's; the benchmark
 starts it as::
 
     <quix-venv>/bin/python -m deploy.bench.stream_peers_quix --topic-root R --input T \\
         --output O --group G --state-dir D
 
-with tipsync's folder on ``PYTHONPATH`` and the usual ``TIPSYNC_*`` environment.
+with tipsync's folder on ``PYTHONPATH`` and tipsync's settings in the environment.
 
 - **Connection**: quix-streams is built on confluent-kafka (librdkafka), so SASL_SSL with
   SCRAM and the stack's CA are the same librdkafka properties tipsync's client file holds;

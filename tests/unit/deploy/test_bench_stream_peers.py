@@ -126,7 +126,7 @@ def test_the_quix_environment_pins_quixstreams_and_tipsyncs_own_versions(
     assert wanted[0] == stream_peers_env.QUIXSTREAMS and "==" in wanted[0]
     assert all("==" in requirement for requirement in wanted)
     assert {requirement.split("==")[0] for requirement in wanted[1:]} == set(
-        stream_peers_env.TIPSYNC_IMPORTS)
+        stream_peers_env.DECODE_IMPORTS)
     folder = tmp_path / "quix-venv"
     assert not stream_peers_env.is_current(folder, wanted)
     (folder / "bin").mkdir(parents=True)
