@@ -33,6 +33,7 @@ then a JSON line of them. The exit status is 1 if an output is incomplete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -48,7 +49,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from deploy.bench.serde import cpu_model
-from deploy.bench.sink_peers import committed, end_offsets
+from deploy.bench.sink_peers import committed, delete_topics, end_offsets
 from deploy.bench.stream import _cpu_seconds, person_event
 from deploy.bench.stream_harness import ROOT, StreamHarness
 from deploy.bench.stream_peers_env import quix_python
@@ -77,6 +78,8 @@ class EngineRun:
     before: int
     seconds: float
     cpu_seconds: float
+    switches: int = 0  # context switches of the process's threads over the same span
+    threads: int = 0  # the process's threads at the end
 
     @property
     def timed(self) -> int:
@@ -90,6 +93,32 @@ class EngineRun:
     def cpu_per_thousand(self) -> float | None:
         """CPU seconds of the engine's process per 1,000 events."""
         return 1000 * self.cpu_seconds / self.timed if self.timed > 0 else None
+
+    @property
+    def switches_per_thousand(self) -> float | None:
+        """Context switches (voluntary and not) of the engine's threads per 1,000 events:
+        each is a thread giving up the CPU or losing it, e.g. to hand the GIL over."""
+        return 1000 * self.switches / self.timed if self.timed > 0 else None
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(context switches so far, threads) of a process, summed over its threads (from
+    /proc/<pid>/task/*/status; a thread that ended since is not counted)."""
+    total = threads = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text(encoding="ascii")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        threads += 1
+        total += parse_switches(text)
+    return total, threads
+
+
+def parse_switches(status: str) -> int:
+    """Voluntary plus involuntary context switches of one /proc status text."""
+    return sum(int(line.split()[1]) for line in status.splitlines()
+               if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:
@@ -132,14 +161,15 @@ def table(runs: list[EngineRun], baseline: str = BASELINE) -> list[str]:
     """The printed figures, one line per engine, each against ``baseline``."""
     base = next(run for run in runs if run.engine == baseline)
     lines = [f"{'engine':<7} {'events/s':>9} {'CPU s/1k':>9} {'rate/bare':>9} "
-             f"{'CPU/bare':>9} {'timed':>8} {'seconds':>8}"]
+             f"{'CPU/bare':>9} {'timed':>8} {'seconds':>8} {'switches/1k':>11}"]
     for run in runs:
         lines.append(
             f"{run.engine:<7} {_figure(run.events_per_second, ',.0f'):>9} "
             f"{_figure(run.cpu_per_thousand, '.3f'):>9} "
             f"{_figure(ratio(run.events_per_second, base.events_per_second), '.2f'):>9} "
             f"{_figure(ratio(run.cpu_per_thousand, base.cpu_per_thousand), '.2f'):>9} "
-            f"{run.timed:>8,} {run.seconds:>8.2f}")
+            f"{run.timed:>8,} {run.seconds:>8.2f} "
+            f"{_figure(run.switches_per_thousand, ',.0f'):>11}")
     return lines
 
 
@@ -148,6 +178,8 @@ def figures(run: EngineRun, base: EngineRun) -> dict[str, Any]:
     return {"events": run.events, "timed": run.timed, "seconds": round(run.seconds, 2),
             "events_per_second": None if rate is None else round(rate),
             "cpu_seconds_per_1000": None if cpu is None else round(cpu, 4),
+            "context_switches_per_1000": _rounded(run.switches_per_thousand),
+            "threads": run.threads,
             "rate_vs_bare": _rounded(ratio(rate, base.events_per_second)),
             "cpu_vs_bare": _rounded(ratio(cpu, base.cpu_per_thousand))}
 
@@ -235,7 +267,7 @@ class PeersRun:
         output = self.output(engine)
         try:
             began = time.monotonic()
-            first: tuple[float, int, float] | None = None
+            first: tuple[float, int, float, int] | None = None
             while True:
                 if process.poll() is not None:
                     raise RuntimeError(f"the {engine} engine exited with {process.returncode} "
@@ -243,7 +275,8 @@ class PeersRun:
                 count = self.harness.count(output)
                 now = time.monotonic()
                 if count and first is None:
-                    first = (now, count, _cpu_seconds(process.pid))
+                    first = (now, count, _cpu_seconds(process.pid),
+                             context_switches(process.pid)[0])
                 if count >= self.events:
                     break
                 if now - began > WAIT_SECONDS:
@@ -252,17 +285,15 @@ class PeersRun:
                                        f"see {log}")
                 time.sleep(0.1)
             assert first is not None
+            switches, threads = context_switches(process.pid)
             run = EngineRun(engine, count, first[1], now - first[0],
-                            _cpu_seconds(process.pid) - first[2])
+                            _cpu_seconds(process.pid) - first[2], switches - first[3], threads)
             self.wait_committed(engine, process, log)
             return run
         finally:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self.harness.workers.append(process)  # its teardown kills what did not stop
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.harness.stop_worker(process)  # SIGTERM, then up to 60 s
 
     def wait_committed(self, engine: str, process: subprocess.Popen[bytes], log: Path) -> None:
         """Until the engine's group has committed the input's end (quix-streams commits
@@ -291,11 +322,7 @@ class PeersRun:
         group = self.group("quix")
         leftovers = [name for name in admin.list_topics(timeout=15).topics if group in name]
         if leftovers:
-            for future in admin.delete_topics(leftovers, operation_timeout=30).values():
-                try:
-                    future.result()
-                except Exception as error:  # noqa: BLE001 - a leftover topic is reported
-                    print(f"note: a bench topic was not deleted ({error})")
+            delete_topics(self.settings, leftovers)
         self.harness.teardown()
         shutil.rmtree(self.state, ignore_errors=True)
 
@@ -321,7 +348,9 @@ def run_peers(settings: Settings, events: int, partitions: int, seed: int = 7,
             runs.append(measured)
             outputs[engine] = run.check(engine)
             print(f"{engine:<6}: {_figure(measured.events_per_second, ',.0f')} events/s, "
-                  f"{_figure(measured.cpu_per_thousand, '.3f')} CPU s per 1,000 events; output "
+                  f"{_figure(measured.cpu_per_thousand, '.3f')} CPU s and "
+                  f"{_figure(measured.switches_per_thousand, ',.0f')} context switches "
+                  f"({measured.threads} threads) per 1,000 events; output "
                   f"{outputs[engine].describe()}; load average {load_average()}", flush=True)
     finally:
         run.teardown()

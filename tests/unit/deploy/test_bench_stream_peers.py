@@ -4,6 +4,7 @@ environment's pins."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,15 @@ import pytest
 
 from deploy.bench import stream_peers_env
 from deploy.bench.stream import person_event
-from deploy.bench.stream_peers import EngineRun, completeness, figures, ratio, table
+from deploy.bench.stream_peers import (
+    EngineRun,
+    completeness,
+    context_switches,
+    figures,
+    parse_switches,
+    ratio,
+    table,
+)
 from deploy.bench.stream_peers_work import IngestWork
 from schemas.errors import WireFormatError
 from schemas.topics import TopicNames
@@ -40,12 +49,23 @@ def test_figures_and_table_put_each_engine_against_the_bare_loop() -> None:
     faust = EngineRun("faust", 10_000, 0, 4.0, 2.0)
     assert figures(faust, bare) == {
         "events": 10_000, "timed": 10_000, "seconds": 4.0, "events_per_second": 2_500,
-        "cpu_seconds_per_1000": 0.2, "rate_vs_bare": 0.25, "cpu_vs_bare": 4.0,
+        "cpu_seconds_per_1000": 0.2, "context_switches_per_1000": 0.0, "threads": 0,
+        "rate_vs_bare": 0.25, "cpu_vs_bare": 4.0,
     }
     header, faust_line, bare_line = table([faust, bare])
     assert header.split()[:3] == ["engine", "events/s", "CPU"]
     assert faust_line.split()[:5] == ["faust", "2,500", "0.200", "0.25", "4.00"]
     assert bare_line.split()[:5] == ["bare", "10,000", "0.050", "1.00", "1.00"]
+
+
+def test_context_switches_are_summed_over_a_status_and_over_threads() -> None:
+    status = ("Name:\tpython\nThreads:\t3\nvoluntary_ctxt_switches:\t120\n"
+              "nonvoluntary_ctxt_switches:\t7\n")
+    assert parse_switches(status) == 127
+    run = EngineRun("faust", 2_000, 0, 1.0, 0.5, switches=3_000, threads=4)
+    assert run.switches_per_thousand == pytest.approx(1_500)
+    switches, threads = context_switches(os.getpid())  # this process: real /proc
+    assert threads >= 1 and switches > 0
 
 
 def test_completeness_counts_duplicates_missing_and_unexpected_keys() -> None:
