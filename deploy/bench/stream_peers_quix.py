@@ -20,8 +20,9 @@ with tipsync's folder on ``PYTHONPATH`` and tipsync's settings in the environmen
   too (tried once by hand against the stack's Apicurio, ``/apis/ccompat/v7``: it decoded a
   person event to the same record): its ``SchemaRegistryClientConfig`` takes the URL,
   ``ssl_ca_location`` and ``basic_auth_user_info`` and hands them to confluent-kafka's
-  ``SchemaRegistryClient``, which needs the ``quixstreams[avro]`` extra (attrs, cachetools,
-  authlib). It skips tipsync's check of the record type, so it is not used here.
+  ``SchemaRegistryClient`` (quix-streams requires it with its registry extras; fastavro, its
+  ``avro`` extra, is in the benchmark's environment). It skips tipsync's check of the record
+  type, so it is not used here.
 - **State**: the held entry of each record is quix-streams' per-key state (RocksDB, with the
   changelog topic quix-streams creates: ``changelog__<group>--<input>--default``).
 - **Delivery**: ``processing_guarantee="at-least-once"`` (its default): quix-streams flushes
