@@ -1,8 +1,8 @@
 """``tipsync bench stream --peers`` on the real stack with 500 events: the faust worker, the
 bare confluent-kafka loop and the quix-streams application each forward every event.
 
-A smoke test of the command, kept small for CI's time: about a minute once the quix-streams
-environment exists (the first run on a machine makes it under the cache, a minute more). No
+A smoke test of the command, kept small for CI's time: about 30 s once the quix-streams
+environment exists (the first run on a machine makes it under the cache with pip first). No
 threshold on speed: a benchmark prints figures, the test checks the outputs are complete and
 the figures are there.
 """
