@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     registry = SchemaRegistry(settings.client.registry())
     work = IngestWork(AvroDeserializer(registry), TopicNames(args.topic_root))
     app = Application(
-        broker_address=ConnectionConfig.from_librdkafka_dict(
-            settings.client.librdkafka(), ignore_extras=True),
+        # strict: a client-file property quix-streams does not model fails here, loudly,
+        # rather than being dropped (the stack's file: bootstrap, protocol, SCRAM, CA)
+        broker_address=ConnectionConfig.from_librdkafka_dict(settings.client.librdkafka()),
         consumer_group=args.group, auto_offset_reset="earliest",
         processing_guarantee="at-least-once", state_dir=args.state_dir, loglevel="WARNING",
     )
