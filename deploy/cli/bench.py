@@ -53,7 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     stream.register_arguments(parser)
     add_client_config(parser)
-    parser.set_defaults(func=stream.run)
+    parser.add_argument("--peers", action="store_true",
+                        help="instead: ingest's decode-check-forward of --events person events "
+                             "by the faust worker, a bare confluent-kafka loop and a "
+                             "quix-streams app (own venv in the cache), same topic, one run")
+    parser.set_defaults(func=_bench_stream)
 
     from deploy.bench import feeds
 
@@ -146,6 +150,17 @@ def _bench_serde(args: argparse.Namespace) -> int:
     measures, size = bench_serde(load_settings().client, args.records)
     print(report(measures, size, pinned))
     return 0
+
+
+def _bench_stream(args: argparse.Namespace) -> int:
+    from deploy.bench import stream
+
+    if args.peers:
+        from deploy.bench.stream_peers import run_peers
+
+        figures = run_peers(load_settings(), args.events, args.partitions)
+        return 0 if figures["complete"] else 1
+    return stream.run(args)
 
 
 def _bench_sink(args: argparse.Namespace) -> int:
