@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -49,6 +50,7 @@ import faust
 from schemas.agencies import load_agencies
 from schemas.config import Settings, load_settings
 from schemas.entities import FEED_MESSAGE, RECONCILED_OUTPUTS
+from schemas.errors import RegistryUnavailableError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
 from schemas.topics import (
@@ -60,7 +62,7 @@ from schemas.topics import (
     resolve_config,
     stewardship_config,
 )
-from streams.decoding import EventDecoder
+from streams.decoding import REGISTRY_RETRY_SECONDS, EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
     RegisteredAgencies,
@@ -363,10 +365,20 @@ class StreamApp:
             for topic in (*self.output_topics.values(), *self.dlq_topics.values(),
                           *self.outbound_topics.values()):
                 await topic.maybe_declare()
-            # Fail at start, not at the first record, when the schemas are not registered.
-            for output in RECONCILED_OUTPUTS:
-                await asyncio.to_thread(self.serializers, output)
-            await asyncio.to_thread(self.feed_serializer)  # the feeds' schema too
+            # Fail at start, not at the first record, when the schemas are not registered;
+            # wait while the registry cannot answer (it is not the schemas' fault).
+            makers: list[Callable[[], object]] = [
+                functools.partial(self.serializers, output) for output in RECONCILED_OUTPUTS
+            ]
+            makers.append(self.feed_serializer)  # the feeds' schema too
+            for make in makers:
+                while True:
+                    try:
+                        await asyncio.to_thread(make)
+                        break
+                    except RegistryUnavailableError as error:
+                        log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)
+                        await asyncio.sleep(REGISTRY_RETRY_SECONDS)
             self._outputs_ready.set()
 
         @app.task
