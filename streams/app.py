@@ -93,6 +93,7 @@ from streams.resolve_stage import MAPPING, load_model, trust_ranks
 from streams.snapshot import SnapshotPolicy, snapshot_directory
 from streams.snapshot_schedule import SnapshotSchedule
 from streams.stewardship import StewardshipForwarder
+from streams.topic_creation import ResilientTopicCreation
 from streams.worker import run_worker
 
 __all__ = ["StreamApp", "StreamOptions", "create_app", "run_worker"]
@@ -169,7 +170,10 @@ class StreamApp:
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
-        # before faust makes its producer (one transport per app: only ours is changed)
+        # before faust makes its consumer and producer (one transport per app: only ours is
+        # changed): topic creation that survives a node away (streams/topic_creation.py)...
+        self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
+        # ...and acks=all with idempotence for what faust writes itself
         self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
