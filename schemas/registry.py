@@ -27,7 +27,10 @@ from schemas.errors import (
 )
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-RETRIED_STATUSES = frozenset({502, 503, 504})
+# Answers that are the registry's state, not the request's: retried, then the registry counts as
+# unavailable (callers wait for it). 500 is Apicurio's answer while its database is away
+# ("PSQLException: terminating connection"; tests/integration/test_stream_registry_outage.py).
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 ACCESS_HINTS = {
     401: "; give a registry user and secret as schema.registry.basic.auth.user.info in the"
          " client properties file",

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -49,6 +50,7 @@ import faust
 from schemas.agencies import load_agencies
 from schemas.config import Settings, load_settings
 from schemas.entities import FEED_MESSAGE, RECONCILED_OUTPUTS
+from schemas.errors import RegistryUnavailableError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
 from schemas.topics import (
@@ -60,7 +62,7 @@ from schemas.topics import (
     resolve_config,
     stewardship_config,
 )
-from streams.decoding import EventDecoder
+from streams.decoding import REGISTRY_RETRY_SECONDS, EventDecoder
 from streams.discovery import (
     AgencyDiscovery,
     RegisteredAgencies,
@@ -91,6 +93,7 @@ from streams.resolve_stage import MAPPING, load_model, trust_ranks
 from streams.snapshot import SnapshotPolicy, snapshot_directory
 from streams.snapshot_schedule import SnapshotSchedule
 from streams.stewardship import StewardshipForwarder
+from streams.topic_creation import ResilientTopicCreation
 from streams.worker import run_worker
 
 __all__ = ["StreamApp", "StreamOptions", "create_app", "run_worker"]
@@ -167,7 +170,10 @@ class StreamApp:
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
-        # before faust makes its producer (one transport per app: only ours is changed)
+        # before faust makes its consumer and producer (one transport per app: only ours is
+        # changed): topic creation that survives a node away (streams/topic_creation.py)...
+        self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
+        # ...and acks=all with idempotence for what faust writes itself
         self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
@@ -363,10 +369,20 @@ class StreamApp:
             for topic in (*self.output_topics.values(), *self.dlq_topics.values(),
                           *self.outbound_topics.values()):
                 await topic.maybe_declare()
-            # Fail at start, not at the first record, when the schemas are not registered.
-            for output in RECONCILED_OUTPUTS:
-                await asyncio.to_thread(self.serializers, output)
-            await asyncio.to_thread(self.feed_serializer)  # the feeds' schema too
+            # Fail at start, not at the first record, when the schemas are not registered;
+            # wait while the registry cannot answer (it is not the schemas' fault).
+            makers: list[Callable[[], object]] = [
+                functools.partial(self.serializers, output) for output in RECONCILED_OUTPUTS
+            ]
+            makers.append(self.feed_serializer)  # the feeds' schema too
+            for make in makers:
+                while True:
+                    try:
+                        await asyncio.to_thread(make)
+                        break
+                    except RegistryUnavailableError as error:
+                        log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)
+                        await asyncio.sleep(REGISTRY_RETRY_SECONDS)
             self._outputs_ready.set()
 
         @app.task
