@@ -204,6 +204,7 @@ def in_process_rates(harness: StreamHarness,
     asyncio.run(feed_all())
     feed_cpu = time.process_time() - cpu
     records = len(events)
+    feed_messages = len(dropped) - sent_outputs
     total = decode_cpu + apply_cpu + encode_cpu + feed_cpu
     interleaved_dropped = asyncio.run(_interleaved(harness, messages, drop))
     producer = OutputProducer(harness.settings.client, lambda error: print(error))
@@ -215,7 +216,7 @@ def in_process_rates(harness: StreamHarness,
 
     return {
         "records": records, "outputs": outputs, "outputs_per_record": round(outputs / records, 2),
-        "feed_messages_per_record": round((len(dropped) - sent_outputs) / records, 2),
+        "feed_messages_per_record": round(feed_messages / records, 2),
         "cpu_seconds": {"decode": round(decode_cpu, 2), "apply": round(apply_cpu, 2),
                         "encode_outputs": round(encode_cpu, 2), "feeds": round(feed_cpu, 2)},
         "apply_records_per_cpu_second": rate(apply_cpu),
