@@ -18,6 +18,9 @@ per blocking key kind, the block a record sits in on average and the share of re
 blocks past their cap (those yield no candidates). ``--profile PATH`` writes a cProfile of
 the burst.
 
+``--through-worker`` instead runs the people through a real worker on the stack and compares
+it with each of its steps in-process (``deploy/bench/resolve_worker.py``).
+
 Figures are printed, and a JSON line of them last.
 """
 
