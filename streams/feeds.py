@@ -52,6 +52,17 @@ class _PersonViews:
         self.records: list[SourceRecord] = resolver.members(person_id)
         self.trust = resolver.trust
         self._views: dict[str, tuple[dict[str, Any] | None, str]] = {}
+        # the view of a clearance that sees every record: the golden person resolve has just
+        # published, when its output came first (``seed``)
+        self._whole: tuple[dict[str, Any] | None, str] | None = None
+
+    def seed(self, golden: Mapping[str, Any]) -> None:
+        """The golden person resolve published for these records (its PERSON output): what
+        survivorship makes of all of them, so a clearance that sees them all is shown it
+        without making it again (survivorship is a function of the records alone, and both
+        take them in source-key order)."""
+        self._whole = ({field: golden.get(field) for field in PERSON_FIELDS},
+                       str(golden["classification"]))
 
     def holders(self) -> set[str]:
         return {record.agency_id for record in self.records}
@@ -64,6 +75,8 @@ class _PersonViews:
             visible = [r for r in self.records if within_clearance(r.classification, clearance)]
             if not visible:
                 found = (None, "OFFICIAL")
+            elif self._whole is not None and len(visible) == len(self.records):
+                found = self._whole
             else:
                 golden = golden_person(self.person_id, visible, self.trust)
                 found = ({field: golden.get(field) for field in PERSON_FIELDS},
@@ -123,6 +136,7 @@ def feed_messages(output: Output, resolver: Resolver, agencies: Mapping[str, Age
         if value.get("merged_into"):
             return []  # its records' new golden person is upserted too
         views = _views_of(output.key, resolver, cache)
+        views.seed(value)
         return [views.message(agencies[agency_id], FeedKind.GOLDEN_CHANGED, output.key,
                               value["golden_version"], produced_at)
                 for agency_id in sorted(views.holders()) if agency_id in agencies]

@@ -18,6 +18,9 @@ per blocking key kind, the block a record sits in on average and the share of re
 blocks past their cap (those yield no candidates). ``--profile PATH`` writes a cProfile of
 the burst.
 
+``--through-worker`` instead runs the people through a real worker on the stack and compares
+it with each of its steps in-process (``deploy/bench/resolve_worker.py``).
+
 Figures are printed, and a JSON line of them last.
 """
 
@@ -34,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from deploy.bench.stream import person_event
@@ -62,6 +66,21 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                              "(streams.feeds, serialization left out), timed apart")
     parser.add_argument("--profile", metavar="PATH",
                         help="write a cProfile of the timed burst to PATH (pstats format)")
+    parser.add_argument("--through-worker", action="store_true",
+                        help="instead: --people put on a resolve topic and resolved by a real "
+                             "worker, against each of its steps in-process on the same records "
+                             "(deploy/bench/resolve_worker.py; needs the stack)")
+    parser.add_argument("--profile-worker", metavar="PATH",
+                        help="with --through-worker: sample the worker with py-spy into PATH "
+                             "(.json: speedscope, else a flamegraph .svg)")
+    parser.add_argument("--baseline-code", type=Path, metavar="DIR",
+                        help="with --through-worker: also run the worker from the checkout DIR "
+                             "(e.g. `git archive` of main), alternating with this one")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --through-worker: worker runs per checkout (default 1)")
+    parser.add_argument("--worker-argument", action="append", metavar="ARG",
+                        help="with --through-worker: one more argument for tipsync stream "
+                             "(repeat it)")
 
 
 def checked_people(
@@ -143,6 +162,10 @@ def print_block_sizes(resolver: Resolver) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.through_worker:
+        from deploy.bench.resolve_worker import run_through_worker
+
+        return run_through_worker(args)
     rng = random.Random(args.seed)
     agencies = load_agencies()
     trust = trust_ranks(agencies)

@@ -16,7 +16,7 @@ from schemas.entities import FEED_MESSAGE
 from schemas.examples import example_event
 from schemas.outbound import within_clearance
 from schemas.topics import TopicNames
-from streams.feeds import AgencyFeeds, feed_messages
+from streams.feeds import AgencyFeeds, _PersonViews, feed_messages
 from streams.ingest import AgencyEvent, check_event
 from streams.resolve import Resolver
 from streams.resolve_stage import Output, ResolveStage
@@ -148,3 +148,34 @@ def test_agency_feeds_send_to_each_agency_topic_keyed_by_golden_id_without_heade
     assert {key for _, key, _, _ in sent[-4:]} == person_ids
     assert all(headers is None for *_, headers in sent)
     assert feeds.sent == len(sent) == 5
+
+
+def test_the_golden_person_resolve_published_is_the_view_of_a_clearance_seeing_every_record(
+) -> None:
+    # The feeds show the published golden person to a clearance that sees every record
+    # instead of making it again (``_PersonViews.seed``): each message must show what
+    # survivorship makes of the records within the recipient's clearance, whichever way.
+    stage = ResolveStage(Resolver)
+    events = [
+        _person("police-ctu", "P-1", given_name="Ana", phones=["+18765550101"]),
+        _person("immigration", "I-1", given_name="Anna", date_of_birth="1990-02-03"),
+        _person("victim-services", "V-1", classification="VICTIM_PROTECTED",
+                phones=["+18765550199"]),
+        _person("customs", "C-1", classification="OFFICIAL", sex="FEMALE"),
+    ]
+    shown_whole = shown_part = 0
+    for offset, event in enumerate(events):
+        cache: dict[str, Any] = {}
+        for output in stage.apply(event, golden_version=offset):
+            for message in feed_messages(output, stage.resolver, AGENCIES, NOW, cache):
+                clearance = AGENCIES[message["agency_id"]].clearance
+                made_again = _PersonViews(message["person_id"], stage.resolver).view(clearance)
+                assert (message["person"], message["classification"]) == made_again
+                views = cache[message["person_id"]]
+                sees_all = all(within_clearance(record.classification, clearance)
+                               for record in views.records)
+                if views._whole is not None and sees_all:
+                    shown_whole += 1
+                else:
+                    shown_part += 1
+    assert shown_whole and shown_part  # both ways were taken
