@@ -279,6 +279,9 @@ class Kafka(Service):
             "inter.broker.listener.name=SASL_SSL",
             "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
             "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            # KIP-368: a client connection must authenticate again within this time; one
+            # whose credential was deleted or replaced meanwhile is closed (docs/SECURITY.md)
+            f"listener.name.sasl_ssl.connections.max.reauth.ms={config.kafka_reauth_ms()}",
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             f'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram} required'
             f' username="{ADMIN}" password="{secret}";',
