@@ -65,7 +65,10 @@ def kafka_health(kafka: Kafka) -> Health:
             f" ({config.local_client_file(kafka.layout.home, 'admin')}): the broker's admin"
             f" credential is not the secret of {store_path(kafka.layout)} (an interrupted"
             " `tipsync stack rotate admin`); run `tipsync stack down` then `tipsync stack up`,"
-            " which sets it, logged in with the replaced secret the broker still holds",
+            " which sets it, logged in with the replaced secret the broker still holds. If the"
+            " services' files are refused too, an older `tipsync agency revoke` deleted a"
+            " credential and this Kafka refuses every login after a restart: back up, then"
+            " `tipsync stack reset --yes` (docs/SECURITY.md)",
         )
     if kafka.local and len(listening) < len(kafka.nodes):
         missing = [node.node_id for node in kafka.nodes if node not in listening]

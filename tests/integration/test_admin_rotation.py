@@ -34,6 +34,8 @@ from schemas.config import Settings
 from tests.integration.kafka_tools import java_client_config, kafka_tool
 from tests.integration.test_kafka_security import AUTHENTICATION_FAILED, TOPIC_COMMAND
 
+REVOKED = "labour-ministry"  # an agency no other integration test enrols
+
 
 def tipsync(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "deploy.cli", *arguments],
@@ -103,3 +105,24 @@ def test_a_rotation_that_never_reached_the_broker_is_repaired_by_the_next_stack_
     assert KafkaAccess(client_of(local, stack)).grants(MONITOR)
     monitor = config.local_client_file(stack.home, MONITOR)
     assert list_topics(stack, java_client_config(monitor, tmp_path / "java")).returncode == 0
+
+
+def test_kafka_restarted_after_an_agency_is_revoked_still_takes_every_principal(
+    stack: Settings, enroll_agency, tmp_path: Path
+) -> None:
+    """Kafka 4.1.2, once its metadata log held the deletion of an enrolled agency's SCRAM
+    credential, refused every SCRAM login after a restart (the session-5 "rotate admin broke
+    a long-used stack": the integration tests revoke agencies, and that rotation was the
+    first restart after them). Revoking now replaces the credential instead."""
+    enroll_agency(REVOKED, "tip")
+    revoked = tipsync("agency", "revoke", REVOKED)
+    assert revoked.returncode == 0, revoked.stderr
+    kafka = LocalStack(stack).kafka
+    kafka.stop()
+    kafka.start()
+    kafka.wait()
+    for principal in (ADMIN, MONITOR):
+        java = java_client_config(config.local_client_file(stack.home, principal),
+                                  tmp_path / "java")
+        listed = list_topics(stack, java)
+        assert listed.returncode == 0, listed.stderr
