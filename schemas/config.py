@@ -60,6 +60,12 @@ CLUSTER_DEFAULT_REPLICATION: Final = -1
 # settings-surface test keeps them equal until the stream takes them from here).
 DEFAULT_SNAPSHOT_EVERY_RECORDS = 100_000
 DEFAULT_SNAPSHOT_EVERY_SECONDS = 900
+# KIP-368: the longest a Kafka client connection stays authenticated before the broker wants
+# it authenticated again (docs/SECURITY.md, "Re-authentication"): librdkafka re-authenticates
+# in place; aiokafka (the stream's faust) cannot, so its connection is closed and reopened,
+# with a few logged connection errors each time: ten minutes bounds a revoked credential's
+# open connections without filling the stream's log.
+DEFAULT_KAFKA_REAUTH_MS = 600_000
 
 # ---------------------------------------------------------------------------------------------
 # The names. Import these to mention a variable (messages, help texts), never spell them out.
@@ -85,6 +91,7 @@ RESOLVE_SNAPSHOT_RECORDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_RECORDS"
 RESOLVE_SNAPSHOT_SECONDS: Final = "TIPSYNC_RESOLVE_SNAPSHOT_SECONDS"
 CLIENT_CONFIG: Final = "TIPSYNC_CLIENT_CONFIG"
 STEWARD_CONNECTION: Final = "TIPSYNC_STEWARD_CONNECTION"
+KAFKA_REAUTH_MS: Final = "TIPSYNC_KAFKA_REAUTH_MS"
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,12 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         RESOLVE_SNAPSHOT_SECONDS, f"`{DEFAULT_SNAPSHOT_EVERY_SECONDS}`",
         "a resolve snapshot after this many seconds, if anything changed",
+    ),
+    Variable(
+        KAFKA_REAUTH_MS, f"`{DEFAULT_KAFKA_REAUTH_MS}` (10 minutes)",
+        "the local broker's `connections.max.reauth.ms`: an open connection must authenticate"
+        " again within this time, so a revoked or rotated credential's connections end"
+        " within it (read when Kafka starts; docs/SECURITY.md, Re-authentication)",
     ),
 )
 
@@ -426,6 +439,11 @@ class TopicSettings:
             agency_retention_ms=_positive(env, AGENCY_RETENTION_MS, defaults.agency_retention_ms),
             dlq_retention_ms=_positive(env, DLQ_RETENTION_MS, defaults.dlq_retention_ms),
         )
+
+
+def kafka_reauth_ms(environ: Mapping[str, str] | None = None) -> int:
+    """The local broker's ``connections.max.reauth.ms`` (KIP-368) on its client listener."""
+    return _positive(_environment(environ), KAFKA_REAUTH_MS, DEFAULT_KAFKA_REAUTH_MS)
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

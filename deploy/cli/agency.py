@@ -116,7 +116,8 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"tipsync agency revoke: {error}", file=sys.stderr)
         return 1
     print(f"revoked {done.agency_id} (principal {done.principal}): credential"
-          f" {'removed' if done.credential_removed else 'absent'}, {done.grants_removed}"
+          f" {'replaced by an unknown one' if done.credential_removed else 'absent'},"
+          f" {done.grants_removed}"
           f" ACL(s) removed, registry user {'removed' if done.registry_user_removed else 'absent'},"
           f" local file {'removed' if done.file_removed else 'absent'}")
     if done.still_registered:

@@ -45,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="admin, stream, sink, monitor or steward")
     rotate.add_argument(
         "--yes", action="store_true",
-        help="confirm rotating admin: Kafka restarts (docs/SECURITY.md: once, on a long-used"
-        " stack, Kafka refused every principal after it; back up first)",
+        help="confirm rotating admin: Kafka and the registry restart (docs/SECURITY.md)",
     )
     rotate.set_defaults(func=stack_rotate)
     reset = actions.add_parser("reset", help="stop and delete all state (keeps downloads)")
@@ -98,9 +97,11 @@ def stack_status(args: argparse.Namespace) -> int:
     else:
         for name, fields in status.items():
             address = next(iter(fields.values()))
-            state = "up" if fields["up"] else "DOWN"
+            state = "up" if fields["up"] else fields["state"].upper()
             managed = "" if fields["managed"] else " (external)"
-            print(f"{name:<9} {state:<5} {address}{managed}")
+            print(f"{name:<9} {state:<8} {address}{managed}")
+            if fields["problem"]:
+                print(f"{'':<9} {fields['problem']}")
             for node in fields.get("nodes", []):
                 print(_node_line(node))
         at_rest = check_folder(load_settings().home)
@@ -112,9 +113,9 @@ def stack_status(args: argparse.Namespace) -> int:
 
 def stack_rotate(args: argparse.Namespace) -> int:
     if args.principal == "admin" and not args.yes:
-        print("tipsync stack rotate: rotating admin restarts the local Kafka and registry, and"
-              " once left a long-used stack's Kafka refusing every principal"
-              " (docs/SECURITY.md); run `tipsync stack rotate admin --yes` to confirm",
+        print("tipsync stack rotate: rotating admin restarts the local Kafka and registry"
+              " (every client reconnects; docs/SECURITY.md); run `tipsync stack rotate admin"
+              " --yes` to confirm",
               file=sys.stderr)
         return 2
     try:

@@ -138,7 +138,8 @@ def rotate(settings: Settings, agency_id: str, out: Path | None = None) -> Rotat
     layout = StateLayout.of(settings)
     principal = agency_principal(agency_id)
     access = KafkaAccess(settings.client)
-    if not access.has_password(principal):
+    # a revoked agency keeps an unusable credential and has no ACLs left
+    if not access.has_password(principal) or not access.grants(principal):
         raise NotEnrolledError(agency_id)
     secret = renew_agency_secret(layout, agency_id)
     # replaces the one SCRAM-SHA-512 credential the user has: the old secret stops here
@@ -161,7 +162,8 @@ def revoke(settings: Settings, agency_id: str) -> Revocation:
     layout = StateLayout.of(settings)
     principal = agency_principal(agency_id)
     access = KafkaAccess(settings.client)
-    credential = access.delete_password(principal)
+    # replaced by an unknown one, not deleted (KafkaAccess.disable_password says why)
+    credential = access.disable_password(principal)
     grants = access.revoke_all(principal)
     still_registered = agency_id in load_agencies()
     stream_removed = 0

@@ -7,14 +7,17 @@ overlap), restarts the local registry so its realm holds the new digest, and rew
 service's client file (``secrets/clients/<principal>.properties``).
 
 A running service read its file when it started: its open connections stay authenticated
-(the broker checks SCRAM when a connection opens, and the local stack sets no
-``connections.max.reauth.ms``), but any new connection it opens with the old secret is
+until the broker asks them to authenticate again (``connections.max.reauth.ms``,
+``config.KAFKA_REAUTH_MS``), and any new connection it opens with the old secret is
 refused. So restart the service right after rotating (docs/SECURITY.md).
 
 The admin's secret also sits in Kafka's own configuration (the controller listener's PLAIN
 user and the inter-broker SCRAM login, ``deploy.stack.kafka``), written at every start: its
 rotation sets the credential through the admin API, then restarts the local Kafka (which
-writes its configuration anew from ``principals.json``) and the registry.
+writes its configuration anew from ``principals.json``) and the registry. The admin's
+replaced secret is kept until the broker holds the new one: a rotation stopped between
+``principals.json`` and the broker is repaired by the next start
+(``deploy.stack.admin_credential``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from deploy.stack.acls import KafkaAccess
 from deploy.stack.clients import write_client_file
 from deploy.stack.layout import StackError
-from deploy.stack.principals import ADMIN, renew_service_secret
+from deploy.stack.principals import ADMIN, forget_previous_admin_secrets, renew_service_secret
 from deploy.stack.stack import LocalStack
 from deploy.stack.tls import ensure_tls
 from schemas import config
@@ -59,6 +62,8 @@ def rotate_service(settings: Settings, principal: str) -> ServiceRotation:
     access = KafkaAccess(stack.kafka.admin_client())
     secret = renew_service_secret(stack.layout, principal)
     access.set_password(principal, secret)
+    if principal == ADMIN:
+        forget_previous_admin_secrets(stack.layout)  # the broker holds the new one
     tls = ensure_tls(stack.layout.secrets)
     path = config.local_client_file(stack.layout.home, principal)
     write_client_file(path, settings, principal, secret, tls)

@@ -37,6 +37,7 @@ What each service needs, and why (found by running each against the broker):
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -230,6 +231,21 @@ class KafkaAccess:
             return False
         return any(info.mechanism == ScramMechanism.SCRAM_SHA_512
                    for info in description.scram_credential_infos)
+
+    def disable_password(self, principal: str) -> bool:
+        """Replace ``principal``'s SCRAM-SHA-512 credential with one made from a random
+        secret that is never kept, so nobody can log in as it; False when it had none.
+
+        Not a deletion: on Kafka 4.1.2 a restarted broker refused **every** SCRAM login once
+        the metadata log held the deletion (RemoveUserScramCredentialRecord) of an enrolled
+        agency's credential (reproduced on a fresh local stack: enroll, revoke, restart;
+        docs/SECURITY.md, Re-authentication and the admin's credential). A replaced
+        credential refuses the old secret the same way, at once for new connections and at
+        the next re-authentication for open ones."""
+        if not self.has_password(principal):
+            return False
+        self.set_password(principal, secrets.token_urlsafe(32))
+        return True
 
     def delete_password(self, principal: str) -> bool:
         """Remove ``principal``'s SCRAM-SHA-512 credential; False when it had none."""

@@ -45,8 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from deploy.stack import artifacts
+from deploy.stack.admin_credential import admin_refused, repair_admin_credential
 from deploy.stack.layout import PRIVATE_UMASK, StackError, StateLayout
-from deploy.stack.principals import ADMIN, service_secrets
+from deploy.stack.principals import ADMIN, forget_previous_admin_secrets, service_secrets
+from deploy.stack.principals import store_path as principals_store_path
 from deploy.stack.processes import (
     kill_process,
     process_mentions,
@@ -279,6 +281,9 @@ class Kafka(Service):
             "inter.broker.listener.name=SASL_SSL",
             "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
             "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            # KIP-368: a client connection must authenticate again within this time; one
+            # whose credential was deleted or replaced meanwhile is closed (docs/SECURITY.md)
+            f"listener.name.sasl_ssl.connections.max.reauth.ms={config.kafka_reauth_ms()}",
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             f'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram} required'
             f' username="{ADMIN}" password="{secret}";',
@@ -425,7 +430,7 @@ class Kafka(Service):
         return pid if pid is not None and process_mentions(pid, str(self.layout.home)) else None
 
     def start(self) -> None:
-        if not self.local or self.is_up():
+        if not self.local or self._answers():
             return
         stopped = [node for node in self.nodes if self.node_pid(node) is None]
         for node in stopped:
@@ -451,12 +456,39 @@ class Kafka(Service):
     def wait(self) -> None:
         # the first node started is watched for an early exit; every node must register
         first = min(self.started, default=1)
-        wait_until(
-            self.is_up, service="Kafka", timeout=120, process=self.started.get(first),
-            log=self.layout.log(self.node(first).name),
-            also_watched=[(process, self.layout.log(self.node(node_id).name))
-                          for node_id, process in self.started.items() if node_id != first],
-        )
+
+        def until(check: Callable[[], bool]) -> None:
+            wait_until(
+                check, service="Kafka", timeout=120, process=self.started.get(first),
+                log=self.layout.log(self.node(first).name),
+                also_watched=[(process, self.layout.log(self.node(node_id).name))
+                              for node_id, process in self.started.items() if node_id != first],
+            )
+
+        until(lambda: self._answers() or self.refuses_admin())
+        if not self._answers():
+            # up, but the metadata log's admin credential is not principals.json's
+            # (deploy.stack.admin_credential): set it as the admin of a replaced secret
+            logging.getLogger("tipsync.stack").warning(
+                "the local Kafka refused the admin's file; setting the admin's credential to"
+                " the secret of %s, logged in with a replaced one",
+                principals_store_path(self.layout),
+            )
+            repair_admin_credential(self.layout, self.admin_client())
+            until(self.is_up)
+        forget_previous_admin_secrets(self.layout)  # the broker takes the current one
+
+    def _answers(self) -> bool:
+        try:
+            return self.is_up()
+        except Exception:  # noqa: BLE001 - not answering yet
+            return False
+
+    def refuses_admin(self) -> bool:
+        """Every node listens (a broker opens its client listener once it has read the
+        metadata) but the admin's file is refused."""
+        return (self.local and all(accepts_tcp("127.0.0.1", node.port) for node in self.nodes)
+                and admin_refused(self.admin_client()))
 
     def stop(self) -> bool:
         """Stop every node ``up`` started (the nodes of a bigger stack too); True when there

@@ -17,7 +17,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from deploy.stack import registry_users
 from deploy.stack.layout import StateLayout, private_folder
@@ -30,6 +30,9 @@ STEWARD: Final = "steward"
 OPERATOR: Final = "operator"  # `tipsync dlq`: reads dead letters, replays them
 SERVICE_PRINCIPALS: Final = (ADMIN, STREAM, SINK, MONITOR, STEWARD, OPERATOR)
 STORE_NAME: Final = "principals.json"
+# the admin's replaced secrets, until the broker holds the new one (deploy.stack.admin_credential)
+PREVIOUS_ADMIN_STORE_NAME: Final = "admin-previous.json"
+PREVIOUS_ADMIN_KEPT: Final = 3
 AGENCY_STORE_NAME: Final = "agency-secrets.json"
 AGENCY_PRINCIPAL_PREFIX: Final = "agency-"
 
@@ -75,6 +78,11 @@ def renew_service_secret(layout: StateLayout, principal: str) -> str:
             " `tipsync agency rotate ID`"
         )
     known = service_secrets(layout)
+    if principal == ADMIN:
+        # kept before it is replaced: if the broker never hears of the new one, the old one
+        # still logs in and repairs it
+        kept = [*previous_admin_secrets(layout), known[ADMIN]][-PREVIOUS_ADMIN_KEPT:]
+        _write_private_json(previous_store_path(layout), {"secrets": kept})
     known[principal] = new_secret()
     _write_private_json(store_path(layout), known)
     registry_users.grant(layout, principal, known[principal],
@@ -82,7 +90,23 @@ def renew_service_secret(layout: StateLayout, principal: str) -> str:
     return known[principal]
 
 
-def _write_private_json(path: Path, data: dict[str, str]) -> None:
+def previous_store_path(layout: StateLayout) -> Path:
+    return layout.secrets / PREVIOUS_ADMIN_STORE_NAME
+
+
+def previous_admin_secrets(layout: StateLayout) -> list[str]:
+    """The admin's replaced secrets the broker may still hold, oldest first."""
+    path = previous_store_path(layout)
+    kept = json.loads(path.read_text("utf-8")).get("secrets", []) if path.is_file() else []
+    return [secret for secret in kept if isinstance(secret, str)]
+
+
+def forget_previous_admin_secrets(layout: StateLayout) -> None:
+    """The broker holds the admin's current secret: the replaced ones go."""
+    previous_store_path(layout).unlink(missing_ok=True)
+
+
+def _write_private_json(path: Path, data: dict[str, Any]) -> None:
     private_folder(path.parent)
     temporary = path.with_suffix(".tmp")
     temporary.touch(mode=0o600, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from deploy.stack.acls import KafkaAccess, legacy_stream_grants, service_grants
 from deploy.stack.clients import write_client_file
+from deploy.stack.health import Health, kafka_health, postgres_health, registry_health
 from deploy.stack.kafka import Kafka, cluster_bootstrap
 from deploy.stack.layout import (
     CONSOLE_SERVICE,
@@ -157,10 +158,15 @@ class LocalStack:
         self.protect_state_folder()
         self.issue_service_credentials()
         report = UpReport(0.0, [], [], [])
+        if self.registry.local and self.registry.pid() is not None and not _answers(
+                self.registry):
+            # ours and running, but refusing the admin: its users are older than the store
+            # (the admin's secret rotated meanwhile); started again below, with the store's
+            self.registry.stop()
         for service in self.services:
             if not service.local:
                 report.external.append(service.name)
-            elif service.is_up():
+            elif _answers(service):
                 report.already_up.append(service.name)
         # PostgreSQL first: the registry keeps its schemas in it. Kafka and the registry
         # then start side by side and are waited for together.
@@ -179,7 +185,7 @@ class LocalStack:
                     service.wait()
                     report.started.append(service.name)
         for service in self.services:
-            if service.name in report.external and not service.is_up():
+            if service.name in report.external and not _answers(service):
                 raise StackError(
                     f"{service.name} at {service.address} (from {service.variable}) does not "
                     "answer; the local stack never starts services configured elsewhere."
@@ -246,16 +252,24 @@ class LocalStack:
         return stopped
 
     def status(self) -> dict[str, dict[str, Any]]:
+        """Each service: its address, ``up``, ``state`` (up, degraded: running but not
+        usable, down) and, unless up, ``problem`` (what is wrong and the fix;
+        ``deploy.stack.health``)."""
         keys = {"kafka": "bootstrap", "registry": "url", "postgres": "dsn"}
+        checks = {"kafka": lambda: kafka_health(self.kafka),
+                  "registry": lambda: registry_health(self.registry),
+                  "postgres": lambda: postgres_health(self.postgres)}
         result: dict[str, dict[str, Any]] = {}
         for service in (self.kafka, self.registry, self.postgres):
             try:
-                up = service.is_up()
-            except Exception:  # noqa: BLE001 - any failure to answer is "down"
-                up = False
+                health = checks[service.name]()
+            except Exception as error:  # noqa: BLE001 - a check that fails says why
+                health = Health("down", f"{service.name} could not be checked: {error}")
             result[service.name] = {
                 keys[service.name]: service.address,
-                "up": up,
+                "up": health.up,
+                "state": health.state,
+                "problem": health.problem,
                 "managed": service.local,
                 "pid": service.pid() if service.local else None,
             }
@@ -279,3 +293,13 @@ class LocalStack:
             else:
                 entry.unlink()
         self._write_marker()
+
+
+def _answers(service: Service) -> bool:
+    """``is_up``, with a failure to answer (a refused login, a timeout) as "no": Kafka that
+    refuses the admin is then started (no node starts twice) and waited for, which repairs
+    the admin's credential (``Kafka.wait``)."""
+    try:
+        return service.is_up()
+    except Exception:  # noqa: BLE001
+        return False
