@@ -61,3 +61,15 @@ def test_runtime_modules_stay_small() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > RUNTIME_MODULE_LINES
     }
     assert big == {}, f"split these by responsibility (at most {RUNTIME_MODULE_LINES} lines)"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest imports test modules by basename (rootdir-based, no packages): two files of one
+    # name stop the whole collection ("import file mismatch"), as it did CI once.
+    seen: dict[str, Path] = {}
+    twice = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            twice.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not twice, "rename one of each: " + "; ".join(twice)
