@@ -50,7 +50,6 @@ import faust
 from schemas.agencies import load_agencies
 from schemas.config import Settings, load_settings
 from schemas.entities import FEED_MESSAGE, RECONCILED_OUTPUTS
-from schemas.errors import RegistryUnavailableError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer, AvroSerializer
 from schemas.topics import (
@@ -62,7 +61,7 @@ from schemas.topics import (
     resolve_config,
     stewardship_config,
 )
-from streams.decoding import REGISTRY_RETRY_SECONDS, EventDecoder
+from streams.decoding import EventDecoder, once_the_registry_answers
 from streams.discovery import (
     AgencyDiscovery,
     RegisteredAgencies,
@@ -376,13 +375,7 @@ class StreamApp:
             ]
             makers.append(self.feed_serializer)  # the feeds' schema too
             for make in makers:
-                while True:
-                    try:
-                        await asyncio.to_thread(make)
-                        break
-                    except RegistryUnavailableError as error:
-                        log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)
-                        await asyncio.sleep(REGISTRY_RETRY_SECONDS)
+                await once_the_registry_answers(functools.partial(asyncio.to_thread, make))
             self._outputs_ready.set()
 
         @app.task

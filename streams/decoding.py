@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from schemas.agencies import Agency
 from schemas.dead_letters import Rejected
@@ -24,6 +24,22 @@ from streams.ingest import AgencyEvent, check_event, split_held_key
 log = logging.getLogger("tipsync.streams")
 
 REGISTRY_RETRY_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+async def once_the_registry_answers(
+    attempt: Callable[[], Awaitable[T]], retry_seconds: float = REGISTRY_RETRY_SECONDS
+) -> T:
+    """``attempt()``'s result, tried again every ``retry_seconds`` while it meets a registry
+    that cannot answer (``RegistryUnavailableError``): that is never the message's fault, so
+    the stage waits rather than reject good data. Any other error is ``attempt``'s own."""
+    while True:
+        try:
+            return await attempt()
+        except RegistryUnavailableError as error:
+            log.error("%s; retrying in %.0f s", error, retry_seconds)
+            await asyncio.sleep(retry_seconds)
 
 
 class Deserializer(Protocol):
@@ -46,17 +62,16 @@ class EventDecoder:
     ) -> AgencyEvent:
         """The event of an agency topic's message (its agency and entity come from the
         topic's name); raises ``Rejected`` for a message that is not a valid event."""
-        while True:
-            try:
-                decoded = self._deserializer(value, expected=entity)  # type: ignore[arg-type]
-                return check_event(agency_id, entity, key, decoded.record,
-                                   agency=self._agencies.get(agency_id))
-            except WireFormatError as error:
-                raise Rejected(error.reason, str(error)) from None
-            except RegistryUnavailableError as error:
-                # Not the message's fault: wait for the registry rather than reject good data.
-                log.error("%s; retrying in %.0f s", error, self._retry_seconds)
-                await asyncio.sleep(self._retry_seconds)
+        decoded = await once_the_registry_answers(
+            lambda: self._decode(value, entity), self._retry_seconds)
+        return check_event(agency_id, entity, key, decoded.record,
+                           agency=self._agencies.get(agency_id))
+
+    async def _decode(self, value: bytes | None, expected: str) -> Any:
+        try:
+            return self._deserializer(value, expected=expected)  # type: ignore[arg-type]
+        except WireFormatError as error:
+            raise Rejected(error.reason, str(error)) from None
 
     async def resolve_event(self, key: bytes, value: bytes | None) -> AgencyEvent:
         """The event of a resolve-topic message, keyed by ingest's held key."""
@@ -68,17 +83,8 @@ class EventDecoder:
         """The record of a steward's decision (``schemas.stewardship``) whose message is keyed
         by ``pair``, its pair key; raises ``Rejected`` for one that is not a valid decision.
         (Details name no record: ids in a header are kept to the message's own key.)"""
-        while True:
-            try:
-                record: dict[str, Any] = self._deserializer(
-                    value, expected=STEWARD_DECISION  # type: ignore[arg-type]
-                ).record
-                break
-            except WireFormatError as error:
-                raise Rejected(error.reason, str(error)) from None
-            except RegistryUnavailableError as error:
-                log.error("%s; retrying in %.0f s", error, self._retry_seconds)
-                await asyncio.sleep(self._retry_seconds)
+        record: dict[str, Any] = (await once_the_registry_answers(
+            lambda: self._decode(value, STEWARD_DECISION), self._retry_seconds)).record
         try:
             expected = decision_pair_key(record)
         except ValueError:

@@ -11,7 +11,6 @@ serializers and the dead-letter sender.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -21,9 +20,9 @@ from faust.types import TP
 from faust.types.stores import StoreT
 
 from schemas.dead_letters import Rejected, processing_error
-from schemas.errors import RegistryUnavailableError, SerializationError
+from schemas.errors import SerializationError
 from schemas.topics import TopicNames
-from streams.decoding import REGISTRY_RETRY_SECONDS, EventDecoder
+from streams.decoding import EventDecoder, once_the_registry_answers
 from streams.ingest import (
     REMEMBERED_EVENT_IDS,
     RESOLVED_ENTITIES,
@@ -37,8 +36,6 @@ from streams.ingest import (
 from streams.input_gaps import ContiguousInput
 from streams.metrics import StreamMetrics
 from streams.outputs import DeadLetterSender, InputMessage, Send, Serialize
-
-log = logging.getLogger("tipsync.streams")
 
 
 def is_latest_accepted(held: Held, event_id: str, source_version: int) -> bool:
@@ -121,28 +118,20 @@ class IngestHandler:
             # a tombstone of `tipsync erase` (compaction's cue): no event to ingest, but its
             # offset counts as processed (streams.input_gaps), like any other message's
             return
-        while True:
-            try:
-                await self._ingest(message)
-                return
-            except RegistryUnavailableError as error:
-                # Not the message's fault (a serializer met a registry that cannot answer,
-                # e.g. while its database restarts): wait for it rather than reject good
-                # data. Nothing was held or sent yet: the serializer runs before both.
-                log.error("%s; retrying in %.0f s", error, REGISTRY_RETRY_SECONDS)
-                await asyncio.sleep(REGISTRY_RETRY_SECONDS)
-            except Rejected as rejected:
-                await self._dead_letter("ingest", message, rejected.dead_letter)
-                return
-            except Exception as error:  # noqa: BLE001 - faust has acknowledged the message
-                # Left to faust, the exception would kill the agent and the event would be
-                # lost (faust acknowledges a message before the agent is done with it). Its
-                # text may quote personal data: the dead letter and the log name only its
-                # type and where.
-                await self._dead_letter(
-                    "ingest", message, processing_error("ingest", error, message.topic)
-                )
-                return
+        try:
+            # A serializer meeting a registry that cannot answer (e.g. while its database
+            # restarts) waits for it; the message is tried again whole, which is safe: the
+            # serializer runs before anything is held or sent.
+            await once_the_registry_answers(lambda: self._ingest(message))
+        except Rejected as rejected:
+            await self._dead_letter("ingest", message, rejected.dead_letter)
+        except Exception as error:  # noqa: BLE001 - faust has acknowledged the message already
+            # Left to faust, the exception would kill the agent and the event would be lost
+            # (faust acknowledges a message before the agent is done with it). Its text may
+            # quote personal data: the dead letter and the log name only its type and where.
+            await self._dead_letter(
+                "ingest", message, processing_error("ingest", error, message.topic)
+            )
 
     async def _ingest(self, message: InputMessage) -> None:
         counters = self._ingest_routes.get(message.topic) or self._route(message.topic)

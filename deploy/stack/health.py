@@ -23,6 +23,7 @@ from deploy.stack.principals import store_path
 from deploy.stack.registry import Registry
 from deploy.stack.services import accepts_tcp
 from schemas import config
+from schemas.client_config import RegistryConnection
 from sinks.migrate import MigrationError, require_migrated
 
 State = Literal["up", "degraded", "down"]
@@ -78,10 +79,11 @@ def kafka_health(kafka: Kafka) -> Health:
                   f" 5 s (starting, or stuck: see {kafka.layout.log('kafka')})")
 
 
-def registry_health(registry: Registry) -> Health:
+def registry_health(registry: Registry, connection: RegistryConnection | None = None) -> Health:
+    """``connection``: the credentials to check (default: the stack's own, the admin's)."""
     if registry.local and not accepts_tcp("127.0.0.1", registry.port):
         return Health("down", "the registry does not listen; run `tipsync stack up`")
-    connection = registry.connection()
+    connection = connection or registry.connection()
     try:
         response = httpx.get(f"{connection.url}/subjects", auth=connection.auth,
                              verify=connection.verify, timeout=5)

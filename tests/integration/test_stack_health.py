@@ -10,7 +10,6 @@ import sys
 from dataclasses import replace
 
 import httpx
-import pytest
 
 from deploy.stack.health import postgres_health, registry_health
 from deploy.stack.stack import LocalStack
@@ -34,14 +33,10 @@ def test_a_database_without_the_store_is_degraded_and_names_db_migrate(stack: Se
     assert health.problem is not None and "tipsync db migrate" in health.problem
 
 
-def test_a_registry_refusing_the_admins_credentials_is_degraded(
-    stack: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_registry_refusing_the_admins_credentials_is_degraded(stack: Settings) -> None:
     registry = LocalStack(stack).registry
-    connection = registry.connection()
-    wrong = replace(connection, auth=httpx.BasicAuth("admin", "not-the-secret"))
-    monkeypatch.setattr(registry, "connection", lambda: wrong)
-    health = registry_health(registry)
+    wrong = replace(registry.connection(), auth=httpx.BasicAuth("admin", "not-the-secret"))
+    health = registry_health(registry, wrong)
     assert health.state == "degraded"
     assert health.problem is not None
     assert "HTTP 401" in health.problem and "tipsync stack up" in health.problem
