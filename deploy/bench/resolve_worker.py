@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -150,6 +151,19 @@ def worker_rate(harness: StreamHarness, messages: list[tuple[bytes, bytes]],
             "wall_seconds": round(seconds, 2), "load_average_at_start": round(load, 2)}
 
 
+def _cpu_handing(outputs_of: list[list[Any]], handle: Callable[[Any], Awaitable[None]]) -> float:
+    """Process CPU seconds ``handle`` takes over every output, in order."""
+    cpu = time.process_time()
+
+    async def handle_all() -> None:
+        for each in outputs_of:
+            for output in each:
+                await handle(output)
+
+    asyncio.run(handle_all())
+    return time.process_time() - cpu
+
+
 def in_process_rates(harness: StreamHarness,
                      messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     """Each of the worker's steps on the same messages in this process, per CPU second."""
@@ -180,29 +194,13 @@ def in_process_rates(harness: StreamHarness,
     feed_serializer = AvroSerializer(harness.registry, FEED_MESSAGE)
     publish = ResolvePublisher(drop, harness.topics, serializers, StreamMetrics())
     outputs = sum(len(each) for each in outputs_of)
-    cpu = time.process_time()
-
-    async def encode_all() -> None:
-        for each in outputs_of:
-            for output in each:
-                await publish(output)
-
-    asyncio.run(encode_all())
-    encode_cpu = time.process_time() - cpu
+    encode_cpu = _cpu_handing(outputs_of, publish)
     sent_outputs = len(dropped)
     # The feeds read the resolver as it is when an output is published: made here from the
     # final state, which costs about as much (every person's records, every clearance).
     feeds = AgencyFeeds(send=drop, topics=harness.topics, serialize=lambda: feed_serializer,
                         agencies=agencies, resolver=lambda: stage.resolver)
-    cpu = time.process_time()
-
-    async def feed_all() -> None:
-        for each in outputs_of:
-            for output in each:
-                await feeds(output)
-
-    asyncio.run(feed_all())
-    feed_cpu = time.process_time() - cpu
+    feed_cpu = _cpu_handing(outputs_of, feeds)
     records = len(events)
     feed_messages = len(dropped) - sent_outputs
     total = decode_cpu + apply_cpu + encode_cpu + feed_cpu
