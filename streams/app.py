@@ -87,6 +87,8 @@ from streams.options import StreamOptions
 from streams.output_producer import IdempotentFaustProducer, OutputProducer
 from streams.outputs import DeadLetterSender, ResolvePublisher, Serializers
 from streams.recovery import ResolveRecovery, committed_offset, resolve_topic_id
+from streams.resolve import TrustRanks
+from streams.resolve.model_file import ModelFile
 from streams.resolve_handler import ResolveHandler
 from streams.resolve_stage import MAPPING, load_model, trust_ranks
 from streams.snapshot import SnapshotPolicy, snapshot_directory
@@ -169,6 +171,15 @@ class StreamApp:
             stream_buffer_maxsize=16_384,
             autodiscover=False,
         )
+        if options.role != "all":
+            # The group's leader hands out standby copies of the table for the changelog
+            # partitions it knows; a resolve-only leader knows none, so the standbys it names
+            # are missing from the Kafka assignment it sends, and the worker given them fails
+            # to read them. Workers of the split roles hand out none (an ingest worker that
+            # takes over a partition reads its changelog instead). The setting stays, so that
+            # every role joins with faust's assignor (faust 0.15.3 picks round-robin for an
+            # app without tables or standbys, and Kafka refuses a group of mixed assignors).
+            self.app.assignor.replicas = 0
         # before faust makes its consumer and producer (one transport per app: only ours is
         # changed): topic creation that survives a node away (streams/topic_creation.py)...
         self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
@@ -201,17 +212,33 @@ class StreamApp:
         # where the group starts each partition (streams.input_gaps)
         self.group_start = GroupStart(bootstrap, options.group_id)
         self.contiguous_inputs: list[ContiguousInput] = []
-        self.ingest_handler = IngestHandler(
-            contiguous=self._contiguous("ingest"),
-            topics=topics, held=self.held,
-            changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
-            decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
-            metrics=self.metrics, outputs_ready=self._outputs_ready,
-        )
-        self.stewardship = StewardshipForwarder(
-            topics=topics, send=send, decoder=decoder, dead_letter=dead_letter,
-            outputs_ready=self._outputs_ready, contiguous=self._contiguous("stewardship"),
-        )
+        self.ingest_handler: IngestHandler | None = None
+        self.stewardship: StewardshipForwarder | None = None
+        self.resolve_handler: ResolveHandler | None = None
+        if self.held is not None:  # roles all and ingest
+            self.ingest_handler = IngestHandler(
+                contiguous=self._contiguous("ingest"),
+                topics=topics, held=self.held,
+                changelog_topic=self.held.changelog_topic.get_topic_name(), send=send,
+                decoder=decoder, serializers=self.serializers, dead_letter=dead_letter,
+                metrics=self.metrics, outputs_ready=self._outputs_ready,
+            )
+            self.stewardship = StewardshipForwarder(
+                topics=topics, send=send, decoder=decoder, dead_letter=dead_letter,
+                outputs_ready=self._outputs_ready, contiguous=self._contiguous("stewardship"),
+            )
+        if options.resolves:
+            self._build_resolve(decoder, trust, model_file, publish, dead_letter)
+        self._declare_agents()
+        # faust waits 45 s after a subscription change before it resubscribes (to gather
+        # changes made during one rebalance); 5 s is plenty for topics found by discovery.
+        self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
+
+    def _build_resolve(self, decoder: EventDecoder, trust: TrustRanks, model_file: ModelFile,
+                       publish: ResolvePublisher, dead_letter: DeadLetterSender) -> None:
+        """Resolve's handler, its rebuild, snapshots and model roll-out (roles all, resolve)."""
+        topics, options, bootstrap = self.topics, self.options, self.settings.client
+        send = self.output.send
         self.model_rollout = ModelRollout(
             bootstrap=bootstrap, topics=topics, model_file=model_file, send=send,
             publish=publish, dead_letter=dead_letter,
@@ -237,13 +264,9 @@ class StreamApp:
                 asyncio.to_thread, committed_offset, bootstrap, self.app.conf.id, topics
             ),
         )
-        self._declare_agents()
-        # faust waits 45 s after a subscription change before it resubscribes (to gather
-        # changes made during one rebalance); 5 s is plenty for topics found by discovery.
-        self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
 
     def _resolver_now(self) -> Any:
-        stage = self.resolve_handler.stage
+        stage = None if self.resolve_handler is None else self.resolve_handler.stage
         return None if stage is None else stage.resolver
 
     def _contiguous(self, stage: str) -> ContiguousInput:
@@ -339,14 +362,16 @@ class StreamApp:
             )
             for stage in ("ingest", "resolve")
         }
-        self.held = app.Table(
+        # only where ingest runs: a table makes faust subscribe to its changelog
+        self.held = None if not self.options.ingests else app.Table(
             "ingest_held", partitions=self.partitions,
             schema=faust.Schema(key_serializer="raw", value_serializer="json"),
         )
 
     def internal_topics(self) -> list[Any]:
         """The topics the worker creates before it starts (``streams.worker``)."""
-        return [self.held.changelog_topic, self.resolve_topic, self.model_topic,
+        held = [] if self.held is None else [self.held.changelog_topic]
+        return [*held, self.resolve_topic, self.model_topic,
                 self.stewardship_topic, *self.output_topics.values(), *self.dlq_topics.values(),
                 *self.outbound_topics.values(), self._assignor_topic()]
 
@@ -359,10 +384,6 @@ class StreamApp:
 
     def _declare_agents(self) -> None:
         app, options = self.app, self.options
-        ingest_one = self.ingest_handler.ingest_one
-        resolve_one = self.resolve_handler.resolve_one
-        forward_decision = self.stewardship.forward_one
-
         @app.task
         async def declare_outputs() -> None:
             for topic in (*self.output_topics.values(), *self.dlq_topics.values(),
@@ -378,19 +399,6 @@ class StreamApp:
                 await once_the_registry_answers(functools.partial(asyncio.to_thread, make))
             self._outputs_ready.set()
 
-        @app.task
-        async def roll_out_model() -> None:
-            await self._outputs_ready.wait()
-            await self.model_rollout.roll_out()
-
-        @app.timer(interval=options.discovery_interval_seconds)
-        async def discover_agency_topics() -> None:
-            try:
-                await self.discovery.discover()
-            except Exception as error:  # noqa: BLE001 - a failed look must not stop the app
-                log.error("looking for new agency topics failed (%s); trying again in %.0f s",
-                          error, options.discovery_interval_seconds)
-
         # input partitions whose last messages faust never handed (streams.input_gaps)
         tail_watch = FaustTailWatch(app)
 
@@ -398,26 +406,17 @@ class StreamApp:
         async def take_up_unhanded_tails() -> None:
             await tail_watch()
 
-        @app.agent(self.agency_channel, name="ingest")
-        async def ingest(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await ingest_one(event.message)
-
-        @app.agent(self.resolve_topic, name="resolve", concurrency=1)
-        async def resolve(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await resolve_one(event.message)
-
-        @app.agent(self.stewardship_topic, name="stewardship", concurrency=1)
-        async def stewardship(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await forward_decision(event.message)
+        if self.ingest_handler is not None and self.stewardship is not None:
+            self._declare_ingest(self.ingest_handler, self.stewardship)
+        if self.resolve_handler is not None:
+            self._declare_resolve(self.resolve_handler)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def forget_positions(sender: Any, revoked: set[Any], **_: Any) -> None:
             # Another worker may take the resolve partition and move on: rebuild when it
             # comes back rather than trust a state that may be behind.
-            if any(tp.topic == self.topics.resolve for tp in revoked):
+            if (self.resolve_handler is not None
+                    and any(tp.topic == self.topics.resolve for tp in revoked)):
                 self.resolve_handler.forget()
             # ingest's and stewardship's too: where each starts is read again at its next
             # message
@@ -432,7 +431,47 @@ class StreamApp:
             async def serve_metrics() -> None:
                 self.metrics.serve(port)
 
-        self.ingest_agent, self.resolve_agent = ingest, resolve
+    def _declare_ingest(self, handler: IngestHandler, forwarder: StewardshipForwarder) -> None:
+        """The agency topics (found now and by discovery) and the stewards' decisions."""
+        app, options = self.app, self.options
+        ingest_one, forward_decision = handler.ingest_one, forwarder.forward_one
+
+        @app.timer(interval=options.discovery_interval_seconds)
+        async def discover_agency_topics() -> None:
+            try:
+                await self.discovery.discover()
+            except Exception as error:  # noqa: BLE001 - a failed look must not stop the app
+                log.error("looking for new agency topics failed (%s); trying again in %.0f s",
+                          error, options.discovery_interval_seconds)
+
+        @app.agent(self.agency_channel, name="ingest")
+        async def ingest(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await ingest_one(event.message)
+
+        @app.agent(self.stewardship_topic, name="stewardship", concurrency=1)
+        async def stewardship(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await forward_decision(event.message)
+
+        self.ingest_agent = ingest
+
+    def _declare_resolve(self, handler: ResolveHandler) -> None:
+        """The single resolve partition, and the scoring model's roll-out."""
+        app = self.app
+        resolve_one = handler.resolve_one
+
+        @app.task
+        async def roll_out_model() -> None:
+            await self._outputs_ready.wait()
+            await self.model_rollout.roll_out()
+
+        @app.agent(self.resolve_topic, name="resolve", concurrency=1)
+        async def resolve(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await resolve_one(event.message)
+
+        self.resolve_agent = resolve
 
 
 def create_app(options: StreamOptions | None = None,

@@ -18,6 +18,13 @@ from schemas.topics import ROOT, TopicNames
 from streams.metrics import DEFAULT_METRICS_PORT
 from streams.snapshot import SnapshotPolicy
 
+# What a worker runs (``tipsync stream --role``): ``all`` both stages; ``ingest`` the agency
+# topics and stewards' decisions; ``resolve`` the single resolve partition and nothing else,
+# so that resolve has a core of its own and ingest scales with workers and partitions. Every
+# role joins the same consumer group: Kafka gives the resolve partition to one worker at a
+# time, and its committed offsets carry over when a deployment changes roles.
+ROLES = ("all", "ingest", "resolve")
+
 
 @dataclass(frozen=True)
 class StreamOptions:
@@ -39,6 +46,19 @@ class StreamOptions:
     # config.RESOLVE_SNAPSHOT_RECORDS=0 turns them off (every restart replays the topic).
     snapshot_every_records: int = SnapshotPolicy.every_records
     snapshot_every_seconds: float = SnapshotPolicy.every_seconds
+    role: str = "all"  # one of ROLES
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"stream role {self.role!r} is not one of {', '.join(ROLES)}")
+
+    @property
+    def ingests(self) -> bool:
+        return self.role in ("all", "ingest")
+
+    @property
+    def resolves(self) -> bool:
+        return self.role in ("all", "resolve")
 
     @property
     def topics(self) -> TopicNames:

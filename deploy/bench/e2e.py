@@ -106,6 +106,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the private stack running, with its data, at the end")
     parser.add_argument("--stream-workers", type=int, default=1,
                         help="tipsync stream --workers (default 1)")
+    parser.add_argument("--stream-role", default="all", choices=("all", "split"),
+                        help="tipsync stream --role: all (default) or split (worker 0 resolves, "
+                             "the others ingest; needs --stream-workers 2 or more)")
     parser.add_argument("--sink-batch-seconds", type=float, default=None,
                         help="tipsync sink --batch-seconds (default: the sink's own)")
     parser.add_argument("--plaintext", action="store_true",
@@ -155,7 +158,8 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
         say(f"synthetic task force: {args.people:,} true people, "
             f"{manifest.counts.get('person records', 0):,} person records in "
             f"{manifest.out_dir}")
-        stream_arguments = ["--metrics-port", "0", "--workers", str(args.stream_workers)]
+        stream_arguments = ["--metrics-port", "0", "--workers", str(args.stream_workers),
+                            "--role", args.stream_role]
         sink_arguments = ([] if args.sink_batch_seconds is None
                           else ["--batch-seconds", str(args.sink_batch_seconds)])
         if not args.skip_backfill:

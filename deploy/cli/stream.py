@@ -3,7 +3,9 @@
 ``tipsync stream`` runs one faust worker in this process; ``--workers N`` starts N worker
 processes (worker i gets its own state folder and metrics port + i) and stops them all on
 Ctrl-C or SIGTERM. Workers share the partitions of the agency topics; one of them also owns
-the single resolve partition.
+the single resolve partition. ``--role`` chooses what a worker runs (``streams.options.ROLES``);
+``--role split --workers N`` starts worker 0 as the resolve worker and workers 1..N-1 for
+ingest, so resolve has a core of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from deploy.cli.options import add_client_config, add_topic_root, use_principal
 from deploy.stack.principals import STREAM
 from schemas import config
 from streams.metrics import DEFAULT_METRICS_PORT
+from streams.options import ROLES
+
+SPLIT = "split"  # --role split: worker 0 resolves, the others ingest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     stream.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    stream.add_argument(
+        "--role", choices=(*ROLES, SPLIT), default="all",
+        help="what each worker runs: all (ingest and resolve, the default), ingest (agency "
+        "topics, stewards' decisions), resolve (the resolve partition only; one worker), or "
+        "split (with --workers N >= 2: worker 0 resolves, the others ingest)",
+    )
     stream.add_argument(
         "--worker-index", type=int, default=None,
         help="run only worker number I of a group (what --workers starts; default 0)",
@@ -66,9 +77,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     stream.set_defaults(func=run_stream)
 
 
+def _worker_role(args: argparse.Namespace, index: int) -> str:
+    if args.role == SPLIT:
+        return "resolve" if index == 0 else "ingest"
+    return str(args.role)
+
+
 def _worker_arguments(args: argparse.Namespace, index: int) -> list[str]:
     arguments = [
-        "stream", "--worker-index", str(index), "--store", args.store,
+        "stream", "--worker-index", str(index), "--role", _worker_role(args, index),
+        "--store", args.store,
         "--topic-root", args.topic_root, "--loglevel", args.loglevel,
         "--discovery-interval", str(args.discovery_interval),
     ]
@@ -85,6 +103,15 @@ def run_stream(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"tipsync stream: --workers {args.workers} must be 1 or more", file=sys.stderr)
         return 2
+    if args.role == SPLIT and (args.workers < 2 or args.worker_index is not None):
+        print("tipsync stream: --role split needs --workers 2 or more (worker 0 resolves, the "
+              "others ingest); to start one worker of a split group give its own role, e.g. "
+              "--role ingest --worker-index 1", file=sys.stderr)
+        return 2
+    if args.role == "resolve" and args.workers > 1:
+        print("tipsync stream: --role resolve runs one worker (the resolve topic has one "
+              "partition); start more with --role ingest", file=sys.stderr)
+        return 2
     if args.workers > 1 and args.worker_index is None:
         return _run_group(args)
     return _run_one(args, args.worker_index or 0)
@@ -100,6 +127,7 @@ def _run_one(args: argparse.Namespace, index: int) -> int:
         "web_port": None if args.web_port is None else args.web_port + index,
         "discovery_interval_seconds": args.discovery_interval,
         "loglevel": args.loglevel,
+        "role": _worker_role(args, index),
     }
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port or None
