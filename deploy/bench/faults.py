@@ -86,6 +86,9 @@ RESTART_WAITS = 3  # a service's own wait (Kafka's: 120 s), as many times after 
 # fails the run.
 RESTART_GRACE_SECONDS = 180.0
 STREAM_ARGUMENTS = ("--metrics-port", "0")
+# --stream-role split: the stream as a resolve worker and an ingest worker (one process group:
+# a kill of the stream takes both)
+SPLIT_STREAM_ARGUMENTS = (*STREAM_ARGUMENTS, "--role", "split", "--workers", "2")
 SINK_ARGUMENTS = ("--metrics-port", "0")
 NO_METRICS = {config.STREAM_METRICS_PORT: "0", config.SINK_METRICS_PORT: "0"}
 DRAIN_TIMEOUT_SECONDS = 900.0
@@ -128,6 +131,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-kill-target", choices=NODE_TARGETS, default="broker",
                         help="the node killed: one that is not the active controller "
                              "(default), or the active controller")
+    parser.add_argument("--stream-role", choices=("all", "split"), default="all",
+                        help="tipsync stream --role: all (one worker, the default) or split "
+                             "(a resolve worker and an ingest worker, killed together)")
 
 
 def run_bench_faults(args: argparse.Namespace) -> int:
@@ -136,7 +142,7 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     from deploy.operations.drive import StepError
     from deploy.operations.offsets import OperationsError
     from deploy.operations.supervisor import PipelineError
-    from deploy.stack.layout import StackError
+    from deploy.stack.layout import StackError, private_folder
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings
 
@@ -160,6 +166,9 @@ def run_bench_faults(args: argparse.Namespace) -> int:
         return 2
     print(f"tipsync bench faults: seed {seed} (rerun with --seed {seed}), {args.kills} kills, "
           f"{args.restarts} broker/PostgreSQL restarts, {args.people} people", flush=True)
+    # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
+    # folder to reach the private stack's own (made 0700 under umask 077 otherwise)
+    private_folder(bench_home, traversable=True)
     saved = dict(os.environ)
     os.environ.update(environment)
     settings = load_settings()
@@ -168,7 +177,9 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     try:
         figures = run_faults(settings, bench_home, seed, args.kills, args.restarts, args.people,
                              args.data_seed if args.data_seed is not None else DEMO_SEED,
-                             args.drain_timeout, node_kills)
+                             args.drain_timeout, node_kills,
+                             SPLIT_STREAM_ARGUMENTS if args.stream_role == "split"
+                             else STREAM_ARGUMENTS)
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:
         print(f"tipsync bench faults: {error}", file=sys.stderr)
@@ -441,7 +452,8 @@ def revive(pipeline: Any, disruptions: Disruptions) -> None:
 
 def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts: int,
                people: int, data_seed: int, drain_timeout: float,
-               nodes: NodeKills | None = None) -> dict[str, Any]:
+               nodes: NodeKills | None = None,
+               stream_arguments: tuple[str, ...] = STREAM_ARGUMENTS) -> dict[str, Any]:
     import psycopg
 
     from deploy.bench.e2e import wait_until_consuming, warm_up
@@ -459,14 +471,14 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
     files = sorted(manifest.exports(0), key=lambda file: (file.agency, file.entity))
     say(f"synthetic task force: {people} people, {len(files)} exports, "
         f"{sum(file.rows for file in files):,} rows")
-    warm_up(settings, STREAM_ARGUMENTS)
+    warm_up(settings, stream_arguments)
     logs = settings.home / "logs" / "faults"
     runs = [ProducerRun(file, logs / f"produce-{index:03d}.log")
             for index, file in enumerate(files)]
     events = schedule(rng, kills, restarts, nodes.count)
     done = Disruptions()
     began = time.monotonic()
-    with Pipeline(settings, STREAM_ARGUMENTS, SINK_ARGUMENTS) as pipeline:
+    with Pipeline(settings, stream_arguments, SINK_ARGUMENTS) as pipeline:
         wait_until_consuming(settings, pipeline)
         processes = {process.name: process for process in pipeline.processes}
         waiting, running = list(runs), list[ProducerRun]()

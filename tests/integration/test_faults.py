@@ -37,9 +37,9 @@ SEED = 13
 def test_kills_and_restarts_during_a_backfill_lose_nothing_duplicate_nothing_cluster_the_same(
     settings: Settings,
 ) -> None:
-    # Inside the shared state folder: PostgreSQL's unprivileged user can traverse it.
+    # Inside the shared state folder, made 0700 as mkdtemp makes it: the command lets
+    # PostgreSQL's unprivileged user traverse it (as it must for its default --home).
     home = Path(tempfile.mkdtemp(prefix="bench-faults-test-", dir=settings.home))
-    home.chmod(0o755)
     try:
         result = subprocess.run(
             [sys.executable, "-m", "deploy.cli", "bench", "faults", "--people", str(PEOPLE),
