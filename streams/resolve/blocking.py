@@ -13,8 +13,10 @@ useful key: scoring all of its members would cost more than it finds. Such a key
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streams.resolve.normalise import phonetic
-from streams.resolve.records import PersonFeatures
+from streams.resolve.records import PersonFeatures, SourceKey
 
 DEFAULT_BLOCK_SIZE_CAP = 100
 # Kinds that alone say little (one shared date, one street, a name with an initial): in a
@@ -66,3 +68,61 @@ def blocking_keys(features: PersonFeatures) -> frozenset[str]:
     if len(street) == 2:
         keys.add(f"street:{street[0]}:{street[1]}")
     return frozenset(keys)
+
+
+# A block's members: the one member's source key itself, or a set once there are more (most
+# blocks of strong identifiers and contacts have one member; a set costs ~200 bytes).
+Block = SourceKey | set[SourceKey]
+
+
+class BlockIndex:
+    """Which records hold each blocking key. ``add`` and ``remove`` say when a block crosses
+    its cap, the moments the pairs of its members stop or start to count (the resolver then
+    drops or scores their edges)."""
+
+    def __init__(self, block_size_cap: int = DEFAULT_BLOCK_SIZE_CAP) -> None:
+        self.block_size_cap = block_size_cap
+        self.blocks: dict[str, Block] = {}
+
+    def add(self, key: SourceKey, block_key: str) -> set[SourceKey]:
+        """Put ``key`` in the block; the other members when the block has just passed its
+        cap (their pairs may have lost their only justification), else nothing."""
+        blocks = self.blocks
+        block = blocks.get(block_key)
+        if block is None:
+            blocks[block_key] = key
+            return set()
+        if isinstance(block, str):
+            block = blocks[block_key] = {block, key}
+        else:
+            block.add(key)
+        if len(block) == cap_for(block_key, self.block_size_cap) + 1:
+            return block - {key}
+        return set()
+
+    def remove(self, key: SourceKey, block_key: str) -> set[SourceKey]:
+        """Take ``key`` out of the block; its members when the block is back within its cap
+        (their pairs count again), else nothing."""
+        blocks = self.blocks
+        block = blocks[block_key]
+        if isinstance(block, str):
+            del blocks[block_key]
+            return set()
+        block.discard(key)
+        size = len(block)
+        members = set(block) if size == cap_for(block_key, self.block_size_cap) else set()
+        if size == 1:
+            blocks[block_key] = next(iter(block))
+        return members
+
+    def candidates(self, key: SourceKey, block_keys: Iterable[str]) -> set[SourceKey]:
+        """The records sharing one of ``block_keys`` that is within its cap, but ``key``."""
+        found: set[SourceKey] = set()
+        for block_key in block_keys:
+            block = self.blocks[block_key]
+            if isinstance(block, str):
+                continue  # the record itself
+            if len(block) <= cap_for(block_key, self.block_size_cap):
+                found |= block
+        found.discard(key)
+        return found

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, blocking_keys, cap_for
+from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, BlockIndex, blocking_keys
 from streams.resolve.changes import (
     Change,
     GoldenPersonMerged,
@@ -86,18 +86,6 @@ def _content_hash(value: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-# A block's members: the one member's source key itself, or a set once there are more (most
-# blocks of strong identifiers and contacts have one member; a set costs ~200 bytes).
-Block = SourceKey | set[SourceKey]
-
-
-def _block_size(block: Block) -> int:
-    return 1 if isinstance(block, str) else len(block)
-
-
-def _block_members(block: Block) -> Iterable[SourceKey]:
-    return (block,) if isinstance(block, str) else block
-
 
 class Resolver:
     """Resolves people one source record at a time; see the module docstring."""
@@ -124,7 +112,7 @@ class Resolver:
         self.stewardship = StewardDecisions()  # the stewards' decision in force per pair
         # derived
         self._features: dict[SourceKey, PersonFeatures] = {}
-        self._blocks: dict[str, Block] = {}
+        self._blocks = BlockIndex(block_size_cap)
         # score >= review threshold; a record without such a pair has no entry
         self._edges: dict[SourceKey, dict[SourceKey, float]] = {}
         self._person_of: dict[SourceKey, str] = {}
@@ -151,10 +139,11 @@ class Resolver:
         else:
             record = SourceRecord(fields, fields["event_time"])
         seeds = {key}
-        if held is not None:
-            seeds |= self._unindex(key)
         self.records[key] = record
-        seeds |= self._index(key, fields)
+        if held is not None:
+            seeds |= self._reindex(key, fields)
+        else:
+            seeds |= self._index(key, fields)
         if not decisions:
             return self._recluster(seeds, changed={key}, decisions=False)
         changes = self._recluster(seeds, changed={key})
@@ -219,18 +208,7 @@ class Resolver:
         features = self._features.get(key)
         if features is None:
             return set()
-        return self._candidates(key, blocking_keys(features))
-
-    def _candidates(self, key: SourceKey, block_keys: Iterable[str]) -> set[SourceKey]:
-        found: set[SourceKey] = set()
-        for block_key in block_keys:
-            block = self._blocks[block_key]
-            if isinstance(block, str):
-                continue  # the record itself
-            if len(block) <= cap_for(block_key, self.block_size_cap):
-                found |= block
-        found.discard(key)
-        return found
+        return self._blocks.candidates(key, blocking_keys(features))
 
     def derivation(self) -> dict[str, Any]:
         """What the edges and clusters depend on besides the records: saved ones are valid
@@ -336,15 +314,8 @@ class Resolver:
         edges are saved)."""
         features = person_features(record, key)
         self._features[key] = features
-        blocks = self._blocks
         for block_key in blocking_keys(features):
-            block = blocks.get(block_key)
-            if block is None:
-                blocks[block_key] = key
-            elif isinstance(block, str):
-                blocks[block_key] = {block, key}
-            else:
-                block.add(key)
+            self._blocks.add(key, block_key)
 
     def _index(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
         """Index a stored record (``record``: its fields as a dict, cheaper to read than the
@@ -352,48 +323,57 @@ class Resolver:
         features = person_features(record, key)
         self._features[key] = features
         touched: set[SourceKey] = set()
-        blocks = self._blocks
         block_keys = blocking_keys(features)
         for block_key in block_keys:
-            block = blocks.get(block_key)
-            if block is None:
-                blocks[block_key] = key
-                continue
-            if isinstance(block, str):
-                block = blocks[block_key] = {block, key}
-            else:
-                block.add(key)
-            if len(block) == cap_for(block_key, self.block_size_cap) + 1:
-                # The block just became too common to block on: its pairs may lose their
-                # only justification.
-                touched |= self._refresh_edges(block - {key})
-        for other in self._candidates(key, block_keys):
-            self._add_edge(key, other)
-        touched |= set(self._edges.get(key, ()))
-        return touched
+            touched |= self._join_block(key, block_key)
+        return touched | self._score_candidates(key, block_keys)
+
+    def _reindex(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
+        """Index a new version of a held record: what ``_unindex`` then ``_index`` would leave
+        (the same blocks and edges), with only the blocks it leaves or joins changed. Taking
+        it out of a block it stays in and putting it back would, for a block one over its
+        cap, score every pair of the block and then drop them all again (about 5,000 pairs
+        for a block of 101 sharing a common name and birth year) at each update of any of
+        its members. Returns keys whose edges changed."""
+        touched = self._drop_edges(key)
+        features = person_features(record, key)
+        before, after = blocking_keys(self._features[key]), blocking_keys(features)
+        for block_key in before - after:
+            touched |= self._leave_block(key, block_key)
+        self._features[key] = features
+        for block_key in after - before:
+            touched |= self._join_block(key, block_key)
+        return touched | self._score_candidates(key, after)
 
     def _unindex(self, key: SourceKey) -> set[SourceKey]:
         """Forget a record's features and edges; returns keys whose edges changed."""
+        touched = self._drop_edges(key)
+        # The keys it was indexed under, derived again from its features (not held).
+        for block_key in blocking_keys(self._features[key]):
+            touched |= self._leave_block(key, block_key)
+        del self._features[key]
+        return touched
+
+    def _drop_edges(self, key: SourceKey) -> set[SourceKey]:
+        """Drop every edge of ``key``; returns the keys it had an edge to."""
         neighbours = set(self._edges.pop(key, {}))
         for other in neighbours:
             self._drop_edge(other, key)
-        touched = set(neighbours)
-        blocks = self._blocks
-        # The keys it was indexed under, derived again from its features (not held).
-        for block_key in blocking_keys(self._features[key]):
-            block = blocks[block_key]
-            if isinstance(block, str):
-                del blocks[block_key]
-                continue
-            block.discard(key)
-            size = len(block)
-            if size == cap_for(block_key, self.block_size_cap):
-                # Back within the cap: its pairs count again.
-                touched |= self._connect_block(block)
-            if size == 1:
-                blocks[block_key] = next(iter(block))
-        del self._features[key]
-        return touched
+        return neighbours
+
+    def _score_candidates(self, key: SourceKey, block_keys: Iterable[str]) -> set[SourceKey]:
+        """Score ``key`` against its candidates; returns the keys it now has an edge to."""
+        for other in self._blocks.candidates(key, block_keys):
+            self._add_edge(key, other)
+        return set(self._edges.get(key, ()))
+
+    def _join_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
+        # a block just too common to block on: its pairs may lose their only justification
+        return self._refresh_edges(self._blocks.add(key, block_key))
+
+    def _leave_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
+        members = self._blocks.remove(key, block_key)
+        return self._connect_block(members) if members else set()  # back within the cap
 
     def _add_edge(self, left: SourceKey, right: SourceKey) -> None:
         edges = self._edges.get(left)

@@ -314,3 +314,36 @@ def test_a_common_block_past_the_cap_gives_no_candidates_but_the_result_is_order
         outcomes.add(frozenset(frozenset(m) for m in resolver.clusters().values()))
         assert resolver.person_of("immigration", "I-3") == resolver.person_of("police-ctu", "P-3")
     assert len(outcomes) == 1
+
+
+def test_updating_a_member_of_a_block_one_over_its_cap_scores_only_its_own_candidates():
+    # Six strangers born the same day: a weak block (date of birth) at its cap + 1 (20 // 4
+    # = 5). Taking a member out of it and back in at its update used to score every pair of
+    # the block and then drop them again, at each update of any of them.
+    records = [
+        person("police-ctu", f"P-{n}", n, given_name=given, family_name=family,
+               date_of_birth="1984-03-09", identifiers=trn(f"{n:09d}"))
+        for n, (given, family) in enumerate([
+            ("Andre", "Reid"), ("Keisha", "Morgan"), ("Omar", "Grant"),
+            ("Simone", "Clarke"), ("Damion", "Henry"), ("Nadine", "Francis"),
+        ])
+    ]
+    resolver = Resolver(TRUST, block_size_cap=20)
+    for record in records:
+        resolver.upsert(record)
+    changed = dict(records[2], source_version=2, emails=["omar.grant@example.org"])
+    candidates = resolver.candidate_keys("police-ctu:P-2")
+    before = resolver.pairs_scored
+    resolver.upsert(changed)
+    assert resolver.pairs_scored - before <= len(candidates)
+
+    # and it leaves what resolving the final records from scratch leaves
+    fresh = Resolver(TRUST, block_size_cap=20)
+    for record in [*records[:2], changed, *records[3:]]:
+        fresh.upsert(record)
+    assert key_sets(resolver) == key_sets(fresh)
+
+    def edges(state: dict[str, Any]) -> dict[str, set[tuple[str, float]]]:
+        return {key: {tuple(edge) for edge in found} for key, found in state["edges"].items()}
+
+    assert edges(resolver.to_state()) == edges(fresh.to_state())

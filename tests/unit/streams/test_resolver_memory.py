@@ -61,7 +61,7 @@ def test_deleting_every_record_leaves_no_block_edge_or_cluster_behind():
         resolver.delete(record["agency_id"], record["source_record_id"])
     assert resolver.clusters() == {}
     assert not resolver.records
-    assert not resolver._blocks and not resolver._edges and not resolver._features
+    assert not resolver._blocks.blocks and not resolver._edges and not resolver._features
     assert not resolver._person_of and not resolver._members
 
 

@@ -37,7 +37,13 @@ FAMILY = ("campbell", "brown", "williams", "smith", "morgan", "reid", "grant", "
           "henry", "thomas", "richards", "walker", "barrett", "gordon", "francis", "miller")
 STREETS = ("main road", "hope road", "constant spring road", "old hope road", "spanish town road")
 PEOPLE = 2_500
-EXPECTED_DIGEST = "ec7e460ea5d0863ce1536c70bb4b9f52af2c3aba2557d7715ca01a211a23ab58"
+# Changed in session 7 (``Resolver._reindex``): an update no longer takes its record out of
+# the blocks it stays in, so the members of a block one over its cap are no longer clustered
+# again at each update of one of them. Of 29,606 changes, two are gone: at operation 4817,
+# two anti-chaining NON_MATCH decisions between other records of such a block, repeats of
+# decisions already published three and four times; every other change, the final clusters
+# and the final edges are the same as before.
+EXPECTED_DIGEST = "677eb15f4edf1342ee2a43908ef7d48df71be5b40f0a91174f2346d4da6b41d9"
 
 
 def _typo(name: str, rng: random.Random) -> str:
