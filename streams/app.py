@@ -201,14 +201,7 @@ class StreamApp:
         self._flush_outputs_with_faust()
         send = self.output.send
         dead_letter = DeadLetterSender(send, topics, self.metrics)
-        # the agencies' feeds, made from resolve's outputs and the resolver they came from
         self.feed_serializer = functools.cache(lambda: AvroSerializer(registry, FEED_MESSAGE))
-        self.feeds = AgencyFeeds(
-            send=send, topics=topics, serialize=self.feed_serializer,
-            agencies=agencies, resolver=self._resolver_now,
-        )
-        publish = ResolvePublisher(send, topics, self.serializers, self.metrics,
-                                   feeds=self.feeds)
         # where the group starts each partition (streams.input_gaps)
         self.group_start = GroupStart(bootstrap, options.group_id)
         self.contiguous_inputs: list[ContiguousInput] = []
@@ -228,17 +221,24 @@ class StreamApp:
                 outputs_ready=self._outputs_ready, contiguous=self._contiguous("stewardship"),
             )
         if options.resolves:
-            self._build_resolve(decoder, trust, model_file, publish, dead_letter)
+            self._build_resolve(decoder, trust, model_file, dead_letter)
         self._declare_agents()
         # faust waits 45 s after a subscription change before it resubscribes (to gather
         # changes made during one rebalance); 5 s is plenty for topics found by discovery.
         self.app.topics._resubscribe_sleep_lock_seconds = 5.0  # type: ignore[attr-defined]
 
     def _build_resolve(self, decoder: EventDecoder, trust: TrustRanks, model_file: ModelFile,
-                       publish: ResolvePublisher, dead_letter: DeadLetterSender) -> None:
-        """Resolve's handler, its rebuild, snapshots and model roll-out (roles all, resolve)."""
+                       dead_letter: DeadLetterSender) -> None:
+        """Resolve's handler, its outputs and feeds, rebuild, snapshots and model roll-out
+        (roles all, resolve)."""
         topics, options, bootstrap = self.topics, self.options, self.settings.client
         send = self.output.send
+        # the agencies' feeds, made from resolve's outputs and the resolver they came from
+        feeds = AgencyFeeds(
+            send=send, topics=topics, serialize=self.feed_serializer,
+            agencies=self.agencies, resolver=self._resolver_now,
+        )
+        publish = ResolvePublisher(send, topics, self.serializers, self.metrics, feeds=feeds)
         self.model_rollout = ModelRollout(
             bootstrap=bootstrap, topics=topics, model_file=model_file, send=send,
             publish=publish, dead_letter=dead_letter,

@@ -24,6 +24,8 @@ from streams.snapshot import SnapshotPolicy
 # role joins the same consumer group: Kafka gives the resolve partition to one worker at a
 # time, and its committed offsets carry over when a deployment changes roles.
 ROLES = ("all", "ingest", "resolve")
+# ``tipsync stream --role split --workers N``: worker 0 resolves, the others ingest
+SPLIT = "split"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from deploy.stack.stack import LocalStack
 from schemas import config
 from schemas.config import Settings, load_settings
 from schemas.topics import TOPICS, agency_topic
+from streams.options import SPLIT
 
 FULL_SIZE_PEOPLE = 525_000  # about 1,000,000 person records
 PRODUCER_PROCESSES = 2
@@ -106,7 +107,7 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the private stack running, with its data, at the end")
     parser.add_argument("--stream-workers", type=int, default=1,
                         help="tipsync stream --workers (default 1)")
-    parser.add_argument("--stream-role", default="all", choices=("all", "split"),
+    parser.add_argument("--stream-role", default="all", choices=("all", SPLIT),
                         help="tipsync stream --role: all (default) or split (worker 0 resolves, "
                              "the others ingest; needs --stream-workers 2 or more)")
     parser.add_argument("--sink-batch-seconds", type=float, default=None,

@@ -68,6 +68,7 @@ from deploy.bench.faults_count import (
 from deploy.demo.generate import ExportFile
 from deploy.stack.kafka import cluster_bootstrap
 from schemas import config
+from streams.options import SPLIT
 
 DEFAULT_PEOPLE = 1000
 DEFAULT_KILLS = 16
@@ -88,7 +89,7 @@ RESTART_GRACE_SECONDS = 180.0
 STREAM_ARGUMENTS = ("--metrics-port", "0")
 # --stream-role split: the stream as a resolve worker and an ingest worker (one process group:
 # a kill of the stream takes both)
-SPLIT_STREAM_ARGUMENTS = (*STREAM_ARGUMENTS, "--role", "split", "--workers", "2")
+SPLIT_STREAM_ARGUMENTS = (*STREAM_ARGUMENTS, "--role", SPLIT, "--workers", "2")
 SINK_ARGUMENTS = ("--metrics-port", "0")
 NO_METRICS = {config.STREAM_METRICS_PORT: "0", config.SINK_METRICS_PORT: "0"}
 DRAIN_TIMEOUT_SECONDS = 900.0
@@ -131,7 +132,7 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-kill-target", choices=NODE_TARGETS, default="broker",
                         help="the node killed: one that is not the active controller "
                              "(default), or the active controller")
-    parser.add_argument("--stream-role", choices=("all", "split"), default="all",
+    parser.add_argument("--stream-role", choices=("all", SPLIT), default="all",
                         help="tipsync stream --role: all (one worker, the default) or split "
                              "(a resolve worker and an ingest worker, killed together)")
 
@@ -178,7 +179,7 @@ def run_bench_faults(args: argparse.Namespace) -> int:
         figures = run_faults(settings, bench_home, seed, args.kills, args.restarts, args.people,
                              args.data_seed if args.data_seed is not None else DEMO_SEED,
                              args.drain_timeout, node_kills,
-                             SPLIT_STREAM_ARGUMENTS if args.stream_role == "split"
+                             SPLIT_STREAM_ARGUMENTS if args.stream_role == SPLIT
                              else STREAM_ARGUMENTS)
         succeeded = True
     except (BenchError, StepError, PipelineError, StackError, OperationsError) as error:

@@ -22,9 +22,7 @@ from deploy.cli.options import add_client_config, add_topic_root, use_principal
 from deploy.stack.principals import STREAM
 from schemas import config
 from streams.metrics import DEFAULT_METRICS_PORT
-from streams.options import ROLES
-
-SPLIT = "split"  # --role split: worker 0 resolves, the others ingest
+from streams.options import ROLES, SPLIT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

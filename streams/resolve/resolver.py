@@ -101,7 +101,6 @@ class Resolver:
     ) -> None:
         self.trust: TrustRanks = trust or {}
         self.model = model or ScoringModel()
-        self.block_size_cap = block_size_cap
         # A merge must keep the cluster's average cross pair at review level, and no member
         # pair may carry net evidence that they are different people.
         self.guard = guard or ChainingGuard(mean_threshold=self.model.review_threshold, floor=0.0)
@@ -209,6 +208,10 @@ class Resolver:
         if features is None:
             return set()
         return self._blocks.candidates(key, blocking_keys(features))
+
+    @property
+    def block_size_cap(self) -> int:
+        return self._blocks.block_size_cap
 
     def derivation(self) -> dict[str, Any]:
         """What the edges and clusters depend on besides the records: saved ones are valid
@@ -368,8 +371,9 @@ class Resolver:
         return set(self._edges.get(key, ()))
 
     def _join_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
+        others = self._blocks.add(key, block_key)
         # a block just too common to block on: its pairs may lose their only justification
-        return self._refresh_edges(self._blocks.add(key, block_key))
+        return self._refresh_edges(others) if others else others
 
     def _leave_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
         members = self._blocks.remove(key, block_key)
