@@ -65,6 +65,8 @@ from streams.resolve.scoring import (
     match_weight,
     match_weight_reaching,
     score_pair,
+    set_field_changes,
+    weight_cannot_grow,
 )
 from streams.resolve.stewardship import MUST_LINK, StewardDecisions
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
@@ -337,16 +339,28 @@ class Resolver:
         it out of a block it stays in and putting it back would, for a block one over its
         cap, score every pair of the block and then drop them all again (about 5,000 pairs
         for a block of 101 sharing a common name and birth year) at each update of any of
-        its members. Returns keys whose edges changed."""
+        its members. A pair met again through a block it stays in is not scored again when
+        only contact fields changed and none of them can raise its weight: it stays below
+        the review threshold. Returns keys whose edges changed."""
+        old_edges = self._edges.get(key, {})
         touched = self._drop_edges(key)
-        features = person_features(record, key)
-        before, after = blocking_keys(self._features[key]), blocking_keys(features)
+        old, features = self._features[key], person_features(record, key)
+        before, after = blocking_keys(old), blocking_keys(features)
         for block_key in before - after:
             touched |= self._leave_block(key, block_key)
         self._features[key] = features
         for block_key in after - before:
             touched |= self._join_block(key, block_key)
-        return touched | self._score_candidates(key, after)
+        changed = set_field_changes(old, features)
+        if changed is None:
+            return touched | self._score_candidates(key, after)
+        stayed = self._blocks.candidates(key, before & after)
+        for other in self._blocks.candidates(key, after):
+            if other in stayed and other not in old_edges and weight_cannot_grow(
+                    self.model, old, features, self._features[other], changed):
+                continue
+            self._add_edge(key, other)
+        return touched | set(self._edges.get(key, ()))
 
     def _unindex(self, key: SourceKey) -> set[SourceKey]:
         """Forget a record's features and edges; returns keys whose edges changed."""

@@ -362,3 +362,49 @@ def match_weight_reaching(
     _name_levels(a, b, levels)
     levels.update(others)  # the names first, as comparison_levels orders them
     return model.total(levels)
+
+
+# Features compared on their own, each to one field: shared with the other record or not.
+# An update that changes only these (a new e-mail address, a phone) moves each pair's weight
+# by their levels alone, so a pair that was below a floor stays there when none of them gains.
+_SET_FIELDS = {"phones": "phone", "emails": "email", "citizenship": "citizenship"}
+_FEATURE_FIELDS = tuple(name for name in PersonFeatures.__slots__ if name != "key")
+
+
+def set_field_changes(old: PersonFeatures, new: PersonFeatures) -> tuple[str, ...] | None:
+    """The set-valued features (``_SET_FIELDS``) that differ between two versions of one
+    record; None when any other feature differs too (the pairs must be scored again)."""
+    changed = []
+    for name in _FEATURE_FIELDS:
+        if getattr(old, name) != getattr(new, name):
+            if name not in _SET_FIELDS:
+                return None
+            changed.append(name)
+    return tuple(changed)
+
+
+def _set_level(left: frozenset[str], right: frozenset[str]) -> str | None:
+    if not (left and right):
+        return None  # missing on either side: not compared, weighs 0
+    return "shared" if left & right else "different"
+
+
+def weight_cannot_grow(model: ScoringModel, old: PersonFeatures, new: PersonFeatures,
+                       other: PersonFeatures, changed: tuple[str, ...]) -> bool:
+    """True when (new, other) weighs no more than (old, other) did, ``new`` differing from
+    ``old`` only in ``changed`` (``set_field_changes``). Exact as ``match_weight_reaching``
+    is: every other level is the same and summed in the same order, so the pair's weight
+    (and the bound that may have pruned it) cannot rise when each changed level weighs less
+    than before by more than the rounding margin, or is the same level."""
+    for name in changed:
+        theirs = getattr(other, name)
+        before = _set_level(getattr(old, name), theirs)
+        after = _set_level(getattr(new, name), theirs)
+        if before == after:
+            continue
+        field_name = _SET_FIELDS[name]
+        weight_before = 0.0 if before is None else model.weight(field_name, before)
+        weight_after = 0.0 if after is None else model.weight(field_name, after)
+        if weight_after > weight_before - _BOUND_MARGIN:
+            return False
+    return True

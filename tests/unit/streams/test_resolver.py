@@ -347,3 +347,55 @@ def test_updating_a_member_of_a_block_one_over_its_cap_scores_only_its_own_candi
         return {key: {tuple(edge) for edge in found} for key, found in state["edges"].items()}
 
     assert edges(resolver.to_state()) == edges(fresh.to_state())
+
+
+def test_contact_updates_skip_pairs_that_cannot_rise_and_leave_what_a_fresh_resolve_leaves(
+        monkeypatch: Any):
+    # Namesakes sharing a few mailboxes, phones and citizenships, so that updates both gain
+    # and lose shared contacts: a gained one must be scored (the pair may now match), a lost
+    # or unrelated one need not.
+    rng = random.Random(18)
+    mailboxes = [f"box{n}@example.org" for n in range(6)]
+    phones = [f"+1876555{n:04d}" for n in range(6)]
+    pools = {"emails": mailboxes, "phones": phones, "citizenship": ["JM", "HT", "VE"]}
+    records = {}
+    for n in range(40):
+        given, family = rng.choice([("Andre", "Reid"), ("Andrea", "Reid"), ("Omar", "Grant"),
+                                    ("Keisha", "Morgan"), ("Simone", "Clarke")])
+        records[n] = person(
+            rng.choice(["police-ctu", "immigration"]), f"R-{n}", n, given_name=given,
+            family_name=family, date_of_birth=f"198{rng.randrange(3)}-03-0{rng.randrange(1, 3)}",
+            **{name: rng.sample(pool, rng.randrange(2)) for name, pool in pools.items()},
+        )
+    updates = []
+    for _ in range(200):
+        n = rng.randrange(len(records))
+        name = rng.choice(list(pools))
+        records[n] = dict(records[n], source_version=records[n]["source_version"] + 1,
+                          **{name: rng.sample(pools[name], rng.randrange(3))})
+        updates.append(records[n])
+
+    def resolve_updates() -> tuple[Resolver, int]:
+        resolver = Resolver(TRUST)
+        for record in records.values():
+            resolver.upsert(dict(record, source_version=0))
+        loaded = resolver.pairs_scored
+        for record in updates:
+            resolver.upsert(record)
+        return resolver, resolver.pairs_scored - loaded
+
+    resolver, scored = resolve_updates()
+    fresh = Resolver(TRUST)
+    for record in records.values():
+        fresh.upsert(record)
+    assert key_sets(resolver) == key_sets(fresh)
+
+    def edges(state: dict[str, Any]) -> dict[str, set[tuple[str, float]]]:
+        return {key: {tuple(edge) for edge in found} for key, found in state["edges"].items()}
+
+    assert edges(resolver.to_state()) == edges(fresh.to_state())
+    # and every update scoring all its candidates again scores more
+    monkeypatch.setattr("streams.resolve.resolver.set_field_changes", lambda old, new: None)
+    rescored, scored_in_full = resolve_updates()
+    assert edges(rescored.to_state()) == edges(resolver.to_state())
+    assert scored < scored_in_full * 0.8, (scored, scored_in_full)
