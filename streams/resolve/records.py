@@ -180,9 +180,17 @@ class SourceRecord(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SourceRecord):
-            # Equal held values are equal records; else compare what a read gives (two
-            # mappings with the same items in another key order are still the same record).
-            return self._values() == other._values() or self.to_dict() == other.to_dict()
+            # Equal held values are equal records; else compare what a read gives of the
+            # fields that differ (two mappings with the same items in another key order are
+            # still the same record).
+            if self._values() == other._values():
+                return True
+            for field in RECORD_FIELDS:
+                mine, theirs = getattr(self, field), getattr(other, field)
+                if mine != theirs and (field not in _LIST_FIELDS or list(
+                        map(_expand_item, mine)) != list(map(_expand_item, theirs))):
+                    return False
+            return True
         return super().__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from schemas.agencies import Agency
 from schemas.catalogue import governed_schema
 from schemas.entities import FEED_MESSAGE
 from schemas.examples import example_event
-from schemas.outbound import within_clearance
+from schemas.outbound import FEED_MESSAGE_NAMESPACE, feed_message_id, within_clearance
 from schemas.topics import TopicNames
 from streams.feeds import AgencyFeeds, _PersonViews, feed_messages
 from streams.ingest import AgencyEvent, check_event
@@ -179,3 +180,14 @@ def test_the_golden_person_resolve_published_is_the_view_of_a_clearance_seeing_e
                 else:
                     shown_part += 1
     assert shown_whole and shown_part  # both ways were taken
+
+
+def test_a_feed_message_id_is_the_uuid5_of_recipient_kind_subject_and_version():
+    for agency, kind, subject, version in [
+        ("police-ctu", "GOLDEN_CHANGED", "0b8e6c3e-5f1d-4a52-9d39-2f4a7c1e8b64", 1),
+        ("hope-line-ngo", "RECORD_REPORTED", "police-ctu:P-100", 2**62),
+        ("immigration", "LINK_REPORTED", "a:b", 0),
+    ]:
+        name = f"{agency}|{kind}|{subject}|{version}"
+        assert feed_message_id(agency, kind, subject, version) == str(
+            uuid.uuid5(FEED_MESSAGE_NAMESPACE, name))

@@ -41,6 +41,10 @@ def test_held_records_are_equal_when_their_values_are_even_in_another_key_order(
     assert SourceRecord(reordered, 1) == SourceRecord(STORED, 1)
     assert SourceRecord({**STORED, "phones": []}, 1) != SourceRecord(STORED, 1)
     assert SourceRecord(STORED, 2) != SourceRecord(STORED, 1)
+    moved = {**reordered, "addresses": [{"country": "JM", "parish": "ST_ANDREW",
+                                         "line": "14 Hope Road"}]}
+    assert SourceRecord(moved, 1) != SourceRecord(STORED, 1)
+    assert SourceRecord({**reordered, "sex": "MALE"}, 1) != SourceRecord(STORED, 1)
 
 
 def test_features_of_a_held_record_are_those_of_the_stored_dict():
