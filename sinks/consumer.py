@@ -15,6 +15,15 @@ Failures and what happens:
   written; nothing is skipped;
 - another sink of the same group wrote a partition's offset (a rebalance this sink had not
   heard of yet): the batch is dropped and every partition re-read from the stored offsets.
+
+While PostgreSQL writes batch N (on the writer's thread, ``sinks/writer.py``), this loop reads
+and prepares batch N+1. At most one batch is in flight, and N+1 is handed to the writer only
+once N's outcome is known, so the order per partition is kept and N+1's offsets start from
+what N committed: if N failed transiently it is retried first; if N was fenced off, or a
+rebalance came, N+1 (read before the re-seek) is dropped and read again. The rebalance
+callbacks wait for the write in flight before they touch the partitions; a write that failed
+is then dropped, as every partition is sought to its stored offset anyway. On stop the write
+in flight is waited for: it commits, or it rolls back and is read again next time.
 """
 
 from __future__ import annotations
@@ -22,33 +31,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.config import Settings
-from schemas.dead_letters import DeadLetter
-from schemas.entities import MATCH_DECISION, RECONCILED_OUTPUTS, RECONCILED_PREFIX
+from schemas.entities import RECONCILED_OUTPUTS, RECONCILED_PREFIX
 from schemas.errors import RegistryError, WireFormatError
 from schemas.serde import AvroDeserializer, SchemaRegistry
 from schemas.topics import TOPICS, TopicNames
 from sinks import store
-from sinks.batch import Decode, Message, PreparedBatch, Rejection, prepare_batch
+from sinks.batch import Decode, Message, PreparedBatch, prepare_batch
 from sinks.dead_letters import DeadLetterPublisher
 from sinks.metrics import SinkMetrics, batch_report
 from sinks.migrate import require_migrated
-from sinks.records import GoldenRows, RecordError, Row
+from sinks.records import RecordError
 from sinks.roles import SINK_ROLE, conninfo_as
-from sinks.tables import ENTITY_TABLES
 from sinks.window import caught_up
+from sinks.writer import BatchWriter, Committed, TransientFailure, first_line
 
 log = logging.getLogger("tipsync.sink")
 
-# How the sink's sessions appear in pg_stat_activity.
-SINK_APPLICATION_NAME = "tipsync-sink"
+# How often a batch being read looks whether the write in flight has ended, to count it.
+WRITE_RECHECK_SECONDS = 0.1
 # How often a held batch looks again whether the sink has caught up (sinks/window.py).
 CAUGHT_UP_RECHECK_SECONDS = 0.1
 
@@ -99,8 +108,15 @@ class SinkStatistics:
     retries: int = 0
 
 
-class TransientFailure(Exception):
-    """PostgreSQL or the registry cannot be reached right now; the batch will be retried."""
+@dataclass(frozen=True)
+class InFlight:
+    """The batch the writer is writing: its messages, the generation they were read in, and
+    the outcome to come (sinks/writer.py, ``BatchWriter.write``)."""
+
+    messages: list[Message]
+    generation: int
+    prepared: PreparedBatch
+    outcome: Future[Committed]
 
 
 def backoff_delays(first: float, maximum: float) -> Iterator[float]:
@@ -143,7 +159,8 @@ class ReconciledSink:
         self.statistics = SinkStatistics()
         # Counted only after a batch commits, so a retried batch is counted once.
         self.metrics = metrics
-        self._connection: psycopg.Connection | None = None
+        self._writer: BatchWriter | None = None
+        self._in_flight: InFlight | None = None
         self._consumer: Consumer | None = None
         # (topic, partition) -> the offset stored in PostgreSQL (None: no row yet), for
         # every partition this sink owns now.
@@ -163,9 +180,22 @@ class ReconciledSink:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> SinkStatistics:
         # The owner migrates (`tipsync db migrate`); the sink only checks it was done.
         self._wait_for(lambda: require_migrated(self.database_url), "checking the migrations")
-        registry = SchemaRegistry(self.settings.client.registry())
-        decode = avro_decoder(AvroDeserializer(registry))
-        dead_letters = DeadLetterPublisher(self.settings.client, self.options.dead_letter_topic)
+        with ExitStack() as closing:  # closed in the reverse order, each even if one fails
+            registry = SchemaRegistry(self.settings.client.registry())
+            closing.callback(registry.close)
+            dead_letters = DeadLetterPublisher(self.settings.client,
+                                               self.options.dead_letter_topic)
+            closing.callback(dead_letters.close)
+            self._writer = BatchWriter(self.database_url, self.options.consumer_group,
+                                       dead_letters)
+            closing.callback(self._writer.close)
+            self._consume(avro_decoder(AvroDeserializer(registry)), should_stop, closing)
+        log.info("sink stopped: %s", self.statistics)
+        return self.statistics
+
+    def _consume(
+        self, decode: Decode, should_stop: Callable[[], bool], closing: ExitStack
+    ) -> None:
         config: dict[str, Any] = {
             "group.id": self.options.consumer_group,
             "enable.auto.commit": False,
@@ -176,25 +206,27 @@ class ReconciledSink:
         if self.options.instance_id:
             config["group.instance.id"] = self.options.instance_id
         self._consumer = Consumer(self.settings.client.librdkafka(config))
+        closing.callback(self._consumer.close)
+        # First of all, on the way out: the write in flight commits or rolls back (and its
+        # batch is read again next time).
+        closing.callback(self._settle_in_flight)
         self._consumer.subscribe(
             list(self.options.topics),
             on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke,
         )
         log.info("sink started: group %s, %d topics", self.options.consumer_group,
                  len(self.options.topics))
-        try:
-            while not should_stop():
-                generation, messages = self._collect(should_stop)
-                if messages:
-                    self._process(messages, generation, decode, dead_letters)
-        finally:
-            self._consumer.close()
-            dead_letters.close()
-            registry.close()
-            if self._connection is not None:
-                self._connection.close()
-        log.info("sink stopped: %s", self.statistics)
-        return self.statistics
+        while not should_stop():
+            generation, messages = self._collect(should_stop)
+            # Batch N+1 is read and prepared while PostgreSQL writes batch N...
+            prepared = self._prepare(messages, generation, decode) if messages else None
+            writing = self._in_flight
+            if prepared is None and (writing is None or not writing.outcome.done()):
+                continue  # nothing to hand over: read on (and serve rebalances) meanwhile
+            # ...and handed over once N has committed (or been retried, or dropped).
+            self._finish_writing()
+            if prepared is not None and generation == self._generation:
+                self._start_writing(messages, generation, prepared)
 
     def _collect(self, should_stop: Callable[[], bool]) -> tuple[int, list[Message]]:
         assert self._consumer is not None
@@ -205,6 +237,11 @@ class ReconciledSink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            writing = self._in_flight
+            if writing is not None and writing.outcome.done():
+                if writing.outcome.exception() is not None:
+                    break  # retried (or every partition re-read) before reading on
+                self._settle_in_flight()
             # What librdkafka has fetched already, without waiting (consume() with a timeout
             # returns only when it has as many messages as asked or the timeout passed)...
             received = self._consumer.consume(
@@ -218,9 +255,12 @@ class ReconciledSink:
                 # batch is held, look again soon: a partition's end is unknown until its first
                 # fetch response after an assignment, and waiting out the whole window on that
                 # once held a trickle's change for 30 s.
-                received = self._consumer.consume(
-                    1, timeout=min(remaining, CAUGHT_UP_RECHECK_SECONDS) if checking else remaining
-                )
+                wait = min(remaining, CAUGHT_UP_RECHECK_SECONDS) if checking else remaining
+                if self._in_flight is not None:
+                    # A write ended is counted (and committed to Kafka) soon, not after the
+                    # whole window: at a trickle the next batch may be far away.
+                    wait = min(wait, WRITE_RECHECK_SECONDS)
+                received = self._consumer.consume(1, timeout=wait)
             if self._generation != generation:
                 # A rebalance happened inside consume(): every owned partition was sought to
                 # its stored offset, so what was read before is read again.
@@ -258,157 +298,85 @@ class ReconciledSink:
             ))
         return messages
 
-    def _process(
-        self, messages: list[Message], generation: int, decode: Decode,
-        dead_letters: DeadLetterPublisher,
-    ) -> None:
-        delays = backoff_delays(self.options.backoff_first_seconds,
-                                self.options.backoff_max_seconds)
+    def _prepare(
+        self, messages: list[Message], generation: int, decode: Decode
+    ) -> PreparedBatch | None:
+        """The batch reduced to what must be written; while the registry cannot be reached,
+        retried with the partitions paused. None: a rebalance came meanwhile (the messages
+        will be read again)."""
+        delays = self._backoff()
         while True:
             try:
-                prepared = self._prepare(messages, decode)
-                started = time.monotonic()
-                written = self._store(prepared, dead_letters)
-                seconds = time.monotonic() - started
-                break
-            except TransientFailure as failure:
+                return prepare_batch(messages, self.options.topics, decode)
+            except RegistryError as error:
                 self.statistics.retries += 1
-                if not self._pause_and_wait(next(delays), str(failure), generation):
-                    return  # partitions moved while waiting; the batch will be read again
-            except store.OffsetFenceError as fence:
-                log.warning("%s", fence)
-                self._reseek_all()
-                return
-        self.statistics.batches += 1
-        self.statistics.messages += len(messages)
-        self.statistics.changes_written += prepared.change_count
-        if self.metrics is not None:
-            self.metrics.record(batch_report(
-                messages, self.options.topics, prepared, written, seconds,
-                committed_at=time.time(),
-            ))
-        self._commit_to_kafka(prepared)
-
-    def _prepare(self, messages: list[Message], decode: Decode) -> PreparedBatch:
-        try:
-            return prepare_batch(messages, self.options.topics, decode)
-        except RegistryError as error:
-            raise TransientFailure(str(error)) from error
+                if not self._pause_and_wait(next(delays), str(error), generation):
+                    return None
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _store(
-        self, prepared: PreparedBatch, dead_letters: DeadLetterPublisher
-    ) -> list[tuple[str, store.Written]]:
-        """Write the batch and its offsets in one transaction; returns what each write did
-        (entity, counts), for the metrics."""
+    def _start_writing(
+        self, messages: list[Message], generation: int, prepared: PreparedBatch
+    ) -> None:
+        """Hand the batch to the writer, its offsets moving on from the ones stored now
+        (nothing else is in flight: the previous batch's outcome is known)."""
+        assert self._writer is not None and self._in_flight is None
         advances = [
             store.OffsetAdvance(topic, partition, self._stored[(topic, partition)], next_offset)
             for (topic, partition), next_offset in sorted(prepared.next_offsets.items())
         ]
-        connection = self._connect()
-        try:
+        self._in_flight = InFlight(messages, generation, prepared,
+                                   self._writer.write(prepared, advances))
+
+    def _finish_writing(self) -> None:
+        """Wait for the batch in flight to commit. While PostgreSQL (or Kafka, for its dead
+        letters) cannot be reached, the same batch is written again after a pause with the
+        partitions paused; fenced off, it is dropped and every partition re-read."""
+        delays = self._backoff()
+        while self._in_flight is not None:
+            writing, self._in_flight = self._in_flight, None
             try:
-                with connection.transaction():
-                    written = [
-                        (entity, store.write_entity(connection, ENTITY_TABLES[entity], changes))
-                        for entity, changes in prepared.changes.items()
-                    ]
-                    written.append((MATCH_DECISION, store.write_match_decisions(
-                        connection, prepared.match_decisions
-                    )))
-                    self._publish(dead_letters, prepared.rejections)
-                    store.advance_offsets(connection, self.options.consumer_group, advances)
-            except store.REFUSALS as error:
-                log.warning(
-                    "PostgreSQL refused a batch of %d changes (%s); writing it in halves to"
-                    " find the ones to dead-letter", prepared.change_count, _reason_of(error),
-                )
-                written = self._store_isolating(connection, prepared, advances, dead_letters)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            self._disconnect()
-            raise TransientFailure(f"PostgreSQL is unreachable ({_first_line(error)})") from error
-        for advance in advances:
-            self._stored[(advance.topic, advance.partition)] = advance.next_offset
-        return written
+                committed = writing.outcome.result()
+            except TransientFailure as failure:
+                self.statistics.retries += 1
+                if not self._pause_and_wait(next(delays), str(failure), writing.generation):
+                    return  # partitions moved while waiting; the batch will be read again
+                self._start_writing(writing.messages, writing.generation, writing.prepared)
+            except store.OffsetFenceError as fence:
+                log.warning("%s", fence)
+                self._reseek_all()
+            else:
+                self._count(writing, committed)
 
-    def _store_isolating(
-        self, connection: psycopg.Connection, prepared: PreparedBatch,
-        advances: list[store.OffsetAdvance], dead_letters: DeadLetterPublisher,
-    ) -> list[tuple[str, store.Written]]:
-        refused: list[Rejection] = []
-        # Only writes that returned are kept: a refused half raised and was rolled back.
-        written: list[tuple[str, store.Written]] = []
-
-        def write_entity(entity: str, changes: list[GoldenRows]) -> None:
-            written.append(
-                (entity, store.write_entity(connection, ENTITY_TABLES[entity], changes))
-            )
-
-        def write_match_decisions(items: list[tuple[Row, Message]]) -> None:
-            written.append((MATCH_DECISION, store.write_match_decisions(
-                connection, [row for row, _ in items]
-            )))
-
-        with connection.transaction():
-            for entity, changes in prepared.changes.items():
-                for change, error in store.write_isolating(
-                    connection, partial(write_entity, entity), changes
-                ):
-                    origin = prepared.change_origins[(entity, change.golden_id)]
-                    refused.append(Rejection(origin, _refusal(error)))
-            decisions = list(zip(prepared.match_decisions, prepared.match_decision_origins,
-                                 strict=True))
-            for (_row, origin), error in store.write_isolating(
-                connection, write_match_decisions, decisions
-            ):
-                refused.append(Rejection(origin, _refusal(error)))
-            self._publish(dead_letters, [*prepared.rejections, *refused])
-            store.advance_offsets(connection, self.options.consumer_group, advances)
-        prepared.rejections.extend(refused)
-        refused_positions = {(rejection.message.topic, rejection.message.partition,
-                    rejection.message.offset) for rejection in refused}
-        for entity, changes in prepared.changes.items():
-            prepared.changes[entity] = [
-                change for change in changes
-                if _position(prepared.change_origins[(entity, change.golden_id)])
-                not in refused_positions
-            ]
-        return written
-
-    def _publish(self, dead_letters: DeadLetterPublisher, rejections: list[Rejection]) -> None:
-        if not rejections:
+    def _settle_in_flight(self) -> None:
+        """Wait for the batch in flight and count it if it committed. One that did not is
+        dropped, not retried: this runs before a rebalance, which seeks every partition to its
+        stored offset, and when the sink stops; either way the batch is read again."""
+        writing, self._in_flight = self._in_flight, None
+        if writing is None:
             return
         try:
-            dead_letters.publish(rejections)
-        except KafkaException as error:
-            raise TransientFailure(str(error)) from error
-        self.statistics.dead_letters += len(rejections)
-        for rejection in rejections:
-            message = rejection.message
-            log.warning("dead letter: %s partition %d offset %d: %s", message.topic,
-                        message.partition, message.offset, rejection.letter.detail)
+            committed = writing.outcome.result()
+        except (TransientFailure, store.OffsetFenceError) as error:
+            log.warning("a batch of %d messages was not written (%s); it will be read again",
+                        len(writing.messages), error)
+            return
+        self._count(writing, committed)
 
-    def _connect(self) -> psycopg.Connection:
-        if self._connection is None or self._connection.closed:
-            connection = psycopg.connect(
-                self.database_url, autocommit=True, connect_timeout=10,
-                application_name=SINK_APPLICATION_NAME,
-            )
-            try:
-                store.prepare_session(connection, ENTITY_TABLES.values())
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
-        return self._connection
-
-    def _disconnect(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            finally:
-                self._connection = None
+    def _count(self, writing: InFlight, committed: Committed) -> None:
+        """A batch committed: its offsets are the ones stored now; metrics, Kafka's copy."""
+        prepared = writing.prepared
+        self._stored.update(prepared.next_offsets)
+        self.statistics.batches += 1
+        self.statistics.messages += len(writing.messages)
+        self.statistics.changes_written += prepared.change_count
+        self.statistics.dead_letters += len(prepared.rejections)
+        if self.metrics is not None:
+            self.metrics.record(batch_report(
+                writing.messages, self.options.topics, prepared, committed.written,
+                committed.seconds, committed_at=committed.committed_at,
+            ))
+        self._commit_to_kafka(prepared)
 
     # --- waiting without losing the group ---------------------------------------------------
 
@@ -435,9 +403,12 @@ class ReconciledSink:
             )
         return True
 
+    def _backoff(self) -> Iterator[float]:
+        return backoff_delays(self.options.backoff_first_seconds,
+                              self.options.backoff_max_seconds)
+
     def _wait_for(self, action: Callable[[], object], what: str) -> None:
-        delays = backoff_delays(self.options.backoff_first_seconds,
-                                self.options.backoff_max_seconds)
+        delays = self._backoff()
         while True:
             try:
                 action()
@@ -445,29 +416,24 @@ class ReconciledSink:
             except psycopg.OperationalError as error:
                 delay = next(delays)
                 log.warning("PostgreSQL is unreachable while %s (%s); retrying in %.1f s",
-                            what, _first_line(error), delay)
+                            what, first_line(error), delay)
                 time.sleep(delay)
 
     # --- partitions ---------------------------------------------------------------------------
 
     def _read_stored_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        writer = self._writer
+        assert writer is not None
         result: dict[tuple[str, int], int] = {}
 
         def read() -> None:
-            try:
-                connection = self._connect()
-                with connection.transaction():
-                    result.update(store.stored_offsets(
-                        connection, self.options.consumer_group, topics
-                    ))
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self._disconnect()
-                raise psycopg.OperationalError("cannot read the stored offsets") from None
+            result.update(writer.stored_offsets(topics))
 
         self._wait_for(read, "reading the stored offsets")
         return result
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_flight()
         stored = self._read_stored_offsets(sorted({p.topic for p in partitions}))
         for partition in partitions:
             offset = stored.get((partition.topic, partition.partition))
@@ -479,6 +445,7 @@ class ReconciledSink:
                  len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_flight()
         for partition in partitions:
             self._stored.pop((partition.topic, partition.partition), None)
         self._generation += 1
@@ -508,27 +475,3 @@ class ReconciledSink:
             log.debug("committing offsets to Kafka for monitoring failed: %s", error)
 
 
-def _refusal(error: psycopg.Error) -> DeadLetter:
-    """The dead letter of a row PostgreSQL refused."""
-    return DeadLetter("refused_by_postgresql", _reason_of(error))
-
-
-def _reason_of(error: psycopg.Error) -> str:
-    """Why PostgreSQL refused a row, without the row's values (its message may quote them)."""
-    diag = error.diag
-    parts = [f"PostgreSQL refused it: {type(error).__name__} (SQLSTATE {error.sqlstate})"]
-    if diag.table_name:
-        parts.append(f"table {diag.table_name}")
-    if diag.column_name:
-        parts.append(f"column {diag.column_name}")
-    if diag.constraint_name:
-        parts.append(f"constraint {diag.constraint_name}")
-    return ", ".join(parts)
-
-
-def _position(message: Message) -> tuple[str, int, int]:
-    return (message.topic, message.partition, message.offset)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

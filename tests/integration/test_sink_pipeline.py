@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import sinks.consumer as consumer_module
 from deploy.bench.scratch import scratch_database
 from schemas.config import Settings
 from schemas.dead_letters import DEAD_LETTER_HEADERS, read_dead_letter_headers
@@ -29,9 +31,11 @@ from schemas.registration import register_all
 from schemas.serde import AvroSerializer, SchemaRegistry
 from schemas.topics import TopicNames, TopicSpec, create_topics
 from sinks import store
-from sinks.consumer import SINK_APPLICATION_NAME, ReconciledSink, SinkOptions
+from sinks.batch import Message, PreparedBatch
+from sinks.consumer import ReconciledSink, SinkOptions
 from sinks.migrate import migrate
 from sinks.roles import SINK_ROLE, conninfo_as
+from sinks.writer import SINK_APPLICATION_NAME
 
 PARTITIONS = 2
 TIMEOUT_SECONDS = 60
@@ -399,3 +403,255 @@ def test_a_change_at_a_trickle_is_written_as_soon_as_the_sink_has_caught_up(
         thread.join(TIMEOUT_SECONDS)
     assert max(latencies) < window / 3, latencies
     assert sink.statistics.batches >= 3
+
+
+# --- batch N+1 read and prepared while PostgreSQL writes batch N -----------------------------
+# The test holds an EXCLUSIVE lock on reconciled.sink_offsets from a second connection: the
+# sink's write of a batch then waits inside its transaction, at its offsets (its rows are
+# written, nothing is committed), until the test lets go.
+
+
+@contextmanager
+def offsets_locked(database_url: str) -> Iterator[Callable[[], None]]:
+    """Hold the lock; yields ``release()`` (also called on the way out)."""
+    connection = psycopg.connect(database_url)  # a transaction from the first statement
+    connection.execute("LOCK TABLE reconciled.sink_offsets IN EXCLUSIVE MODE")
+    try:
+        yield connection.rollback
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def sinks_waiting_on_a_lock(stack: Settings, database_url: str) -> int:
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    # What another role's session waits for only an administrator may see.
+    with psycopg.connect(conninfo_as(stack.database_url, "tipsync_admin")) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
+            " AND wait_event_type = 'Lock'", (dbname, SINK_APPLICATION_NAME),
+        ).fetchone()
+    return row[0] if row else 0
+
+
+def people_stored(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT count(*) FROM reconciled.person").fetchone()
+    return row[0] if row else 0
+
+
+def publish_versions(topics: Topics, ids: list[str], versions: range) -> int:
+    for version in versions:
+        for index, golden_id in enumerate(ids):
+            topics.publish("person", golden_id, person(version, f"V{version}", f"O-{index}"))
+    topics.flush()
+    return len(ids) * len(versions)
+
+
+def reference_snapshot(topics: Topics, stack: Settings, group: str) -> dict[str, list[str]]:
+    """The store one sink writes from the same topics without interference, offsets renamed
+    to ``group``'s."""
+    with scratch_database(stack.database_url, "test_reference") as reference_url:
+        migrate(reference_url)
+        run_sink_until_caught_up(topics, reference_url, f"{group}-reference")
+        reference = snapshot(reference_url)
+    reference["sink_offsets"] = [row.replace(f'"{group}-reference"', f'"{group}"')
+                                 for row in reference["sink_offsets"]]
+    return reference
+
+
+class SinkThread:
+    """A sink running in a thread of the test, stopped and joined on the way out."""
+
+    def __init__(self, sink: ReconciledSink) -> None:
+        self.sink = sink
+        self.stop = threading.Event()
+        self.failure: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sink.run(self.stop.is_set)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test thread
+            self.failure.append(error)
+
+    def join(self) -> None:
+        self.stop.set()
+        self.thread.join(TIMEOUT_SECONDS)
+        assert not self.thread.is_alive(), "the sink did not stop"
+        if self.failure:
+            raise self.failure[0]
+
+
+def test_the_next_batch_is_prepared_while_postgresql_writes_and_every_change_lands_once(
+    topics: Topics, database_url: str, stack: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    prepared: list[tuple[int, int]] = []  # (partition, offset) of every message prepared
+    real_prepare_batch = consumer_module.prepare_batch
+
+    def observed_prepare_batch(messages: list[Message], *arguments: Any) -> PreparedBatch:
+        prepared.extend((message.partition, message.offset) for message in messages)
+        return real_prepare_batch(messages, *arguments)
+
+    monkeypatch.setattr(consumer_module, "prepare_batch", observed_prepare_batch)
+    running = SinkThread(ReconciledSink(topics.settings, topics.options(group),
+                                        conninfo_as(database_url, SINK_ROLE)))
+    try:
+        wait_until(lambda: running.sink._stored != {}, "the sink's assignment")
+        with offsets_locked(database_url) as release:
+            # Batch N: one change; its write waits for the lock, inside its transaction.
+            published = publish_versions(topics, ids[:1], range(1, 2))
+            wait_until(lambda: sinks_waiting_on_a_lock(stack, database_url) == 1,
+                       "the sink's first write to wait for the lock")
+            before = topics.end_offsets()
+            published += publish_versions(topics, ids, range(2, 5))
+            after = topics.end_offsets()
+            later = {(partition, offset) for (topic, partition), end in after.items()
+                     if topic == topics.of["person"]
+                     for offset in range(before[(topic, partition)], end)}
+            # Batch N+1, read and prepared while batch N is still being written.
+            wait_until(lambda: not later.isdisjoint(prepared),
+                       "the next batch to be prepared while the first one is written")
+            assert sinks_waiting_on_a_lock(stack, database_url) == 1
+            assert people_stored(database_url) == 0
+            release()
+            wait_until(lambda: caught_up(database_url, group, after),
+                       "the sink to store everything")
+    finally:
+        running.join()
+    # Each message was prepared once and counted in one committed batch: nothing was read
+    # again, dropped or written twice.
+    assert sorted(prepared) == sorted(set(prepared)) and len(prepared) == published
+    assert running.sink.statistics.messages == published
+    assert running.sink.statistics.retries == 0
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute(
+            "SELECT count(*), min(golden_version), max(golden_version) FROM reconciled.person"
+        ).fetchone() == (len(ids), 4, 4)
+    assert snapshot(database_url) == reference_snapshot(topics, stack, group)
+
+
+class RevokeObservingSink(ReconciledSink):
+    """A sink that tells the test when a rebalance takes its partitions."""
+
+    def __init__(self, *arguments: Any) -> None:
+        super().__init__(*arguments)
+        self.revoking = threading.Event()
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.revoking.set()
+        super()._on_revoke(consumer, partitions)
+
+
+def end_the_sessions_waiting_on_a_lock(stack: Settings, database_url: str) -> None:
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    # The sink's sessions are another role's: only an administrator may end them.
+    with psycopg.connect(conninfo_as(stack.database_url, "tipsync_admin"),
+                         autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name = %s AND wait_event_type = 'Lock'",
+            (dbname, SINK_APPLICATION_NAME),
+        )
+
+
+def test_a_rebalance_during_a_write_waits_for_it_and_loses_and_duplicates_nothing(
+    topics: Topics, database_url: str, stack: Settings
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    url = conninfo_as(database_url, SINK_ROLE)
+    observed = RevokeObservingSink(topics.settings, topics.options(group), url)
+    first = SinkThread(observed)
+    second: SinkThread | None = None
+    try:
+        wait_until(lambda: first.sink._stored != {}, "the first sink's assignment")
+        observed.revoking.clear()
+        with offsets_locked(database_url) as release:
+            # One change: the sink goes on reading (into a rebalance) while it is written.
+            published = publish_versions(topics, ids[:1], range(1, 2))
+            wait_until(lambda: sinks_waiting_on_a_lock(stack, database_url) == 1,
+                       "the first sink's write to wait for the lock")
+            second = SinkThread(ReconciledSink(topics.settings, topics.options(group), url))
+            # The rebalance reaches the first sink while its write waits: its revoke waits too.
+            wait_until(observed.revoking.is_set, "the rebalance to reach the first sink")
+            time.sleep(1.0)
+            assert sinks_waiting_on_a_lock(stack, database_url) == 1
+            assert second.sink._stored == {}, "partitions handed over before the write ended"
+            # The write fails (PostgreSQL ended its session): the batch is dropped and read
+            # again, by whichever sink owns its partitions after the rebalance.
+            end_the_sessions_waiting_on_a_lock(stack, database_url)
+            wait_until(lambda: second is not None and second.sink._stored != {},
+                       "the second sink's assignment")
+            release()
+            published += publish_versions(topics, ids, range(2, 5))
+            wait_until(lambda: caught_up(database_url, group, topics.end_offsets()),
+                       "the two sinks to store everything")
+    finally:
+        first.join()
+        if second is not None:
+            second.join()
+    # Every message in exactly one committed batch of one of the two sinks.
+    assert first.sink.statistics.messages + second.sink.statistics.messages == published
+    assert snapshot(database_url) == reference_snapshot(topics, stack, group)
+
+
+def test_sigkill_during_a_write_commits_nothing_and_sigterm_lets_the_write_finish(
+    topics: Topics, database_url: str, stack: Settings, tmp_path: Any
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    publish_versions(topics, ids, range(1, 4))
+    ends = topics.end_offsets()
+    command = [
+        sys.executable, "-m", "deploy.cli", "sink", "--topic-root", topics.root,
+        "--group", group, "--database-url", conninfo_as(database_url, SINK_ROLE),
+        "--batch-size", "10", "--instance-id", f"{group}-only",
+    ]
+
+    def stored_total() -> int:
+        with psycopg.connect(database_url) as connection:
+            return sum(store.stored_offsets(connection, group, list(topics.of.values())).values())
+
+    log = (tmp_path / "sink.log").open("w")
+    with offsets_locked(database_url):
+        killed = subprocess.Popen(command, stdout=log, stderr=log)
+        try:
+            wait_until(lambda: sinks_waiting_on_a_lock(stack, database_url) == 1,
+                       "the killed sink's first write to wait for the lock")
+            time.sleep(0.5)  # and the next batches to be read and prepared
+        finally:
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(10)
+    # The lock is gone; the killed sink's transaction never got its COMMIT.
+    time.sleep(1.0)
+    assert (people_stored(database_url), stored_total()) == (0, 0)
+
+    with offsets_locked(database_url) as release:
+        stopped = subprocess.Popen(command, stdout=log, stderr=log)
+        try:
+            wait_until(lambda: sinks_waiting_on_a_lock(stack, database_url) == 1,
+                       "the stopped sink's first write to wait for the lock")
+            stopped.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert stopped.poll() is None, "the sink left before its write ended"
+            release()
+            assert stopped.wait(30) == 0
+        finally:
+            if stopped.poll() is None:
+                stopped.kill()
+                stopped.wait(10)
+    # The write in flight when the signal came committed (with the next one, if it had been
+    # prepared by then), and nothing after it.
+    assert 0 < stored_total() <= 20 and people_stored(database_url) > 0
+
+    restarted = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: caught_up(database_url, group, ends), "the restarted sink")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(30)
+    assert snapshot(database_url) == reference_snapshot(topics, stack, group)

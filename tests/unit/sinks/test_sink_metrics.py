@@ -21,7 +21,7 @@ from schemas.dead_letters import REASONS, DeadLetter
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroDeserializer
 from sinks.batch import Message, PreparedBatch, Rejection, prepare_batch
-from sinks.consumer import _refusal, avro_decoder
+from sinks.consumer import avro_decoder
 from sinks.metrics import (
     DEFAULT_METRICS_PORT,
     FRESHNESS_BUCKETS,
@@ -33,6 +33,7 @@ from sinks.metrics import (
 )
 from sinks.records import GoldenRows
 from sinks.store import Written
+from sinks.writer import refusal
 
 PERSON_TOPIC = "tip.reconciled.person"
 DECISION_TOPIC = "tip.reconciled.match_decision"
@@ -92,7 +93,7 @@ def test_a_record_the_store_cannot_hold_is_an_invalid_record():
 
 
 def test_a_row_postgresql_refused_is_refused_by_postgresql():
-    assert _refusal(psycopg.errors.CheckViolation()).reason == "refused_by_postgresql"
+    assert refusal(psycopg.errors.CheckViolation()).reason == "refused_by_postgresql"
 
 
 def test_every_reason_code_of_the_sink_is_described():
