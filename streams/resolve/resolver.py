@@ -66,7 +66,7 @@ from streams.resolve.scoring import (
     match_weight_reaching,
     score_pair,
     set_field_changes,
-    weight_cannot_grow,
+    set_level_shift,
 )
 from streams.resolve.stewardship import MUST_LINK, StewardDecisions
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
@@ -340,8 +340,9 @@ class Resolver:
         cap, score every pair of the block and then drop them all again (about 5,000 pairs
         for a block of 101 sharing a common name and birth year) at each update of any of
         its members. A pair met again through a block it stays in is not scored again when
-        only contact fields changed and none of them can raise its weight: it stays below
-        the review threshold. Returns keys whose edges changed."""
+        only contact fields changed and none of them can raise its weight: below the review
+        threshold it stays there, and an edge whose levels are all the same keeps its score.
+        Returns keys whose edges changed."""
         old_edges = self._edges.get(key, {})
         touched = self._drop_edges(key)
         old, features = self._features[key], person_features(record, key)
@@ -356,9 +357,15 @@ class Resolver:
             return touched | self._score_candidates(key, after)
         stayed = self._blocks.candidates(key, before & after)
         for other in self._blocks.candidates(key, after):
-            if other in stayed and other not in old_edges and weight_cannot_grow(
-                    self.model, old, features, self._features[other], changed):
-                continue
+            if other in stayed:
+                shift = set_level_shift(self.model, old, features, self._features[other], changed)
+                score = old_edges.get(other)
+                if score is None and shift <= 0:
+                    continue
+                if score is not None and shift == 0:
+                    self._edges.setdefault(key, {})[other] = score
+                    self._edges.setdefault(other, {})[key] = score
+                    continue
             self._add_edge(key, other)
         return touched | set(self._edges.get(key, ()))
 

@@ -389,13 +389,15 @@ def _set_level(left: frozenset[str], right: frozenset[str]) -> str | None:
     return "shared" if left & right else "different"
 
 
-def weight_cannot_grow(model: ScoringModel, old: PersonFeatures, new: PersonFeatures,
-                       other: PersonFeatures, changed: tuple[str, ...]) -> bool:
-    """True when (new, other) weighs no more than (old, other) did, ``new`` differing from
-    ``old`` only in ``changed`` (``set_field_changes``). Exact as ``match_weight_reaching``
-    is: every other level is the same and summed in the same order, so the pair's weight
-    (and the bound that may have pruned it) cannot rise when each changed level weighs less
-    than before by more than the rounding margin, or is the same level."""
+def set_level_shift(model: ScoringModel, old: PersonFeatures, new: PersonFeatures,
+                    other: PersonFeatures, changed: tuple[str, ...]) -> int:
+    """How the weight of (new, other) stands to that of (old, other), ``new`` differing from
+    ``old`` only in ``changed`` (``set_field_changes``): 0 when every changed field keeps its
+    level (the same levels: the same weight, to the bit), -1 when each level that moves
+    weighs less than before by more than the rounding margin (the weight, and the bound that
+    may have pruned the pair, can only fall: every other level is the same and summed in the
+    same order), 1 when it may rise (score the pair)."""
+    shift = 0
     for name in changed:
         theirs = getattr(other, name)
         before = _set_level(getattr(old, name), theirs)
@@ -406,5 +408,6 @@ def weight_cannot_grow(model: ScoringModel, old: PersonFeatures, new: PersonFeat
         weight_before = 0.0 if before is None else model.weight(field_name, before)
         weight_after = 0.0 if after is None else model.weight(field_name, after)
         if weight_after > weight_before - _BOUND_MARGIN:
-            return False
-    return True
+            return 1
+        shift = -1
+    return shift
