@@ -19,6 +19,13 @@ private stack's state is wiped before a backfill (the producers' checkpoints wou
 publish nothing) and after a successful run unless ``--keep-stack``; ``--skip-backfill``
 after a ``--keep-stack`` run measures the steady phase on the loaded store again.
 
+After each phase's figures, a second table says where the CPU went during it
+(``deploy/bench/cpu_time.py``, from /proc): the CPU seconds of each part (stream, split by
+worker role with ``--stream-role split``; sink; the private stack's Kafka, registry and
+PostgreSQL; the producers; this process; ``other``, the rest of the machine), per person record
+published (backfill) or per change (steady), and in cores (CPU seconds over the phase's wall
+seconds). Nothing is printed without /proc.
+
 Figures are printed as a table, then as one JSON line (the last line of the output).
 """
 
@@ -42,6 +49,7 @@ from typing import Any
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from deploy.bench import cpu_time
 from deploy.bench.e2e_plaintext import plaintext_backfill
 from deploy.bench.e2e_resolver import resolver_rate
 from deploy.bench.serde import cpu_model
@@ -168,18 +176,28 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
         with Pipeline(settings, stream_arguments, sink_arguments) as pipeline:
             ready = wait_until_consuming(settings, pipeline)
             say(f"stream and sink consuming after {ready:.1f}s")
+            roots = cpu_roots(pipeline)
+            marks = cpu_time.StackMarks.of(settings.home)
             if not args.skip_backfill:
+                cpu_before = cpu_time.snapshot()
                 figures["backfill"] = backfill(settings, manifest, pipeline,
                                                args.backfill_timeout)
+                add_cpu(figures["backfill"], cpu_before, roots, marks,
+                        figures["backfill"]["person_records_published"])
                 print_backfill(figures["backfill"])
+                print_cpu(figures["backfill"], "person record")
             if not args.skip_steady:
                 drained = wait_for_drain()
                 pipeline.check()
                 say(f"pipeline drained ({drained:.1f}s); steady phase: "
                     f"{args.steady_rate:g} updates/s for {args.steady_seconds:g}s")
+                cpu_before = cpu_time.snapshot()
                 figures["steady"] = steady(settings, manifest, args)
+                add_cpu(figures["steady"], cpu_before, roots, marks,
+                        figures["steady"]["published"])
                 pipeline.check()
                 print_steady(figures["steady"])
+                print_cpu(figures["steady"], "change")
         if "backfill" in figures:
             # After the pipeline stopped, so that the two do not share the cores.
             figures["resolver"] = resolver_rate(settings, manifest)
@@ -428,6 +446,21 @@ class MemoryPeak:
         self.peak_mib = max(self.peak_mib, round(total / 1024, 1))
 
 
+def cpu_roots(pipeline: Pipeline) -> cpu_time.Roots:
+    """The processes whose trees are the pipeline's parts, and the benchmark's own."""
+    stream, sink = (process.process.pid if process.process is not None else None
+                    for process in pipeline.processes)
+    return cpu_time.Roots(bench=os.getpid(), stream=stream, sink=sink)
+
+
+def add_cpu(phase: dict[str, Any], before: cpu_time.Snapshot | None, roots: cpu_time.Roots,
+            marks: cpu_time.StackMarks, changes: int) -> None:
+    """The phase's CPU by part (``phase["cpu"]``), when /proc gave both snapshots."""
+    cpu = cpu_time.phase_cpu(before, cpu_time.snapshot(), roots, marks, changes)
+    if cpu is not None:
+        phase["cpu"] = cpu
+
+
 def process_tree(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
@@ -664,6 +697,12 @@ def print_backfill(figures: dict[str, Any]) -> None:
         ("stream processes, peak resident memory", f"{figures['stream_peak_rss_mib']:,} MiB"),
     ):
         say(f"  {label:<44} {value}")
+
+
+def print_cpu(figures: dict[str, Any], unit: str) -> None:
+    if "cpu" in figures:  # not without /proc
+        for line in cpu_time.table(figures["cpu"], unit, os.cpu_count()):
+            say(f"  {line}")
 
 
 def pipeline_over_resolver(figures: dict[str, Any]) -> float | None:
