@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from deploy.bench import cpu_time
+from deploy.bench import cpu_time, e2e_hops
 from deploy.bench.e2e_plaintext import plaintext_backfill
 from deploy.bench.e2e_resolver import resolver_rate
 from deploy.bench.serde import cpu_model
@@ -192,10 +193,12 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
                 say(f"pipeline drained ({drained:.1f}s); steady phase: "
                     f"{args.steady_rate:g} updates/s for {args.steady_seconds:g}s")
                 cpu_before = cpu_time.snapshot()
+                steady_began_ms = int(time.time() * 1000)
                 figures["steady"] = steady(settings, manifest, args)
                 add_cpu(figures["steady"], cpu_before, roots, marks,
                         figures["steady"]["published"])
                 pipeline.check()
+                figures["steady"]["hops"] = steady_hops(settings, steady_began_ms)
                 print_steady(figures["steady"])
                 print_cpu(figures["steady"], "change")
         if "backfill" in figures:
@@ -733,6 +736,16 @@ def print_secure_against_plaintext(figures: dict[str, Any]) -> None:
         say(f"  {label:<44} {secure[key]} against {plain[key]} (ratio {ratio})")
 
 
+def steady_hops(settings: Settings, since_ms: int) -> dict[str, Any]:
+    """Ingest's and resolve's share of each steady change's time (deploy/bench/e2e_hops.py)."""
+    try:
+        found = e2e_hops.hop_latencies(settings.client, LIVE_AGENCY, since_ms)
+    except (KafkaException, TimeoutError) as error:
+        say(f"  (the hops could not be read from Kafka: {error})")
+        return {}
+    return {hop: e2e_hops.summary(found[hop], percentile) for hop in ("ingest", "resolve")}
+
+
 def print_steady(figures: dict[str, Any]) -> None:
     say(f"steady ({figures['agency']} person updates, event_time = now):")
     achieved = "achieved" if figures["rate_achieved"] else "NOT achieved"
@@ -749,3 +762,10 @@ def print_steady(figures: dict[str, Any]) -> None:
                     ("p50_seconds", "p95_seconds", "p99_seconds", "max_seconds"))),
     ):
         say(f"  {label:<44} {value}")
+    for hop, label in (("ingest", "in ingest (agency topic -> resolve topic)"),
+                       ("resolve", "in resolve (resolve topic -> person mapping)")):
+        found = figures.get("hops", {}).get(hop)
+        if found and found.get("count"):
+            say(f"  {label:<44} " + " / ".join(
+                f"{found[key]} s" for key in ("p50_seconds", "p95_seconds", "p99_seconds",
+                                              "max_seconds")) + f" ({found['count']:,} changes)")
