@@ -72,6 +72,7 @@ from streams.discovery import (
     warn_misfits,
 )
 from streams.feeds import AgencyFeeds
+from streams.fetching import PromptConsumer
 from streams.ingest_handler import IngestHandler
 from streams.input_gaps import (
     ContiguousInput,
@@ -185,6 +186,8 @@ class StreamApp:
         self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
         # ...and acks=all with idempotence for what faust writes itself
         self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
+        # ...and fetches the broker holds 100 ms, not 1.5 s (streams/fetching.py)
+        self.app.transport.Consumer = PromptConsumer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
             lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
