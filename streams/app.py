@@ -186,8 +186,10 @@ class StreamApp:
         self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
         # ...and acks=all with idempotence for what faust writes itself
         self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
-        # ...and fetches the broker holds 100 ms, not 1.5 s (streams/fetching.py)
-        self.app.transport.Consumer = PromptConsumer  # type: ignore[misc]
+        if options.role == "resolve":
+            # ...and, for the resolve worker, fetches the broker holds 100 ms, not 1.5 s
+            # (streams/fetching.py: a worker of few partitions, where it pays)
+            self.app.transport.Consumer = PromptConsumer  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
             lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
