@@ -167,6 +167,23 @@ def run_sink_until_caught_up(
     return sink
 
 
+def offsets_stored(database_url: str, topics: Topics, group: str) -> int:
+    """The sum of the next offsets the sink of ``group`` has stored."""
+    with psycopg.connect(database_url) as connection:
+        return sum(store.stored_offsets(connection, group, list(topics.of.values())).values())
+
+
+def restart_until_caught_up(command: list[str], log: Any, database_url: str, group: str,
+                            ends: dict[tuple[str, int], int]) -> None:
+    """Start the sink command again, wait until it has caught up, stop it with SIGTERM."""
+    restarted = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: caught_up(database_url, group, ends), "the restarted sink")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(30)
+
+
 def snapshot(database_url: str) -> dict[str, list[str]]:
     """Every row of every table of the store, as sorted JSON text (applied_at excluded)."""
     with psycopg.connect(database_url) as connection:
@@ -337,8 +354,7 @@ def test_sigkill_and_restart_give_the_same_final_state(
     ]
 
     def stored_total() -> int:
-        with psycopg.connect(database_url) as connection:
-            return sum(store.stored_offsets(connection, group, list(topics.of.values())).values())
+        return offsets_stored(database_url, topics, group)
 
     log = (tmp_path / "sink.log").open("w")
     first = subprocess.Popen(command, stdout=log, stderr=log)
@@ -348,12 +364,7 @@ def test_sigkill_and_restart_give_the_same_final_state(
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     assert stored_total() < sum(ends.values()), "the sink finished before it could be killed"
-    second = subprocess.Popen(command, stdout=log, stderr=log)
-    try:
-        wait_until(lambda: caught_up(database_url, group, ends), "the restarted sink")
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(30)
+    restart_until_caught_up(command, log, database_url, group, ends)
     after_kill = snapshot(database_url)
 
     with scratch_database(stack.database_url, "test_reference") as reference_url:
@@ -613,8 +624,7 @@ def test_sigkill_during_a_write_commits_nothing_and_sigterm_lets_the_write_finis
     ]
 
     def stored_total() -> int:
-        with psycopg.connect(database_url) as connection:
-            return sum(store.stored_offsets(connection, group, list(topics.of.values())).values())
+        return offsets_stored(database_url, topics, group)
 
     log = (tmp_path / "sink.log").open("w")
     with offsets_locked(database_url):
@@ -648,10 +658,5 @@ def test_sigkill_during_a_write_commits_nothing_and_sigterm_lets_the_write_finis
     # prepared by then), and nothing after it.
     assert 0 < stored_total() <= 20 and people_stored(database_url) > 0
 
-    restarted = subprocess.Popen(command, stdout=log, stderr=log)
-    try:
-        wait_until(lambda: caught_up(database_url, group, ends), "the restarted sink")
-    finally:
-        restarted.send_signal(signal.SIGTERM)
-        restarted.wait(30)
+    restart_until_caught_up(command, log, database_url, group, ends)
     assert snapshot(database_url) == reference_snapshot(topics, stack, group)
