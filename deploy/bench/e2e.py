@@ -69,7 +69,7 @@ from deploy.operations.drive import (
 )
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.supervisor import Pipeline, PipelineError
-from deploy.stack.layout import StackError, private_folder
+from deploy.stack.layout import StackError, traversable_path
 from deploy.stack.stack import LocalStack
 from schemas import config
 from schemas.config import Settings, load_settings
@@ -152,7 +152,7 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
         return 2
     # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
     # folder to reach the private stack's own; the stack makes only its state folder so.
-    private_folder(bench_home, traversable=True)
+    traversable_path(bench_home, within=shared.home.resolve())
     # Every step (and every ``tipsync`` process it starts) now talks to the private stack.
     os.environ.update(environment)
     settings = load_settings()

@@ -143,7 +143,7 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     from deploy.operations.drive import StepError
     from deploy.operations.offsets import OperationsError
     from deploy.operations.supervisor import PipelineError
-    from deploy.stack.layout import StackError, private_folder
+    from deploy.stack.layout import StackError, traversable_path
     from deploy.stack.stack import LocalStack
     from schemas.config import load_settings
 
@@ -169,7 +169,7 @@ def run_bench_faults(args: argparse.Namespace) -> int:
           f"{args.restarts} broker/PostgreSQL restarts, {args.people} people", flush=True)
     # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
     # folder to reach the private stack's own (made 0700 under umask 077 otherwise)
-    private_folder(bench_home, traversable=True)
+    traversable_path(bench_home, within=shared.home.resolve())
     saved = dict(os.environ)
     os.environ.update(environment)
     settings = load_settings()

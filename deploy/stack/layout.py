@@ -52,6 +52,17 @@ def private_folder(folder: Path, *, traversable: bool = False) -> None:
         folder.chmod(0o711 if traversable else 0o700)
 
 
+def traversable_path(folder: Path, within: Path) -> None:
+    """Make ``folder`` and each folder between it and ``within`` (``within`` too) passable by
+    another user (0711), as a benchmark's private stack needs when it lives under the shared
+    state folder and PostgreSQL runs as its unprivileged user; only ``folder`` when it is not
+    under ``within``."""
+    private_folder(folder, traversable=True)
+    if folder.is_relative_to(within):
+        for parent in folder.relative_to(within).parents:
+            private_folder(within / parent, traversable=True)
+
+
 @dataclass(frozen=True)
 class StateLayout:
     home: Path

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.stack import postgres as services
-from deploy.stack.layout import StackError, private_folder
+from deploy.stack.layout import StackError, private_folder, traversable_path
 from deploy.stack.processes import require_free_port
 from deploy.stack.stack import LocalStack
 from schemas.config import load_settings
@@ -116,6 +116,21 @@ def test_a_private_folder_is_0700_or_0711_when_another_user_passes_through(
     (tmp_path / "open").mkdir(mode=0o755)
     private_folder(tmp_path / "open", traversable=True)
     assert stat.S_IMODE((tmp_path / "open").stat().st_mode) == 0o711
+
+
+def test_a_benchmark_folder_under_a_fresh_state_folder_can_be_passed_through(
+    tmp_path: Path,
+) -> None:
+    # a fresh clone: `tipsync bench e2e` makes <state>/bench-e2e before any `stack up` made
+    # the state folder 0711, and PostgreSQL's user must reach the private stack below both
+    home = tmp_path / "state"
+    private_folder(home)
+    traversable_path(home / "bench-e2e" / "x", within=home)
+    for folder in (home, home / "bench-e2e", home / "bench-e2e" / "x"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o711, folder
+    elsewhere = tmp_path / "elsewhere"
+    traversable_path(elsewhere, within=home / "bench-e2e" / "x")
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o711
 
 
 @pytest.mark.parametrize(
