@@ -72,7 +72,7 @@ from streams.discovery import (
     warn_misfits,
 )
 from streams.feeds import AgencyFeeds
-from streams.fetching import PromptConsumer
+from streams.fetching import consumer_for
 from streams.ingest_handler import IngestHandler
 from streams.input_gaps import (
     ContiguousInput,
@@ -186,10 +186,9 @@ class StreamApp:
         self.app.transport = ResilientTopicCreation(self.app.conf.broker_consumer, self.app)
         # ...and acks=all with idempotence for what faust writes itself
         self.app.transport.Producer = IdempotentFaustProducer  # type: ignore[misc]
-        if options.role == "resolve":
-            # ...and, for the resolve worker, fetches the broker holds 100 ms, not 1.5 s
-            # (streams/fetching.py: a worker of few partitions, where it pays)
-            self.app.transport.Consumer = PromptConsumer  # type: ignore[misc]
+        # ...and fetches the broker holds 100 ms, not 1.5 s, answered at the first byte for
+        # the resolve worker, at 64 KiB for a worker that ingests (streams/fetching.py)
+        self.app.transport.Consumer = consumer_for(options.role)  # type: ignore[misc]
         self._declare_topics(fitting_topics(found, self.partitions))
         self.discovery = AgencyDiscovery(
             lambda: registered(agency_topics_on_broker(bootstrap, topics)), self.partitions,
