@@ -64,6 +64,8 @@ class BatchWriter:
         self.consumer_group = consumer_group
         self.dead_letters = dead_letters
         self._connection: psycopg.Connection | None = None
+        # batches the session's temporary tables hold the dead rows of (store.truncate_temporary)
+        self._batches_since_truncate = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tipsync-sink-writer")
 
     def write(
@@ -94,6 +96,10 @@ class BatchWriter:
         started = time.monotonic()
         try:
             connection = self._connect()
+            if self._batches_since_truncate >= store.TRUNCATE_TEMPORARY_EVERY:
+                # before the batch: failing here, nothing of it is written yet
+                store.truncate_temporary(connection, ENTITY_TABLES.values())
+                self._batches_since_truncate = 0
             try:
                 with connection.transaction():
                     written = [
@@ -105,6 +111,7 @@ class BatchWriter:
                     )))
                     self._publish(prepared.rejections)
                     store.advance_offsets(connection, self.consumer_group, advances)
+                self._batches_since_truncate += 1
             except store.REFUSALS as error:
                 log.warning(
                     "PostgreSQL refused a batch of %d changes (%s); writing it in halves to"

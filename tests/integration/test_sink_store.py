@@ -306,3 +306,28 @@ def test_a_source_s_quality_issues_are_stored_and_counted_per_agency(
     with as_analyst_group(database_url) as analyst:
         assert one(analyst, "SELECT count(*) FROM reconciled.data_quality_by_agency") >= 0
         assert one(analyst, "SELECT count(*) FROM reconciled.data_quality_issue") >= 0
+
+
+def test_each_batch_empties_the_temporary_tables_and_a_truncate_gives_their_space_back(
+    connection: psycopg.Connection,
+) -> None:
+    temporary = ("incoming_person", "accepted_person", "incoming_person_source")
+
+    def sizes() -> list[int]:
+        return [one(connection, "SELECT pg_relation_size(%s::regclass)", name)
+                for name in temporary]
+
+    store.truncate_temporary(connection, [PERSON, CASE, LINK])
+    for version in range(1, 4):
+        write(connection, (new_id(), person(version)), (new_id(), person(version)))
+        # emptied by DELETE (a TRUNCATE per batch costs PostgreSQL ~4 ms, sinks/store.py)...
+        for name in temporary:
+            assert one(connection, f"SELECT count(*) FROM {name}") == 0
+    # ...whose dead rows keep their pages until the writer truncates between two batches
+    assert all(size > 0 for size in sizes())
+    store.truncate_temporary(connection, [PERSON, CASE, LINK])
+    assert sizes() == [0, 0, 0]
+    person_id = new_id()
+    write(connection, (person_id, person(1, given_name="Afterwards")))
+    assert one(connection, "SELECT given_name FROM reconciled.person WHERE person_id = %s",
+               person_id) == "Afterwards"
