@@ -69,8 +69,8 @@ from deploy.operations.drive import (
 )
 from deploy.operations.offsets import OffsetReader, OperationsError
 from deploy.operations.supervisor import Pipeline, PipelineError
-from deploy.stack.layout import StackError, traversable_path
-from deploy.stack.stack import LocalStack
+from deploy.stack.layout import BENCH_E2E_FOLDER, StackError
+from deploy.stack.stack import LocalStack, prepare_benchmark_folder
 from schemas import config
 from schemas.config import Settings, load_settings
 from schemas.topics import TOPICS, agency_topic
@@ -129,8 +129,9 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backfill-timeout", type=float, default=7200.0,
                         help="give up the backfill after this many seconds (default 7200)")
     parser.add_argument("--home", type=Path, default=None,
-                        help=f"the benchmark's folder (default <{config.HOME}>/bench-e2e): "
-                             "generated data, and the private stack under stack/")
+                        help=f"the benchmark's folder (default <{config.HOME}>/"
+                             f"{BENCH_E2E_FOLDER}): generated data, and the private stack "
+                             "under stack/")
     parser.add_argument("--kafka-port", type=int, default=PRIVATE_PORTS["kafka"])
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
     parser.add_argument("--postgres-port", type=int, default=PRIVATE_PORTS["postgres"])
@@ -140,7 +141,7 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
     try:
         check_arguments(args)
         shared = load_settings()
-        bench_home = (args.home or shared.home / "bench-e2e").resolve()
+        bench_home = (args.home or shared.home / BENCH_E2E_FOLDER).resolve()
         environment = private_environment(shared, bench_home / STACK_FOLDER, args)
         if Path(environment[config.HOME]) == shared.home:
             raise BenchError(
@@ -150,9 +151,11 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
     except BenchError as error:
         print(f"tipsync bench e2e: {error}", file=sys.stderr)
         return 2
-    # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
-    # folder to reach the private stack's own; the stack makes only its state folder so.
-    traversable_path(bench_home, within=shared.home.resolve())
+    try:
+        prepare_benchmark_folder(shared, bench_home)
+    except StackError as error:
+        print(f"tipsync bench e2e: {error}", file=sys.stderr)
+        return 2
     # Every step (and every ``tipsync`` process it starts) now talks to the private stack.
     os.environ.update(environment)
     settings = load_settings()

@@ -67,6 +67,7 @@ from deploy.bench.faults_count import (
 )
 from deploy.demo.generate import ExportFile
 from deploy.stack.kafka import cluster_bootstrap
+from deploy.stack.layout import BENCH_FAULTS_FOLDER
 from schemas import config
 from streams.options import SPLIT
 
@@ -119,7 +120,8 @@ def register_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-stack", action="store_true",
                         help="leave the private stack running, with its data, at the end")
     parser.add_argument("--home", type=Path, default=None,
-                        help=f"the benchmark's folder (default <{config.HOME}>/bench-faults)")
+                        help=f"the benchmark's folder (default <{config.HOME}>/"
+                             f"{BENCH_FAULTS_FOLDER})")
     parser.add_argument("--kafka-port", type=int, default=PRIVATE_PORTS["kafka"])
     parser.add_argument("--registry-port", type=int, default=PRIVATE_PORTS["registry"])
     parser.add_argument("--postgres-port", type=int, default=PRIVATE_PORTS["postgres"])
@@ -143,8 +145,8 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     from deploy.operations.drive import StepError
     from deploy.operations.offsets import OperationsError
     from deploy.operations.supervisor import PipelineError
-    from deploy.stack.layout import StackError, traversable_path
-    from deploy.stack.stack import LocalStack
+    from deploy.stack.layout import StackError
+    from deploy.stack.stack import LocalStack, prepare_benchmark_folder
     from schemas.config import load_settings
 
     if args.kills < 0 or args.restarts < 0 or args.people < 1:
@@ -158,7 +160,7 @@ def run_bench_faults(args: argparse.Namespace) -> int:
     node_kills = NodeKills(args.brokers, max(args.node_kills, 0), args.node_kill_target)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     shared = load_settings()
-    bench_home = (args.home or shared.home / "bench-faults").resolve()
+    bench_home = (args.home or shared.home / BENCH_FAULTS_FOLDER).resolve()
     environment = {**private_environment(shared, bench_home / STACK_FOLDER, args), **NO_METRICS,
                    config.KAFKA_BOOTSTRAP: cluster_bootstrap(args.kafka_port, args.brokers)}
     if Path(environment[config.HOME]) == shared.home:
@@ -167,9 +169,11 @@ def run_bench_faults(args: argparse.Namespace) -> int:
         return 2
     print(f"tipsync bench faults: seed {seed} (rerun with --seed {seed}), {args.kills} kills, "
           f"{args.restarts} broker/PostgreSQL restarts, {args.people} people", flush=True)
-    # PostgreSQL's unprivileged user (when we are root) must pass through the benchmark's
-    # folder to reach the private stack's own (made 0700 under umask 077 otherwise)
-    traversable_path(bench_home, within=shared.home.resolve())
+    try:
+        prepare_benchmark_folder(shared, bench_home)
+    except StackError as error:
+        print(f"tipsync bench faults: {error}", file=sys.stderr)
+        return 2
     saved = dict(os.environ)
     os.environ.update(environment)
     settings = load_settings()

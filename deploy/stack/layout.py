@@ -33,6 +33,9 @@ REGISTRY_VERSION_FOR_JAVA_17 = "3.0.9"
 # 2: Kafka listens SASL_SSL only, with ACLs (a format-1 folder's broker is PLAINTEXT).
 STATE_FORMAT = 2
 MARKER_FILE = "tipsync-state.json"
+# the benchmarks' folders under the state folder (each holds a private stack of its own)
+BENCH_E2E_FOLDER = "bench-e2e"
+BENCH_FAULTS_FOLDER = "bench-faults"
 # The console a demo starts in the background (its pid in run/console.pid): `stack down`
 # stops it with the stack it reads.
 CONSOLE_SERVICE = "console"

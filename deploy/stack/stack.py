@@ -19,12 +19,15 @@ from deploy.stack.clients import write_client_file
 from deploy.stack.health import Health, kafka_health, postgres_health, registry_health
 from deploy.stack.kafka import Kafka, cluster_bootstrap
 from deploy.stack.layout import (
+    BENCH_E2E_FOLDER,
+    BENCH_FAULTS_FOLDER,
     CONSOLE_SERVICE,
     MARKER_FILE,
     STATE_FORMAT,
     StackError,
     StateLayout,
     private_folder,
+    traversable_path,
 )
 from deploy.stack.postgres import Postgres
 from deploy.stack.principals import ADMIN, prepare_agency_secrets, service_secrets
@@ -82,14 +85,17 @@ class LocalStack:
                     "`tipsync stack reset --yes` to start afresh."
                 )
             return
-        if home.exists() and any(entry not in self._kept_by_reset() for entry in home.iterdir()):
+        # a benchmark's folder may come first: a benchmark claimed the folder only since
+        # session 9, and one of before left its folder and no marker
+        ours = self._kept_by_reset() | {home / BENCH_E2E_FOLDER, home / BENCH_FAULTS_FOLDER}
+        if home.exists() and any(entry not in ours for entry in home.iterdir()):
             raise StackError(
                 f"{home} is not empty and is not a tipsync state folder (no {MARKER_FILE}). "
                 f"Point {config.HOME} at an empty or new folder, or run "
                 "`tipsync stack reset --yes` if it is an old tipsync folder you can discard."
             )
         # New, empty, or holding only what a reset keeps (a reset by an older tipsync removed
-        # the marker too): ours to claim.
+        # the marker too) and the benchmarks' folders: ours to claim.
         home.mkdir(parents=True, exist_ok=True)
         self._write_marker()
 
@@ -293,6 +299,18 @@ class LocalStack:
             else:
                 entry.unlink()
         self._write_marker()
+
+
+def prepare_benchmark_folder(shared: Settings, bench_home: Path) -> None:
+    """Make a benchmark's folder (its private stack goes below it). Under the shared state
+    folder, that folder is claimed first, as ``tipsync stack up`` would (so a later ``stack
+    up`` finds it its own, and a foreign folder is refused the same way); PostgreSQL's
+    unprivileged user (when we are root) must pass through every folder down to the private
+    stack's, which makes only its own state folder so."""
+    within = shared.home.resolve()
+    if bench_home.is_relative_to(within):
+        LocalStack(shared).check_state_folder()
+    traversable_path(bench_home, within=within)
 
 
 def _answers(service: Service) -> bool:

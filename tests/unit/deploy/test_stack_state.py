@@ -15,7 +15,7 @@ import pytest
 from deploy.stack import postgres as services
 from deploy.stack.layout import StackError, private_folder, traversable_path
 from deploy.stack.processes import require_free_port
-from deploy.stack.stack import LocalStack
+from deploy.stack.stack import LocalStack, prepare_benchmark_folder
 from schemas.config import load_settings
 
 
@@ -118,19 +118,36 @@ def test_a_private_folder_is_0700_or_0711_when_another_user_passes_through(
     assert stat.S_IMODE((tmp_path / "open").stat().st_mode) == 0o711
 
 
-def test_a_benchmark_folder_under_a_fresh_state_folder_can_be_passed_through(
+def test_a_benchmark_on_a_fresh_clone_claims_the_state_folder_and_can_be_passed_through(
     tmp_path: Path,
 ) -> None:
-    # a fresh clone: `tipsync bench e2e` makes <state>/bench-e2e before any `stack up` made
-    # the state folder 0711, and PostgreSQL's user must reach the private stack below both
+    # a fresh clone: `tipsync bench e2e` makes <state>/bench-e2e before any `stack up`; the
+    # state folder is claimed as `stack up` would (or a later `stack up` refused it as not
+    # ours), and PostgreSQL's user must reach the private stack below both
     home = tmp_path / "state"
-    private_folder(home)
-    traversable_path(home / "bench-e2e" / "x", within=home)
-    for folder in (home, home / "bench-e2e", home / "bench-e2e" / "x"):
+    shared = load_settings({"TIPSYNC_HOME": str(home)})
+    prepare_benchmark_folder(shared, home / "bench-e2e")
+    assert (home / "tipsync-state.json").is_file()
+    LocalStack(shared).check_state_folder()  # what `tipsync stack up` checks first
+    (home / "bench-e2e" / "stack").mkdir()
+    traversable_path(home / "bench-e2e" / "stack", within=home)
+    for folder in (home, home / "bench-e2e", home / "bench-e2e" / "stack"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o711, folder
+    # a folder elsewhere (--home) claims nothing
     elsewhere = tmp_path / "elsewhere"
-    traversable_path(elsewhere, within=home / "bench-e2e" / "x")
+    prepare_benchmark_folder(shared, elsewhere)
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o711
+    assert not (elsewhere / "tipsync-state.json").exists()
+
+
+def test_a_benchmark_refuses_a_state_folder_that_is_not_ours(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    home.mkdir()
+    (home / "notes.txt").write_text("someone else's")
+    with pytest.raises(StackError, match="not a tipsync state folder"):
+        prepare_benchmark_folder(load_settings({"TIPSYNC_HOME": str(home)}),
+                                 home / "bench-e2e")
+    assert not (home / "bench-e2e").exists()
 
 
 @pytest.mark.parametrize(
@@ -178,3 +195,12 @@ def test_a_state_folder_of_the_plaintext_broker_is_refused_with_the_reset_messag
     stack = LocalStack(load_settings({"TIPSYNC_HOME": str(tmp_path)}))
     with pytest.raises(StackError, match="stack reset --yes"):
         stack.check_state_folder()
+
+
+def test_a_state_folder_holding_only_a_benchmark_s_folder_is_claimed(tmp_path: Path) -> None:
+    # left by a benchmark of before session 9, which made its folder but claimed nothing
+    home = tmp_path / "state"
+    (home / "bench-e2e" / "stack").mkdir(parents=True)
+    (home / "cache").mkdir()
+    LocalStack(load_settings({"TIPSYNC_HOME": str(home)})).check_state_folder()
+    assert (home / "tipsync-state.json").is_file()
