@@ -85,8 +85,8 @@ class LocalStack:
                     "`tipsync stack reset --yes` to start afresh."
                 )
             return
-        # a benchmark's folder may come first: a benchmark claimed the folder only since
-        # session 9, and one of before left its folder and no marker
+        # a benchmark's folder may come first: a benchmark of an earlier tipsync made its
+        # folder here without claiming the state folder
         ours = self._kept_by_reset() | {home / BENCH_E2E_FOLDER, home / BENCH_FAULTS_FOLDER}
         if home.exists() and any(entry not in ours for entry in home.iterdir()):
             raise StackError(

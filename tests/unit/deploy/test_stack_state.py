@@ -198,7 +198,7 @@ def test_a_state_folder_of_the_plaintext_broker_is_refused_with_the_reset_messag
 
 
 def test_a_state_folder_holding_only_a_benchmark_s_folder_is_claimed(tmp_path: Path) -> None:
-    # left by a benchmark of before session 9, which made its folder but claimed nothing
+    # left by a benchmark of an earlier tipsync, which made its folder but claimed nothing
     home = tmp_path / "state"
     (home / "bench-e2e" / "stack").mkdir(parents=True)
     (home / "cache").mkdir()
