@@ -287,27 +287,26 @@ def statements_for(table: EntityTable) -> TableStatements:
     )
 
 
+_INCOMING_MATCH_DECISIONS = "incoming_match_decision"  # the session's temporary table
 _CREATE_MATCH_DECISIONS = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_match_decision ("
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING_MATCH_DECISIONS} ("
     + ", ".join(f"{name} {sql_type}" for name, sql_type in MATCH_DECISION_COLUMNS)
     + ")"
 )
 _COPY_MATCH_DECISIONS = (
-    "COPY incoming_match_decision ("
+    f"COPY {_INCOMING_MATCH_DECISIONS} ("
     + ", ".join(name for name, _ in MATCH_DECISION_COLUMNS) + ") FROM STDIN"
 )
 _INSERT_MATCH_DECISIONS = (
     f"INSERT INTO {SCHEMA}.match_decision ("
     + ", ".join(name for name, _ in MATCH_DECISION_COLUMNS)
     + ") SELECT " + ", ".join(name for name, _ in MATCH_DECISION_COLUMNS)
-    + " FROM incoming_match_decision ON CONFLICT DO NOTHING"
+    + f" FROM {_INCOMING_MATCH_DECISIONS} ON CONFLICT DO NOTHING"
 )
 
 
 # --- the I/O shell -----------------------------------------------------------------------------
 
-
-_EMPTY_MATCH_DECISIONS = "DELETE FROM incoming_match_decision"
 
 # The temporary tables are emptied with DELETE after each batch, not TRUNCATE: a TRUNCATE gives
 # each table and index a new file and catalog row, and so also throws away the session's
@@ -320,17 +319,12 @@ _EMPTY_MATCH_DECISIONS = "DELETE FROM incoming_match_decision"
 TRUNCATE_TEMPORARY_EVERY = 200
 
 
-def _empty(cursor: psycopg.Cursor, statements: Sequence[str]) -> None:
-    for statement in statements:
-        cursor.execute(statement)
-
-
 def truncate_temporary(connection: psycopg.Connection, tables: Iterable[EntityTable]) -> None:
     """Give the session's temporary tables back their space (outside a batch)."""
     with connection.transaction():
         for table in tables:
             connection.execute(statements_for(table).truncate_temporary)
-        connection.execute("TRUNCATE incoming_match_decision")
+        connection.execute(f"TRUNCATE {_INCOMING_MATCH_DECISIONS}")
 
 
 def prepare_session(connection: psycopg.Connection, tables: Iterable[EntityTable]) -> None:
@@ -369,7 +363,8 @@ def write_entity(
             rows[sources] += cursor.rowcount
         # Emptied here rather than ON COMMIT: a retry of part of a batch reuses them in one
         # transaction, and a rollback restores them to this empty state anyway.
-        _empty(cursor, statements.empty_temporary)
+        for statement in statements.empty_temporary:
+            cursor.execute(statement)
     return Written(len(changes), len(accepted_states), rows, tuple(event_times))
 
 
@@ -400,7 +395,7 @@ def write_match_decisions(connection: psycopg.Connection, rows: Sequence[Row]) -
     with connection.cursor() as cursor:
         copy_rows(cursor, _COPY_MATCH_DECISIONS, rows)
         inserted = cursor.execute(_INSERT_MATCH_DECISIONS).rowcount
-        _empty(cursor, (_EMPTY_MATCH_DECISIONS,))
+        cursor.execute(f"DELETE FROM {_INCOMING_MATCH_DECISIONS}")
     # A decision already stored (a replay) is skipped by ON CONFLICT: not accepted.
     return Written(len(rows), inserted, {"match_decision": inserted})
 

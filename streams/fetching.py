@@ -60,15 +60,16 @@ class PromptConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     """faust's aiokafka consumer with ``PromptConsumerThread`` (the resolve worker);
     ``StreamApp`` puts it on the app's transport before the consumer is made."""
 
+    thread_class: type[PromptConsumerThread] = PromptConsumerThread
+
     def _new_consumer_thread(self) -> PromptConsumerThread:
-        return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
 
 
-class GatheringConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
-    """faust's aiokafka consumer with ``GatheringConsumerThread`` (workers that ingest)."""
+class GatheringConsumer(PromptConsumer):
+    """The same with ``GatheringConsumerThread`` (workers that ingest)."""
 
-    def _new_consumer_thread(self) -> GatheringConsumerThread:
-        return GatheringConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    thread_class = GatheringConsumerThread
 
 
 def consumer_for(role: str) -> type[faust_aiokafka.Consumer]:
