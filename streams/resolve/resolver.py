@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP, BlockIndex, blocking_keys
+from streams.resolve.blocking import DEFAULT_BLOCK_SIZE_CAP
 from streams.resolve.changes import (
     Change,
     GoldenPersonMerged,
@@ -50,25 +50,11 @@ from streams.resolve.changes import (
     SourceMapped,
 )
 from streams.resolve.clustering import ChainingGuard, Vetoed, cluster_component
+from streams.resolve.edges import EdgeIndex
 from streams.resolve.model_file import fingerprint
-from streams.resolve.records import (
-    PersonFeatures,
-    SourceKey,
-    SourceRecord,
-    person_features,
-    source_key,
-    source_record_from_event,
-)
-from streams.resolve.scoring import (
-    PairScore,
-    ScoringModel,
-    match_weight,
-    match_weight_reaching,
-    score_pair,
-    set_field_changes,
-    set_level_shift,
-)
-from streams.resolve.stewardship import MUST_LINK, StewardDecisions
+from streams.resolve.records import SourceKey, SourceRecord, source_key, source_record_from_event
+from streams.resolve.scoring import PairScore, ScoringModel, score_pair
+from streams.resolve.stewardship import StewardDecisions
 from streams.resolve.survivorship import TrustRanks, golden_id, golden_person
 
 # 3: the state carries the stewards' decisions; 2: the edges and clusters (and what they were
@@ -112,13 +98,13 @@ class Resolver:
         self.published: dict[str, dict[str, Any]] = {}  # person_id -> version, hash, status
         self.stewardship = StewardDecisions()  # the stewards' decision in force per pair
         # derived
-        self._features: dict[SourceKey, PersonFeatures] = {}
-        self._blocks = BlockIndex(block_size_cap)
-        # score >= review threshold; a record without such a pair has no entry
-        self._edges: dict[SourceKey, dict[SourceKey, float]] = {}
+        self._edge_index = EdgeIndex(self.model, block_size_cap)
+        # the index's own dicts, read here at every change
+        self._features = self._edge_index.features
+        self._blocks = self._edge_index.blocks
+        self._edges = self._edge_index.edges
         self._person_of: dict[SourceKey, str] = {}
         self._members: dict[str, tuple[SourceKey, ...]] = {}  # sorted
-        self.pairs_scored = 0
 
     # ----------------------------------------------------------------- public API
 
@@ -141,14 +127,18 @@ class Resolver:
             record = SourceRecord(fields, fields["event_time"])
         seeds = {key}
         self.records[key] = record
+        self._edge_index.joined.clear()
+        # the record's edges before the change (reindex replaces the dict, never alters it)
+        before = self._edges.get(key, {})
         if held is not None:
-            seeds |= self._reindex(key, fields)
+            seeds |= self._edge_index.reindex(key, fields)
         else:
-            seeds |= self._index(key, fields)
+            seeds |= self._edge_index.index(key, fields)
         if not decisions:
             return self._recluster(seeds, changed={key}, decisions=False)
         changes = self._recluster(seeds, changed={key})
-        return self._decisions_for(key) + changes  # after: a verdict names what was done
+        # before the changes: a verdict names what was done
+        return self._decisions_for(key, before) + self._joined_decisions() + changes
 
     def delete(
         self, agency_id: str, source_record_id: str, *, decisions: bool = True
@@ -158,9 +148,12 @@ class Resolver:
         key = source_key(agency_id, source_record_id)
         if key not in self.records:
             return []
-        seeds = self._unindex(key) | {key}
+        self._edge_index.joined.clear()
+        seeds = self._edge_index.unindex(key) | {key}
         record = self.records.pop(key)
         changes = self._recluster(seeds, changed={key}, decisions=decisions)
+        if decisions:
+            changes[:0] = self._joined_decisions()
         changes.append(SourceMapped(agency_id, source_record_id, record.source_version, None))
         return changes
 
@@ -206,10 +199,11 @@ class Resolver:
 
     def candidate_keys(self, key: SourceKey) -> set[SourceKey]:
         """Records that share a usable (within-cap) blocking key with this one."""
-        features = self._features.get(key)
-        if features is None:
-            return set()
-        return self._blocks.candidates(key, blocking_keys(features))
+        return self._edge_index.candidate_keys(key)
+
+    @property
+    def pairs_scored(self) -> int:
+        return self._edge_index.pairs_scored
 
     @property
     def block_size_cap(self) -> int:
@@ -226,10 +220,7 @@ class Resolver:
 
     def edge_items(self) -> Iterator[tuple[SourceKey, list[tuple[SourceKey, float]]]]:
         """Each record's edges to records sorting after it (so each pair once), lazily."""
-        for key, edges in self._edges.items():
-            later = [(other, score) for other, score in edges.items() if other > key]
-            if later:
-                yield key, later
+        return self._edge_index.items()
 
     def cluster_items(self) -> Iterator[tuple[str, tuple[SourceKey, ...]]]:
         """person_id -> its sorted members, for every live golden person, lazily."""
@@ -268,9 +259,9 @@ class Resolver:
         for key, record in state["records"].items():
             resolver.records[key] = SourceRecord(record, record["first_event_time"])
             if reuse:
-                resolver._block(key, record)
+                resolver._edge_index.block(key, record)
             else:
-                resolver._index(key, record)
+                resolver._edge_index.index(key, record)
         edges: Mapping[str, Any] = state.get("edges", {})
         clusters: Mapping[str, Any] = state.get("clusters", {})
         if reuse:
@@ -289,12 +280,7 @@ class Resolver:
     def _restore_derived(self, edges: Mapping[str, Any], clusters: Mapping[str, Any]) -> None:
         features = self._features
         try:
-            for left_key, pairs in edges.items():
-                left = features[left_key].key  # the key object already held, not a copy
-                for right_key, score in pairs:
-                    right = features[right_key].key
-                    self._edges.setdefault(left, {})[right] = score
-                    self._edges.setdefault(right, {})[left] = score
+            self._edge_index.restore(edges)
             for person, member_keys in clusters.items():
                 members = tuple(features[key].key for key in member_keys)
                 self._members[person] = members
@@ -312,141 +298,7 @@ class Resolver:
                 "ingest topic"
             )
 
-    # ----------------------------------------------------------------- indexes and edges
-
-    def _block(self, key: SourceKey, record: Mapping[str, Any]) -> None:
-        """Index a stored record's features and blocks only, scoring nothing (a state whose
-        edges are saved)."""
-        features = person_features(record, key)
-        self._features[key] = features
-        for block_key in blocking_keys(features):
-            self._blocks.add(key, block_key)
-
-    def _index(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
-        """Index a stored record (``record``: its fields as a dict, cheaper to read than the
-        held ``SourceRecord``) and score its candidates; returns keys whose edges changed."""
-        features = person_features(record, key)
-        self._features[key] = features
-        touched: set[SourceKey] = set()
-        block_keys = blocking_keys(features)
-        for block_key in block_keys:
-            touched |= self._join_block(key, block_key)
-        return touched | self._score_candidates(key, block_keys)
-
-    def _reindex(self, key: SourceKey, record: Mapping[str, Any]) -> set[SourceKey]:
-        """Index a new version of a held record: what ``_unindex`` then ``_index`` would leave
-        (the same blocks and edges), with only the blocks it leaves or joins changed. Taking
-        it out of a block it stays in and putting it back would, for a block one over its
-        cap, score every pair of the block and then drop them all again (about 5,000 pairs
-        for a block of 101 sharing a common name and birth year) at each update of any of
-        its members. A pair met again through a block it stays in is not scored again when
-        only contact fields changed and none of them can raise its weight: below the review
-        threshold it stays there, and an edge whose levels are all the same keeps its score.
-        Returns keys whose edges changed."""
-        old_edges = self._edges.get(key, {})
-        touched = self._drop_edges(key)
-        old, features = self._features[key], person_features(record, key)
-        before, after = blocking_keys(old), blocking_keys(features)
-        for block_key in before - after:
-            touched |= self._leave_block(key, block_key)
-        self._features[key] = features
-        for block_key in after - before:
-            touched |= self._join_block(key, block_key)
-        changed = set_field_changes(old, features)
-        if changed is None:
-            return touched | self._score_candidates(key, after)
-        stayed = self._blocks.candidates(key, before & after)
-        for other in self._blocks.candidates(key, after):
-            if other in stayed:
-                shift = set_level_shift(self.model, old, features, self._features[other], changed)
-                score = old_edges.get(other)
-                if score is None and shift <= 0:
-                    continue
-                if score is not None and shift == 0:
-                    self._edges.setdefault(key, {})[other] = score
-                    self._edges.setdefault(other, {})[key] = score
-                    continue
-            self._add_edge(key, other)
-        return touched | set(self._edges.get(key, ()))
-
-    def _unindex(self, key: SourceKey) -> set[SourceKey]:
-        """Forget a record's features and edges; returns keys whose edges changed."""
-        touched = self._drop_edges(key)
-        # The keys it was indexed under, derived again from its features (not held).
-        for block_key in blocking_keys(self._features[key]):
-            touched |= self._leave_block(key, block_key)
-        del self._features[key]
-        return touched
-
-    def _drop_edges(self, key: SourceKey) -> set[SourceKey]:
-        """Drop every edge of ``key``; returns the keys it had an edge to."""
-        neighbours = set(self._edges.pop(key, {}))
-        for other in neighbours:
-            self._drop_edge(other, key)
-        return neighbours
-
-    def _score_candidates(self, key: SourceKey, block_keys: Iterable[str]) -> set[SourceKey]:
-        """Score ``key`` against its candidates; returns the keys it now has an edge to."""
-        for other in self._blocks.candidates(key, block_keys):
-            self._add_edge(key, other)
-        return set(self._edges.get(key, ()))
-
-    def _join_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
-        others = self._blocks.add(key, block_key)
-        # a block just too common to block on: its pairs may lose their only justification
-        return self._refresh_edges(others) if others else others
-
-    def _leave_block(self, key: SourceKey, block_key: str) -> set[SourceKey]:
-        members = self._blocks.remove(key, block_key)
-        return self._connect_block(members) if members else set()  # back within the cap
-
-    def _add_edge(self, left: SourceKey, right: SourceKey) -> None:
-        edges = self._edges.get(left)
-        if edges is not None and right in edges:
-            return
-        self.pairs_scored += 1
-        threshold = self.model.review_threshold
-        score = match_weight_reaching(
-            self.model, self._features[left], self._features[right], threshold
-        )
-        if score is not None and score >= threshold:
-            self._edges.setdefault(left, {})[right] = score
-            self._edges.setdefault(right, {})[left] = score
-
-    def _drop_edge(self, key: SourceKey, other: SourceKey) -> None:
-        edges = self._edges[key]
-        del edges[other]
-        if not edges:
-            del self._edges[key]
-
-    def _refresh_edges(self, keys: Iterable[SourceKey]) -> set[SourceKey]:
-        touched: set[SourceKey] = set()
-        for key in keys:
-            edges = self._edges.get(key)
-            if not edges:
-                continue
-            candidates = self.candidate_keys(key)
-            for other in [o for o in edges if o not in candidates]:
-                self._drop_edge(key, other)
-                self._drop_edge(other, key)
-                touched |= {key, other}
-        return touched
-
-    def _connect_block(self, members: set[SourceKey]) -> set[SourceKey]:
-        ordered = sorted(members)
-        for i, left in enumerate(ordered):
-            for right in ordered[i + 1:]:
-                self._add_edge(left, right)
-        return set(members)
-
     # ----------------------------------------------------------------- clustering
-
-    def _pair_score(self, left: SourceKey, right: SourceKey) -> float:
-        known = self._edges.get(left, {}).get(right)
-        if known is not None:
-            return known
-        return match_weight(self.model, self._features[left], self._features[right])
-
     def _component(self, seeds: set[SourceKey]) -> set[SourceKey]:
         """Live records reachable from the seeds through matching pairs, closed under the
         previous clusters of the records found (a cluster is never cut by the frontier)."""
@@ -484,7 +336,7 @@ class Resolver:
             if left < right and score >= threshold
         ]
         clusters, vetoed = cluster_component(
-            nodes, edges, self._pair_score, self.guard,
+            nodes, edges, self._edge_index.pair_score, self.guard,
             self.stewardship.must_pairs(nodes), self.stewardship.cannot,
         )
 
@@ -566,29 +418,34 @@ class Resolver:
             pair.score, pair.features, rule, decision, self.clock(),
         )
 
-    def _decisions_for(self, key: SourceKey, only: SourceKey | None = None) -> list[Change]:
-        """Decisions about the new record's pairs worth recording (review level and above),
-        or about the one pair ``only``; a pair a steward decided gets the steward's verdict."""
+    def _decisions_for(
+        self, key: SourceKey, before: Mapping[SourceKey, float] | None = None,
+        only: SourceKey | None = None,
+    ) -> list[Change]:
+        """Decisions about the record's pairs at review level and above whose score is not the
+        one they had ``before`` the change (an unchanged pair's last decision stands), and
+        every pair a steward binds (the steward's verdict); or about the one pair ``only``."""
         decisions: list[Change] = []
-        for other in sorted(self._edges.get(key, {})) if only is None else [only]:
-            pair = self.explain(key, other)
+        pairs = sorted(self._edges.get(key, {}).items()) if only is None else [(only, None)]
+        for other, score in pairs:
             steward = self.stewardship.binding(key, other)
-            if steward is not None and steward.kind == MUST_LINK and (
-                self._person_of.get(key) != self._person_of.get(other)
-            ):
-                # a must-link that contradicts cannot-links decided before it: not applied
-                decisions.append(self._decision(key, other, pair, "NON_MATCH", (
-                    f"steward_must_link_refused:{steward.decision_id}: it would make one "
-                    "person of records a steward's cannot-link keeps apart"
-                )))
-            elif steward is not None:
-                verdict = "MATCH" if steward.kind == MUST_LINK else "NON_MATCH"
-                decisions.append(self._decision(key, other, pair, verdict, steward.rule))
+            if steward is None and before is not None and before.get(other) == score:
+                continue
+            pair = self.explain(key, other)
+            if steward is None:
+                verdict, rule = self.model.decision(pair.score), pair.rule
             else:
-                decisions.append(self._decision(
-                    key, other, pair, self.model.decision(pair.score), pair.rule,
-                ))
+                verdict, rule = steward.verdict(self._person_of[key] == self._person_of[other])
+            decisions.append(self._decision(key, other, pair, verdict, rule))
         return decisions
+
+    def _joined_decisions(self) -> list[Change]:
+        """The decisions about the edges the change made between two other records."""
+        return [
+            change for left, right in self._edge_index.joined
+            if right in self._edges.get(left, ())
+            for change in self._decisions_for(left, only=right)
+        ]
 
     def _veto_decisions(self, vetoed: list[Vetoed], seeds: set[SourceKey]) -> list[Change]:
         return [

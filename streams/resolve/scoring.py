@@ -174,28 +174,35 @@ def _name_pair_levels(left: tuple[str, str], right: tuple[str, str]) -> tuple[st
 
 
 def _names(a: PersonFeatures, b: PersonFeatures) -> tuple[str, str]:
-    """The best-agreeing reading of the two people's names.
+    """The best-agreeing reading of the two people's names, the same either way round.
 
     Besides the primary names this tries each alias and the given/family swap (a frequent
-    form-filling error); the levels of the best reading count, once.
+    form-filling error); the levels of the best reading count, once. The primary reading wins
+    a tie; among the others, the one agreeing better on the family name (the stronger
+    evidence), a swapped reading counting in either orientation. Without that, a swap scored
+    a.given/b.family as the given name one way round and as the family name the other, and
+    a resolver's edge took the score of whichever record came last.
     """
     primary_a = (a.given_canonical, a.family)
     primary_b = (b.given_canonical, b.family)
     best = _name_pair_levels(primary_a, primary_b)
     if best == ("exact", "exact"):
         return best
+    swapped = _name_pair_levels(primary_a, (b.family, b.given_canonical))
+    others = [swapped, (swapped[1], swapped[0])]
     readings_a = (primary_a, *a.alias_names)
     readings_b = (primary_b, *b.alias_names)
-    candidates = [(primary_a, (b.family, b.given_canonical))]
     if len(readings_a) > 1 or len(readings_b) > 1:
-        candidates.extend((x, y) for x in readings_a for y in readings_b)
-    best_rank = _NAME_RANK[best[0]] + _NAME_RANK[best[1]]
-    for left, right in candidates:
-        levels = _name_pair_levels(left, right)
-        rank = _NAME_RANK[levels[0]] + _NAME_RANK[levels[1]]
-        if rank > best_rank:
-            best, best_rank = levels, rank
-    return best
+        others.extend(_name_pair_levels(x, y) for x in readings_a for y in readings_b)
+    other = max(others, key=_agreement)
+    return other if _agreement(other)[0] > _agreement(best)[0] else best
+
+
+def _agreement(levels: tuple[str, str]) -> tuple[int, int, tuple[str, str]]:
+    """How well a reading's (given, family) levels agree: in total, on the family name, then
+    the levels themselves (so that equal readings found in another order tie the same way)."""
+    given, family = _NAME_RANK[levels[0]], _NAME_RANK[levels[1]]
+    return given + family, family, levels
 
 
 def _date_of_birth(left: str, right: str) -> tuple[str, str]:

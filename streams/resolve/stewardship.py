@@ -75,6 +75,17 @@ class PairDecision:
         """The rule a match decision names when this decision made it."""
         return f"steward_{self.kind.lower()}:{self.decision_id}"
 
+    def verdict(self, joined: bool) -> tuple[str, str]:
+        """The decision and rule of a match decision about the pair while this binds it;
+        ``joined``: the two records are one person now. A must-link they are not joined
+        under was refused: it contradicts cannot-links decided before it."""
+        if self.kind == MUST_LINK and not joined:
+            return "NON_MATCH", (
+                f"steward_must_link_refused:{self.decision_id}: it would make one person of "
+                "records a steward's cannot-link keeps apart"
+            )
+        return ("MATCH" if self.kind == MUST_LINK else "NON_MATCH"), self.rule
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "left": self.left, "right": self.right, "kind": self.kind,

@@ -395,7 +395,7 @@ def test_contact_updates_skip_pairs_that_cannot_rise_and_leave_what_a_fresh_reso
 
     assert edges(resolver.to_state()) == edges(fresh.to_state())
     # and every update scoring all its candidates again scores more
-    monkeypatch.setattr("streams.resolve.resolver.set_field_changes", lambda old, new: None)
+    monkeypatch.setattr("streams.resolve.edges.set_field_changes", lambda old, new: None)
     rescored, scored_in_full = resolve_updates()
     assert edges(rescored.to_state()) == edges(resolver.to_state())
     assert scored < scored_in_full * 0.8, (scored, scored_in_full)
