@@ -36,6 +36,7 @@ import resource
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     cpu_times: list[float] = []  # a slow record with little CPU time waited for a core
     profiler = cProfile.Profile() if args.profile else None
     feed_seconds, feed_cpu, feed_messages_made = 0.0, 0.0, 0
+    outputs_by_kind: Counter[str] = Counter()
     cpu_started, started = time.process_time(), time.perf_counter()
     try:
         if profiler:
@@ -234,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
             outputs = stage.apply(event, offset)
             times.append(time.perf_counter() - before)
             cpu_times.append(time.thread_time() - cpu_before)
+            outputs_by_kind.update(output.kind for output in outputs)
             offset += 1
             if args.feeds:
                 feed_started, feed_cpu_started = time.perf_counter(), time.process_time()
@@ -267,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
         "ms_cpu_of_slowest": round(cpu_times[times.index(max(times))] * 1000, 1),
         "pairs_scored_per_record": round((stage.resolver.pairs_scored - pairs_before)
                                          / len(burst), 1),
+        "outputs_per_record": {kind: round(count / len(burst), 2)
+                               for kind, count in sorted(outputs_by_kind.items())},
         "full_collections": collections.count,
         "full_collection_seconds": round(collections.seconds, 2),
         "peak_rss_mib": round(rss_mib),
@@ -280,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
           f"(of it CPU "
           f"{result['ms_cpu_of_slowest']} ms; most CPU for one record {result['ms_max_cpu']} ms); "
           f"{result['pairs_scored_per_record']} candidate pairs scored per record; "
+          f"outputs per record {result['outputs_per_record']}; "
           f"{collections.count} full garbage collections ({collections.seconds:.2f} s); "
           f"load average {result['load_average']}", flush=True)
     if args.feeds:
