@@ -22,10 +22,14 @@ entry for each. Two consequences, one per role:
   most that long for its fetch (and no more behind a held one, which faust's 1.5 s allowed).
   Every worker at 100 ms with the first byte answering cost a third more CPU per change
   (session 8); the bytes are what makes the ingest wait pay.
+
+The same consumer thread also keeps a commit that meets a re-subscription from crashing the
+worker (``PromptConsumerThread._commit``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -48,6 +52,18 @@ class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: igno
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         consumer._fetch_min_bytes = self.min_bytes
         return consumer
+
+    async def _commit(self, offsets: Mapping[Any, int]) -> bool:
+        # Discovery re-subscribes when agency topics appear; until the rebalance that follows
+        # assigns partitions again, aiokafka holds no assignment and its commit raises
+        # IllegalStateError("No partitions assigned"), which faust's turns into a crash of
+        # the worker (tests/integration/test_stream_workers.py, once: a periodic commit
+        # landed in that window). Nothing is assigned, so nothing can be committed: the
+        # offsets go with a later commit, and at worst their inputs are processed again
+        # (at-least-once), as faust does for a commit that meets a rebalance.
+        if not self._ensure_consumer().assignment():
+            return False
+        return bool(await super()._commit(offsets))
 
 
 class GatheringConsumerThread(PromptConsumerThread):

@@ -60,3 +60,28 @@ def test_faust_still_makes_its_consumer_this_way():
         return int(consumer._fetch_max_wait_ms), int(consumer._fetch_min_bytes)
 
     assert asyncio.run(made()) == (7, 9)
+
+
+def test_a_commit_while_no_partition_is_assigned_commits_nothing_and_does_not_crash(
+    monkeypatch: Any,
+):
+    # between a re-subscription (discovery found agency topics) and the rebalance's new
+    # assignment, aiokafka's commit raises and faust crashes the worker
+    committed: list[Any] = []
+
+    async def faust_commit(self: Any, offsets: Any) -> bool:
+        committed.append(offsets)
+        return True
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_commit", faust_commit)
+    thread = PromptConsumerThread.__new__(PromptConsumerThread)
+    assignment: set[Any] = set()
+    thread._ensure_consumer = lambda: SimpleNamespace(assignment=lambda: assignment)
+
+    import asyncio
+
+    assert asyncio.run(thread._commit({"tp": 5})) is False
+    assert committed == []
+    assignment.add("tp")
+    assert asyncio.run(thread._commit({"tp": 5})) is True
+    assert committed == [{"tp": 5}]
