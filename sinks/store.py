@@ -149,6 +149,14 @@ def _column_value(column: Column) -> str:
     return f"r.{column.name}"
 
 
+# The statements that reach into the store (golden_record_state, the *_source tables) find
+# a batch's rows by key: a lookup per change (LATERAL ... LIMIT 1) or an index scan for an
+# array of ids (= ANY (ARRAY(...))). Written as plain joins, the planner, which never has
+# statistics for the temporary tables and guesses them at hundreds of rows, hashed the whole
+# table instead: each batch of the steady benchmark (~20 changes) scanned all of
+# golden_record_state and person_source, 10.5 and 7.9 ms of PostgreSQL a batch on a store of
+# 38,000 records, growing with the store (docs/BENCHMARKS.md, session 11). The forms below
+# leave the planner no join to hash; tests/integration/test_sink_store.py checks each plan.
 @cache
 def statements_for(table: EntityTable) -> TableStatements:
     name, key = table.table, table.id_column
@@ -190,8 +198,11 @@ def statements_for(table: EntityTable) -> TableStatements:
             f" ELSE '{DELETED}' END,"
             f" CASE WHEN i.state <> '{DELETED}' OR n.newer THEN i.merged_into END"
             f" FROM {incoming} AS i"
-            f" LEFT JOIN {SCHEMA}.golden_record_state AS s"
-            f" ON s.entity = '{table.entity}' AND s.golden_id = i.golden_id"
+            # LIMIT 1 (the key gives one row at most) keeps it a lookup per change (above)
+            " LEFT JOIN LATERAL (SELECT s.golden_id, s.golden_version, s.state"
+            f" FROM {SCHEMA}.golden_record_state AS s"
+            f" WHERE s.entity = '{table.entity}' AND s.golden_id = i.golden_id LIMIT 1) AS s"
+            " ON true"
             " CROSS JOIN LATERAL (SELECT i.golden_version IS NOT NULL AND (s.golden_id IS NULL"
             " OR i.golden_version > s.golden_version) AS newer) AS n"
             f" WHERE n.newer OR (i.state = '{DELETED}' AND s.state = '{LIVE}')"
@@ -207,8 +218,8 @@ def statements_for(table: EntityTable) -> TableStatements:
             " merged_into = excluded.merged_into"
         ),
         delete_retired=(
-            f"DELETE FROM {target} AS t USING {accepted} AS a"
-            f" WHERE t.{key} = a.golden_id AND a.state <> '{LIVE}'"
+            f"DELETE FROM {target} AS t WHERE t.{key} = ANY (ARRAY("
+            f"SELECT golden_id FROM {accepted} WHERE state <> '{LIVE}'))"
         ),
         # The source records the accepted live changes list, unpacked once.
         collect_sources=(
@@ -226,8 +237,8 @@ def statements_for(table: EntityTable) -> TableStatements:
         # Source records an accepted change no longer lists leave its golden record (all of
         # them, for a tombstone or a merge, which list none).
         delete_dropped_sources=(
-            f"DELETE FROM {sources} AS t USING {accepted} AS a"
-            f" WHERE t.{key} = a.golden_id AND NOT EXISTS ("
+            f"DELETE FROM {sources} AS t"
+            f" WHERE t.{key} = ANY (ARRAY(SELECT golden_id FROM {accepted})) AND NOT EXISTS ("
             f" SELECT FROM {incoming_sources} AS n WHERE n.golden_id = t.{key}"
             " AND n.agency_id = t.agency_id AND n.source_record_id = t.source_record_id)"
         ),

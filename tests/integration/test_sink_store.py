@@ -331,3 +331,41 @@ def test_each_batch_empties_the_temporary_tables_and_a_truncate_gives_their_spac
     write(connection, (person_id, person(1, given_name="Afterwards")))
     assert one(connection, "SELECT given_name FROM reconciled.person WHERE person_id = %s",
                person_id) == "Afterwards"
+
+
+def test_a_batch_looks_its_records_up_by_key_instead_of_scanning_the_store(
+    connection: psycopg.Connection,
+) -> None:
+    """A batch's cost must not grow with the store: no statement of a batch reads a whole
+    store table (sinks/store.py, above statements_for). The plans are PostgreSQL's own, for a
+    batch of the steady benchmark's size on a store of a few thousand records."""
+    people = {new_id(): person(1) for _ in range(3_000)}
+    write(connection, *people.items())
+    for table in ("golden_record_state", "person", "person_source"):
+        connection.execute(f"ANALYZE reconciled.{table}")
+    updated = list(people.items())[:20]
+    batch = [golden_rows(PERSON, golden_id, {**record, "golden_version": 2})
+             for golden_id, record in updated]
+    batch.append(golden_rows(PERSON, list(people)[-1], None))  # and a tombstone
+    statements = store.statements_for(PERSON)
+    steps = ("accept", "record_state", "delete_retired", "collect_sources",
+             "delete_dropped_sources", "upsert", "upsert_sources")
+    scans: dict[str, list[str]] = {}
+    with connection.transaction(force_rollback=True), connection.cursor() as cursor:
+        store.copy_rows(cursor, statements.copy_incoming, store.incoming_rows(batch))
+        for step in steps:
+            (plan,), = cursor.execute(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {getattr(statements, step)}").fetchall()
+            scans[step] = sorted(_sequential_scans(plan[0]["Plan"]))
+        # the batch was applied for real: 20 updates and the tombstone accepted
+        assert one(connection, "SELECT count(*) FROM accepted_person") == 21
+    assert scans == {step: [] for step in steps}
+
+
+def _sequential_scans(node: dict[str, Any]) -> Iterator[str]:
+    """The store tables a plan reads whole (the session's temporary tables are the batch)."""
+    if node["Node Type"] == "Seq Scan" and not node["Relation Name"].startswith(
+            ("incoming_", "accepted_")):
+        yield node["Relation Name"]
+    for child in node.get("Plans", []):
+        yield from _sequential_scans(child)
