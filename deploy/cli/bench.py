@@ -6,6 +6,7 @@ The benchmarks themselves live in ``deploy/bench/``; this module only lists them
 from __future__ import annotations
 
 import argparse
+import sys
 
 from deploy.cli.options import add_client_config
 from schemas.config import load_settings
@@ -164,6 +165,20 @@ def _bench_stream(args: argparse.Namespace) -> int:
 
 
 def _bench_sink(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from schemas import config
+
+    try:
+        return _run_bench_sink(args)
+    except psycopg.OperationalError as error:
+        print(f"tipsync bench sink: cannot reach PostgreSQL or lost it ({error}); start the "
+              f"stack first (`tipsync stack up`, or `make stack`) and check "
+              f"{config.DATABASE_URL}", file=sys.stderr)
+        return 1
+
+
+def _run_bench_sink(args: argparse.Namespace) -> int:
     if args.trickle:
         from deploy.bench.sink_trickle import run_trickle
 
