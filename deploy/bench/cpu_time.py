@@ -111,6 +111,14 @@ def parse_busy_seconds(text: str, ticks_per_second: float) -> float:
     raise ValueError("no 'cpu' line in /proc/stat")
 
 
+def parse_schedstat(text: str) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) from the nanoseconds of
+    ``/proc/<pid>/task/<tid>/schedstat``: the second is CPU starvation, which the thread's
+    own CPU time cannot show."""
+    on_cpu, waiting = (int(value) for value in text.split()[:2])
+    return on_cpu / 1e9, waiting / 1e9
+
+
 def stack_part(arguments: Sequence[str], marks: StackMarks) -> str | None:
     """``kafka``, ``registry`` or ``postgresql`` for a process of the private stack, from its
     command line's arguments; None for any other (the shared stack's included)."""

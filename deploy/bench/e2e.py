@@ -196,10 +196,13 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
                 say(f"pipeline drained ({drained:.1f}s); steady phase: "
                     f"{args.steady_rate:g} updates/s for {args.steady_seconds:g}s")
                 cpu_before = cpu_time.snapshot()
+                resolving = MainThread.of(resolve_worker(roots))
                 steady_began_ms = int(time.time() * 1000)
                 figures["steady"] = steady(settings, manifest, args)
                 add_cpu(figures["steady"], cpu_before, roots, marks,
                         figures["steady"]["published"])
+                if resolving is not None:
+                    figures["steady"]["resolve_main_thread"] = resolving.since()
                 pipeline.check()
                 figures["steady"]["hops"] = steady_hops(settings, steady_began_ms)
                 print_steady(figures["steady"])
@@ -459,6 +462,57 @@ def cpu_roots(pipeline: Pipeline) -> cpu_time.Roots:
     return cpu_time.Roots(bench=os.getpid(), stream=stream, sink=sink)
 
 
+def resolve_worker(roots: cpu_time.Roots) -> int | None:
+    """The process that resolves: the ``--role resolve`` worker, or the stream process itself
+    when it is the only worker (None when several could)."""
+    if roots.stream is None:
+        return None
+    tree = process_tree(roots.stream)
+    for pid in tree:
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        except OSError:
+            continue
+        if cpu_time.stream_worker_part(arguments) == f"{cpu_time.STREAM} resolve":
+            return pid
+    return roots.stream if len(tree) == 1 else None
+
+
+@dataclass
+class MainThread:
+    """The scheduler's account of one process's main thread, from a moment on: the resolve
+    worker's, whose time runnable but waiting for a CPU is what makes resolve fall behind
+    (docs/BENCHMARKS.md, session 11)."""
+
+    pid: int
+    began: float
+    on_cpu: float
+    waiting: float
+
+    @classmethod
+    def of(cls, pid: int | None) -> MainThread | None:
+        if pid is None:
+            return None
+        found = cls._read(pid)
+        return None if found is None else cls(pid, time.monotonic(), *found)
+
+    @staticmethod
+    def _read(pid: int) -> tuple[float, float] | None:
+        try:
+            return cpu_time.parse_schedstat(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def since(self) -> dict[str, float] | None:
+        """Milliseconds per second of wall time on a CPU and waiting for one since ``of``."""
+        found = self._read(self.pid)
+        seconds = time.monotonic() - self.began
+        if found is None or seconds <= 0:
+            return None
+        return {"on_cpu_ms_per_second": round((found[0] - self.on_cpu) * 1000 / seconds),
+                "waiting_ms_per_second": round((found[1] - self.waiting) * 1000 / seconds)}
+
+
 def add_cpu(phase: dict[str, Any], before: cpu_time.Snapshot | None, roots: cpu_time.Roots,
             marks: cpu_time.StackMarks, changes: int) -> None:
     """The phase's CPU by part (``phase["cpu"]``), when /proc gave both snapshots."""
@@ -709,6 +763,11 @@ def print_cpu(figures: dict[str, Any], unit: str) -> None:
     if "cpu" in figures:  # not without /proc
         for line in cpu_time.table(figures["cpu"], unit, os.cpu_count()):
             say(f"  {line}")
+    thread = figures.get("resolve_main_thread")
+    if thread:
+        label = "resolve worker's main thread, ms per second"
+        say(f"  {label:<44} {thread['on_cpu_ms_per_second']} on a CPU, "
+            f"{thread['waiting_ms_per_second']} runnable but waiting for one")
 
 
 def pipeline_over_resolver(figures: dict[str, Any]) -> float | None:

@@ -4,6 +4,8 @@ private stack's processes, the difference of two snapshots, the figures and thei
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from deploy.bench.cpu_time import (
     assign_parts,
     parse_busy_seconds,
     parse_process_stat,
+    parse_schedstat,
     part_seconds,
     phase_cpu,
     phase_figures,
@@ -25,6 +28,7 @@ from deploy.bench.cpu_time import (
     stream_worker_part,
     table,
 )
+from deploy.bench.e2e import MainThread, resolve_worker
 
 HOME = Path("/bench/e2e/stack")
 MARKS = StackMarks.of(HOME)
@@ -164,3 +168,32 @@ def test_a_snapshot_sees_this_process_spin() -> None:
     seconds = part_seconds(before, after, Roots(bench=os.getpid()), MARKS)
     assert 0.15 <= seconds["bench"] <= 1.0
     assert after.busy - before.busy >= 0.15
+
+
+def test_schedstat_gives_seconds_on_a_cpu_and_waiting_for_one() -> None:
+    assert parse_schedstat("2500000000 750000000 1234\n") == (2.5, 0.75)
+
+
+@pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="needs schedstat")
+def test_a_spinning_main_thread_is_on_a_cpu_or_waiting_for_one_all_the_time() -> None:
+    thread = MainThread.of(os.getpid())
+    assert thread is not None
+    began = time.monotonic()
+    while time.monotonic() - began < 0.3:
+        pass
+    found = thread.since()
+    assert found is not None
+    # never asleep: whatever else the machine runs, the two add up to the wall time
+    assert 800 <= found["on_cpu_ms_per_second"] + found["waiting_ms_per_second"] <= 1100
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_the_resolving_process_is_the_only_worker_or_none() -> None:
+    assert resolve_worker(Roots(bench=os.getpid())) is None  # no stream process
+    # a process without worker children: as a lone `tipsync stream` it would resolve
+    lone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert resolve_worker(Roots(bench=0, stream=lone.pid)) == lone.pid
+    finally:
+        lone.kill()
+        lone.wait()
