@@ -51,7 +51,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,9 @@ def run_bench_faults(args: argparse.Namespace) -> int:
         print(f"tipsync bench faults: {error}", file=sys.stderr)
         return 1
     finally:
+        if succeeded and not figures["passed"]:
+            # the logs go with the stack: what they say of the losses is printed first
+            print(log_excerpt(settings.home / "logs", figures.get("lost_at", [])), flush=True)
         if args.keep_stack:
             exports = " ".join(f"{key}='{value}'" for key, value in environment.items())
             print(f"private stack kept running; to reach it: export {exports}")
@@ -569,6 +572,34 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
     return figures
 
 
+# what the stream worker logs when it takes up messages faust did not hand over, or cannot
+# deliver (streams.input_gaps, streams.output_producer)
+GUARD_PHRASES = ("not handed by faust", "never handed by faust", "sought to their first",
+                 "could not be delivered", "still not handed")
+EXCERPT_LINES = 60
+
+
+def log_excerpt(logs: Path, lost_at: Sequence[str]) -> str:
+    """The lines of the pipeline's logs that name a lost record's partition, or tell of the
+    stream's guards at work (the first ``EXCERPT_LINES``): the run's evidence, printed before
+    its stack (and logs) are wiped. Lines name topics, partitions and offsets, never fields."""
+    partitions = {place.split("@", 1)[0] for places in lost_at for place in places.split()}
+    lines = [f"the pipeline's log lines about the lost records' partitions "
+             f"({', '.join(sorted(partitions)) or 'none'}) and the stream's input guards:"]
+    for name in ("stream.log", "sink.log"):
+        path = logs / name
+        if not path.exists():
+            continue
+        with path.open(errors="replace") as log:
+            for line in log:
+                if any(partition in line for partition in partitions) or any(
+                        phrase in line for phrase in GUARD_PHRASES):
+                    lines.append(f"  {name}: {line.rstrip()[:400]}")
+                    if len(lines) > EXCERPT_LINES:
+                        return "\n".join([*lines, "  (more in the logs)"])
+    return "\n".join(lines)
+
+
 def report(figures: Mapping[str, Any]) -> str:
     kills, restarts = figures["kills"], figures["restarts"]
     exits = figures["exits_after_restart"]
@@ -595,6 +626,7 @@ def report(figures: Mapping[str, Any]) -> str:
         f"dead letters {figures['dead_letters']}, person/link records never on the resolve "
         f"topic {figures['not_on_resolve_topic']}, stalled stream restarts "
         f"{figures['stalled_stream_restarts']}",
+        *(f"lost record's events at {place}" for place in figures.get("lost_at", [])),
         f"golden people {figures['golden_people']:,} (undisturbed run "
         f"{figures['reference_golden_people']:,}), cluster differences "
         f"{figures['cluster_differences']}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.client_config import ClientConfig
@@ -26,6 +26,10 @@ class Published:
     events: int
     dead_letters: int
     not_on_resolve_topic: int  # live person and link records ingest never forwarded
+    # per entity and record, where its events lie on the agency topics: (topic, partition,
+    # offset), in topic order; what a lost record's report names (no field of the record)
+    places: dict[str, dict[tuple[str, str], list[tuple[str, int, int]]]] = field(
+        default_factory=dict)
 
 
 def read_topics(client: ClientConfig, topics: Iterable[str]) -> Iterable[Any]:
@@ -89,6 +93,8 @@ def published_records(settings: Any) -> Published:
     held: dict[str, Held] = {}
     latest: dict[str, dict[tuple[str, str], tuple[int, bool]]] = defaultdict(dict)
     person_events = []
+    places: dict[str, dict[tuple[str, str], list[tuple[str, int, int]]]] = defaultdict(
+        lambda: defaultdict(list))
     events = 0
     for message in read_topics(client, agency_topics):
         parsed = TOPICS.parse_agency(message.topic())
@@ -98,6 +104,8 @@ def published_records(settings: Any) -> Published:
         event = check_event(agency_id, entity, message.key(),
                             deserialize(message.value()).record)
         key = event.held_key
+        places[entity][(agency_id, event.source_record_id)].append(
+            (message.topic(), message.partition(), message.offset()))
         verdict = judge(held.get(key), event.event_id, event.source_version)
         held[key] = remember(held.get(key), event.event_id, event.source_version)
         if verdict is not Verdict.ACCEPT:
@@ -119,7 +127,8 @@ def published_records(settings: Any) -> Published:
         topic = TOPICS.dlq(stage)
         if topic in names:
             dead_letters += sum(1 for _ in read_topics(client, [topic]))
-    return Published(dict(latest), person_events, events, dead_letters, not_forwarded)
+    return Published(dict(latest), person_events, events, dead_letters, not_forwarded,
+                     {entity: dict(records) for entity, records in places.items()})
 
 
 # --------------------------------------------------------------------------- what was stored
@@ -177,17 +186,34 @@ def reference_clusters(person_events: Iterable[Any]) -> set[frozenset[str]]:
 # --------------------------------------------------------------------------- figures
 
 
+LOST_PLACES_SHOWN = 20
+
+
+def where(places: list[tuple[str, int, int]]) -> str:
+    """``tip.agency.a.person[3]@17,40``: a record's events, by partition (topic order)."""
+    by_partition: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for topic, partition, offset in places:
+        by_partition[(topic, partition)].append(offset)
+    return " ".join(f"{topic}[{partition}]@{','.join(map(str, offsets))}"
+                    for (topic, partition), offsets in by_partition.items()) or "(no event)"
+
+
 def compare(published: Published, stored: Mapping[str, Mapping[tuple[str, str], tuple[int, bool]]],
             clusters: set[frozenset[str]], reference: set[frozenset[str]]) -> dict[str, Any]:
     per_entity: dict[str, dict[str, int]] = {}
+    lost_at: list[str] = []
     for entity in ENTITIES:
         expected = published.latest.get(entity, {})
         store = stored.get(entity, {})
         live = {key for key, (_, alive) in expected.items() if alive}
-        lost = sum(1 for key in live if store.get(key, (0, False))[1] is False
-                   or store[key][0] < expected[key][0])
-        undeleted = sum(1 for key, (_, alive) in expected.items()
-                        if not alive and store.get(key, (0, False))[1])
+        lost_keys = [key for key in sorted(live) if store.get(key, (0, False))[1] is False
+                     or store[key][0] < expected[key][0]]
+        lost = len(lost_keys)
+        undeleted_keys = [key for key, (_, alive) in sorted(expected.items())
+                          if not alive and store.get(key, (0, False))[1]]
+        undeleted = len(undeleted_keys)
+        for key in lost_keys + undeleted_keys:
+            lost_at.append(where(published.places.get(entity, {}).get(key, [])))
         unknown = sum(1 for key, (_, alive) in store.items() if alive and key not in expected)
         per_entity[entity] = {
             "published": len(live), "published_deleted": len(expected) - len(live),
@@ -200,6 +226,8 @@ def compare(published: Published, stored: Mapping[str, Mapping[tuple[str, str], 
         "published": sum(figure["published"] for figure in per_entity.values()),
         "stored": sum(figure["stored"] for figure in per_entity.values()),
         "lost": sum(figure["lost"] for figure in per_entity.values()),
+        # where each lost record's events lie on the agency topics (the first few)
+        "lost_at": lost_at[:LOST_PLACES_SHOWN],
         "not_published_but_stored": sum(f["not_published"] for f in per_entity.values()),
         "by_entity": per_entity,
         "golden_people": len(clusters), "reference_golden_people": len(reference),
