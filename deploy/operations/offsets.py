@@ -10,8 +10,10 @@ the truth about how far the reconciled store is.
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +37,38 @@ KAFKA = "kafka"
 POSTGRESQL = "postgresql"
 
 Partition = tuple[str, int]
+
+
+# A classic group's state as DescribeGroups names it -> as the admin API names it
+# (``ConsumerGroupState``), which ``tipsync lag`` prints.
+GROUP_STATES = {
+    "Stable": "STABLE", "PreparingRebalance": "PREPARING_REBALANCING",
+    "CompletingRebalance": "COMPLETING_REBALANCING", "Empty": "EMPTY", "Dead": "DEAD",
+}
+
+
+def assigned_partitions(assignment: bytes | None) -> list[Partition]:
+    """The partitions of a member's assignment in the consumer protocol's encoding (Kafka's
+    ConsumerProtocolAssignment, every version: int16 version, then an array of topics each
+    with an array of int32 partitions; user data after it is not read). Bytes that are not
+    such an assignment (another protocol type) give none."""
+    if not assignment or len(assignment) < 6:
+        return []
+    try:
+        (topics,) = struct.unpack_from(">i", assignment, 2)
+        position, partitions = 6, list[Partition]()
+        for _ in range(max(topics, 0)):
+            (length,) = struct.unpack_from(">h", assignment, position)
+            topic = assignment[position + 2:position + 2 + length].decode()
+            position += 2 + length
+            (count,) = struct.unpack_from(">i", assignment, position)
+            position += 4
+            numbers = struct.unpack_from(f">{max(count, 0)}i", assignment, position)
+            position += 4 * max(count, 0)
+            partitions.extend((topic, number) for number in numbers)
+        return partitions
+    except (struct.error, UnicodeDecodeError):
+        return []
 
 
 class OperationsError(Exception):
@@ -126,28 +160,39 @@ class OffsetReader:
         return commits
 
     def describe(self, groups: Iterable[str]) -> dict[str, tuple[str, int, frozenset[Partition]]]:
+        """State, member count and assigned partitions of each group Kafka knows.
+
+        Asked with librdkafka's group listing (``AdminClient.list_groups``: DescribeGroups
+        v0 to each group's coordinator), not ``describe_consumer_groups``: in librdkafka
+        2.16.0 (confluent-kafka 2.16.1 and 2.16.2 bundle it) a DescribeGroups that cannot be
+        sent to a coordinator that just went away frees its request while it is still queued,
+        and the process aborts ("rd_kafka_enq_once_del_source_return: Assertion `eonce->refcnt
+        > 0' failed"; confluentinc/librdkafka#4605, fix proposed in #5397, not released).
+        Seen killing ``tipsync bench faults`` on a three-node cluster (docs/OPERATIONS.md);
+        the group listing answers such a failure as an error of the group instead."""
         # Assigned partitions of faust state topics are not work to catch up on: faust reads a
         # table's changelog to restore the table and never commits an offset on it.
-        """State, member count and assigned partitions of each group Kafka knows."""
-        names = list(groups)
-        if not names:
-            return {}
-        futures = self.admin.describe_consumer_groups(names, request_timeout=self.timeout)
         described: dict[str, tuple[str, int, frozenset[Partition]]] = {}
-        for group, future in futures.items():
-            try:
-                description = future.result()
-            except KafkaException:
+        for group in dict.fromkeys(groups):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # list_groups: see above
+                try:
+                    listed = self.admin.list_groups(group=group, timeout=self.timeout)
+                except KafkaException:
+                    described[group] = ("UNKNOWN", 0, frozenset())
+                    continue
+            found = next((metadata for metadata in listed if metadata.id == group), None)
+            if found is None or found.error is not None:
                 described[group] = ("UNKNOWN", 0, frozenset())
                 continue
             assigned = frozenset(
-                (partition.topic, partition.partition)
-                for member in description.members
-                for partition in (member.assignment.topic_partitions if member.assignment else [])
-                if not is_state_topic(partition.topic)
+                partition
+                for member in found.members
+                for partition in assigned_partitions(member.assignment)
+                if not is_state_topic(partition[0])
             )
-            state = getattr(description.state, "name", str(description.state))
-            described[group] = (state, len(description.members), assigned)
+            described[group] = (GROUP_STATES.get(str(found.state), "UNKNOWN"), len(found.members),
+                                assigned)
         return described
 
     def sink_commits(self) -> tuple[dict[str, dict[Partition, int]], str | None]:
