@@ -283,18 +283,24 @@ def drain(pipeline: Any, stream: Any, timeout: float, disruptions: Any) -> int:
     began, stalls = time.monotonic(), 0
     groups = [argument for group in PIPELINE_GROUPS for argument in ("--group", group)]
     while True:
+        asked = time.monotonic()
         try:
             checked("waiting for the pipeline to drain", "lag", "--wait-zero", "--timeout",
                     str(STALL_SECONDS), *groups, timeout=STALL_SECONDS + 60)
             revive(pipeline, disruptions)
             return stalls
-        except StepError:
+        except StepError as error:
             revive(pipeline, disruptions)
             if time.monotonic() - began > timeout:
                 raise BenchError(f"the pipeline did not drain within {timeout:.0f}s") from None
             stalls += 1
-            say(f"  no zero lag after {STALL_SECONDS}s: stream worker stalled? SIGKILL and "
-                f"start it again (stall {stalls})")
+            # what `tipsync lag` said: a timeout, or the tool itself dying (then it was no
+            # stall of the worker: the exit code and its last line tell which)
+            said = [line.strip() for line in str(error).splitlines() if line.strip()]
+            how = said[0].split("`)", 1)[-1].strip() + (f" {said[-1][:200]}" if len(said) > 1
+                                                         else "")
+            say(f"  no zero lag after {time.monotonic() - asked:.0f}s: stream worker stalled? "
+                f"SIGKILL and start it again (stall {stalls}; `tipsync lag` {how})")
             assert stream.process is not None
             kill_group(stream.process)
             stream.start()
