@@ -61,6 +61,7 @@ from schemas.topics import (
     resolve_config,
     stewardship_config,
 )
+from streams.agent_guard import finished_or_stop
 from streams.decoding import EventDecoder, once_the_registry_answers
 from streams.discovery import (
     AgencyDiscovery,
@@ -313,8 +314,12 @@ class StreamApp:
 
         faust_producer.flush = flush_both  # type: ignore[method-assign]
 
+    async def _finished_or_stop(self, stage: str, handle: Any, message: Any) -> None:
+        # an input left unfinished is never committed: the worker stops (streams.agent_guard)
+        await finished_or_stop(stage, handle, message, self.output, self._output_failed)
+
     def _output_failed(self, error: str) -> None:
-        log.critical("a message could not be delivered to Kafka (%s); stopping", error)
+        log.critical("%s; stopping", error)
         asyncio.ensure_future(self.app.crash(RuntimeError(error)))
 
     def _declare_topics(self, subscribed: list[str]) -> None:
@@ -451,12 +456,12 @@ class StreamApp:
         @app.agent(self.agency_channel, name="ingest")
         async def ingest(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await ingest_one(event.message)
+                await self._finished_or_stop("ingest", ingest_one, event.message)
 
         @app.agent(self.stewardship_topic, name="stewardship", concurrency=1)
         async def stewardship(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await forward_decision(event.message)
+                await self._finished_or_stop("stewardship", forward_decision, event.message)
 
         self.ingest_agent = ingest
 
@@ -473,7 +478,7 @@ class StreamApp:
         @app.agent(self.resolve_topic, name="resolve", concurrency=1)
         async def resolve(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await resolve_one(event.message)
+                await self._finished_or_stop("resolve", resolve_one, event.message)
 
         self.resolve_agent = resolve
 

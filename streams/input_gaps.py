@@ -145,8 +145,8 @@ class GroupStart:
 
 async def _retried(what: str, read: Callable[..., T], *arguments: object) -> T:
     """``read(*arguments)`` in a thread, tried again for a minute while the broker does not
-    answer (it may be restarting); then the error stops the agent, and with it the worker,
-    before anything past the unknown offset is committed."""
+    answer (it may be restarting); then the error stops the worker before anything past the
+    unknown offset is committed (``streams.agent_guard``)."""
     attempts = 0
     while True:
         try:
@@ -190,11 +190,14 @@ class ContiguousInput:
             expected = await self._start(partition)
         if message.offset < expected:
             return None
-        self.next_offset[partition] = message.offset + 1
         if message.offset == expected:
+            self.next_offset[partition] = message.offset + 1
             return ()
+        # read before the partition moves on: a read that fails leaves it where it was (and
+        # stops the worker: streams.agent_guard)
         missed = await self._read(partition, expected, message.offset)
         self._read_from[partition] = expected
+        self.next_offset[partition] = message.offset + 1
         if missed:  # (none: offsets without messages, such as transaction markers)
             self.reread += len(missed)
             log.warning("%s: %d message(s) of %s[%d] from offset %d not handed by faust "

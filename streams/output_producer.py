@@ -31,7 +31,8 @@ from schemas.client_config import ClientConfig
 FLUSH_POLL_SECONDS = 0.002
 
 class DeliveryFailed(RuntimeError):
-    """A message the app published was refused by Kafka after librdkafka's retries."""
+    """A message the app published was refused by Kafka after librdkafka's retries, or an
+    input was left unfinished (``OutputProducer.hold_commits``)."""
 
 
 DeliveryCallback = Callable[[str, int, int], None]  # topic, partition, offset
@@ -119,12 +120,20 @@ class OutputProducer:
                 await asyncio.sleep(FLUSH_POLL_SECONDS)
         if self.failed is not None:
             raise DeliveryFailed(
-                f"a message could not be delivered to Kafka ({self.failed}); the inputs "
-                "behind it are not committed and are processed again when the worker restarts"
+                f"{self.failed}; the inputs behind it are not committed and are processed "
+                "again when the worker restarts"
             )
 
+    def hold_commits(self, reason: str) -> None:
+        """Make every flush from now on raise (``DeliveryFailed``, naming ``reason``): faust
+        flushes before it commits, so it commits nothing more. For an input the app could
+        not finish (``streams.agent_guard``)."""
+        if self.failed is None:
+            self.failed = reason
+
     def _failure(self, error: Any, message: Any) -> None:
-        text = f"{message.topic()}[{message.partition()}]: {error}"
+        text = (f"a message could not be delivered to Kafka ({message.topic()}"
+                f"[{message.partition()}]: {error})")
         if self.failed is None:
             self.failed = text
         self._on_failure(text)

@@ -59,4 +59,5 @@ def test_a_refused_message_makes_every_later_flush_raise(settings: Settings, top
             await producer.flush()
 
     asyncio.run(publish())
-    assert len(failures) == 1 and failures[0].startswith(f"{topic}[7]")
+    assert len(failures) == 1 and failures[0].startswith(
+        f"a message could not be delivered to Kafka ({topic}[7]")

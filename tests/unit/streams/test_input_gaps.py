@@ -318,3 +318,30 @@ def test_the_app_seeks_a_tail_faust_holds_back_to_its_committed_offset() -> None
     assert sought == []
     asyncio.run(watch())
     assert sought == [{FAUST_TP: 4}]
+
+
+def test_a_read_of_skipped_messages_that_fails_leaves_the_partition_where_it_was() -> None:
+    """faust handed offset 5 after the committed 2; reading 2-4 fails (Kafka away past the
+    retries). The partition must not move on to 6: when the worker goes on (or a later
+    message comes), 2-4 are read again, never passed over (streams.agent_guard stops the
+    worker, so its commit cannot pass them either)."""
+    messages = _cases(8)
+    topic = Topic(messages, committed=2)
+    failing = {"reads": 1}
+
+    async def read(partition: Partition, begin: int, end: int) -> list[Message]:
+        if failing["reads"]:
+            failing["reads"] -= 1
+            raise ConnectionError("the partition's leader is away")
+        return await topic.read(partition, begin, end)
+
+    contiguous = ContiguousInput(topic.start, read, "ingest")
+    try:
+        asyncio.run(contiguous.take(messages[5]))
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the failed read was swallowed")
+    assert contiguous.next_offset.get((CASES, 0)) is None  # not moved past 2-4
+    taken = asyncio.run(contiguous.take(messages[6]))
+    assert [message.offset for message in taken or ()] == [2, 3, 4, 5]

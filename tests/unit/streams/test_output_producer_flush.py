@@ -140,4 +140,22 @@ def test_a_refused_message_before_the_flush_makes_it_and_every_later_flush_raise
             await output.flush()
 
     asyncio.run(run())
-    assert failures == ["t[0]: MSG_SIZE_TOO_LARGE"]
+    assert failures == ["a message could not be delivered to Kafka (t[0]: MSG_SIZE_TOO_LARGE)"]
+
+
+def test_commits_held_for_an_unfinished_input_make_every_flush_raise(
+    producer: tuple[OutputProducer, _Librdkafka, list[str]],
+) -> None:
+    # streams.agent_guard: faust flushes before it commits, so it commits nothing more
+    output, fake, failures = producer
+
+    async def run() -> None:
+        output.hold_commits("ingest could not finish a[0]@5 (KafkaException)")
+        with pytest.raises(DeliveryFailed, match=r"a\[0\]@5 .*not committed"):
+            await output.flush()
+        output.hold_commits("a second reason")  # the first one is kept
+        with pytest.raises(DeliveryFailed, match=r"a\[0\]@5"):
+            await output.flush()
+
+    asyncio.run(run())
+    assert failures == []  # holding is not a delivery failure: the guard stops the worker
