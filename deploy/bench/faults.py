@@ -578,10 +578,12 @@ def run_faults(settings: Any, bench_home: Path, seed: int, kills: int, restarts:
     return figures
 
 
-# what the stream worker logs when it takes up messages faust did not hand over, or cannot
-# deliver (streams.input_gaps, streams.output_producer)
+# what the stream worker logs when it takes up messages faust did not hand over, cannot
+# deliver, cannot finish an input (streams.input_gaps, streams.output_producer,
+# streams.agent_guard), or a part of it crashes (mode's "Crashed reason=")
 GUARD_PHRASES = ("not handed by faust", "never handed by faust", "sought to their first",
-                 "could not be delivered", "still not handed")
+                 "could not be delivered", "still not handed", "could not finish",
+                 "Crashed reason")
 EXCERPT_LINES = 60
 
 
