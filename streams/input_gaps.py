@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -93,7 +93,26 @@ def _admin(client: str | ClientConfig | AdminClient) -> AdminClient:
 async def read_range(client: str | ClientConfig, partition: Partition, from_offset: int,
                      until_offset: int) -> list[ConsumerRecord]:
     """The messages of ``partition`` from ``from_offset`` up to (not including)
-    ``until_offset``, in order, read by a consumer of its own (no group, no commits)."""
+    ``until_offset``, in order, read by a consumer of its own (no group, no commits); tried
+    again, with a new consumer, for a minute while Kafka does not answer (a node away), then
+    the error stops the worker before anything past the range is committed
+    (``streams.agent_guard``)."""
+    attempts = 0
+    while True:
+        try:
+            return await _read_range_once(client, partition, from_offset, until_offset)
+        except (KafkaError, OSError) as error:
+            attempts += 1
+            if attempts == READ_ATTEMPTS:
+                raise
+            log.warning("reading %s[%d] from offset %d to %d failed (%s); trying again in "
+                        "%d s", partition[0], partition[1], from_offset, until_offset,
+                        type(error).__name__, READ_RETRY_SECONDS)
+            await asyncio.sleep(READ_RETRY_SECONDS)
+
+
+async def _read_range_once(client: str | ClientConfig, partition: Partition, from_offset: int,
+                           until_offset: int) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(
         **ClientConfig.of(client).aiokafka(), enable_auto_commit=False, group_id=None,
         # an offset retention removed meanwhile: from the first one left, never the end

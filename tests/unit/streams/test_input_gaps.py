@@ -345,3 +345,36 @@ def test_a_read_of_skipped_messages_that_fails_leaves_the_partition_where_it_was
     assert contiguous.next_offset.get((CASES, 0)) is None  # not moved past 2-4
     taken = asyncio.run(contiguous.take(messages[6]))
     assert [message.offset for message in taken or ()] == [2, 3, 4, 5]
+
+
+def test_a_read_of_skipped_messages_is_tried_again_while_kafka_does_not_answer(
+    monkeypatch: Any,
+) -> None:
+    """A node away makes the read fail for a while: it is tried again with a new consumer,
+    and only after ``READ_ATTEMPTS`` does the error reach the agent (and stop the worker)."""
+    from aiokafka.errors import KafkaConnectionError
+
+    import streams.input_gaps as input_gaps
+
+    outcomes: list[Any] = [KafkaConnectionError("node 1 away"), OSError("refused"), ["read"]]
+    attempts: list[int] = []
+
+    async def once(*arguments: Any) -> Any:
+        attempts.append(1)
+        outcome = outcomes.pop(0) if outcomes else KafkaConnectionError("still away")
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(input_gaps, "_read_range_once", once)
+    monkeypatch.setattr(input_gaps, "READ_RETRY_SECONDS", 0)
+    assert asyncio.run(input_gaps.read_range("kafka:9092", (CASES, 0), 2, 5)) == ["read"]
+    assert len(attempts) == 3
+    attempts.clear()
+    try:
+        asyncio.run(input_gaps.read_range("kafka:9092", (CASES, 0), 2, 5))
+    except KafkaConnectionError:
+        pass
+    else:
+        raise AssertionError("a read that never succeeds must raise")
+    assert len(attempts) == input_gaps.READ_ATTEMPTS
