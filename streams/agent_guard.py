@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -29,6 +31,9 @@ from typing import Protocol
 from streams.outputs import InputMessage
 
 log = logging.getLogger("tipsync.streams")
+
+# How long a stopping worker may take before it exits hard (streams.worker explains why)
+STOP_GRACE_SECONDS = 20.0
 
 
 class CommitHolder(Protocol):
@@ -49,3 +54,18 @@ async def finished_or_stop(
         log.error("%s, at:\n%s", reason, "".join(traceback.format_tb(error.__traceback__)[-4:]))
         stop(reason)
         await asyncio.Event().wait()  # until the stop cancels the agent
+
+
+def exit_hard_after_grace(reason: str, code: int = 1) -> None:
+    """Exit the process ``STOP_GRACE_SECONDS`` from now unless it has exited by then: a
+    crash of the app (``stop``) that faust's shutdown leaves hanging must still end the
+    worker, so its supervisor starts it again. Safe: its commits are held."""
+    def exit_hard() -> None:
+        log.critical("the stream worker did not stop within %.0f s of: %s; exiting now",
+                     STOP_GRACE_SECONDS, reason)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(STOP_GRACE_SECONDS, exit_hard)
+    timer.daemon = True
+    timer.start()

@@ -61,7 +61,7 @@ from schemas.topics import (
     resolve_config,
     stewardship_config,
 )
-from streams.agent_guard import finished_or_stop
+from streams.agent_guard import exit_hard_after_grace, finished_or_stop
 from streams.decoding import EventDecoder, once_the_registry_answers
 from streams.discovery import (
     AgencyDiscovery,
@@ -320,6 +320,7 @@ class StreamApp:
 
     def _output_failed(self, error: str) -> None:
         log.critical("%s; stopping", error)
+        exit_hard_after_grace(error)  # even if faust's shutdown hangs
         asyncio.ensure_future(self.app.crash(RuntimeError(error)))
 
     def _declare_topics(self, subscribed: list[str]) -> None:

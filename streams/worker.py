@@ -20,18 +20,18 @@ from mode.utils.times import want_seconds
 
 from schemas.client_config import ClientConfig
 from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
+from streams.agent_guard import STOP_GRACE_SECONDS
 
 if TYPE_CHECKING:
     from streams.app import StreamApp
 
 log = logging.getLogger("tipsync.streams")
 
-# How long a worker may take to stop after SIGTERM / SIGINT before it exits hard. Faust's
-# shutdown now and then waits forever on one of its own threads (seen in
-# tests/integration/test_stream_workers.py, before and after our changes); a hard exit then
-# is safe: processing is at-least-once, so events not yet committed are processed again on
+# How long a worker may take to stop after SIGTERM / SIGINT (or a crash: streams.agent_guard)
+# before it exits hard. Faust's shutdown now and then waits forever on one of its own threads
+# (seen in tests/integration/test_stream_workers.py, before and after our changes); a hard exit
+# then is safe: processing is at-least-once, so events not yet committed are processed again on
 # restart and the ingest table drops them as replays.
-STOP_GRACE_SECONDS = 20.0
 
 
 class _Worker(faust.Worker):

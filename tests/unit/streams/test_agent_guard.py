@@ -94,3 +94,22 @@ def test_a_guarded_agent_holds_the_commits_stops_the_worker_and_takes_nothing_mo
     reason = f"ingest could not finish {PARTITION.topic}[0]@11 (ConnectionError)"
     assert commits.held == [reason] and stops == [reason]
     assert "Jane" not in reason  # the error's text (a record's fields) is not repeated
+
+
+def test_a_stop_that_hangs_still_ends_the_worker(monkeypatch: Any):
+    # faust's shutdown can hang on one of its threads: the worker exits hard after the grace
+    import threading
+
+    import streams.agent_guard as agent_guard
+
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    monkeypatch.setattr(agent_guard, "STOP_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(agent_guard.os, "_exit", fake_exit)
+    agent_guard.exit_hard_after_grace("ingest could not finish a[0]@5 (KafkaError)")
+    assert exited.wait(5) and codes == [1]
