@@ -202,6 +202,7 @@ class StreamApp:
         )
 
         self._adapt_consumer()
+        self._stopping = False  # a stop for a failure is under way (_output_failed)
         self.output = OutputProducer(bootstrap, self._output_failed)
         self._flush_outputs_with_faust()
         send = self.output.send
@@ -320,6 +321,9 @@ class StreamApp:
 
     def _output_failed(self, error: str) -> None:
         log.critical("%s; stopping", error)
+        if self._stopping:
+            return  # one stop is under way
+        self._stopping = True
         exit_hard_after_grace(error)  # even if faust's shutdown hangs
         asyncio.ensure_future(self.app.crash(RuntimeError(error)))
 
