@@ -278,7 +278,7 @@ def wait_until_consuming(settings: Settings, pipeline: Pipeline,
     reader = OffsetReader(settings)
     while time.monotonic() - began < timeout:
         pipeline.check()
-        described = reader.describe(PIPELINE_GROUPS)
+        described = reader.listed(PIPELINE_GROUPS)  # groups forming: see OffsetReader.listed
         if all(state == "STABLE" and assigned
                for state, _members, assigned in described.values()) and len(described) == len(
                    PIPELINE_GROUPS):
