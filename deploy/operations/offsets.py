@@ -195,10 +195,9 @@ class OffsetReader:
         > 0' failed"; confluentinc/librdkafka#4605, fix proposed in #5397, not released).
         Seen killing ``tipsync bench faults`` on a three-node cluster while its groups formed
         (docs/OPERATIONS.md); the group listing answers such a failure as an error of the
-        group instead. ``tipsync lag`` keeps ``describe``: with the listing under it,
-        ``--wait-zero`` once said "caught up" 2 s after the producers finished while 334
-        records were still unconsumed (CI, session 12: its partitions were in no commit and,
-        it seems, in no listed assignment; not understood yet)."""
+        group instead. ``tipsync lag`` keeps ``describe`` (its one run with the listing under
+        it failed on a rebalancing group, which both answer without partitions:
+        ``GroupLag.caught_up``)."""
         # Assigned partitions of faust state topics are not work to catch up on: faust reads a
         # table's changelog to restore the table and never commits an offset on it.
         described: dict[str, tuple[str, int, frozenset[Partition]]] = {}

@@ -186,3 +186,17 @@ def test_still_behind_names_partitions_and_their_lag():
     assert still_behind([report]) == [
         "g: NO_COMMIT, 5 messages behind (t[0] lag 5, t[1] no commit, 6 pending)"
     ]
+
+
+def test_a_rebalancing_group_is_never_caught_up():
+    # Kafka describes a rebalancing group's members without their partitions: a topic the
+    # group never committed on is then missing, and would pass as consumed (CI, session 12)
+    for state in ("PREPARING_REBALANCING", "COMPLETING_REBALANCING"):
+        report = evaluate_group(
+            group="g", offsets_from="kafka", state=state, members=1,
+            windows={("t", 0): window((1, 5, 5))}, log_start_offsets={},
+            record_timestamps={}, now=1,
+        )
+        assert not report.caught_up
+        assert still_behind([report]) == [
+            f"g: OK, 0 messages behind; the group is rebalancing ({state})"]
