@@ -97,18 +97,11 @@ async def read_range(client: str | ClientConfig, partition: Partition, from_offs
     again, with a new consumer, for a minute while Kafka does not answer (a node away), then
     the error stops the worker before anything past the range is committed
     (``streams.agent_guard``)."""
-    attempts = 0
-    while True:
-        try:
-            return await _read_range_once(client, partition, from_offset, until_offset)
-        except (KafkaError, OSError) as error:
-            attempts += 1
-            if attempts == READ_ATTEMPTS:
-                raise
-            log.warning("reading %s[%d] from offset %d to %d failed (%s); trying again in "
-                        "%d s", partition[0], partition[1], from_offset, until_offset,
-                        type(error).__name__, READ_RETRY_SECONDS)
-            await asyncio.sleep(READ_RETRY_SECONDS)
+    return await _tried_again(
+        f"{partition[0]}[{partition[1]}] from offset {from_offset} to {until_offset}",
+        lambda: _read_range_once(client, partition, from_offset, until_offset),
+        (KafkaError, OSError),
+    )
 
 
 async def _read_range_once(client: str | ClientConfig, partition: Partition, from_offset: int,
@@ -166,11 +159,19 @@ async def _retried(what: str, read: Callable[..., T], *arguments: object) -> T:
     """``read(*arguments)`` in a thread, tried again for a minute while the broker does not
     answer (it may be restarting); then the error stops the worker before anything past the
     unknown offset is committed (``streams.agent_guard``)."""
+    return await _tried_again(what, lambda: asyncio.to_thread(read, *arguments),
+                              (KafkaException,))
+
+
+async def _tried_again(what: str, attempt: Callable[[], Awaitable[T]],
+                       errors: tuple[type[Exception], ...]) -> T:
+    """``attempt()``, made again every ``READ_RETRY_SECONDS`` while it raises one of
+    ``errors``, ``READ_ATTEMPTS`` times at most; the last error is raised."""
     attempts = 0
     while True:
         try:
-            return await asyncio.to_thread(read, *arguments)
-        except KafkaException as error:
+            return await attempt()
+        except errors as error:
             attempts += 1
             if attempts == READ_ATTEMPTS:
                 raise

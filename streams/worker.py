@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import os
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ from mode.utils.times import want_seconds
 
 from schemas.client_config import ClientConfig
 from schemas.topics import TopicSettings, TopicSpec, compacted_config, create_topics
-from streams.agent_guard import STOP_GRACE_SECONDS
+from streams.agent_guard import exit_hard_after_grace
 
 if TYPE_CHECKING:
     from streams.app import StreamApp
@@ -45,18 +43,8 @@ class _Worker(faust.Worker):
 
     @staticmethod
     def _exit_hard_after_grace(signal_name: str) -> None:
-        def exit_hard() -> None:
-            log.warning(
-                "the stream worker did not stop within %.0f s of %s; exiting now (uncommitted "
-                "events are processed again on restart and dropped as replays)",
-                STOP_GRACE_SECONDS, signal_name,
-            )
-            logging.shutdown()
-            os._exit(0)
-
-        timer = threading.Timer(STOP_GRACE_SECONDS, exit_hard)
-        timer.daemon = True
-        timer.start()
+        exit_hard_after_grace(f"{signal_name} (uncommitted events are processed again on "
+                              "restart and dropped as replays)", code=0)
 
     def _setup_logging(self) -> None:
         super()._setup_logging()
