@@ -52,7 +52,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench import cpu_time, e2e_hops
 from deploy.bench.e2e_plaintext import plaintext_backfill
-from deploy.bench.e2e_resolver import resolver_rate
+from deploy.bench.e2e_resolver import backfill_ceiling, resolver_rate
 from deploy.bench.serde import cpu_model
 from deploy.demo.generate import ExportFile, Manifest
 from deploy.demo.live import LIVE_AGENCY
@@ -211,6 +211,8 @@ def run_bench_e2e(args: argparse.Namespace) -> int:
             # After the pipeline stopped, so that the two do not share the cores.
             figures["resolver"] = resolver_rate(settings, manifest)
             figures["pipeline_over_resolver"] = pipeline_over_resolver(figures)
+            figures["backfill_ceiling"] = backfill_ceiling(
+                figures["backfill"].get("cpu", {}), figures["resolver"], os.cpu_count() or 1)
             print_resolver(figures)
             if args.plaintext:
                 figures["backfill_plaintext"] = plaintext_backfill(
@@ -786,6 +788,19 @@ def print_resolver(figures: dict[str, Any]) -> None:
         ("pipeline / resolver (backfill records/s)", f"{figures['pipeline_over_resolver']}"),
     ):
         say(f"  {label:<44} {value}")
+    ceiling = figures.get("backfill_ceiling")
+    if ceiling:
+        say(f"the backfill's ceiling on {ceiling['cores']} cores, were the stream app to cost "
+            "only its resolver:")
+        for label, value in (
+            ("parts outside the stream app, ms/record",
+             f"{ceiling['outside_stream_ms_per_record']}"),
+            ("resolver in-process, ms/record", f"{ceiling['resolver_ms_per_record']}"),
+            ("stream app as measured, ms/record", f"{ceiling['stream_ms_per_record']}"),
+            ("at most, records/s", f"{ceiling['records_per_second']:,}"),
+            ("at most, pipeline / resolver", f"{ceiling['pipeline_over_resolver']}"),
+        ):
+            say(f"  {label:<44} {value}")
 
 
 def print_secure_against_plaintext(figures: dict[str, Any]) -> None:

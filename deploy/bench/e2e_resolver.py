@@ -119,3 +119,35 @@ def resolver_rate(settings: Settings, manifest: Manifest) -> dict[str, Any]:
         "records_per_second": round(len(events) / seconds, 1) if seconds > 0 else None,
         "records_per_cpu_second": round(len(events) / cpu, 1) if cpu > 0 else None,
     }
+
+
+# The parts of the backfill's CPU table that do the pipeline's work outside the stream app
+# (deploy/bench/cpu_time.py names them); ``bench`` and ``other`` are not the pipeline's.
+OUTSIDE_STREAM = ("sink", "kafka", "registry", "postgresql", "producers")
+
+
+def backfill_ceiling(cpu: dict[str, Any], resolver: dict[str, Any],
+                     cores: int) -> dict[str, Any] | None:
+    """How fast the backfill could go on ``cores`` if the stream app cost no more than its
+    resolver does in-process, everything else staying as measured: the CPU per person
+    record of the parts outside the stream app (``cpu``: the backfill's CPU figures) plus
+    the resolver's own (``resolver``: ``resolver_rate``), spread over every core. The
+    pipeline ÷ resolver ratio cannot pass that ceiling's, whatever the stream app does.
+    None without the CPU figures."""
+    per_cpu_second = resolver.get("records_per_cpu_second")
+    wall_rate = resolver.get("records_per_second")
+    if not cpu or not per_cpu_second or not wall_rate or cores < 1:
+        return None
+    outside = sum(cpu[part]["ms_per_change"] or 0.0 for part in OUTSIDE_STREAM if part in cpu)
+    stream = sum(row["ms_per_change"] or 0.0 for part, row in cpu.items()
+                 if part.startswith("stream") and isinstance(row, dict))
+    resolving = 1000.0 / per_cpu_second
+    records_per_second = 1000.0 * cores / (outside + resolving)
+    return {
+        "cores": cores,
+        "outside_stream_ms_per_record": round(outside, 3),
+        "stream_ms_per_record": round(stream, 3),
+        "resolver_ms_per_record": round(resolving, 3),
+        "records_per_second": round(records_per_second, 1),
+        "pipeline_over_resolver": round(records_per_second / wall_rate, 3),
+    }

@@ -62,3 +62,13 @@ def test_bench_e2e_prints_backfill_and_freshness_figures(settings: Settings) -> 
     assert resolver["records_per_second"] > 0 and resolver["records_per_cpu_second"] > 0
     assert figures["pipeline_over_resolver"] == round(
         backfill["person_records_per_second"] / resolver["records_per_second"], 3)
+
+    # The backfill's ceiling: the parts outside the stream app as measured, plus the resolver.
+    ceiling = figures["backfill_ceiling"]
+    cpu = backfill["cpu"]
+    outside = sum(cpu[part]["ms_per_change"] for part in
+                  ("sink", "kafka", "registry", "postgresql", "producers") if part in cpu)
+    assert abs(ceiling["outside_stream_ms_per_record"] - outside) < 0.01
+    assert ceiling["outside_stream_ms_per_record"] > 0 and ceiling["stream_ms_per_record"] > 0
+    assert ceiling["cores"] == figures["machine"]["nproc"]
+    assert ceiling["pipeline_over_resolver"] > 0
