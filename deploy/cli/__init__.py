@@ -18,38 +18,53 @@ from deploy.stack.layout import PRIVATE_UMASK
 from schemas import config
 from schemas.client_config import ClientConfigError
 
-# module path -> it adds one or more subcommands (and sets ``func`` on its parsers)
-COMMAND_MODULES: tuple[str, ...] = (
-    "deploy.cli.stack",
-    "deploy.cli.agency",
-    "deploy.cli.contract",
-    "deploy.cli.demo",
-    "deploy.cli.run",
-    "deploy.cli.generate",
-    "deploy.cli.operations",
-    "deploy.cli.produce",
-    "deploy.cli.stream",
-    "deploy.cli.model",
-    "deploy.cli.sink",
-    "deploy.cli.analyst",
-    "deploy.cli.audit",
-    "deploy.cli.erase",
-    "deploy.cli.dlq",
-    "deploy.cli.review",
-    "deploy.cli.subscribe",
-    "deploy.cli.console",
-    "deploy.cli.bench",
-    "deploy.cli.deploy",
-)
+# module path -> the subcommands it adds (each sets ``func`` on its parsers), in the order
+# of ``tipsync --help``
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "deploy.cli.stack": ("stack",),
+    "deploy.cli.agency": ("agency",),
+    "deploy.cli.contract": ("schemas", "topics"),
+    "deploy.cli.demo": ("demo",),
+    "deploy.cli.run": ("run",),
+    "deploy.cli.generate": ("generate",),
+    "deploy.cli.operations": ("lag", "freshness", "monitor"),
+    "deploy.cli.produce": ("produce",),
+    "deploy.cli.stream": ("stream",),
+    "deploy.cli.model": ("model",),
+    "deploy.cli.sink": ("db", "sink", "search"),
+    "deploy.cli.analyst": ("analyst",),
+    "deploy.cli.audit": ("audit",),
+    "deploy.cli.erase": ("erase", "retention"),
+    "deploy.cli.dlq": ("dlq",),
+    "deploy.cli.review": ("review",),
+    "deploy.cli.subscribe": ("subscribe",),
+    "deploy.cli.console": ("console",),
+    "deploy.cli.bench": ("bench",),
+    "deploy.cli.deploy": ("deploy",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules(argv: Sequence[str]) -> list[str]:
+    """The modules to register for ``argv``: the command's own when it names one, else all
+    (to list them in the help or an error). A command's module imports what the command
+    runs, and all of them together cost a second of CPU at every start (faust, aiohttp,
+    the benchmarks...): an agency's ``tipsync produce`` or an operator's ``tipsync lag``
+    does not pay for the others."""
+    command = argv[0] if argv else None
+    for module_name, commands in COMMAND_MODULES.items():
+        if command in commands:
+            return [module_name]
+    return list(COMMAND_MODULES)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``argv``'s command (of every command without ``argv``)."""
     parser = argparse.ArgumentParser(
         prog="tipsync",
         description="tipsync: one shared, reconciled, real-time view of the task force's data.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    for module_name in (list(COMMAND_MODULES) if argv is None else command_modules(argv)):
         importlib.import_module(module_name).register(subparsers)
     return parser
 
@@ -58,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Checkpoints, logs, table stores, Kafka segments: whatever tipsync and the processes it
     # starts (Kafka, the registry, PostgreSQL, workers, sink) create is the user's only.
     os.umask(PRIVATE_UMASK)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(arguments)
+    args = parser.parse_args(arguments)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
