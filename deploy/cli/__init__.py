@@ -1,8 +1,10 @@
 """The ``tipsync`` command: one entry point for every stage of the pipeline.
 
 Every command's face (its options, help and exit codes) lives in one module of this package,
-which exposes ``register(subparsers)``; this file only lists them. What a command does lives in
-the runtime package or the ``deploy`` folder it belongs to.
+which exposes ``register(subparsers)``; this file only lists them, with the commands each one
+adds (``COMMAND_MODULES``: a start imports the module of its command only; a unit test checks
+the table against what the modules register). What a command does lives in the runtime
+package or the ``deploy`` folder it belongs to.
 """
 
 from __future__ import annotations
