@@ -26,6 +26,11 @@ PostgreSQL; the producers; this process; ``other``, the rest of the machine), pe
 published (backfill) or per change (steady), and in cores (CPU seconds over the phase's wall
 seconds). Nothing is printed without /proc.
 
+After the backfill, the in-process resolver on the same records (``deploy/bench/e2e_resolver.py``)
+gives the ratio pipeline / resolver, and the backfill's ceiling on the machine's cores: the rate
+the backfill would reach if the stream app cost no more than its resolver, every other part as
+measured (no ratio above the ceiling's is reachable on this machine, whatever the stream app does).
+
 Figures are printed as a table, then as one JSON line (the last line of the output).
 """
 
