@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -316,6 +317,8 @@ class StreamApp:
         faust_producer.flush = flush_both  # type: ignore[method-assign]
 
     async def _finished_or_stop(self, stage: str, handle: Any, message: Any) -> None:
+        if message.timestamp is not None:  # its outputs are gathered while the worker is behind
+            self.output.behind(time.time() - message.timestamp)
         # an input left unfinished is never committed: the worker stops (streams.agent_guard)
         await finished_or_stop(stage, handle, message, self.output, self._output_failed)
 

@@ -14,11 +14,22 @@ retries stops the worker, so no input whose output was lost is ever committed.
 
 Delivery reports are served on the event loop's thread (``poll(0)`` after each message and
 while flushing), so their callbacks may touch the app's state without locks.
+
+While the worker is behind its input (``behind``: the message it processes is older than
+``GATHER_BEHIND_SECONDS``), outputs are gathered here and handed to librdkafka together every
+``GATHER_SECONDS``: librdkafka sends one partition per produce request (confluentinc/
+librdkafka#1700) and resolve writes to ~100 partitions, so at its 20 ms linger a backfill sent
+about one message per request, and produce requests were a third of Kafka's CPU. A worker that
+has caught up hands each message over at once, as before (a longer linger would make every
+change wait: docs/BENCHMARKS.md, session 13). The order of the messages is kept (one queue,
+one producer), and a flush hands over what is gathered before it waits. (An agency whose clock
+is behind makes its events look late: their outputs then wait up to ``GATHER_SECONDS`` more.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +40,11 @@ from schemas.client_config import ClientConfig
 
 # How long a flush sleeps between looks at what is still unacknowledged (seconds).
 FLUSH_POLL_SECONDS = 0.002
+# Gathering (see above): from how far behind its input the worker gathers its outputs, how
+# long it gathers them at most, and how many.
+GATHER_BEHIND_SECONDS = 1.0
+GATHER_SECONDS = 0.1
+GATHER_MAX_MESSAGES = 10_000
 
 class DeliveryFailed(RuntimeError):
     """A message the app published was refused by Kafka after librdkafka's retries, or an
@@ -74,24 +90,41 @@ class OutputProducer:
         self._epoch = 0
         self._in_flight: dict[int, int] = {}  # epoch -> messages not yet reported
         self._reporters: dict[tuple[int, DeliveryCallback | None], Callable[[Any, Any], None]] = {}
+        # Gathered messages (epoch, topic, delivery callback, arguments), in the order sent,
+        # and since when the oldest of them waits (time.monotonic()).
+        self._gathering = False
+        self._gathered: list[tuple[int, str, DeliveryCallback | None, dict[str, Any]]] = []
+        self._gathered_since = 0.0
+        self._hand_over_timer: asyncio.TimerHandle | None = None
+
+    def behind(self, seconds: float) -> None:
+        """How far behind its input the worker is now (the message it is about to process
+        was written that many seconds ago): from ``GATHER_BEHIND_SECONDS`` on, outputs are
+        gathered; below it, what was gathered is handed over at once."""
+        self._gathering = seconds >= GATHER_BEHIND_SECONDS
+        if not self._gathering and self._gathered:
+            self._hand_over()  # what a full local queue refuses waits for the timer or a flush
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None,
         partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
         on_delivered: DeliveryCallback | None = None,
     ) -> None:
-        """Hand one message to librdkafka; waits only while its local queue is full."""
+        """Hand one message to librdkafka, or gather it while behind (see above); waits only
+        while librdkafka's local queue is full."""
         arguments: dict[str, Any] = {"key": key, "value": value}
         if partition is not None:
             arguments["partition"] = partition
         if headers:
             arguments["headers"] = headers
+        if self._gathering or self._gathered:
+            await self._gather(topic, on_delivered, arguments)
+            return
         while True:
             epoch = self._epoch  # a flush may have begun while the queue was full
-            report = (self._reporters.get((epoch, on_delivered))
-                      or self._reporter(epoch, on_delivered))
             try:
-                self._producer.produce(topic, on_delivery=report, **arguments)
+                self._producer.produce(topic, on_delivery=self._report_of(epoch, on_delivered),
+                                       **arguments)
                 break
             except BufferError:  # the local queue is full: let the broker catch up
                 self._producer.poll(0)
@@ -99,6 +132,53 @@ class OutputProducer:
         # counted before any poll can report it
         self._in_flight[epoch] = self._in_flight.get(epoch, 0) + 1
         self._producer.poll(0)
+
+    async def _gather(self, topic: str, on_delivered: DeliveryCallback | None,
+                      arguments: dict[str, Any]) -> None:
+        epoch = self._epoch
+        self._in_flight[epoch] = self._in_flight.get(epoch, 0) + 1  # until reported
+        now = time.monotonic()
+        if not self._gathered:
+            self._gathered_since = now
+        self._gathered.append((epoch, topic, on_delivered, arguments))
+        if (not self._gathering or len(self._gathered) >= GATHER_MAX_MESSAGES
+                or now - self._gathered_since >= GATHER_SECONDS):
+            await self._hand_over_all()
+        elif self._hand_over_timer is None:
+            self._hand_over_timer = asyncio.get_running_loop().call_later(
+                GATHER_SECONDS, self._hand_over_when_due)
+
+    def _hand_over_when_due(self) -> None:
+        self._hand_over_timer = None
+        if not self._hand_over():  # the local queue is full: again shortly
+            self._hand_over_timer = asyncio.get_running_loop().call_later(
+                FLUSH_POLL_SECONDS, self._hand_over_when_due)
+
+    async def _hand_over_all(self) -> None:
+        while not self._hand_over():
+            await asyncio.sleep(FLUSH_POLL_SECONDS)
+
+    def _hand_over(self) -> bool:
+        """Hand the gathered messages to librdkafka, in order; False when its local queue
+        filled up first (the rest stay gathered)."""
+        gathered = self._gathered
+        handed = 0
+        try:
+            for epoch, topic, on_delivered, arguments in gathered:
+                self._producer.produce(topic, on_delivery=self._report_of(epoch, on_delivered),
+                                       **arguments)
+                handed += 1
+        except BufferError:
+            del gathered[:handed]
+            self._gathered_since = time.monotonic()
+            self._producer.poll(0)
+            return False
+        gathered.clear()
+        if self._hand_over_timer is not None:
+            self._hand_over_timer.cancel()
+            self._hand_over_timer = None
+        self._producer.poll(0)
+        return True
 
     async def flush(self) -> None:
         """Wait until every message handed over before this call is acknowledged; raises
@@ -110,6 +190,7 @@ class OutputProducer:
         lasted as long as the agents kept producing: seconds under load (2.9 s at 300
         changes/s, 15 s in a backfill), with faust's commit held meanwhile, and the intake
         with it at the next ``broker_commit_every``."""
+        await self._hand_over_all()  # gathered messages are counted in their epochs already
         barrier = self._epoch
         self._epoch += 1
         self._reporters = {key: report for key, report in self._reporters.items()
@@ -140,6 +221,11 @@ class OutputProducer:
 
     def _in_flight_up_to(self, barrier: int) -> bool:
         return any(epoch <= barrier for epoch in self._in_flight)
+
+    def _report_of(
+        self, epoch: int, on_delivered: DeliveryCallback | None
+    ) -> Callable[[Any, Any], None]:
+        return self._reporters.get((epoch, on_delivered)) or self._reporter(epoch, on_delivered)
 
     def _reporter(
         self, epoch: int, on_delivered: DeliveryCallback | None
