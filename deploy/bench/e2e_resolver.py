@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from deploy.bench import cpu_time
 from deploy.demo.generate import Manifest
 from producers.canonical import Entity
 from producers.checkpoint import CheckpointStore
@@ -121,9 +122,10 @@ def resolver_rate(settings: Settings, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-# The parts of the backfill's CPU table that do the pipeline's work outside the stream app
-# (deploy/bench/cpu_time.py names them); ``bench`` and ``other`` are not the pipeline's.
-OUTSIDE_STREAM = ("sink", "kafka", "registry", "postgresql", "producers")
+# The parts of the backfill's CPU table that do the pipeline's work outside the stream app;
+# ``bench`` and ``other`` are not the pipeline's.
+OUTSIDE_STREAM = (cpu_time.SINK, cpu_time.KAFKA, cpu_time.REGISTRY, cpu_time.POSTGRESQL,
+                  cpu_time.PRODUCERS)
 
 
 def backfill_ceiling(cpu: dict[str, Any], resolver: dict[str, Any],
@@ -140,7 +142,7 @@ def backfill_ceiling(cpu: dict[str, Any], resolver: dict[str, Any],
         return None
     outside = sum(cpu[part]["ms_per_change"] or 0.0 for part in OUTSIDE_STREAM if part in cpu)
     stream = sum(row["ms_per_change"] or 0.0 for part, row in cpu.items()
-                 if part.startswith("stream") and isinstance(row, dict))
+                 if part.startswith(cpu_time.STREAM))  # the workers by role, and their parent
     resolving = 1000.0 / per_cpu_second
     records_per_second = 1000.0 * cores / (outside + resolving)
     return {

@@ -160,9 +160,9 @@ class OffsetReader:
         return commits
 
     def describe(self, groups: Iterable[str]) -> dict[str, tuple[str, int, frozenset[Partition]]]:
-        # Assigned partitions of faust state topics are not work to catch up on: faust reads a
-        # table's changelog to restore the table and never commits an offset on it.
-        """State, member count and assigned partitions of each group Kafka knows."""
+        """State, member count and assigned partitions of each group Kafka knows. Partitions
+        of faust state topics are left out: they are not work to catch up on (faust reads a
+        table's changelog to restore the table and never commits an offset on it)."""
         names = list(groups)
         if not names:
             return {}
@@ -198,8 +198,6 @@ class OffsetReader:
         group instead. ``tipsync lag`` keeps ``describe`` (its one run with the listing under
         it failed on a rebalancing group, which both answer without partitions:
         ``GroupLag.caught_up``)."""
-        # Assigned partitions of faust state topics are not work to catch up on: faust reads a
-        # table's changelog to restore the table and never commits an offset on it.
         described: dict[str, tuple[str, int, frozenset[Partition]]] = {}
         for group in dict.fromkeys(groups):
             with warnings.catch_warnings():

@@ -2,22 +2,20 @@
 
 ``tipsync stack up|down|status|reset`` drives it (``deploy.stack.stack.LocalStack``); code
 that needs the Kafka jars (benchmarks against Kafka's own Java tools) calls
-:func:`kafka_classpath`. Nothing is imported here at the package's import: every ``tipsync``
-command reads ``deploy.stack.layout``, and only the stack's own commands need the rest.
+:func:`kafka_classpath`. The package imports only the stack's light modules: every ``tipsync``
+command reads ``deploy.stack.layout``, and only the stack's own commands need its driver.
 """
 
 from __future__ import annotations
 
-from schemas.config import Settings
+from deploy.stack.artifacts import kafka_classpath as _kafka_classpath
+from deploy.stack.layout import StateLayout
+from schemas.config import Settings, load_settings
 
 
 def kafka_classpath(settings: Settings | None = None) -> str:
     """Classpath (``<cache>/kafka-<version>/*``) of Kafka's broker and tools jars."""
-    from deploy.stack.artifacts import kafka_classpath as classpath
-    from deploy.stack.layout import StateLayout
-    from schemas.config import load_settings
-
-    return classpath(StateLayout.of(settings or load_settings()))
+    return _kafka_classpath(StateLayout.of(settings or load_settings()))
 
 
 __all__ = ["kafka_classpath"]

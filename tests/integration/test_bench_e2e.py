@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from deploy.bench.e2e_resolver import OUTSIDE_STREAM
 from schemas.config import Settings
 
 # Below Linux's ephemeral port range, and apart from the benchmark's own default ports and
@@ -66,8 +67,7 @@ def test_bench_e2e_prints_backfill_and_freshness_figures(settings: Settings) -> 
     # The backfill's ceiling: the parts outside the stream app as measured, plus the resolver.
     ceiling = figures["backfill_ceiling"]
     cpu = backfill["cpu"]
-    outside = sum(cpu[part]["ms_per_change"] for part in
-                  ("sink", "kafka", "registry", "postgresql", "producers") if part in cpu)
+    outside = sum(cpu[part]["ms_per_change"] for part in OUTSIDE_STREAM if part in cpu)
     assert abs(ceiling["outside_stream_ms_per_record"] - outside) < 0.01
     assert ceiling["outside_stream_ms_per_record"] > 0 and ceiling["stream_ms_per_record"] > 0
     assert ceiling["cores"] == figures["machine"]["nproc"]
